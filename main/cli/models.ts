@@ -1,0 +1,81 @@
+import {commonOptions, parseCommandArgs, UsageError} from "./args.js";
+import {openEngineFromFlags} from "./open-engine.js";
+import {formatBytes, ProgressBar} from "./progress.js";
+
+export const modelsUsage = `weft models list [--json]
+weft models add PATH
+weft models remove ID
+weft models select ID
+weft models pull URL_OR_HF_REF      (https://…/model.gguf or hf:user/repo/file.gguf; resumes)`;
+
+export async function modelsCommand(argv: string[]): Promise<number> {
+    const {values, positionals} = parseCommandArgs(argv, commonOptions);
+    const [action, target, ...rest] = positionals;
+    if (values.help || action == null) {
+        console.log(modelsUsage);
+        return action == null && values.help !== true ? 2 : 0;
+    }
+
+    if (rest.length > 0)
+        throw new UsageError(`unexpected argument "${rest[0]}"`);
+
+    const needsTarget = ["add", "remove", "select", "pull"];
+    if (needsTarget.includes(action) && target == null)
+        throw new UsageError(`models ${action} needs an argument:\n${modelsUsage}`);
+
+    const engine = await openEngineFromFlags(values);
+    try {
+        const print = (value: unknown, text: string) => console.log(values.json === true ? JSON.stringify(value) : text);
+        switch (action) {
+            case "list": {
+                const models = await engine.listModels();
+                const {activeModelId} = await engine.getStatus();
+                if (values.json === true)
+                    console.log(JSON.stringify(models));
+                else if (models.length === 0)
+                    console.log("No models yet. Add a GGUF file with `weft models add PATH` or download one with `weft models pull URL`.");
+                else
+                    for (const model of models)
+                        console.log(`${model.id === activeModelId ? "*" : " "} ${model.id.padEnd(28)} ${formatBytes(model.sizeBytes).padStart(10)}  ${model.path}`);
+                return 0;
+            }
+            case "add": {
+                const model = await engine.addModel({path: target!});
+                print(model, `Added ${model.id} (${model.name}, ${formatBytes(model.sizeBytes)})`);
+                return 0;
+            }
+            case "remove": {
+                const result = await engine.removeModel({id: target!});
+                print(result, result.removed ? `Removed ${target}` : `No model with id ${target}`);
+                return result.removed ? 0 : 1;
+            }
+            case "select": {
+                const model = await engine.selectModel({id: target!});
+                print(model, `Selected ${model.id}`);
+                return 0;
+            }
+            case "pull": {
+                const bar = new ProgressBar("Downloading");
+                const controller = new AbortController();
+                const onSignal = () => controller.abort();
+                process.once("SIGINT", onSignal);
+                try {
+                    const model = await engine.pullModel(target!, {
+                        signal: controller.signal,
+                        onProgress: ({downloadedBytes, totalBytes, bytesPerSecond}) =>
+                            bar.update(downloadedBytes, totalBytes, `${formatBytes(downloadedBytes)} / ${formatBytes(totalBytes)} at ${formatBytes(bytesPerSecond)}/s`)
+                    });
+                    bar.finish(`Downloaded ${model.id} (${formatBytes(model.sizeBytes)}) to ${model.path}`);
+                    print(model, `Added ${model.id}`);
+                    return 0;
+                } finally {
+                    process.off("SIGINT", onSignal);
+                }
+            }
+            default:
+                throw new UsageError(`unknown models action "${action}":\n${modelsUsage}`);
+        }
+    } finally {
+        await engine.close();
+    }
+}

@@ -1,0 +1,58 @@
+import {z} from "zod";
+import {ChatEvent, ChatRequest} from "./chat.js";
+import {EngineStatus, ModelInfo} from "./models.js";
+
+/**
+ * Every engine endpoint, in one place. The serve socket, the Electron preload and the renderer client
+ * are all generated from these tables and validate both directions against them.
+ */
+export const rpcEndpoints = {
+    getStatus: {input: z.object({}), output: EngineStatus},
+    listModels: {input: z.object({}), output: z.array(ModelInfo)},
+    addModel: {input: z.object({path: z.string().min(1)}), output: ModelInfo},
+    removeModel: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})},
+    selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo}
+} as const;
+
+/** Streaming endpoints: one request, then a stream of events ending in a terminal event; the client may cancel. */
+export const streamEndpoints = {
+    chat: {input: ChatRequest, event: ChatEvent}
+} as const;
+
+export type RpcName = keyof typeof rpcEndpoints;
+export type RpcInput<N extends RpcName> = z.input<(typeof rpcEndpoints)[N]["input"]>;
+export type RpcInputParsed<N extends RpcName> = z.output<(typeof rpcEndpoints)[N]["input"]>;
+export type RpcOutput<N extends RpcName> = z.output<(typeof rpcEndpoints)[N]["output"]>;
+
+export type StreamName = keyof typeof streamEndpoints;
+export type StreamInput<N extends StreamName> = z.input<(typeof streamEndpoints)[N]["input"]>;
+export type StreamInputParsed<N extends StreamName> = z.output<(typeof streamEndpoints)[N]["input"]>;
+export type StreamEvent<N extends StreamName> = z.output<(typeof streamEndpoints)[N]["event"]>;
+
+export const rpcNames = Object.keys(rpcEndpoints) as RpcName[];
+export const streamNames = Object.keys(streamEndpoints) as StreamName[];
+
+/** Terminal events end a stream; nothing follows them. */
+export function isTerminalEvent(event: {type: string}): boolean {
+    return event.type === "done" || event.type === "error";
+}
+
+/** What the engine implements; transports adapt it. */
+export type EngineApi = {
+    [N in RpcName]: (input: RpcInputParsed<N>) => Promise<RpcOutput<N>>;
+} & {
+    [N in StreamName]: (input: StreamInputParsed<N>, signal: AbortSignal) => AsyncIterable<StreamEvent<N>>;
+};
+
+/** What a client (renderer, CLI, tests) sees: same endpoints, unparsed inputs, a handle to cancel streams. */
+export type EngineClient = {
+    [N in RpcName]: (input: RpcInput<N>) => Promise<RpcOutput<N>>;
+} & {
+    [N in StreamName]: (input: StreamInput<N>, onEvent: (event: StreamEvent<N>) => void) => StreamHandle;
+};
+
+export type StreamHandle = {
+    cancel(): void;
+    /** Resolves with the terminal event. */
+    readonly finished: Promise<{type: string}>;
+};

@@ -1,0 +1,9 @@
+/** The engine contract: the only module the renderer may import from main/. */
+export * from "./errors.js";
+export * from "./stats.js";
+export * from "./chat.js";
+export * from "./models.js";
+export * from "./endpoints.js";
+export * from "./wire.js";
+export * from "./client.js";
+export * from "./preload-api.js";

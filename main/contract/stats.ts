@@ -1,0 +1,62 @@
+import {z} from "zod";
+
+export const Backend = z.enum(["cpu", "cuda", "metal", "vulkan"]);
+export type Backend = z.infer<typeof Backend>;
+
+/**
+ * How the prompt's KV cache was obtained. Only `full` exists until the blend engine lands;
+ * the others are listed so the stats shape does not change when it does.
+ */
+export const Strategy = z.enum(["full", "prefix", "naive", "chunk-head", "hkvd"]);
+export type Strategy = z.infer<typeof Strategy>;
+
+const count = z.number().int().nonnegative();
+const ms = z.number().nonnegative();
+
+/**
+ * Per-answer statistics. Units are in the names.
+ * Invariant: reusedTokens + recomputedTokens + freshTokens === promptTokens.
+ */
+export const AnswerStats = z.object({
+    backend: Backend,
+    modelId: z.string(),
+    strategy: Strategy,
+    /** Why the engine used a different strategy than the one asked for, if it did. */
+    strategyFallbackReason: z.string().optional(),
+    promptTokens: count,
+    /** Prompt tokens whose KV came from a cache without recompute. */
+    reusedTokens: count,
+    /** Prompt tokens whose KV came from a cache and was recomputed. */
+    recomputedTokens: count,
+    /** Prompt tokens evaluated from scratch. */
+    freshTokens: count,
+    completionTokens: count,
+    /** Time spent loading the model for this answer (0 when it was already loaded); part of ttftMs. */
+    modelLoadMs: ms,
+    retrievalMs: ms,
+    prefillMs: ms,
+    /** From the request to the first generated token, model loading and retrieval included. */
+    ttftMs: ms,
+    totalMs: ms,
+    tokensPerSecond: z.number().nonnegative()
+}).superRefine((stats, ctx) => {
+    if (stats.reusedTokens + stats.recomputedTokens + stats.freshTokens !== stats.promptTokens)
+        ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            message: `reusedTokens + recomputedTokens + freshTokens (${
+                stats.reusedTokens + stats.recomputedTokens + stats.freshTokens
+            }) must equal promptTokens (${stats.promptTokens})`
+        });
+});
+export type AnswerStats = z.infer<typeof AnswerStats>;
+
+/** Sent mid-stream once the prompt is in the KV cache, before the first token. */
+export const CacheStats = z.object({
+    strategy: Strategy,
+    promptTokens: count,
+    reusedTokens: count,
+    recomputedTokens: count,
+    freshTokens: count,
+    prefillMs: ms
+});
+export type CacheStats = z.infer<typeof CacheStats>;

@@ -1,0 +1,265 @@
+import {mkdir} from "node:fs/promises";
+import type {Llama} from "node-llama-cpp";
+import {
+    type AnswerStats, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus, type ModelInfo,
+    toErrorShape
+} from "../contract/index.js";
+import packageJson from "../../package.json" with {type: "json"};
+import {downloadModel, type DownloadProgress} from "./download.js";
+import {generate} from "./generate.js";
+import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
+import {ModelRegistry} from "./model-registry.js";
+import {Mutex} from "./mutex.js";
+import {buildPromptTokens} from "./prompt.js";
+import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
+
+export type EngineOptions = {
+    dataDir: string;
+    /** Explicit thread count; WEFT_THREADS or the core count when absent. */
+    threads?: number;
+    gpu?: GpuChoice;
+};
+
+/**
+ * The headless engine: model registry, model loading and chat. Every transport (CLI, serve socket,
+ * Electron IPC) drives this one object through the contract's EngineApi.
+ */
+export class Engine implements EngineApi {
+    private llamaPromise: Promise<Llama> | null = null;
+    private loaded: LoadedModel | null = null;
+    private readonly modelLock = new Mutex();
+    private closed = false;
+
+    private constructor(
+        public readonly dataDir: string,
+        public readonly threads: number,
+        private readonly gpu: GpuChoice,
+        private readonly registry: ModelRegistry,
+        private settings: Settings
+    ) {}
+
+    public static async open(options: EngineOptions): Promise<Engine> {
+        await mkdir(options.dataDir, {recursive: true});
+        const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
+        return new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings);
+    }
+
+    /** Starts llama.cpp and loads the active model ahead of the first question (serve and the app call this). */
+    public async warmUp(): Promise<void> {
+        await this.llama();
+        const modelId = this.resolveModelId(undefined, false);
+        if (modelId != null) {
+            const release = await this.modelLock.lock();
+            try {
+                await this.ensureLoaded(modelId);
+            } finally {
+                release();
+            }
+        }
+    }
+
+    public async getStatus(): Promise<EngineStatus> {
+        const llama = this.llamaPromise != null ? await this.llamaPromise.catch(() => null) : null;
+        return {
+            version: packageJson.version,
+            backend: llama != null ? backendOf(llama) : null,
+            threads: this.threads,
+            dataDir: this.dataDir,
+            activeModelId: this.resolveModelId(undefined, false),
+            loadedModelId: this.loaded?.info.id ?? null
+        };
+    }
+
+    public async listModels(): Promise<ModelInfo[]> {
+        return this.registry.list();
+    }
+
+    public async addModel(input: {path: string}): Promise<ModelInfo> {
+        const info = await this.registry.add(input.path);
+        if (this.settings.activeModelId == null || this.registry.get(this.settings.activeModelId) == null)
+            await this.updateSettings({activeModelId: info.id});
+
+        return info;
+    }
+
+    /** Downloads a model into the data dir (resuming a partial download) and registers it. */
+    public async pullModel(uri: string, options: {onProgress?: (progress: DownloadProgress) => void, signal?: AbortSignal} = {}): Promise<ModelInfo> {
+        const filePath = await downloadModel(uri, this.dataDir, options);
+        return this.addModel({path: filePath});
+    }
+
+    public async removeModel(input: {id: string}): Promise<{removed: boolean}> {
+        const release = await this.modelLock.lock();
+        try {
+            if (this.loaded?.info.id === input.id) {
+                await unloadModel(this.loaded);
+                this.loaded = null;
+            }
+        } finally {
+            release();
+        }
+
+        const removed = await this.registry.remove(input.id);
+        if (removed && this.settings.activeModelId === input.id)
+            await this.updateSettings({activeModelId: this.registry.list()[0]?.id ?? null});
+
+        return {removed};
+    }
+
+    public async selectModel(input: {id: string}): Promise<ModelInfo> {
+        const info = this.registry.require(input.id);
+        await this.updateSettings({activeModelId: info.id});
+        return info;
+    }
+
+    public async* chat(request: ChatRequestParsed, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+        const startedAt = performance.now();
+        let release: (() => void) | null = null;
+        try {
+            const modelId = this.resolveModelId(request.modelId, true)!;
+            release = await this.modelLock.lock();
+            if (signal.aborted)
+                throw new EngineError("cancelled", "the question was cancelled before it started");
+
+            const loadStartedAt = performance.now();
+            const loaded = await this.ensureLoaded(modelId);
+            const modelLoadMs = performance.now() - loadStartedAt;
+            const llama = await this.llama();
+
+            const retrievalStartedAt = performance.now();
+            const citations: never[] = [];
+            const retrievalMs = performance.now() - retrievalStartedAt;
+            yield {type: "retrieval", citations, retrievalMs};
+
+            const promptTokens = buildPromptTokens(loaded.model, request.question, [], loaded.info.hasChatTemplate);
+            if (promptTokens.length >= loaded.contextSize)
+                throw new EngineError("bad_request",
+                    `the prompt is ${promptTokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
+
+            const generation = generate(loaded.model, loaded.sequence, promptTokens, {
+                maxTokens: request.maxTokens,
+                temperature: request.temperature,
+                signal
+            });
+
+            let answer = "";
+            let prefillMs = 0;
+            let step = await generation.next();
+            while (step.done !== true) {
+                const value = step.value;
+                if (value.type === "prefilled") {
+                    prefillMs = value.prefillMs;
+                    yield {
+                        type: "cacheStats",
+                        stats: {
+                            strategy: "full",
+                            promptTokens: promptTokens.length,
+                            reusedTokens: 0,
+                            recomputedTokens: 0,
+                            freshTokens: promptTokens.length,
+                            prefillMs
+                        }
+                    };
+                } else {
+                    answer += value.text;
+                    yield {type: "token", text: value.text};
+                }
+
+                step = await generation.next();
+            }
+
+            const result = step.value;
+            const finishedAt = performance.now();
+            const ttftMs = result.firstTokenAt != null ? result.firstTokenAt - startedAt : finishedAt - startedAt;
+            const decodeSeconds = result.firstTokenAt != null ? (finishedAt - result.firstTokenAt) / 1000 : 0;
+            const stats: AnswerStats = {
+                backend: backendOf(llama),
+                modelId: loaded.info.id,
+                strategy: "full",
+                ...(request.strategy != null && request.strategy !== "full"
+                    ? {strategyFallbackReason: `the ${request.strategy} strategy needs the blend engine, which this build does not have yet`}
+                    : {}),
+                promptTokens: promptTokens.length,
+                reusedTokens: 0,
+                recomputedTokens: 0,
+                freshTokens: promptTokens.length,
+                completionTokens: result.completionTokens,
+                modelLoadMs,
+                retrievalMs,
+                prefillMs,
+                ttftMs,
+                totalMs: finishedAt - startedAt,
+                tokensPerSecond: decodeSeconds > 0 && result.completionTokens > 1 ? (result.completionTokens - 1) / decodeSeconds : 0
+            };
+            yield {type: "done", answer, citations, stats, cancelled: result.cancelled};
+        } catch (error) {
+            yield {type: "error", error: toErrorShape(error)};
+        } finally {
+            release?.();
+        }
+    }
+
+    public async close(): Promise<void> {
+        if (this.closed)
+            return;
+
+        this.closed = true;
+        const release = await this.modelLock.lock();
+        try {
+            if (this.loaded != null)
+                await unloadModel(this.loaded);
+
+            this.loaded = null;
+            const llama = this.llamaPromise != null ? await this.llamaPromise.catch(() => null) : null;
+            await llama?.dispose();
+        } finally {
+            release();
+        }
+    }
+
+    private llama(): Promise<Llama> {
+        this.llamaPromise ??= startLlama({gpu: this.gpu, threads: this.threads});
+        return this.llamaPromise;
+    }
+
+    private resolveModelId(requested: string | undefined, required: boolean): string | null {
+        if (requested != null)
+            return this.registry.require(requested).id;
+
+        const active = this.settings.activeModelId;
+        if (active != null && this.registry.get(active) != null)
+            return active;
+
+        const models = this.registry.list();
+        if (models.length > 0)
+            return models[0]!.id;
+
+        if (required)
+            throw new EngineError("no_model", "no model is set up yet: add a GGUF file with `weft models add PATH` or pick one in the app");
+
+        return null;
+    }
+
+    /** Callers hold modelLock. */
+    private async ensureLoaded(modelId: string): Promise<LoadedModel> {
+        if (this.loaded?.info.id === modelId)
+            return this.loaded;
+
+        if (this.loaded != null) {
+            await unloadModel(this.loaded);
+            this.loaded = null;
+        }
+
+        const llama = await this.llama();
+        this.loaded = await loadModel(llama, this.registry.require(modelId), {
+            contextSize: this.settings.contextSize,
+            threads: this.threads
+        });
+        return this.loaded;
+    }
+
+    private async updateSettings(patch: Partial<Settings>): Promise<void> {
+        this.settings = {...this.settings, ...patch};
+        await saveSettings(this.dataDir, this.settings);
+    }
+}

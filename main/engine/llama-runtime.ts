@@ -1,0 +1,84 @@
+import os from "node:os";
+import {
+    getLlama, GgufInsights, InsufficientMemoryError, type Llama, type LlamaContext, type LlamaContextSequence,
+    LlamaLogLevel, type LlamaModel
+} from "node-llama-cpp";
+import {type Backend, EngineError, type ModelInfo} from "../contract/index.js";
+import {inspectGguf} from "./gguf-check.js";
+
+export type GpuChoice = "auto" | false | "cuda" | "vulkan" | "metal";
+
+/**
+ * Starts llama.cpp with GPU auto-detection (CUDA, Metal, Vulkan, else CPU) from node-llama-cpp's
+ * prebuilt binaries; it never builds from source or downloads at run time.
+ */
+export async function startLlama(options: {gpu: GpuChoice, threads: number}): Promise<Llama> {
+    return getLlama({
+        gpu: options.gpu,
+        maxThreads: options.threads,
+        build: "never",
+        logLevel: LlamaLogLevel.error,
+        progressLogs: false
+    });
+}
+
+export function backendOf(llama: Llama): Backend {
+    return llama.gpu === false ? "cpu" : llama.gpu;
+}
+
+export type LoadedModel = {
+    info: ModelInfo;
+    model: LlamaModel;
+    context: LlamaContext;
+    sequence: LlamaContextSequence;
+    contextSize: number;
+};
+
+/**
+ * Loads a registered model with one context. Memory is checked up front so a model that cannot fit
+ * fails with `model_too_large` instead of the process being killed.
+ */
+export async function loadModel(llama: Llama, info: ModelInfo, options: {contextSize: number, threads: number}): Promise<LoadedModel> {
+    const summary = await inspectGguf(info.path);
+    if (llama.gpu === false) {
+        const insights = await GgufInsights.from(summary.info, llama);
+        const needBytes = insights.modelSize;
+        const haveBytes = os.totalmem();
+        if (needBytes > haveBytes * 0.9)
+            throw new EngineError("model_too_large",
+                `${info.name} needs ${formatGiB(needBytes)} of memory for its weights but this machine has ${formatGiB(haveBytes)}; ` +
+                "choose a smaller or more quantized model");
+    }
+
+    let model: LlamaModel;
+    try {
+        model = await llama.loadModel({modelPath: info.path});
+    } catch (error) {
+        if (error instanceof InsufficientMemoryError)
+            throw new EngineError("model_too_large", `${info.name} does not fit in memory: ${error.message}`, {cause: error});
+
+        throw new EngineError("model_invalid", `could not load ${info.path}: ${(error as Error).message}`, {cause: error});
+    }
+
+    try {
+        const trainContext = model.trainContextSize > 0 ? model.trainContextSize : options.contextSize;
+        const contextSize = Math.min(options.contextSize, trainContext);
+        const context = await model.createContext({contextSize, threads: options.threads, sequences: 1});
+        return {info, model, context, sequence: context.getSequence(), contextSize: context.contextSize};
+    } catch (error) {
+        await model.dispose();
+        if (error instanceof InsufficientMemoryError)
+            throw new EngineError("model_too_large", `not enough memory for a context of ${options.contextSize} tokens: ${error.message}`, {cause: error});
+
+        throw error;
+    }
+}
+
+export async function unloadModel(loaded: LoadedModel): Promise<void> {
+    await loaded.context.dispose();
+    await loaded.model.dispose();
+}
+
+function formatGiB(bytes: number): string {
+    return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+}

@@ -1,0 +1,81 @@
+import path from "node:path";
+import {z} from "zod";
+import {EngineError, ModelInfo} from "../contract/index.js";
+import {inspectGguf} from "./gguf-check.js";
+import {readJsonOr, writeJsonAtomic} from "./json-file.js";
+
+const RegistryFile = z.object({version: z.literal(1), models: z.array(ModelInfo)});
+
+/** The models the user has added, kept as `models.json` in the data dir. Model files stay where they are. */
+export class ModelRegistry {
+    private constructor(private readonly filePath: string, private models: ModelInfo[]) {}
+
+    public static async open(dataDir: string): Promise<ModelRegistry> {
+        const filePath = path.join(dataDir, "models.json");
+        const file = await readJsonOr(filePath, RegistryFile, {version: 1, models: []});
+        return new ModelRegistry(filePath, file.models);
+    }
+
+    public list(): ModelInfo[] {
+        return [...this.models];
+    }
+
+    public get(id: string): ModelInfo | undefined {
+        return this.models.find((model) => model.id === id);
+    }
+
+    public require(id: string): ModelInfo {
+        const model = this.get(id);
+        if (model == null)
+            throw new EngineError("not_found", `no model with id "${id}" (see \`weft models list\`)`);
+
+        return model;
+    }
+
+    /** Adding the same file twice returns the existing entry, refreshed. */
+    public async add(modelPath: string): Promise<ModelInfo> {
+        const absolutePath = path.resolve(modelPath);
+        const summary = await inspectGguf(absolutePath);
+        const existing = this.models.find((model) => model.path === absolutePath);
+        const info: ModelInfo = {
+            id: existing?.id ?? this.freeId(absolutePath),
+            name: summary.name ?? path.basename(absolutePath, ".gguf"),
+            path: absolutePath,
+            sizeBytes: summary.sizeBytes,
+            architecture: summary.architecture,
+            contextLength: summary.contextLength,
+            hasChatTemplate: summary.hasChatTemplate,
+            addedAt: existing?.addedAt ?? new Date().toISOString()
+        };
+
+        this.models = existing != null
+            ? this.models.map((model) => (model === existing ? info : model))
+            : [...this.models, info];
+        await this.save();
+        return info;
+    }
+
+    public async remove(id: string): Promise<boolean> {
+        const before = this.models.length;
+        this.models = this.models.filter((model) => model.id !== id);
+        if (this.models.length === before)
+            return false;
+
+        await this.save();
+        return true;
+    }
+
+    private freeId(absolutePath: string): string {
+        const base = path.basename(absolutePath).replace(/\.gguf$/i, "").toLowerCase()
+            .replace(/[^a-z0-9.]+/g, "-").replace(/^-+|-+$/g, "") || "model";
+        let id = base;
+        for (let n = 2; this.models.some((model) => model.id === id); n++)
+            id = `${base}-${n}`;
+
+        return id;
+    }
+
+    private async save(): Promise<void> {
+        await writeJsonAtomic(this.filePath, {version: 1, models: this.models});
+    }
+}

@@ -1,0 +1,158 @@
+import {
+    EngineError, type ChatEvent, type EngineClient, type EngineErrorShape, type StreamHandle
+} from "../main/contract/index.js";
+import type {AppStore, EngineActions, Turn} from "./store/index.js";
+import type {ConnectionSource} from "./transport/connection.js";
+
+export type Bridge = EngineActions & {dispose(): void};
+
+function messageOf(error: unknown): string {
+    if (error instanceof EngineError || error instanceof Error)
+        return error.message;
+    return String(error);
+}
+
+/**
+ * The one place where engine results and events become store updates. Store actions call these methods;
+ * components never touch the client.
+ */
+export function createBridge(client: EngineClient, store: AppStore, connection: ConnectionSource): Bridge {
+    let noticeId = 0;
+    let nextTurnId = 1;
+    let activeStream: StreamHandle | null = null;
+
+    const notify = (message: string) => store.setState({notice: {id: ++noticeId, message}});
+
+    const updateTurn = (id: number, update: (turn: Turn) => Partial<Turn>) => store.setState((state) => ({
+        turns: state.turns.map((turn) => (turn.id === id ? {...turn, ...update(turn)} : turn))
+    }));
+
+    const refreshStatus = async () => {
+        const status = await client.getStatus({});
+        store.setState({status, activeModelId: status.activeModelId});
+    };
+
+    const refresh = async () => {
+        try {
+            const [status, models] = await Promise.all([client.getStatus({}), client.listModels({})]);
+            store.setState({status, models, modelsLoaded: true, activeModelId: status.activeModelId});
+        } catch (error) {
+            // A lost connection is already on screen; anything else deserves a banner.
+            if (connection.get().kind === "open")
+                notify(`Could not load the engine status: ${messageOf(error)}`);
+        }
+    };
+
+    const finishTurn = (id: number, patch: Partial<Turn>) => {
+        updateTurn(id, () => patch);
+        if (store.getState().activeTurnId === id) {
+            store.setState({activeTurnId: null});
+            activeStream = null;
+        }
+    };
+
+    const onChatEvent = (id: number, event: ChatEvent) => {
+        switch (event.type) {
+            case "retrieval":
+                updateTurn(id, () => ({citations: event.citations, retrievalMs: event.retrievalMs}));
+                break;
+            case "cacheStats":
+                updateTurn(id, () => ({cacheStats: event.stats}));
+                break;
+            case "token":
+                updateTurn(id, (turn) => ({answer: turn.answer + event.text, status: "streaming"}));
+                break;
+            case "done":
+                finishTurn(id, {
+                    answer: event.answer,
+                    citations: event.citations,
+                    stats: event.stats,
+                    status: event.cancelled ? "cancelled" : "done"
+                });
+                // The engine may have loaded a model to answer: keep the header honest.
+                void refreshStatus().catch(() => {});
+                break;
+            case "error": {
+                const error: EngineErrorShape = event.error;
+                finishTurn(id, {status: error.code === "cancelled" ? "cancelled" : "error", error});
+                break;
+            }
+        }
+    };
+
+    const unsubscribe = connection.subscribe((state) => {
+        store.setState({connection: state});
+        if (state.kind === "open")
+            void refresh();
+    });
+    // IPC is open from the start and never announces it.
+    if (connection.get().kind === "open")
+        void refresh();
+
+    return {
+        refresh,
+
+        async selectModel(id) {
+            const previous = store.getState().activeModelId;
+            store.setState({activeModelId: id, modelBusy: true});
+            try {
+                const model = await client.selectModel({id});
+                store.setState((state) => ({
+                    activeModelId: model.id,
+                    models: state.models.map((m) => (m.id === model.id ? model : m))
+                }));
+                await refreshStatus();
+            } catch (error) {
+                store.setState({activeModelId: previous});
+                notify(`Could not select the model: ${messageOf(error)}`);
+            } finally {
+                store.setState({modelBusy: false});
+            }
+        },
+
+        async addModel(path) {
+            if (path === "")
+                return false;
+            store.setState({modelBusy: true});
+            try {
+                const model = await client.addModel({path});
+                store.setState((state) => ({models: [...state.models.filter((m) => m.id !== model.id), model]}));
+                if (store.getState().activeModelId === null)
+                    await client.selectModel({id: model.id}).then(() => refreshStatus());
+                return true;
+            } catch (error) {
+                notify(`Could not add the model: ${messageOf(error)}`);
+                return false;
+            } finally {
+                store.setState({modelBusy: false});
+            }
+        },
+
+        ask(question) {
+            if (store.getState().activeTurnId !== null)
+                return;
+            const id = nextTurnId++;
+            const turn: Turn = {
+                id, question, answer: "", status: "waiting", cancelRequested: false,
+                citations: [], retrievalMs: null, cacheStats: null, stats: null, error: null
+            };
+            store.setState((state) => ({turns: [...state.turns, turn], activeTurnId: id}));
+            activeStream = client.chat({question}, (event) => onChatEvent(id, event));
+        },
+
+        cancel() {
+            const id = store.getState().activeTurnId;
+            if (id === null || activeStream === null)
+                return;
+            updateTurn(id, () => ({cancelRequested: true}));
+            activeStream.cancel();
+        },
+
+        retryConnection: () => connection.retryNow(),
+
+        dispose() {
+            unsubscribe();
+            activeStream?.cancel();
+        }
+    };
+}

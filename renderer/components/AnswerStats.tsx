@@ -1,0 +1,42 @@
+import type {AnswerStats as Stats} from "../../main/contract/index.js";
+import {formatCount, formatMs, formatRate} from "./format.js";
+
+type Item = {key: keyof Stats; label: string; value: number | string; text: string; hint?: string};
+
+/** The per-answer numbers: each value carries `data-stat` (its field name) and `data-value` (the raw number). */
+export function AnswerStats({stats}: {stats: Stats}) {
+    const items: Item[] = [
+        {
+            key: "promptTokens", label: "Prompt", value: stats.promptTokens, text: `${formatCount(stats.promptTokens)} tok`,
+            hint: "Tokens in the prompt (question, retrieved passages and template)"
+        },
+        {key: "completionTokens", label: "Answer", value: stats.completionTokens, text: `${formatCount(stats.completionTokens)} tok`},
+        {key: "ttftMs", label: "First token", value: stats.ttftMs, text: formatMs(stats.ttftMs), hint: "Time to first token"},
+        {key: "totalMs", label: "Total", value: stats.totalMs, text: formatMs(stats.totalMs)},
+        {key: "tokensPerSecond", label: "Speed", value: stats.tokensPerSecond, text: formatRate(stats.tokensPerSecond)},
+        {key: "backend", label: "Backend", value: stats.backend, text: stats.backend},
+        {
+            key: "strategy", label: "KV strategy", value: stats.strategy, text: stats.strategy,
+            hint: stats.strategyFallbackReason ?? "How the prompt's KV cache was obtained"
+        },
+        {key: "reusedTokens", label: "Reused", value: stats.reusedTokens, text: formatCount(stats.reusedTokens), hint: "Prompt tokens whose KV came from a cache as is"},
+        {key: "recomputedTokens", label: "Recomputed", value: stats.recomputedTokens, text: formatCount(stats.recomputedTokens), hint: "Prompt tokens whose cached KV was recomputed"},
+        {key: "freshTokens", label: "Fresh", value: stats.freshTokens, text: formatCount(stats.freshTokens), hint: "Prompt tokens evaluated from scratch"}
+    ];
+
+    return (
+        <section className="answer-stats" data-testid="answer-stats" aria-label="Answer statistics">
+            <dl>
+                {items.map((item) => (
+                    <div className="stat" key={item.key} title={item.hint}>
+                        <dt>{item.label}</dt>
+                        <dd data-stat={item.key} data-value={String(item.value)}>{item.text}</dd>
+                    </div>
+                ))}
+            </dl>
+            {stats.strategyFallbackReason !== undefined && (
+                <p className="stats-note">Strategy fell back: {stats.strategyFallbackReason}</p>
+            )}
+        </section>
+    );
+}

@@ -1,0 +1,34 @@
+import {memo} from "react";
+import type {Turn} from "../store/index.js";
+import {AnswerStats} from "./AnswerStats.js";
+import {Citations} from "./Citations.js";
+
+/** One question and its answer: the bubble streams tokens, then citations, errors and stats follow. */
+export const TurnView = memo(function TurnView({turn}: {turn: Turn}) {
+    const finished = turn.status === "done" || turn.status === "cancelled" || turn.status === "error";
+    return (
+        <article className="turn" data-turn={turn.id}>
+            <div className="bubble question" data-testid="question">{turn.question}</div>
+            <div className="answer-block">
+                <div
+                    className="bubble answer"
+                    data-testid="answer"
+                    data-status={turn.status}
+                    aria-live={finished ? "off" : "polite"}
+                    aria-busy={!finished}
+                >
+                    {turn.answer}
+                </div>
+                {turn.status === "cancelled" && <p className="answer-note">Stopped.</p>}
+                {!finished && turn.cancelRequested && <p className="answer-note">Stopping…</p>}
+                {turn.error !== null && turn.status === "error" && (
+                    <p className="answer-error" role="alert" data-testid="answer-error" data-code={turn.error.code}>
+                        <strong>Error:</strong> {turn.error.message}
+                    </p>
+                )}
+                <Citations citations={turn.citations} />
+                {turn.stats !== null && <AnswerStats stats={turn.stats} />}
+            </div>
+        </article>
+    );
+});

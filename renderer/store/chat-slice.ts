@@ -1,0 +1,21 @@
+import type {ChatSlice, EngineActions, SliceCreator} from "./types.js";
+
+export const createChatSlice = (engine: () => EngineActions): SliceCreator<ChatSlice> =>
+    (set, get) => ({
+        turns: [],
+        activeTurnId: null,
+        ask: (question) => {
+            if (question.trim() === "" || get().activeTurnId !== null)
+                return false;
+            engine().ask(question.trim());
+            return true;
+        },
+        cancel: () => {
+            if (get().activeTurnId !== null)
+                engine().cancel();
+        },
+        clearChat: () => {
+            if (get().activeTurnId === null)
+                set({turns: []});
+        }
+    });
