@@ -34,9 +34,9 @@ function run(command, commandArgs, env = {}) {
 if (!args.includes("--no-build")) {
     run("node", ["scripts/build.mjs"]);
     if (tiers.length === 0) {
-        run("npx", ["--no", "tsc", "-p", "tsconfig.node.json"]);
-        run("npx", ["--no", "tsc", "-p", "tsconfig.renderer.json"]);
-        run("npx", ["--no", "eslint", "."]);
+        run("npx", ["--no", "--", "tsc", "-p", "tsconfig.node.json"]);
+        run("npx", ["--no", "--", "tsc", "-p", "tsconfig.renderer.json"]);
+        run("npx", ["--no", "--", "eslint", "."]);
     }
 }
 

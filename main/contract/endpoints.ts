@@ -14,7 +14,11 @@ export const rpcEndpoints = {
     selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo}
 } as const;
 
-/** Streaming endpoints: one request, then a stream of events ending in a terminal event; the client may cancel. */
+/**
+ * Streaming endpoints: one request, then a stream of events ending in a terminal event; the client may cancel.
+ * A chat cancelled while generating ends with `done` and `cancelled: true`; one cancelled before it started
+ * (still queued behind another question) ends with an `error` whose code is `cancelled`.
+ */
 export const streamEndpoints = {
     chat: {input: ChatRequest, event: ChatEvent}
 } as const;

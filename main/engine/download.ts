@@ -17,6 +17,8 @@ export async function downloadModel(
     const dirPath = path.join(dataDir, "models");
     await mkdir(dirPath, {recursive: true});
 
+    await preflight(uri);
+
     let downloader;
     try {
         downloader = await createModelDownloader({
@@ -35,10 +37,18 @@ export async function downloadModel(
         throw new EngineError("download_failed", `cannot download ${uri}: ${(error as Error).message}`, {cause: error});
     }
 
-    const onAbort = () => void downloader.cancel({deleteTempFile: false});
+    // A stalled connection can keep ipull's cancel waiting indefinitely; finished chunks are already on
+    // disk in the temp file, so the caller gets control back at once and a later pull resumes from them.
+    let onAbort = () => {};
+    const aborted = new Promise<never>((_resolve, reject) => {
+        onAbort = () => {
+            void downloader.cancel({deleteTempFile: false});
+            reject(new Error("aborted"));
+        };
+    });
     options.signal?.addEventListener("abort", onAbort, {once: true});
     try {
-        const filePath = await downloader.download();
+        const filePath = await Promise.race([downloader.download(), aborted]);
         await stat(filePath);
         return filePath;
     } catch (error) {
@@ -49,4 +59,26 @@ export async function downloadModel(
     } finally {
         options.signal?.removeEventListener("abort", onAbort);
     }
+}
+
+/**
+ * The downloader retries an unreachable host for minutes; a quick HEAD first turns a refused
+ * connection or an HTTP error into an immediate, clear message. `hf:` references are resolved
+ * by node-llama-cpp itself.
+ */
+async function preflight(uri: string): Promise<void> {
+    if (!/^https?:\/\//i.test(uri))
+        return;
+
+    let response: Response;
+    try {
+        response = await fetch(uri, {method: "HEAD", redirect: "follow", signal: AbortSignal.timeout(20_000)});
+    } catch (error) {
+        const cause = (error as {cause?: {code?: string, message?: string}}).cause;
+        throw new EngineError("download_failed", `cannot reach ${new URL(uri).host}: ${cause?.code ?? cause?.message ?? (error as Error).message}`,
+            {cause: error});
+    }
+
+    if (response.status >= 400 && response.status !== 405)
+        throw new EngineError("download_failed", `cannot download ${uri}: the server answered HTTP ${response.status}`);
 }

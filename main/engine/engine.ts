@@ -218,7 +218,15 @@ export class Engine implements EngineApi {
     }
 
     private llama(): Promise<Llama> {
-        this.llamaPromise ??= startLlama({gpu: this.gpu, threads: this.threads});
+        if (this.llamaPromise == null) {
+            const starting = startLlama({gpu: this.gpu, threads: this.threads});
+            this.llamaPromise = starting;
+            // A failed start (a driver hiccup, say) is retried by the next question instead of sticking.
+            starting.catch(() => {
+                if (this.llamaPromise === starting)
+                    this.llamaPromise = null;
+            });
+        }
         return this.llamaPromise;
     }
 

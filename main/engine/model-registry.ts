@@ -39,7 +39,8 @@ export class ModelRegistry {
         const existing = this.models.find((model) => model.path === absolutePath);
         const info: ModelInfo = {
             id: existing?.id ?? this.freeId(absolutePath),
-            name: summary.name ?? path.basename(absolutePath, ".gguf"),
+            // Converted files often carry only the architecture ("llama") as their name; the file name says more.
+            name: summary.name != null && summary.name !== summary.architecture ? summary.name : path.basename(absolutePath).replace(/\.gguf$/i, ""),
             path: absolutePath,
             sizeBytes: summary.sizeBytes,
             architecture: summary.architecture,

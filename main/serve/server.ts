@@ -53,6 +53,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         }
 
         const {pathname} = new URL(request.url ?? "/", "http://x");
+        if (pathname === apiSocketPath) {
+            // A plain request to the socket path tells a wrong token apart from a server that is down.
+            response.writeHead(tokenValid(request) ? 426 : 401, {"Content-Type": "text/plain"})
+                .end(tokenValid(request) ? "upgrade to a WebSocket" : "missing or wrong token");
+            return;
+        }
+
         void serveStatic(options.rendererDir, pathname, response).catch((error) => {
             log(`static file error: ${(error as Error).message}`);
             if (!response.headersSent)

@@ -12,6 +12,12 @@ export function AnswerStats({stats}: {stats: Stats}) {
         },
         {key: "completionTokens", label: "Answer", value: stats.completionTokens, text: `${formatCount(stats.completionTokens)} tok`},
         {key: "ttftMs", label: "First token", value: stats.ttftMs, text: formatMs(stats.ttftMs), hint: "Time to first token"},
+        {
+            key: "modelLoadMs", label: "Model load", value: stats.modelLoadMs, text: formatMs(stats.modelLoadMs),
+            hint: "Time spent loading the model for this answer (part of the first-token time)"
+        },
+        {key: "retrievalMs", label: "Retrieval", value: stats.retrievalMs, text: formatMs(stats.retrievalMs)},
+        {key: "prefillMs", label: "Prefill", value: stats.prefillMs, text: formatMs(stats.prefillMs), hint: "Evaluating the prompt"},
         {key: "totalMs", label: "Total", value: stats.totalMs, text: formatMs(stats.totalMs)},
         {key: "tokensPerSecond", label: "Speed", value: stats.tokensPerSecond, text: formatRate(stats.tokensPerSecond)},
         {key: "backend", label: "Backend", value: stats.backend, text: stats.backend},

@@ -1,5 +1,17 @@
+import type {ModelInfo} from "../../main/contract/index.js";
 import {useApp} from "../store/index.js";
 import {formatBytes} from "./format.js";
+
+/**
+ * A model's name from its GGUF metadata is often just the architecture ("llama") or shared by several
+ * quantizations; then the registry id (from the file name, as `weft models select ID` takes it) says more.
+ */
+export function modelLabel(model: ModelInfo, all: ModelInfo[]): string {
+    const name = model.name.trim();
+    const ambiguous = name === "" || name.toLowerCase() === model.architecture?.toLowerCase()
+        || all.some((other) => other.id !== model.id && other.name.trim() === name);
+    return ambiguous ? model.id : name;
+}
 
 /** The header's model select; changing it makes the engine switch its active model. */
 export function ModelPicker() {
@@ -32,7 +44,7 @@ export function ModelPicker() {
                 {modelsLoaded && !empty && active === undefined && <option value="">Choose a model…</option>}
                 {models.map((model) => (
                     <option key={model.id} value={model.id}>
-                        {model.name} ({formatBytes(model.sizeBytes)})
+                        {modelLabel(model, models)} ({formatBytes(model.sizeBytes)})
                     </option>
                 ))}
             </select>

@@ -6,8 +6,8 @@ export function NotAuthorized({reason}: {reason: string}) {
             <h1>Not authorized — open the URL printed by weft serve</h1>
             <p>{reason}</p>
             <p>
-                <code>weft serve</code> prints a link like <code>http://127.0.0.1:PORT/#token=…</code> when it starts.
-                Open that exact link; the token in it is new each time the server starts.
+                When it starts, <code>weft serve</code> prints a link like <code>http://127.0.0.1:PORT/#token=…</code>.
+                Open that exact link: its token is new on every run.
             </p>
         </div>
     );

@@ -7,14 +7,14 @@ import {Citations} from "./Citations.js";
 export const TurnView = memo(function TurnView({turn}: {turn: Turn}) {
     const finished = turn.status === "done" || turn.status === "cancelled" || turn.status === "error";
     return (
-        <article className="turn" data-turn={turn.id}>
+        <article className="turn" data-testid="turn" data-turn={turn.id}>
             <div className="bubble question" data-testid="question">{turn.question}</div>
             <div className="answer-block">
                 <div
                     className="bubble answer"
                     data-testid="answer"
                     data-status={turn.status}
-                    aria-live={finished ? "off" : "polite"}
+                    aria-live="polite"
                     aria-busy={!finished}
                 >
                     {turn.answer}

@@ -17,7 +17,7 @@ export function formatRate(value: number): string {
 }
 
 export function formatBytes(value: number): string {
-    const units = ["B", "KB", "MB", "GB", "TB"];
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let size = value;
     let unit = 0;
     while (size >= 1024 && unit < units.length - 1) {

@@ -7,17 +7,23 @@ declare global {
     }
 }
 
-/** The preload rejects with an Error whose message is the JSON of an EngineErrorShape. */
+/**
+ * The preload rejects with an Error whose message is the JSON of an EngineErrorShape. Electron may prefix
+ * messages of errors that cross IPC ("Error invoking remote method …: Error: {…}"), so the JSON is also
+ * looked for after the first brace; anything else becomes an `internal` error with the message as is.
+ */
 export function errorFromPreload(error: unknown): EngineError {
     if (error instanceof EngineError)
         return error;
     const message = error instanceof Error ? error.message : String(error);
-    try {
-        const shape = EngineErrorShape.safeParse(JSON.parse(message));
-        if (shape.success)
-            return EngineError.fromShape(shape.data);
-    } catch {
-        // Not JSON: fall through.
+    for (const candidate of [message, message.slice(Math.max(0, message.indexOf("{")))]) {
+        try {
+            const shape = EngineErrorShape.safeParse(JSON.parse(candidate));
+            if (shape.success)
+                return EngineError.fromShape(shape.data);
+        } catch {
+            // Not JSON: try the next candidate.
+        }
     }
     return new EngineError("internal", message);
 }

@@ -1,7 +1,7 @@
 import type {RawTransport} from "../../main/contract/index.js";
 import type {ConnectionSource} from "./connection.js";
 import {createIpcTransport, preloadApi} from "./ipc.js";
-import {createSocketTransport, takeToken} from "./socket.js";
+import {createSocketTransport, reloadOnNewToken, takeToken} from "./socket.js";
 
 export type PickedTransport = {raw: RawTransport; connection: ConnectionSource};
 
@@ -13,6 +13,7 @@ export function pickTransport(): PickedTransport {
         return {raw: ipc, connection: ipc.connection};
     }
 
+    reloadOnNewToken();
     const socket = createSocketTransport({token: takeToken()});
     return {raw: socket, connection: socket.connection};
 }

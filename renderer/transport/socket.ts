@@ -31,6 +31,19 @@ export function takeToken(): string | null {
     }
 }
 
+/**
+ * Pasting the printed URL into a tab that already shows this page changes only the fragment, which does not
+ * reload it: pick up the new token and start over with it.
+ */
+export function reloadOnNewToken(): void {
+    window.addEventListener("hashchange", () => {
+        if (new URLSearchParams(location.hash.replace(/^#/, "")).has("token")) {
+            takeToken();
+            location.reload();
+        }
+    });
+}
+
 export type SocketTransport = RawTransport & {connection: ConnectionSource; close(): void};
 
 type PendingCall = {resolve(output: unknown): void; reject(error: EngineError): void};
@@ -134,12 +147,21 @@ export function createSocketTransport(options: {token: string | null; baseUrl?: 
         }
     };
 
-    /** A refused upgrade looks like any other failure to the WebSocket API; ask over HTTP why. */
-    const probeUnauthorized = async (): Promise<boolean> => {
+    /**
+     * A refused upgrade looks like any other failure to the WebSocket API, so ask over plain HTTP:
+     * 401 means the token was refused; a server that answers HTTP but keeps refusing the socket
+     * (twice in a row, never having opened it) is refusing this page too.
+     */
+    let refusals = 0;
+    const probeRefused = async (): Promise<boolean> => {
         try {
             const response = await fetch(socketUrl("http").toString(), {cache: "no-store"});
-            return response.status === 401;
+            if (response.status === 401)
+                return true;
+            refusals++;
+            return refusals >= 2;
         } catch {
+            refusals = 0;
             return false;
         }
     };
@@ -164,6 +186,7 @@ export function createSocketTransport(options: {token: string | null; baseUrl?: 
         ws.addEventListener("open", () => {
             opened = true;
             failures = 0;
+            refusals = 0;
             setState({kind: "open"});
             const pending = queue.splice(0);
             for (const message of pending)
@@ -178,10 +201,10 @@ export function createSocketTransport(options: {token: string | null; baseUrl?: 
                 return;
 
             void (async () => {
-                if (!opened && await probeUnauthorized()) {
+                if (!opened && await probeRefused()) {
                     setState({
                         kind: "unauthorized",
-                        reason: "The engine refused this page's access token (it changes every time weft serve starts)."
+                        reason: "The engine refused this page's access token; it may be from an earlier run of weft serve."
                     });
                     return;
                 }

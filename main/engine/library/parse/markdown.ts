@@ -1,8 +1,9 @@
-import {marked, type Token, type Tokens} from "marked";
+import {Lexer, type Token, type Tokens} from "marked";
 import type {ParsedDocument} from "../types.js";
 import {buildSections, HeadingStack, normalizeNewlines, type SectionMark} from "./sections.js";
 
-const frontMatter = /^---\n([\s\S]*?)\n(?:---|\.\.\.)(?:\n|$)/;
+/** YAML front matter; the key on its first line tells it apart from a document that opens with a rule (---). */
+const frontMatter = /^---\n([\w-]+[ \t]*:[\s\S]*?)\n(?:---|\.\.\.)(?:\n|$)/;
 
 /** Keeps the Markdown source as the text (it reads well to a model) and takes structure from top-level headings. */
 export function parseMarkdown(filePath: string, source: string): ParsedDocument {
@@ -15,7 +16,8 @@ export function parseMarkdown(filePath: string, source: string): ParsedDocument 
         text = text.slice(matter[0].length);
     }
 
-    const tokens = marked.lexer(text, {gfm: true});
+    // A fresh lexer, not the global `marked`, so nobody else's marked.use() changes how files are indexed.
+    const tokens = Lexer.lex(text, {gfm: true});
     const marks: SectionMark[] = [];
     // Offsets come from summing raw lengths; if marked ever rewrites the source, fall back to one section.
     if (tokens.map((token) => token.raw).join("") === text) {
@@ -44,6 +46,8 @@ function inlineText(tokens: Token[] | undefined): string {
             out += inlineText(token.tokens);
         else if (token.type === "br")
             out += " ";
+        else if (token.type === "html")
+            continue;
         else if ("text" in token && typeof token.text === "string")
             out += token.text;
     }
