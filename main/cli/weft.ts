@@ -2,12 +2,14 @@ import {EngineError, toErrorShape} from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {UsageError} from "./args.js";
 import {askCommand, askUsage} from "./ask.js";
+import {ingestCommand, ingestUsage} from "./ingest.js";
 import {modelsCommand, modelsUsage} from "./models.js";
 import {serveCommand, serveUsage} from "./serve.js";
 
 const usage = `Weft ${packageJson.version}: chat with a folder of documents on your own machine.
 
 Usage:
+  ${ingestUsage}
   ${askUsage}
   ${modelsUsage.split("\n").join("\n  ")}
   ${serveUsage}
@@ -15,6 +17,7 @@ Usage:
 Every command takes --data DIR (or WEFT_DATA) to choose the library folder, and --threads N (or WEFT_THREADS).`;
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
+    ingest: ingestCommand,
     ask: askCommand,
     models: modelsCommand,
     serve: serveCommand

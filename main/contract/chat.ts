@@ -19,6 +19,8 @@ export const ChatRequest = z.object({
     modelId: z.string().optional(),
     maxTokens: z.number().int().positive().max(8192).default(256),
     temperature: z.number().min(0).max(2).default(0),
+    /** How many chunks to retrieve from the library. */
+    topK: z.number().int().min(0).max(32).default(4),
     strategy: Strategy.optional()
 });
 export type ChatRequest = z.input<typeof ChatRequest>;

@@ -1,5 +1,6 @@
 import {z} from "zod";
 import {ChatEvent, ChatRequest} from "./chat.js";
+import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ModelInfo} from "./models.js";
 
 /**
@@ -11,7 +12,9 @@ export const rpcEndpoints = {
     listModels: {input: z.object({}), output: z.array(ModelInfo)},
     addModel: {input: z.object({path: z.string().min(1)}), output: ModelInfo},
     removeModel: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})},
-    selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo}
+    selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo},
+    listFolders: {input: z.object({}), output: z.array(FolderInfo)},
+    removeFolder: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})}
 } as const;
 
 /**
@@ -20,7 +23,9 @@ export const rpcEndpoints = {
  * (still queued behind another question) ends with an `error` whose code is `cancelled`.
  */
 export const streamEndpoints = {
-    chat: {input: ChatRequest, event: ChatEvent}
+    chat: {input: ChatRequest, event: ChatEvent},
+    /** Adds a folder (or refreshes one already added) and indexes it incrementally. */
+    ingestFolder: {input: IngestRequest, event: IngestEvent}
 } as const;
 
 export type RpcName = keyof typeof rpcEndpoints;

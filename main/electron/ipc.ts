@@ -94,7 +94,8 @@ export function createIpcHandlers(engine: EngineApi, options: {trustedUrlPrefix:
 
         owned.set(id, controller);
         try {
-            for await (const event of engine[name](parsedInput.data, controller.signal)) {
+            const open = engine[name] as (input: unknown, signal: AbortSignal) => AsyncIterable<unknown>;
+            for await (const event of open.call(engine, parsedInput.data, controller.signal)) {
                 const parsedEvent = endpoint.event.safeParse(event);
                 if (!parsedEvent.success) {
                     controller.abort();

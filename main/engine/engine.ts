@@ -1,12 +1,13 @@
 import {mkdir} from "node:fs/promises";
-import type {Llama} from "node-llama-cpp";
+import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
-    type AnswerStats, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus, type ModelInfo,
-    toErrorShape
+    type AnswerStats, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi, EngineError, type EngineStatus,
+    type FolderInfo, type IngestEvent, type ModelInfo, toErrorShape
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {generate} from "./generate.js";
+import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
@@ -29,6 +30,8 @@ export class Engine implements EngineApi {
     private loaded: LoadedModel | null = null;
     private readonly modelLock = new Mutex();
     private closed = false;
+    private vocabModels = new Map<string, Promise<LlamaModel>>();
+    private readonly library: Library;
 
     private constructor(
         public readonly dataDir: string,
@@ -36,7 +39,9 @@ export class Engine implements EngineApi {
         private readonly gpu: GpuChoice,
         private readonly registry: ModelRegistry,
         private settings: Settings
-    ) {}
+    ) {
+        this.library = new Library(dataDir, () => this.ingestTokenizer());
+    }
 
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
@@ -112,6 +117,18 @@ export class Engine implements EngineApi {
         return info;
     }
 
+    public async listFolders(): Promise<FolderInfo[]> {
+        return this.library.listFolders();
+    }
+
+    public async removeFolder(input: {id: string}): Promise<{removed: boolean}> {
+        return {removed: await this.library.removeFolder(input.id)};
+    }
+
+    public ingestFolder(input: {path: string}, signal: AbortSignal, onlyPaths?: string[]): AsyncGenerator<IngestEvent> {
+        return this.library.ingest(input.path, signal, onlyPaths);
+    }
+
     public async* chat(request: ChatRequestParsed, signal: AbortSignal): AsyncGenerator<ChatEvent> {
         const startedAt = performance.now();
         let release: (() => void) | null = null;
@@ -127,11 +144,20 @@ export class Engine implements EngineApi {
             const llama = await this.llama();
 
             const retrievalStartedAt = performance.now();
-            const citations: never[] = [];
+            let citations: Citation[] = await this.library.retrieve(request.question, request.topK);
             const retrievalMs = performance.now() - retrievalStartedAt;
-            yield {type: "retrieval", citations, retrievalMs};
 
-            const promptTokens = buildPromptTokens(loaded.model, request.question, [], loaded.info.hasChatTemplate);
+            // The lowest-ranked sources give way until the prompt leaves room for the answer.
+            const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize / 4));
+            const build = () => buildPromptTokens(loaded.model, request.question,
+                citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? ""})), loaded.info.hasChatTemplate);
+            let promptTokens = build();
+            while (citations.length > 0 && promptTokens.length + answerRoom > loaded.contextSize) {
+                citations = citations.slice(0, -1);
+                promptTokens = build();
+            }
+
+            yield {type: "retrieval", citations, retrievalMs};
             if (promptTokens.length >= loaded.contextSize)
                 throw new EngineError("bad_request",
                     `the prompt is ${promptTokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
@@ -210,6 +236,10 @@ export class Engine implements EngineApi {
                 await unloadModel(this.loaded);
 
             this.loaded = null;
+            await this.library.close();
+            for (const vocab of this.vocabModels.values())
+                await (await vocab.catch(() => null))?.dispose();
+
             const llama = this.llamaPromise != null ? await this.llamaPromise.catch(() => null) : null;
             await llama?.dispose();
         } finally {
@@ -228,6 +258,27 @@ export class Engine implements EngineApi {
             });
         }
         return this.llamaPromise;
+    }
+
+    /**
+     * Chunks are measured with the active model's own tokenizer, loaded vocabulary-only so ingestion never
+     * competes with a chat for the loaded model.
+     */
+    private async ingestTokenizer(): Promise<Tokenizer> {
+        const modelId = this.resolveModelId(undefined, false);
+        if (modelId == null)
+            return estimateTokenizer;
+
+        const info = this.registry.require(modelId);
+        let vocab = this.vocabModels.get(info.path);
+        if (vocab == null) {
+            vocab = this.llama().then((llama) => llama.loadModel({modelPath: info.path, vocabOnly: true}));
+            this.vocabModels.set(info.path, vocab);
+            vocab.catch(() => this.vocabModels.delete(info.path));
+        }
+
+        const model = await vocab;
+        return {countTokens: (text) => model.tokenize(text).length, kind: "model"};
     }
 
     private resolveModelId(requested: string | undefined, required: boolean): string | null {

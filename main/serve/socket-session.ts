@@ -92,7 +92,8 @@ export function attachSocketSession(socket: WebSocket, engine: EngineApi, log: (
         const controller = new AbortController();
         streams.set(id, controller);
         try {
-            for await (const event of engine[method](parsedInput.data, controller.signal))
+            const open = engine[method] as (input: unknown, signal: AbortSignal) => AsyncIterable<unknown>;
+            for await (const event of open.call(engine, parsedInput.data, controller.signal))
                 send({type: "event", id, event: endpoint.event.parse(event)});
         } catch (error) {
             send({type: "event", id, event: {type: "error", error: toErrorShape(error)}});

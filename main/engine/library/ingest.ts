@@ -1,0 +1,203 @@
+import {stat} from "node:fs/promises";
+import path from "node:path";
+import {EngineError, type FileProblem, type IngestProgress, type IngestSummary} from "../../contract/index.js";
+import {chunkDocument} from "./chunk.js";
+import {hashFile} from "./file-hash.js";
+import {IngestJournal} from "./journal.js";
+import {parseDocument} from "./parse/index.js";
+import type {DocumentRow, LibraryStore, PendingDocument} from "./store.js";
+import type {ParseOptions} from "./types.js";
+import {walkFolder, type WalkedFile} from "./walk.js";
+
+export type IngestOptions = {
+    dataDir: string;
+    countTokens: (text: string) => number;
+    tokenizer: "model" | "estimate";
+    onProgress?: (progress: IngestProgress) => void;
+    signal?: AbortSignal;
+    /** Documents committed together; bigger batches mean fewer LanceDB fragments. */
+    batchSize?: number;
+    targetTokens?: number;
+    maxTokens?: number;
+    parse?: ParseOptions;
+    /** Only these files (absolute paths) are looked at; the rest of the folder is left as it is (the watcher uses this). */
+    onlyPaths?: string[];
+};
+
+/**
+ * Brings a folder's index up to date: new and changed files are parsed, chunked and committed in batches,
+ * deleted files are removed, unchanged files (same size and mtime, or same content hash) are left alone.
+ * A file that cannot be read keeps whatever was indexed for it before and is listed with the reason.
+ */
+export async function ingestFolder(store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
+    const startedAt = performance.now();
+    const root = path.resolve(folderPath);
+    try {
+        if (!(await stat(root)).isDirectory())
+            throw new EngineError("bad_request", `${root} is not a folder`);
+    } catch (error) {
+        if (error instanceof EngineError)
+            throw error;
+
+        throw new EngineError("not_found", `cannot open folder ${root}: ${(error as Error).message}`, {cause: error});
+    }
+
+    const journal = IngestJournal.in(options.dataDir);
+    const interrupted = await journal.pending();
+    if (interrupted.length > 0) {
+        await store.tidy(interrupted);
+        await journal.end();
+    }
+
+    const folder = await store.addFolder(root);
+    const existing = await store.documentsOf(folder.id);
+    const walked = await walkFolder(root);
+    const onlyPaths = options.onlyPaths != null ? new Set(options.onlyPaths.map((entry) => path.resolve(entry))) : null;
+    const files = onlyPaths != null ? walked.files.filter((file) => onlyPaths.has(file.path)) : walked.files;
+
+    const toProcess = files.filter((file) => {
+        const row = existing.get(file.path);
+        return row == null || row.status === "error" || row.size !== file.size || row.mtimeMs !== file.mtimeMs;
+    });
+
+    let filesDone = files.length - toProcess.length;
+    let bytes = 0;
+    let chunksWritten = 0;
+    let changedFiles = 0;
+    const batchSize = options.batchSize ?? 64;
+    let lastProgressAt = 0;
+    const report = (currentPath: string | null, force = false) => {
+        const now = performance.now();
+        if (!force && now - lastProgressAt < 100)
+            return;
+
+        lastProgressAt = now;
+        const seconds = Math.max((now - startedAt) / 1000, 1e-3);
+        options.onProgress?.({
+            filesDone, filesTotal: files.length, chunks: chunksWritten, bytes,
+            filesPerSecond: filesDone / seconds, bytesPerSecond: bytes / seconds, currentPath
+        });
+    };
+    report(null, true);
+
+    let cancelled = false;
+    for (let start = 0; start < toProcess.length; start += batchSize) {
+        if (options.signal?.aborted) {
+            cancelled = true;
+            break;
+        }
+
+        const batch = toProcess.slice(start, start + batchSize);
+        const pending: PendingDocument[] = [];
+        const rowsOnly: DocumentRow[] = [];
+        for (const file of batch) {
+            const outcome = await processFile(file, folder.id, existing.get(file.path), options);
+            if (outcome.kind === "commit") {
+                pending.push(outcome.pending);
+                chunksWritten += outcome.pending.chunks.length;
+                changedFiles++;
+            } else
+                rowsOnly.push(outcome.row);
+
+            filesDone++;
+            bytes += file.size;
+            report(file.path);
+        }
+
+        await store.putDocumentRows(rowsOnly);
+        if (pending.length > 0) {
+            await journal.begin(pending.map(({row}) => row.path));
+            await store.commitDocuments(pending);
+            await journal.end();
+        }
+    }
+
+    let removedFiles = 0;
+    if (!cancelled) {
+        // Only a clean listing may delete: a file that merely failed to list keeps its chunks.
+        const seen = new Set([...walked.files.map((file) => file.path), ...walked.problems.map((problem) => problem.path)]);
+        const gone = [...existing.keys()].filter((filePath) => !seen.has(filePath) && (onlyPaths == null || onlyPaths.has(filePath)));
+        await store.removeDocuments(gone);
+        removedFiles = gone.length;
+        await store.putDocumentRows(walked.problems.map((problem) => errorRow(problem, folder.id, existing.get(problem.path))));
+        await store.markFolderIndexed(folder.id);
+    }
+
+    await store.ensureFtsIndex(changedFiles > 0 || removedFiles > 0);
+    report(null, true);
+
+    const rows = [...(await store.documentsOf(folder.id)).values()];
+    const listed = (status: DocumentRow["status"]): FileProblem[] => rows.filter((row) => row.status === status)
+        .map((row) => ({path: row.path, reason: row.reason}))
+        .sort((a, b) => a.path.localeCompare(b.path));
+    return {
+        folder: root,
+        files: rows.filter((row) => row.status === "indexed").length,
+        chunks: await store.countChunks(folder.id),
+        changedFiles,
+        removedFiles,
+        skipped: listed("skipped"),
+        errors: listed("error"),
+        bytes,
+        elapsedMs: performance.now() - startedAt,
+        tokenizer: options.tokenizer,
+        cancelled
+    };
+}
+
+type FileOutcome =
+    | {kind: "commit", pending: PendingDocument}
+    | {kind: "failed", row: DocumentRow}
+    /** Same content under a new mtime: only the document row changes. */
+    | {kind: "touched", row: DocumentRow};
+
+async function processFile(file: WalkedFile, folderId: string, previous: DocumentRow | undefined, options: IngestOptions): Promise<FileOutcome> {
+    const baseRow = (contentHash: string): DocumentRow => ({
+        path: file.path, folderId, contentHash, size: file.size, mtimeMs: file.mtimeMs, type: path.extname(file.path).slice(1).toLowerCase(),
+        status: "indexed", reason: "", chunkCount: 0, updatedAt: new Date().toISOString()
+    });
+
+    const outcome = await parseDocument(file.path, options.parse);
+    if (outcome.kind === "error")
+        return {kind: "failed", row: errorRow({path: file.path, reason: outcome.reason}, folderId, previous)};
+
+    // Skipped files are not read (a 2 GB log is skipped by its size), so size and mtime stand in for a hash.
+    let contentHash: string;
+    try {
+        contentHash = outcome.kind === "skipped" ? `stat:${file.size}:${file.mtimeMs}` : await hashFile(file.path);
+    } catch (error) {
+        return {kind: "failed", row: errorRow({path: file.path, reason: `could not read: ${(error as Error).message}`}, folderId, previous)};
+    }
+
+    if (outcome.kind === "skipped")
+        return {kind: "commit", pending: {row: {...baseRow(contentHash), status: "skipped", reason: outcome.reason}, type: null, chunks: []}};
+
+    if (previous != null && previous.status === "indexed" && previous.contentHash === contentHash)
+        return {kind: "touched", row: {...previous, size: file.size, mtimeMs: file.mtimeMs, updatedAt: new Date().toISOString()}};
+
+    const chunks = chunkDocument(outcome.doc, {
+        countTokens: options.countTokens,
+        targetTokens: options.targetTokens,
+        maxTokens: options.maxTokens
+    });
+    return {
+        kind: "commit",
+        pending: {row: {...baseRow(contentHash), type: outcome.doc.type, chunkCount: chunks.length}, type: outcome.doc.type, chunks}
+    };
+}
+
+/** A failed file keeps its previous content hash, so the chunks committed for it stay valid and searchable. */
+function errorRow(problem: FileProblem, folderId: string, previous: DocumentRow | undefined): DocumentRow {
+    return {
+        path: problem.path,
+        folderId,
+        contentHash: previous?.contentHash ?? "",
+        size: previous?.size ?? 0,
+        mtimeMs: previous?.mtimeMs ?? 0,
+        type: previous?.type ?? "",
+        status: "error",
+        reason: problem.reason,
+        chunkCount: previous?.chunkCount ?? 0,
+        updatedAt: new Date().toISOString()
+    };
+}

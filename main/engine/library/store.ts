@@ -1,0 +1,275 @@
+import {createHash} from "node:crypto";
+import {mkdir} from "node:fs/promises";
+import path from "node:path";
+import * as lancedb from "@lancedb/lancedb";
+import {Field, Float32, Int32, Schema, Utf8} from "apache-arrow";
+import {sqlIn, sqlString} from "./sql.js";
+import type {Chunk, DocumentType} from "./types.js";
+
+export type DocumentStatus = "indexed" | "skipped" | "error";
+
+export type DocumentRow = {
+    path: string;
+    folderId: string;
+    contentHash: string;
+    size: number;
+    mtimeMs: number;
+    type: string;
+    status: DocumentStatus;
+    reason: string;
+    chunkCount: number;
+    updatedAt: string;
+};
+
+export type FolderRow = {id: string, path: string, addedAt: string, lastIndexedAt: string};
+
+export type ChunkRow = {
+    id: string;
+    path: string;
+    folderId: string;
+    docHash: string;
+    chunkIndex: number;
+    text: string;
+    page: number | null;
+    headingPath: string;
+    spanStart: number;
+    spanEnd: number;
+    contentHash: string;
+    tokenCount: number;
+};
+
+export type ChunkHit = ChunkRow & {score: number};
+
+/** A document whose new chunks are ready to replace its old ones. */
+export type PendingDocument = {
+    row: DocumentRow;
+    type: DocumentType | null;
+    chunks: Chunk[];
+};
+
+const folderSchema = new Schema([
+    new Field("id", new Utf8(), false),
+    new Field("path", new Utf8(), false),
+    new Field("addedAt", new Utf8(), false),
+    new Field("lastIndexedAt", new Utf8(), false)
+]);
+
+const documentSchema = new Schema([
+    new Field("path", new Utf8(), false),
+    new Field("folderId", new Utf8(), false),
+    new Field("contentHash", new Utf8(), false),
+    new Field("size", new Float32(), false),
+    new Field("mtimeMs", new Utf8(), false),
+    new Field("type", new Utf8(), false),
+    new Field("status", new Utf8(), false),
+    new Field("reason", new Utf8(), false),
+    new Field("chunkCount", new Int32(), false),
+    new Field("updatedAt", new Utf8(), false)
+]);
+
+const chunkSchema = new Schema([
+    new Field("id", new Utf8(), false),
+    new Field("path", new Utf8(), false),
+    new Field("folderId", new Utf8(), false),
+    new Field("docHash", new Utf8(), false),
+    new Field("chunkIndex", new Int32(), false),
+    new Field("text", new Utf8(), false),
+    new Field("page", new Int32(), true),
+    new Field("headingPath", new Utf8(), false),
+    new Field("spanStart", new Int32(), false),
+    new Field("spanEnd", new Int32(), false),
+    new Field("contentHash", new Utf8(), false),
+    new Field("tokenCount", new Int32(), false)
+]);
+
+export function folderIdFor(folderPath: string): string {
+    return createHash("sha256").update(folderPath).digest("hex").slice(0, 16);
+}
+
+function chunkId(filePath: string, docHash: string, index: number): string {
+    return createHash("sha256").update(`${filePath}\0${docHash}\0${index}`).digest("hex").slice(0, 32);
+}
+
+/**
+ * The document library in LanceDB (embedded, in the data dir): folders, documents and chunks, with a
+ * full-text index on chunk text.
+ *
+ * A document's chunks are replaced in three steps: the new chunks are added (tagged with the new content
+ * hash), the document row is switched to that hash (the commit point), then the old chunks are deleted.
+ * Readers only trust chunks whose hash matches the committed document row, so a question asked mid-ingest
+ * sees the last committed state, and a crash between the steps leaves nothing that `open()` cannot tidy.
+ */
+export class LibraryStore {
+    private ftsIndexed = false;
+
+    private constructor(
+        private readonly db: lancedb.Connection,
+        private readonly folders: lancedb.Table,
+        private readonly documents: lancedb.Table,
+        private readonly chunks: lancedb.Table
+    ) {}
+
+    public static async open(dataDir: string): Promise<LibraryStore> {
+        const dir = path.join(dataDir, "library");
+        await mkdir(dir, {recursive: true});
+        const db = await lancedb.connect(dir);
+        const names = new Set(await db.tableNames());
+        const table = async (name: string, schema: Schema) =>
+            names.has(name) ? db.openTable(name) : db.createEmptyTable(name, schema, {existOk: true});
+        const store = new LibraryStore(db, await table("folders", folderSchema), await table("documents", documentSchema),
+            await table("chunks", chunkSchema));
+        store.ftsIndexed = (await store.chunks.listIndices()).some((index) => index.columns.includes("text"));
+        return store;
+    }
+
+    public close(): void {
+        this.db.close();
+    }
+
+    public async listFolders(): Promise<FolderRow[]> {
+        return (await this.folders.query().toArray()) as FolderRow[];
+    }
+
+    public async addFolder(folderPath: string): Promise<FolderRow> {
+        const id = folderIdFor(folderPath);
+        const existing = (await this.folders.query().where(`id = ${sqlString(id)}`).toArray())[0] as FolderRow | undefined;
+        if (existing != null)
+            return existing;
+
+        const row: FolderRow = {id, path: folderPath, addedAt: new Date().toISOString(), lastIndexedAt: ""};
+        await this.folders.add([row]);
+        return row;
+    }
+
+    public async markFolderIndexed(id: string): Promise<void> {
+        await this.folders.update({where: `id = ${sqlString(id)}`, values: {lastIndexedAt: new Date().toISOString()}});
+    }
+
+    public async removeFolder(id: string): Promise<boolean> {
+        const where = `folderId = ${sqlString(id)}`;
+        const existed = (await this.folders.countRows(`id = ${sqlString(id)}`)) > 0;
+        await this.chunks.delete(where);
+        await this.documents.delete(where);
+        await this.folders.delete(`id = ${sqlString(id)}`);
+        return existed;
+    }
+
+    public async documentsOf(folderId: string): Promise<Map<string, DocumentRow>> {
+        const rows = (await this.documents.query().where(`folderId = ${sqlString(folderId)}`).toArray()) as DocumentRow[];
+        return new Map(rows.map((row) => [row.path, {...row, size: Number(row.size), mtimeMs: Number(row.mtimeMs)}]));
+    }
+
+    public async countChunks(folderId?: string): Promise<number> {
+        return this.chunks.countRows(folderId != null ? `folderId = ${sqlString(folderId)}` : undefined);
+    }
+
+    /** Records skipped or failed files without touching chunks already indexed for them. */
+    public async putDocumentRows(rows: DocumentRow[]): Promise<void> {
+        if (rows.length === 0)
+            return;
+
+        await this.documents.mergeInsert("path").whenMatchedUpdateAll().whenNotMatchedInsertAll()
+            .execute(rows.map(toStoredDocument));
+    }
+
+    /** Replaces the chunks of several documents in one batch (three steps; see the class comment). */
+    public async commitDocuments(pending: PendingDocument[]): Promise<void> {
+        if (pending.length === 0)
+            return;
+
+        const staleNew = pending.map(({row}) => `(path = ${sqlString(row.path)} AND docHash = ${sqlString(row.contentHash)})`);
+        await this.chunks.delete(staleNew.join(" OR "));
+
+        const rows: ChunkRow[] = pending.flatMap(({row, chunks}) => chunks.map((chunk) => ({
+            id: chunkId(row.path, row.contentHash, chunk.index),
+            path: row.path,
+            folderId: row.folderId,
+            docHash: row.contentHash,
+            chunkIndex: chunk.index,
+            text: chunk.text,
+            page: chunk.page,
+            headingPath: JSON.stringify(chunk.headingPath),
+            spanStart: chunk.span[0],
+            spanEnd: chunk.span[1],
+            contentHash: chunk.contentHash,
+            tokenCount: chunk.tokenCount
+        })));
+        if (rows.length > 0)
+            await this.chunks.add(rows);
+
+        await this.putDocumentRows(pending.map(({row}) => row));
+
+        const oldChunks = pending.map(({row}) => `(path = ${sqlString(row.path)} AND docHash != ${sqlString(row.contentHash)})`);
+        await this.chunks.delete(oldChunks.join(" OR "));
+    }
+
+    public async removeDocuments(paths: string[]): Promise<void> {
+        for (let start = 0; start < paths.length; start += 200) {
+            const batch = paths.slice(start, start + 200);
+            await this.chunks.delete(sqlIn("path", batch));
+            await this.documents.delete(sqlIn("path", batch));
+        }
+    }
+
+    /**
+     * Deletes chunks that no committed document row vouches for: left by a crash between the add and the
+     * commit (new hash, uncommitted) or between the commit and the delete (old hash).
+     */
+    public async tidy(paths: string[]): Promise<void> {
+        if (paths.length === 0)
+            return;
+
+        const rows = (await this.documents.query().where(sqlIn("path", paths)).select(["path", "contentHash", "status"]).toArray()) as
+            Array<Pick<DocumentRow, "path" | "contentHash" | "status">>;
+        const committed = new Map(rows.map((row) => [row.path, row.contentHash]));
+        const predicates = paths.map((filePath) => {
+            const hash = committed.get(filePath);
+            return hash != null
+                ? `(path = ${sqlString(filePath)} AND docHash != ${sqlString(hash)})`
+                : `(path = ${sqlString(filePath)})`;
+        });
+        await this.chunks.delete(predicates.join(" OR "));
+    }
+
+    /** Builds the full-text index once the table has rows; rows added later are still searched (unindexed scan). */
+    public async ensureFtsIndex(optimize = false): Promise<void> {
+        if (!this.ftsIndexed) {
+            if ((await this.chunks.countRows()) === 0)
+                return;
+
+            await this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true});
+            this.ftsIndexed = true;
+        } else if (optimize)
+            await this.chunks.optimize();
+    }
+
+    public async searchText(query: string, limit: number): Promise<ChunkHit[]> {
+        const cleaned = query.replace(/[^\p{L}\p{N}\s]+/gu, " ").trim();
+        if (cleaned === "" || limit === 0)
+            return [];
+
+        await this.ensureFtsIndex();
+        if (!this.ftsIndexed)
+            return [];
+
+        // Over-fetch: stale rows of a document being replaced are filtered out below.
+        const rows = (await this.chunks.search(cleaned, "fts").limit(limit * 2 + 8).toArray()) as Array<ChunkRow & {_score: number}>;
+        const hits = await this.onlyCommitted(rows.map((row) => ({...row, score: row._score})));
+        return hits.slice(0, limit);
+    }
+
+    private async onlyCommitted(hits: ChunkHit[]): Promise<ChunkHit[]> {
+        if (hits.length === 0)
+            return hits;
+
+        const paths = [...new Set(hits.map((hit) => hit.path))];
+        const rows = (await this.documents.query().where(sqlIn("path", paths)).select(["path", "contentHash"]).toArray()) as
+            Array<Pick<DocumentRow, "path" | "contentHash">>;
+        const committed = new Map(rows.map((row) => [row.path, row.contentHash]));
+        return hits.filter((hit) => committed.get(hit.path) === hit.docHash);
+    }
+}
+
+function toStoredDocument(row: DocumentRow): Record<string, unknown> {
+    return {...row, mtimeMs: String(row.mtimeMs)};
+}
