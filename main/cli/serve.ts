@@ -33,6 +33,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     console.log(`Weft is serving at ${server.url}`);
     console.log("Open that address in a browser on this machine; it carries this run's access token. Ctrl+C stops.");
 
+    void engine.maintainLibrary(log).catch((error) => log(`library maintenance stopped: ${(error as Error).message}`));
     void engine.warmUp().then(
         async () => log(`engine ready (${(await engine.getStatus()).backend ?? "?"} backend)`),
         (error) => log(`warm-up failed, questions will retry: ${(error as Error).message}`)

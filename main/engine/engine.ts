@@ -8,6 +8,7 @@ import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {generate} from "./generate.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
+import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
@@ -32,6 +33,8 @@ export class Engine implements EngineApi {
     private closed = false;
     private vocabModels = new Map<string, Promise<LlamaModel>>();
     private readonly library: Library;
+    private watcher: FolderWatcher | null = null;
+    private readonly maintenance = new AbortController();
 
     private constructor(
         public readonly dataDir: string,
@@ -122,11 +125,43 @@ export class Engine implements EngineApi {
     }
 
     public async removeFolder(input: {id: string}): Promise<{removed: boolean}> {
+        const folder = (await this.library.listFolders()).find((entry) => entry.id === input.id);
+        if (folder != null)
+            await this.watcher?.remove(folder.path);
+
         return {removed: await this.library.removeFolder(input.id)};
     }
 
-    public ingestFolder(input: {path: string}, signal: AbortSignal, onlyPaths?: string[]): AsyncGenerator<IngestEvent> {
-        return this.library.ingest(input.path, signal, onlyPaths);
+    public async* ingestFolder(input: {path: string}, signal: AbortSignal, onlyPaths?: string[]): AsyncGenerator<IngestEvent> {
+        for await (const event of this.library.ingest(input.path, signal, onlyPaths)) {
+            if (event.type === "done" && !event.cancelled)
+                await this.watcher?.add(event.summary.folder);
+
+            yield event;
+        }
+    }
+
+    /**
+     * For long-running hosts (serve, the app): catches up with changes made while Weft was closed, then
+     * keeps every folder's index current as files are created, changed, renamed or deleted.
+     */
+    public async maintainLibrary(log: (line: string) => void): Promise<void> {
+        this.watcher ??= new FolderWatcher(({folder, paths}) => {
+            void this.drainIngest(folder, paths, log);
+        });
+        for (const folder of await this.library.listFolders()) {
+            await this.drainIngest(folder.path, undefined, log);
+            await this.watcher.add(folder.path).catch((error) => log(`cannot watch ${folder.path}: ${(error as Error).message}`));
+        }
+    }
+
+    private async drainIngest(folder: string, paths: string[] | undefined, log: (line: string) => void): Promise<void> {
+        for await (const event of this.library.ingest(folder, this.maintenance.signal, paths)) {
+            if (event.type === "error")
+                log(`indexing ${folder} failed: ${event.error.message}`);
+            else if (event.type === "done" && (event.summary.changedFiles > 0 || event.summary.removedFiles > 0))
+                log(`re-indexed ${folder}: ${event.summary.changedFiles} changed, ${event.summary.removedFiles} removed`);
+        }
     }
 
     public async* chat(request: ChatRequestParsed, signal: AbortSignal): AsyncGenerator<ChatEvent> {
@@ -230,6 +265,8 @@ export class Engine implements EngineApi {
             return;
 
         this.closed = true;
+        this.maintenance.abort();
+        await this.watcher?.close();
         const release = await this.modelLock.lock();
         try {
             if (this.loaded != null)

@@ -4,6 +4,7 @@ import {createStore, type StoreApi} from "zustand/vanilla";
 import type {ConnectionSource} from "../transport/connection.js";
 import {createChatSlice} from "./chat-slice.js";
 import {createConnectionSlice} from "./connection-slice.js";
+import {createLibrarySlice} from "./library-slice.js";
 import {createModelsSlice} from "./models-slice.js";
 import type {AppState, EngineActions} from "./types.js";
 
@@ -18,7 +19,8 @@ export function createAppStore(connection: ConnectionSource, engine: () => Engin
     return createStore<AppState>()((...a) => ({
         ...createConnectionSlice(connection, engine)(...a),
         ...createModelsSlice(engine)(...a),
-        ...createChatSlice(engine)(...a)
+        ...createChatSlice(engine)(...a),
+        ...createLibrarySlice(engine)(...a)
     }));
 }
 

@@ -1,6 +1,6 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, Citation, EngineErrorShape, EngineStatus, ModelInfo
+    AnswerStats, CacheStats, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -12,6 +12,11 @@ export interface EngineActions {
     ask(question: string): void;
     cancel(): void;
     retryConnection(): void;
+    loadFolders(): Promise<void>;
+    /** Starts indexing `path` (a new folder, or one already in the library); false when one is already running. */
+    ingestFolder(path: string): boolean;
+    cancelIngest(): void;
+    removeFolder(id: string): Promise<void>;
 }
 
 export type ConnectionSlice = {
@@ -60,6 +65,42 @@ export type ChatSlice = {
     clearChat(): void;
 };
 
-export type AppState = ConnectionSlice & ModelsSlice & ChatSlice;
+export type IngestState = "running" | "done" | "cancelled" | "error";
+
+/** The current (or last) indexing run, as the library panel shows it. */
+export type Ingest = {
+    /** The path as it was asked for; the engine resolves it (the summary's `folder` is the resolved one). */
+    path: string;
+    state: IngestState;
+    progress: IngestProgress | null;
+    summary: IngestSummary | null;
+    error: EngineErrorShape | null;
+    cancelRequested: boolean;
+};
+
+export type LibrarySlice = {
+    folders: FolderInfo[];
+    foldersLoaded: boolean;
+    libraryOpen: boolean;
+    ingest: Ingest | null;
+    /** A failed library request (listing, removing) or ingest, shown inline in the panel. */
+    libraryError: string | null;
+    /** The folder whose Remove was clicked once and waits for confirmation. */
+    confirmRemoveId: string | null;
+    /** A remove is in flight. */
+    removingId: string | null;
+    toggleLibrary(open?: boolean): void;
+    /** Adds (or re-indexes) a folder; false when it cannot start now (empty path, offline, or already indexing). */
+    addFolder(path: string): boolean;
+    cancelIngest(): void;
+    /** Asks for confirmation first: the folder is removed only by confirmRemoveFolder. */
+    requestRemoveFolder(id: string): void;
+    confirmRemoveFolder(): void;
+    keepFolder(): void;
+    dismissIngest(): void;
+    dismissLibraryError(): void;
+};
+
+export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice;
 
 export type SliceCreator<T> = StateCreator<AppState, [], [], T>;

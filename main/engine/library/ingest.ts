@@ -52,8 +52,10 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
     const folder = await store.addFolder(root);
     const existing = await store.documentsOf(folder.id);
     const walked = await walkFolder(root);
-    const onlyPaths = options.onlyPaths != null ? new Set(options.onlyPaths.map((entry) => path.resolve(entry))) : null;
-    const files = onlyPaths != null ? walked.files.filter((file) => onlyPaths.has(file.path)) : walked.files;
+    // onlyPaths entries may be folders (a folder created, renamed or deleted): everything under them is in scope.
+    const scope = options.onlyPaths?.map((entry) => path.resolve(entry));
+    const inScope = (filePath: string) => scope == null || scope.some((entry) => filePath === entry || filePath.startsWith(entry + path.sep));
+    const files = walked.files.filter((file) => inScope(file.path));
 
     const toProcess = files.filter((file) => {
         const row = existing.get(file.path);
@@ -116,11 +118,13 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
     if (!cancelled) {
         // Only a clean listing may delete: a file that merely failed to list keeps its chunks.
         const seen = new Set([...walked.files.map((file) => file.path), ...walked.problems.map((problem) => problem.path)]);
-        const gone = [...existing.keys()].filter((filePath) => !seen.has(filePath) && (onlyPaths == null || onlyPaths.has(filePath)));
+        const gone = [...existing.keys()].filter((filePath) => !seen.has(filePath) && inScope(filePath));
         await store.removeDocuments(gone);
         removedFiles = gone.length;
-        await store.putDocumentRows(walked.problems.map((problem) => errorRow(problem, folder.id, existing.get(problem.path))));
-        await store.markFolderIndexed(folder.id);
+        await store.putDocumentRows(walked.problems.filter((problem) => inScope(problem.path))
+            .map((problem) => errorRow(problem, folder.id, existing.get(problem.path))));
+        if (scope == null)
+            await store.markFolderIndexed(folder.id);
     }
 
     await store.ensureFtsIndex(changedFiles > 0 || removedFiles > 0);
