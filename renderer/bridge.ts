@@ -1,7 +1,7 @@
 import {
-    EngineError, type ChatEvent, type EngineClient, type EngineErrorShape, type StreamHandle
+    EngineError, type ChatEvent, type EngineClient, type EngineErrorShape, type IngestEvent, type StreamHandle
 } from "../main/contract/index.js";
-import type {AppStore, EngineActions, Turn} from "./store/index.js";
+import type {AppStore, EngineActions, Ingest, Turn} from "./store/index.js";
 import type {ConnectionSource} from "./transport/connection.js";
 
 export type Bridge = EngineActions & {dispose(): void};
@@ -20,6 +20,9 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
     let noticeId = 0;
     let nextTurnId = 1;
     let activeStream: StreamHandle | null = null;
+    let ingestRun = 0;
+    let ingestStream: StreamHandle | null = null;
+    let folderLoadFailed = false;
 
     const notify = (message: string) => store.setState({notice: {id: ++noticeId, message}});
 
@@ -80,14 +83,67 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
         }
     };
 
+    const loadFolders = async () => {
+        try {
+            const folders = await client.listFolders({});
+            store.setState({folders, foldersLoaded: true});
+            if (folderLoadFailed) {
+                folderLoadFailed = false;
+                store.setState({libraryError: null});
+            }
+        } catch (error) {
+            // Shown in the library panel, not as a banner: chatting still works without the list.
+            if (connection.get().kind === "open") {
+                folderLoadFailed = true;
+                store.setState({libraryError: `Could not load the library: ${messageOf(error)}`});
+            }
+        }
+    };
+
+    /** Updates the ingest of run `run`; a late event of an earlier run changes nothing. */
+    const updateIngest = (run: number, patch: Partial<Ingest>) => {
+        if (run !== ingestRun)
+            return;
+        store.setState((state) => (state.ingest === null ? {} : {ingest: {...state.ingest, ...patch}}));
+    };
+
+    const onIngestEvent = (run: number, event: IngestEvent) => {
+        switch (event.type) {
+            case "progress":
+                updateIngest(run, {progress: event.progress});
+                break;
+            case "done":
+                if (run === ingestRun)
+                    ingestStream = null;
+                // "done" on screen means the folder list below already shows the result.
+                void loadFolders().then(() => updateIngest(run, {
+                    state: event.cancelled ? "cancelled" : "done",
+                    summary: event.summary
+                }));
+                break;
+            case "error":
+                if (run === ingestRun)
+                    ingestStream = null;
+                // A folder can be added before its indexing fails: list it either way.
+                void loadFolders().then(() => updateIngest(run, event.error.code === "cancelled"
+                    ? {state: "cancelled"}
+                    : {state: "error", error: event.error}));
+                break;
+        }
+    };
+
     const unsubscribe = connection.subscribe((state) => {
         store.setState({connection: state});
-        if (state.kind === "open")
+        if (state.kind === "open") {
             void refresh();
+            void loadFolders();
+        }
     });
     // IPC is open from the start and never announces it.
-    if (connection.get().kind === "open")
+    if (connection.get().kind === "open") {
         void refresh();
+        void loadFolders();
+    }
 
     return {
         refresh,
@@ -150,9 +206,47 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
 
         retryConnection: () => connection.retryNow(),
 
+        loadFolders,
+
+        ingestFolder(path) {
+            if (ingestStream !== null || store.getState().ingest?.state === "running")
+                return false;
+            const run = ++ingestRun;
+            store.setState({
+                ingest: {path, state: "running", progress: null, summary: null, error: null, cancelRequested: false},
+                libraryError: null
+            });
+            ingestStream = client.ingestFolder({path}, (event) => onIngestEvent(run, event));
+            return true;
+        },
+
+        cancelIngest() {
+            if (ingestStream === null)
+                return;
+            updateIngest(ingestRun, {cancelRequested: true});
+            ingestStream.cancel();
+        },
+
+        async removeFolder(id) {
+            store.setState({removingId: id, libraryError: null});
+            try {
+                const {removed} = await client.removeFolder({id});
+                if (removed)
+                    store.setState((state) => ({folders: state.folders.filter((folder) => folder.id !== id)}));
+                else
+                    store.setState({libraryError: "That folder was no longer in the library."});
+            } catch (error) {
+                store.setState({libraryError: `Could not remove the folder: ${messageOf(error)}`});
+            } finally {
+                store.setState({removingId: null});
+            }
+            await loadFolders();
+        },
+
         dispose() {
             unsubscribe();
             activeStream?.cancel();
+            ingestStream?.cancel();
         }
     };
 }

@@ -26,3 +26,56 @@ export function formatBytes(value: number): string {
     }
     return `${unit === 0 ? integer.format(size) : oneDecimal.format(size)} ${units[unit]}`;
 }
+
+/** Megabytes (10^6 bytes) per second, as disk and network speeds are usually quoted. */
+export function formatMBps(bytesPerSecond: number): string {
+    const mb = bytesPerSecond / 1_000_000;
+    return `${mb < 10 ? oneDecimal.format(mb) : integer.format(mb)} MB/s`;
+}
+
+/** The last part of a path, for "/" and "\\" separated paths alike (the renderer has no `path` module). */
+export function baseName(filePath: string): string {
+    const trimmed = filePath.replace(/[\\/]+$/, "");
+    const cut = Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\"));
+    return cut === -1 ? trimmed : trimmed.slice(cut + 1);
+}
+
+/** `filePath` relative to `folder` when it lies inside it, else unchanged. */
+export function relativePath(filePath: string, folder: string): string {
+    const root = folder.replace(/[\\/]+$/, "");
+    if (filePath.length > root.length + 1 && filePath.startsWith(root) && /[\\/]/.test(filePath[root.length]!))
+        return filePath.slice(root.length + 1);
+    return filePath;
+}
+
+const relative = new Intl.RelativeTimeFormat("en", {numeric: "auto"});
+const dateTime = new Intl.DateTimeFormat("en", {dateStyle: "medium", timeStyle: "short"});
+
+/** "just now", "5 minutes ago", "yesterday", then a date; `now` is for tests. */
+export function formatWhen(iso: string, now = Date.now()): string {
+    const at = Date.parse(iso);
+    if (Number.isNaN(at))
+        return iso;
+    const seconds = Math.round((at - now) / 1000);
+    if (Math.abs(seconds) < 45)
+        return "just now";
+    const minutes = Math.round(seconds / 60);
+    if (Math.abs(minutes) < 60)
+        return relative.format(minutes, "minute");
+    const hours = Math.round(minutes / 60);
+    if (Math.abs(hours) < 24)
+        return relative.format(hours, "hour");
+    const days = Math.round(hours / 24);
+    if (Math.abs(days) < 7)
+        return relative.format(days, "day");
+    return dateTime.format(at);
+}
+
+export function formatDateTime(iso: string): string {
+    const at = Date.parse(iso);
+    return Number.isNaN(at) ? iso : dateTime.format(at);
+}
+
+export function plural(count: number, one: string, many = `${one}s`): string {
+    return `${formatCount(count)} ${count === 1 ? one : many}`;
+}

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import {spawn} from "node:child_process";
 import {createHash} from "node:crypto";
-import {readFile} from "node:fs/promises";
+import {mkdir, readFile, writeFile} from "node:fs/promises";
 import {createServer, type Server} from "node:http";
 import type {AddressInfo} from "node:net";
 import {after, before, describe, it} from "node:test";
-import {AskResult, ModelInfo} from "../../main/contract/index.js";
+import path from "node:path";
+import {AskResult, IngestSummary, ModelInfo} from "../../main/contract/index.js";
 import {ensureFixtureModel} from "../fixtures/make-tiny-models.js";
 import {makeTempDir, stories260kPath, weftBin} from "../helpers/paths.js";
 
@@ -61,6 +62,31 @@ describe("weft CLI (built bin, real model)", () => {
         assert.equal(result.code, 0, result.stderr);
         const models = ModelInfo.array().parse(JSON.parse(result.stdout));
         assert.deepEqual(models.map((model) => model.id), ["stories260k"]);
+    });
+
+    it("ingest --json summarises a folder; ask --json then cites its files", async () => {
+        const folder = `${temp.dir}/docs`;
+        await mkdir(folder, {recursive: true});
+        await writeFile(`${folder}/lighthouse.md`, "# Lighthouse\n\nThe zanzibar lighthouse keeper polished the lens every night.\n");
+        await writeFile(`${folder}/garden.txt`, "Tomatoes and basil grow well together in a sunny garden.\n");
+        await writeFile(`${folder}/broken.pdf`, "%PDF-1.4\nnot really a pdf");
+        await writeFile(`${folder}/blob.bin`, Buffer.from([0, 1, 2, 3, 0, 0, 255]));
+
+        const ingested = await weft(["ingest", folder, "--data", temp.dir, "--json"]);
+        assert.equal(ingested.code, 0, ingested.stderr);
+        const summary = IngestSummary.parse(JSON.parse(ingested.stdout.trim().split("\n").at(-1)!));
+        assert.equal(summary.files, 2);
+        assert.ok(summary.chunks >= 2);
+        assert.deepEqual(summary.errors.map((problem) => path.basename(problem.path)), ["broken.pdf"]);
+        assert.deepEqual(summary.skipped.map((problem) => path.basename(problem.path)), ["blob.bin"]);
+        assert.match(ingested.stderr, /Indexing 100%/);
+
+        const asked = await weft(["ask", "--data", temp.dir, "--model", stories260kPath, "--json", "--max-tokens", "8", "zanzibar lighthouse keeper"]);
+        assert.equal(asked.code, 0, asked.stderr);
+        const result = AskResult.parse(JSON.parse(asked.stdout));
+        assert.equal(result.citations[0]?.path, path.join(folder, "lighthouse.md"));
+        assert.equal(result.citations[0]?.n, 1);
+        assert.match(result.citations[0]?.text ?? "", /polished the lens/);
     });
 
     it("names an unknown flag and exits 2", async () => {
