@@ -2,6 +2,7 @@ import {useEffect} from "react";
 import {ChatView} from "./components/ChatView.js";
 import {Composer} from "./components/Composer.js";
 import {Header} from "./components/Header.js";
+import {LibraryPanel} from "./components/LibraryPanel.js";
 import {NotAuthorized} from "./components/NotAuthorized.js";
 import {Notice} from "./components/Notice.js";
 import {useApp} from "./store/index.js";
@@ -9,16 +10,24 @@ import {useApp} from "./store/index.js";
 export function App() {
     const connection = useApp((state) => state.connection);
     const cancel = useApp((state) => state.cancel);
+    const toggleLibrary = useApp((state) => state.toggleLibrary);
 
-    // Escape stops the streaming answer wherever the focus is.
+    // Escape stops the streaming answer wherever the focus is (except inside the library panel, which it
+    // closes); Ctrl+L (Cmd+L on macOS) shows or hides the library.
     useEffect(() => {
         const onKeyDown = (event: KeyboardEvent) => {
-            if (event.key === "Escape" && !event.isComposing)
+            if (event.isComposing)
+                return;
+            if (event.key === "Escape")
                 cancel();
+            else if ((event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && event.key.toLowerCase() === "l") {
+                event.preventDefault();
+                toggleLibrary();
+            }
         };
         window.addEventListener("keydown", onKeyDown);
         return () => window.removeEventListener("keydown", onKeyDown);
-    }, [cancel]);
+    }, [cancel, toggleLibrary]);
 
     if (connection.kind === "unauthorized")
         return <NotAuthorized reason={connection.reason} />;
@@ -27,8 +36,13 @@ export function App() {
         <div className="app">
             <Header />
             <Notice />
-            <ChatView />
-            <Composer />
+            <div className="app-body">
+                <div className="chat-pane">
+                    <ChatView />
+                    <Composer />
+                </div>
+                <LibraryPanel />
+            </div>
         </div>
     );
 }

@@ -213,7 +213,7 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
                 return false;
             const run = ++ingestRun;
             store.setState({
-                ingest: {path, state: "running", progress: null, summary: null, error: null, cancelRequested: false},
+                ingest: {run, path, state: "running", progress: null, summary: null, error: null, cancelRequested: false},
                 libraryError: null
             });
             ingestStream = client.ingestFolder({path}, (event) => onIngestEvent(run, event));

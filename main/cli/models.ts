@@ -6,7 +6,8 @@ export const modelsUsage = `weft models list [--json]
 weft models add PATH
 weft models remove ID
 weft models select ID
-weft models pull URL_OR_HF_REF      (https://…/model.gguf or hf:user/repo/file.gguf; resumes)`;
+weft models pull URL_OR_HF_REF      (https://…/model.gguf or hf:user/repo/file.gguf; resumes)
+weft models embedder ID|none        (the embedding model for hybrid retrieval, e.g. a bge-small or nomic-embed GGUF)`;
 
 export async function modelsCommand(argv: string[]): Promise<number> {
     const {values, positionals} = parseCommandArgs(argv, commonOptions);
@@ -19,7 +20,7 @@ export async function modelsCommand(argv: string[]): Promise<number> {
     if (rest.length > 0)
         throw new UsageError(`unexpected argument "${rest[0]}"`);
 
-    const needsTarget = ["add", "remove", "select", "pull"];
+    const needsTarget = ["add", "remove", "select", "pull", "embedder"];
     if (needsTarget.includes(action) && target == null)
         throw new UsageError(`models ${action} needs an argument:\n${modelsUsage}`);
 
@@ -52,6 +53,13 @@ export async function modelsCommand(argv: string[]): Promise<number> {
             case "select": {
                 const model = await engine.selectModel({id: target!});
                 print(model, `Selected ${model.id}`);
+                return 0;
+            }
+            case "embedder": {
+                const status = await engine.setEmbeddingModel({id: target === "none" ? null : target!});
+                print(status, status.embeddingModelId != null
+                    ? `Chunks will be embedded with ${status.embeddingModelId}; run \`weft ingest FOLDER\` to embed folders already added`
+                    : "Retrieval is full-text only");
                 return 0;
             }
             case "pull": {

@@ -13,6 +13,7 @@ export const rpcEndpoints = {
     addModel: {input: z.object({path: z.string().min(1)}), output: ModelInfo},
     removeModel: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})},
     selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo},
+    setEmbeddingModel: {input: z.object({id: z.string().min(1).nullable()}), output: EngineStatus},
     listFolders: {input: z.object({}), output: z.array(FolderInfo)},
     removeFolder: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})}
 } as const;

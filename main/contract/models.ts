@@ -18,6 +18,8 @@ export const EngineStatus = z.object({
     threads: z.number().int().positive(),
     dataDir: z.string(),
     activeModelId: z.string().nullable(),
+    /** The model that embeds chunks for hybrid retrieval; null means full-text retrieval only. */
+    embeddingModelId: z.string().nullable(),
     loadedModelId: z.string().nullable()
 });
 export type EngineStatus = z.infer<typeof EngineStatus>;

@@ -7,6 +7,7 @@ import {
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {generate} from "./generate.js";
+import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
 import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
@@ -32,6 +33,7 @@ export class Engine implements EngineApi {
     private readonly modelLock = new Mutex();
     private closed = false;
     private vocabModels = new Map<string, Promise<LlamaModel>>();
+    private embedderPromise: Promise<Embedder> | null = null;
     private readonly library: Library;
     private watcher: FolderWatcher | null = null;
     private readonly maintenance = new AbortController();
@@ -43,7 +45,7 @@ export class Engine implements EngineApi {
         private readonly registry: ModelRegistry,
         private settings: Settings
     ) {
-        this.library = new Library(dataDir, () => this.ingestTokenizer());
+        this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder());
     }
 
     public static async open(options: EngineOptions): Promise<Engine> {
@@ -74,6 +76,8 @@ export class Engine implements EngineApi {
             threads: this.threads,
             dataDir: this.dataDir,
             activeModelId: this.resolveModelId(undefined, false),
+            embeddingModelId: this.settings.embeddingModelId != null && this.registry.get(this.settings.embeddingModelId) != null
+                ? this.settings.embeddingModelId : null,
             loadedModelId: this.loaded?.info.id ?? null
         };
     }
@@ -118,6 +122,20 @@ export class Engine implements EngineApi {
         const info = this.registry.require(input.id);
         await this.updateSettings({activeModelId: info.id});
         return info;
+    }
+
+    /** Choosing another embedding model re-embeds every folder at its next ingest (its own vectors table). */
+    public async setEmbeddingModel(input: {id: string | null}): Promise<EngineStatus> {
+        if (input.id != null)
+            this.registry.require(input.id);
+
+        if (input.id !== this.settings.embeddingModelId) {
+            const previous = this.embedderPromise;
+            this.embedderPromise = null;
+            await (await previous?.catch(() => null))?.dispose();
+            await this.updateSettings({embeddingModelId: input.id});
+        }
+        return this.getStatus();
     }
 
     public async listFolders(): Promise<FolderInfo[]> {
@@ -274,6 +292,7 @@ export class Engine implements EngineApi {
 
             this.loaded = null;
             await this.library.close();
+            await (await this.embedderPromise?.catch(() => null))?.dispose();
             for (const vocab of this.vocabModels.values())
                 await (await vocab.catch(() => null))?.dispose();
 
@@ -316,6 +335,23 @@ export class Engine implements EngineApi {
 
         const model = await vocab;
         return {countTokens: (text) => model.tokenize(text).length, kind: "model"};
+    }
+
+    private async embedder(): Promise<Embedder | null> {
+        const id = this.settings.embeddingModelId;
+        const info = id != null ? this.registry.get(id) : undefined;
+        if (info == null)
+            return null;
+
+        if (this.embedderPromise == null) {
+            const opening = this.llama().then((llama) => openEmbedder(llama, info, this.threads));
+            this.embedderPromise = opening;
+            opening.catch(() => {
+                if (this.embedderPromise === opening)
+                    this.embedderPromise = null;
+            });
+        }
+        return this.embedderPromise;
     }
 
     private resolveModelId(requested: string | undefined, required: boolean): string | null {

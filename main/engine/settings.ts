@@ -5,6 +5,7 @@ import {readJsonOr, writeJsonAtomic} from "./json-file.js";
 
 export const Settings = z.object({
     activeModelId: z.string().nullable().default(null),
+    embeddingModelId: z.string().nullable().default(null),
     contextSize: z.number().int().min(256).max(131_072).default(4096)
 });
 export type Settings = z.infer<typeof Settings>;

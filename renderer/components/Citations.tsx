@@ -1,6 +1,10 @@
 import type {Citation} from "../../main/contract/index.js";
+import {baseName, formatCount} from "./format.js";
 
-/** Sources under an answer, as "[n] path (page N)". */
+/**
+ * Sources under an answer, as "[n] file name (p. N)"; the full path is the tooltip and the passage the model
+ * was given opens underneath.
+ */
 export function Citations({citations}: {citations: Citation[]}) {
     if (citations.length === 0)
         return null;
@@ -8,12 +12,35 @@ export function Citations({citations}: {citations: Citation[]}) {
     return (
         <ol className="citations" data-testid="citations" aria-label="Sources">
             {sorted.map((citation) => (
-                <li key={`${citation.n}:${citation.path}:${citation.span[0]}`} title={citation.text ?? citation.path}>
-                    <span className="citation-n">[{citation.n}]</span>{" "}
-                    <span className="citation-path">{citation.path}</span>
-                    {citation.page !== null && <span className="citation-page"> (page {citation.page})</span>}
-                </li>
+                <CitationItem key={`${citation.n}:${citation.path}:${citation.span[0]}`} citation={citation} />
             ))}
         </ol>
+    );
+}
+
+function CitationItem({citation}: {citation: Citation}) {
+    const label = (
+        <>
+            <span className="citation-n">[{citation.n}]</span>{" "}
+            <span className="citation-path" title={citation.path}>{baseName(citation.path)}</span>
+            {citation.page !== null && <span className="citation-page"> (p. {formatCount(citation.page)})</span>}
+        </>
+    );
+    const text = citation.text?.trim() ?? "";
+    return (
+        <li
+            className="citation"
+            data-testid="citation"
+            data-n={citation.n}
+            data-path={citation.path}
+            data-page={citation.page ?? undefined}
+        >
+            {text === "" ? <div className="citation-line">{label}</div> : (
+                <details>
+                    <summary className="citation-line">{label}</summary>
+                    <blockquote className="citation-text" data-testid="citation-text">{text}</blockquote>
+                </details>
+            )}
+        </li>
     );
 }

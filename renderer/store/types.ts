@@ -69,6 +69,8 @@ export type IngestState = "running" | "done" | "cancelled" | "error";
 
 /** The current (or last) indexing run, as the library panel shows it. */
 export type Ingest = {
+    /** Counts up with every run, so a view (or a test) can tell one run's end from the next one's. */
+    run: number;
     /** The path as it was asked for; the engine resolves it (the summary's `folder` is the resolved one). */
     path: string;
     state: IngestState;

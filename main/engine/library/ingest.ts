@@ -5,6 +5,7 @@ import {chunkDocument} from "./chunk.js";
 import {hashFile} from "./file-hash.js";
 import {IngestJournal} from "./journal.js";
 import {parseDocument} from "./parse/index.js";
+import type {Embedder} from "./embedder.js";
 import type {DocumentRow, LibraryStore, PendingDocument} from "./store.js";
 import type {ParseOptions} from "./types.js";
 import {walkFolder, type WalkedFile} from "./walk.js";
@@ -20,6 +21,8 @@ export type IngestOptions = {
     targetTokens?: number;
     maxTokens?: number;
     parse?: ParseOptions;
+    /** When set, chunks get vectors from this embedding model after they are committed. */
+    embedder?: Embedder | null;
     /** Only these files (absolute paths) are looked at; the rest of the folder is left as it is (the watcher uses this). */
     onlyPaths?: string[];
 };
@@ -126,6 +129,12 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
         if (scope == null)
             await store.markFolderIndexed(folder.id);
     }
+
+    if (!cancelled && options.embedder != null)
+        await store.syncVectors(folder.id, options.embedder, (done, total) => {
+            if (!options.signal?.aborted)
+                report(`embedding ${done}/${total} chunks`, done === total);
+        });
 
     await store.ensureFtsIndex(changedFiles > 0 || removedFiles > 0);
     report(null, true);

@@ -1,4 +1,5 @@
 import {type Citation, EngineError, type FolderInfo, type IngestEvent, type IngestSummary} from "../../contract/index.js";
+import type {Embedder} from "./embedder.js";
 import {ingestFolder} from "./ingest.js";
 import {LibraryStore} from "./store.js";
 
@@ -15,7 +16,11 @@ export class Library {
     private storePromise: Promise<LibraryStore> | null = null;
     private ingestQueue: Promise<unknown> = Promise.resolve();
 
-    public constructor(private readonly dataDir: string, private readonly tokenizer: () => Promise<Tokenizer>) {}
+    public constructor(
+        private readonly dataDir: string,
+        private readonly tokenizer: () => Promise<Tokenizer>,
+        private readonly embedder: () => Promise<Embedder | null>
+    ) {}
 
     public store(): Promise<LibraryStore> {
         if (this.storePromise == null) {
@@ -68,6 +73,7 @@ export class Library {
                 dataDir: this.dataDir,
                 countTokens: tokenizer.countTokens,
                 tokenizer: tokenizer.kind,
+                embedder: await this.embedder(),
                 signal,
                 onlyPaths,
                 onProgress: (progress) => push({type: "progress", progress})
@@ -108,7 +114,10 @@ export class Library {
             return [];
 
         const store = await this.store();
-        const hits = await store.searchText(question, topK);
+        const embedder = await this.embedder();
+        const hits = embedder != null
+            ? await store.searchHybrid(question, (await embedder.embed([question]))[0]!, embedder, topK)
+            : await store.searchText(question, topK);
         return hits.map((hit, index) => ({
             n: index + 1,
             path: hit.path,

@@ -5,6 +5,8 @@ import * as lancedb from "@lancedb/lancedb";
 import {Field, Float32, Int32, Schema, Utf8} from "apache-arrow";
 import {sqlIn, sqlString} from "./sql.js";
 import type {Chunk, DocumentType} from "./types.js";
+import type {Embedder} from "./embedder.js";
+import {VectorIndex} from "./vectors.js";
 
 export type DocumentStatus = "indexed" | "skipped" | "error";
 
@@ -101,6 +103,7 @@ function chunkId(filePath: string, docHash: string, index: number): string {
  */
 export class LibraryStore {
     private ftsIndexed = false;
+    private readonly vectorIndexes = new Map<string, Promise<VectorIndex>>();
 
     private constructor(
         private readonly db: lancedb.Connection,
@@ -148,6 +151,9 @@ export class LibraryStore {
     public async removeFolder(id: string): Promise<boolean> {
         const where = `folderId = ${sqlString(id)}`;
         const existed = (await this.folders.countRows(`id = ${sqlString(id)}`)) > 0;
+        for (const index of this.vectorIndexes.values())
+            await (await index).dropFolder(id);
+
         await this.chunks.delete(where);
         await this.documents.delete(where);
         await this.folders.delete(`id = ${sqlString(id)}`);
@@ -256,6 +262,51 @@ export class LibraryStore {
         const rows = (await this.chunks.search(cleaned, "fts").limit(limit * 2 + 8).toArray()) as Array<ChunkRow & {_score: number}>;
         const hits = await this.onlyCommitted(rows.map((row) => ({...row, score: row._score})));
         return hits.slice(0, limit);
+    }
+
+    public vectorIndex(embedder: Embedder): Promise<VectorIndex> {
+        let index = this.vectorIndexes.get(embedder.key);
+        if (index == null) {
+            index = VectorIndex.open(this.db, embedder);
+            this.vectorIndexes.set(embedder.key, index);
+        }
+        return index;
+    }
+
+    /** Embeds the folder's chunks that have no vector yet for this model and drops vectors of vanished chunks. */
+    public async syncVectors(folderId: string, embedder: Embedder, onProgress?: (done: number, total: number) => void) {
+        return (await this.vectorIndex(embedder)).sync(this.chunks, folderId, embedder, onProgress);
+    }
+
+    /**
+     * Full-text and vector results fused by reciprocal rank (k = 60): robust to the two scores' different
+     * scales, and a chunk found by both rises to the top.
+     */
+    public async searchHybrid(query: string, queryVector: Float32Array, embedder: Embedder, limit: number): Promise<ChunkHit[]> {
+        const depth = limit * 4 + 8;
+        const [textHits, vectorHits] = await Promise.all([
+            this.searchText(query, depth),
+            (await this.vectorIndex(embedder)).search(queryVector, depth)
+        ]);
+
+        const fused = new Map<string, number>();
+        const add = (id: string, rank: number) => fused.set(id, (fused.get(id) ?? 0) + 1 / (60 + rank + 1));
+        textHits.forEach((hit, rank) => add(hit.id, rank));
+        vectorHits.forEach((hit, rank) => add(hit.id, rank));
+
+        const known = new Map(textHits.map((hit) => [hit.id, hit]));
+        const unknownIds = [...fused.keys()].filter((id) => !known.has(id));
+        if (unknownIds.length > 0) {
+            const rows = (await this.chunks.query().where(sqlIn("id", unknownIds)).toArray()) as ChunkRow[];
+            for (const row of await this.onlyCommitted(rows.map((row) => ({...row, score: 0}))))
+                known.set(row.id, row);
+        }
+
+        return [...fused.entries()]
+            .filter(([id]) => known.has(id))
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, limit)
+            .map(([id, score]) => ({...known.get(id)!, score}));
     }
 
     private async onlyCommitted(hits: ChunkHit[]): Promise<ChunkHit[]> {

@@ -1,0 +1,79 @@
+import {Field, FixedSizeList, Float32, Schema, Utf8} from "apache-arrow";
+import type * as lancedb from "@lancedb/lancedb";
+import type {Embedder} from "./embedder.js";
+import {sqlIn, sqlString} from "./sql.js";
+
+export type VectorHit = {id: string, path: string, docHash: string, distance: number};
+
+const annThreshold = 20_000;
+
+/**
+ * One table of chunk vectors per embedding model. Rows carry the chunk's path and content hash, so a
+ * search trusts them exactly as far as the chunk rows (see LibraryStore), and `sync` brings the table to
+ * the current chunks: new chunks are embedded, vanished ones dropped — which is also what re-embeds
+ * everything when the embedding model changes.
+ */
+export class VectorIndex {
+    private annBuilt = false;
+
+    private constructor(private readonly table: lancedb.Table) {}
+
+    public static async open(db: lancedb.Connection, embedder: Embedder): Promise<VectorIndex> {
+        const name = `vectors_${embedder.key}`;
+        const schema = new Schema([
+            new Field("id", new Utf8(), false),
+            new Field("path", new Utf8(), false),
+            new Field("folderId", new Utf8(), false),
+            new Field("docHash", new Utf8(), false),
+            new Field("vector", new FixedSizeList(embedder.dimensions, new Field("item", new Float32(), true)), false)
+        ]);
+        const table = (await db.tableNames()).includes(name) ? await db.openTable(name) : await db.createEmptyTable(name, schema, {existOk: true});
+        const index = new VectorIndex(table);
+        index.annBuilt = (await table.listIndices()).some((entry) => entry.columns.includes("vector"));
+        return index;
+    }
+
+    public async sync(
+        chunks: lancedb.Table,
+        folderId: string,
+        embedder: Embedder,
+        onProgress?: (done: number, total: number) => void
+    ): Promise<{embedded: number, dropped: number}> {
+        const where = `folderId = ${sqlString(folderId)}`;
+        const chunkIds = new Set(((await chunks.query().where(where).select(["id"]).toArray()) as Array<{id: string}>).map((row) => row.id));
+        const vectorIds = new Set(((await this.table.query().where(where).select(["id"]).toArray()) as Array<{id: string}>).map((row) => row.id));
+        const stale = [...vectorIds].filter((id) => !chunkIds.has(id));
+        const missing = [...chunkIds].filter((id) => !vectorIds.has(id));
+
+        for (let start = 0; start < stale.length; start += 500)
+            await this.table.delete(sqlIn("id", stale.slice(start, start + 500)));
+
+        for (let start = 0; start < missing.length; start += 256) {
+            const rows = (await chunks.query().where(sqlIn("id", missing.slice(start, start + 256)))
+                .select(["id", "path", "folderId", "docHash", "text"]).toArray()) as Array<{id: string, path: string, folderId: string, docHash: string, text: string}>;
+            const vectors = await embedder.embed(rows.map((row) => row.text));
+            await this.table.add(rows.map((row, index) => ({
+                id: row.id, path: row.path, folderId: row.folderId, docHash: row.docHash, vector: Array.from(vectors[index]!)
+            })));
+            onProgress?.(Math.min(start + 256, missing.length), missing.length);
+        }
+
+        if (!this.annBuilt && (await this.table.countRows()) >= annThreshold) {
+            // Exact search is fine for small libraries; past this size an IVF-PQ index keeps queries fast.
+            await this.table.createIndex("vector", {replace: true});
+            this.annBuilt = true;
+        }
+
+        return {embedded: missing.length, dropped: stale.length};
+    }
+
+    public async dropFolder(folderId: string): Promise<void> {
+        await this.table.delete(`folderId = ${sqlString(folderId)}`);
+    }
+
+    public async search(vector: Float32Array, limit: number): Promise<VectorHit[]> {
+        const rows = (await this.table.vectorSearch(Array.from(vector)).distanceType("cosine").limit(limit)
+            .select(["id", "path", "docHash", "_distance"]).toArray()) as Array<{id: string, path: string, docHash: string, _distance: number}>;
+        return rows.map((row) => ({id: row.id, path: row.path, docHash: row.docHash, distance: row._distance}));
+    }
+}
