@@ -21,6 +21,8 @@ export const AnswerStats = z.object({
     backend: Backend,
     modelId: z.string(),
     strategy: Strategy,
+    /** The share of reused tokens the strategy recomputes (hkvd, chunk-head); 0 for the others. */
+    ratio: z.number().min(0).max(1),
     /** Why the engine used a different strategy than the one asked for, if it did. */
     strategyFallbackReason: z.string().optional(),
     promptTokens: count,
@@ -31,6 +33,16 @@ export const AnswerStats = z.object({
     /** Prompt tokens evaluated from scratch. */
     freshTokens: count,
     completionTokens: count,
+    /** KV cache bytes loaded from the chunk cache for this prompt. */
+    kvBytesLoaded: count,
+    kvLoadMs: ms,
+    /** kvBytesLoaded / kvLoadMs in GB/s; 0 when nothing was loaded. */
+    kvLoadGBps: z.number().nonnegative(),
+    /** Choosing the tokens to recompute (hkvd's early-layer pass). */
+    selectMs: ms,
+    recomputeMs: ms,
+    /** What a full prefill of promptTokens would have taken, from this model's measured prefill rate. */
+    fullPrefillEstimateMs: ms,
     /** Time spent loading the model for this answer (0 when it was already loaded); part of ttftMs. */
     modelLoadMs: ms,
     retrievalMs: ms,

@@ -1,11 +1,12 @@
 import {mkdir} from "node:fs/promises";
-import type {Llama, LlamaModel} from "node-llama-cpp";
+import type {Llama, LlamaModel, Token} from "node-llama-cpp";
 import {
     type AnswerStats, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi, EngineError, type EngineStatus,
-    type FolderInfo, type IngestEvent, type ModelInfo, toErrorShape
+    type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
+import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
@@ -215,7 +216,9 @@ export class Engine implements EngineApi {
                 throw new EngineError("bad_request",
                     `the prompt is ${promptTokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
-            const generation = generate(loaded.model, loaded.sequence, promptTokens, {
+            const requested = request.strategy ?? "prefix";
+            const prepared = await this.preparePrompt(loaded, promptTokens, requested);
+            const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
                 temperature: request.temperature,
                 signal
@@ -231,11 +234,11 @@ export class Engine implements EngineApi {
                     yield {
                         type: "cacheStats",
                         stats: {
-                            strategy: "full",
+                            strategy: prepared.strategy,
                             promptTokens: promptTokens.length,
-                            reusedTokens: 0,
-                            recomputedTokens: 0,
-                            freshTokens: promptTokens.length,
+                            reusedTokens: prepared.reusedTokens,
+                            recomputedTokens: prepared.recomputedTokens,
+                            freshTokens: prepared.tokensToEvaluate.length,
                             prefillMs
                         }
                     };
@@ -251,18 +254,29 @@ export class Engine implements EngineApi {
             const finishedAt = performance.now();
             const ttftMs = result.firstTokenAt != null ? result.firstTokenAt - startedAt : finishedAt - startedAt;
             const decodeSeconds = result.firstTokenAt != null ? (finishedAt - result.firstTokenAt) / 1000 : 0;
+            const freshTokens = prepared.tokensToEvaluate.length;
+            if (prepared.reusedTokens === 0 && freshTokens >= 16 && prefillMs > 0)
+                loaded.prefillMsPerToken = loaded.prefillMsPerToken == null
+                    ? prefillMs / freshTokens
+                    : 0.7 * loaded.prefillMsPerToken + 0.3 * (prefillMs / freshTokens);
+
             const stats: AnswerStats = {
                 backend: backendOf(llama),
                 modelId: loaded.info.id,
-                strategy: "full",
-                ...(request.strategy != null && request.strategy !== "full"
-                    ? {strategyFallbackReason: `the ${request.strategy} strategy needs the blend engine, which this build does not have yet`}
-                    : {}),
+                strategy: prepared.strategy,
+                ratio: prepared.ratio,
+                ...(prepared.fallbackReason != null ? {strategyFallbackReason: prepared.fallbackReason} : {}),
                 promptTokens: promptTokens.length,
-                reusedTokens: 0,
-                recomputedTokens: 0,
-                freshTokens: promptTokens.length,
+                reusedTokens: prepared.reusedTokens,
+                recomputedTokens: prepared.recomputedTokens,
+                freshTokens,
                 completionTokens: result.completionTokens,
+                kvBytesLoaded: prepared.kvBytesLoaded,
+                kvLoadMs: prepared.kvLoadMs,
+                kvLoadGBps: prepared.kvLoadMs > 0 ? prepared.kvBytesLoaded / 1e6 / prepared.kvLoadMs : 0,
+                selectMs: prepared.selectMs,
+                recomputeMs: prepared.recomputeMs,
+                fullPrefillEstimateMs: (loaded.prefillMsPerToken ?? (prefillMs / Math.max(1, freshTokens))) * promptTokens.length,
                 modelLoadMs,
                 retrievalMs,
                 prefillMs,
@@ -314,6 +328,19 @@ export class Engine implements EngineApi {
             });
         }
         return this.llamaPromise;
+    }
+
+    /** Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). */
+    private async preparePrompt(loaded: LoadedModel, promptTokens: Token[], requested: Strategy): Promise<PreparedPrompt> {
+        if (requested === "full")
+            return prepareFull(loaded.sequence, promptTokens);
+
+        const prepared = await preparePrefix(loaded.sequence, promptTokens);
+        if (requested !== "prefix")
+            prepared.fallbackReason = `the ${requested} strategy needs Weft's patched llama.cpp build and native addon, ` +
+                "which are not installed here (see native/README.md); using exact prefix reuse instead";
+
+        return prepared;
     }
 
     /**

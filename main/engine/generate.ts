@@ -7,28 +7,26 @@ export type GenerationStep =
 export type GenerationResult = {completionTokens: number, cancelled: boolean, firstTokenAt: number | null};
 
 /**
- * Evaluates the prompt on an empty sequence and streams decoded text. Text is released only once it
+ * Evaluates the rest of the prompt (the sequence already holds the part a strategy prepared) and streams decoded text. Text is released only once it
  * decodes cleanly, so a multi-byte character split across tokens never reaches the user as U+FFFD.
  */
 export async function* generate(
     model: LlamaModel,
     sequence: LlamaContextSequence,
-    promptTokens: Token[],
+    tokensToEvaluate: Token[],
     options: {maxTokens: number, temperature: number, signal: AbortSignal}
 ): AsyncGenerator<GenerationStep, GenerationResult> {
-    await sequence.clearHistory();
-
     const startedAt = performance.now();
     const output: Token[] = [];
     let emittedText = "";
     let firstTokenAt: number | null = null;
     let cancelled = false;
 
-    const maxTokens = Math.max(0, Math.min(options.maxTokens, sequence.context.contextSize - promptTokens.length));
+    const maxTokens = Math.max(0, Math.min(options.maxTokens, sequence.context.contextSize - sequence.nextTokenIndex - tokensToEvaluate.length));
     if (maxTokens === 0)
         return {completionTokens: 0, cancelled: false, firstTokenAt};
 
-    const iterator = sequence.evaluate(promptTokens, {temperature: options.temperature});
+    const iterator = sequence.evaluate(tokensToEvaluate, {temperature: options.temperature});
     try {
         for await (const token of iterator) {
             if (firstTokenAt == null) {

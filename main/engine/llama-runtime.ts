@@ -32,6 +32,8 @@ export type LoadedModel = {
     context: LlamaContext;
     sequence: LlamaContextSequence;
     contextSize: number;
+    /** Measured prefill cost of this model here (moving average over full prefills), for fullPrefillEstimateMs. */
+    prefillMsPerToken?: number;
 };
 
 /**

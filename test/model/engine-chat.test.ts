@@ -45,7 +45,7 @@ describe("engine chat on stories260K (real weights, CPU)", () => {
         assert.equal(info.architecture, "llama");
         assert.equal(info.hasChatTemplate, false);
 
-        const events = await collectEvents(engine.chat(ChatRequest.parse({question: "Once upon a time", maxTokens: 40}), new AbortController().signal));
+        const events = await collectEvents(engine.chat(ChatRequest.parse({question: "Once upon a time", maxTokens: 40, strategy: "full"}), new AbortController().signal));
         for (const event of events)
             ChatEvent.parse(event);
 
@@ -82,6 +82,33 @@ describe("engine chat on stories260K (real weights, CPU)", () => {
         const second = await ask();
         assert.equal(first.answer, second.answer);
         assert.equal(second.stats.modelLoadMs < 50, true);
+    });
+
+    it("prefix reuse keeps the shared prompt's KV and answers exactly as a full prefill does", async () => {
+        const question = "Once upon a time, there was a little girl named Lily. She loved to play";
+        const ask = async (strategy: "full" | "prefix") =>
+            lastEvent(await collectEvents(engine.chat(ChatRequest.parse({question, maxTokens: 30, strategy}), new AbortController().signal)), "done");
+        const full = await ask("full");
+        assert.equal(full.stats.reusedTokens, 0);
+        assert.ok(full.stats.fullPrefillEstimateMs > 0);
+
+        const reused = await ask("prefix");
+        assert.equal(reused.stats.strategy, "prefix");
+        assert.equal(reused.stats.reusedTokens, reused.stats.promptTokens - 1);
+        assert.equal(reused.stats.freshTokens, 1);
+        assert.equal(reused.answer, full.answer);
+
+        const longer = lastEvent(await collectEvents(engine.chat(ChatRequest.parse({question: `${question} with her dog`, maxTokens: 8, strategy: "prefix"}),
+            new AbortController().signal)), "done");
+        assert.ok(longer.stats.reusedTokens >= reused.stats.promptTokens - 2, JSON.stringify(longer.stats));
+        assert.equal(longer.stats.reusedTokens + longer.stats.freshTokens, longer.stats.promptTokens);
+    });
+
+    it("falls back to prefix reuse for blend strategies when the patched build is absent, and says why", async () => {
+        const done = lastEvent(await collectEvents(engine.chat(ChatRequest.parse({question: "The cat", maxTokens: 4, strategy: "hkvd"}),
+            new AbortController().signal)), "done");
+        assert.equal(done.stats.strategy, "prefix");
+        assert.match(done.stats.strategyFallbackReason ?? "", /hkvd strategy needs/);
     });
 
     it("stops generating when cancelled and says so", async () => {
