@@ -9,7 +9,9 @@ export const Citation = z.object({
     page: z.number().int().positive().nullable(),
     span: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
     score: z.number(),
-    text: z.string().optional()
+    text: z.string().optional(),
+    /** sha256 of the chunk text: the key of its KV cache. */
+    contentHash: z.string().optional()
 });
 export type Citation = z.infer<typeof Citation>;
 

@@ -14,7 +14,7 @@ import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
-import {buildPromptTokens} from "./prompt.js";
+import {buildPrompt} from "./prompt.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
 
 export type EngineOptions = {
@@ -203,13 +203,15 @@ export class Engine implements EngineApi {
 
             // The lowest-ranked sources give way until the prompt leaves room for the answer.
             const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize / 4));
-            const build = () => buildPromptTokens(loaded.model, request.question,
-                citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? ""})), loaded.info.hasChatTemplate);
-            let promptTokens = build();
-            while (citations.length > 0 && promptTokens.length + answerRoom > loaded.contextSize) {
+            const build = () => buildPrompt(loaded.model, request.question,
+                citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", contentHash: citation.contentHash})),
+                loaded.info.hasChatTemplate);
+            let prompt = build();
+            while (citations.length > 0 && prompt.tokens.length + answerRoom > loaded.contextSize) {
                 citations = citations.slice(0, -1);
-                promptTokens = build();
+                prompt = build();
             }
+            const promptTokens = prompt.tokens;
 
             yield {type: "retrieval", citations, retrievalMs};
             if (promptTokens.length >= loaded.contextSize)

@@ -1,36 +1,75 @@
-import {resolveChatWrapper, type ChatHistoryItem, type LlamaModel, type Token} from "node-llama-cpp";
+import {LlamaText, resolveChatWrapper, type ChatHistoryItem, type LlamaModel, type LlamaTextValue, type Token} from "node-llama-cpp";
 
-export type PromptSource = {n: number, path: string, text: string};
+export type PromptSource = {n: number, path: string, text: string, contentHash?: string};
+
+/**
+ * A prompt as the pieces it was tokenized from. Each source chunk is tokenized on its own, exactly as the
+ * chunk KV cache tokenizes it, so a cached chunk's KV can stand in for its tokens; every strategy,
+ * the `full` baseline included, evaluates these same tokens.
+ */
+export type PromptSegment =
+    | {kind: "fixed", tokens: Token[]}
+    | {kind: "chunk", contentHash: string, text: string, tokens: Token[]};
+
+export type BuiltPrompt = {tokens: Token[], segments: PromptSegment[]};
 
 const systemPrompt = "You answer questions about the user's documents. Use the numbered sources when they help, " +
     "cite them as [n], and say so when the sources do not contain the answer.";
+const sourcesMarker = "\u0001WEFT_SOURCES\u0001";
 
-function sourcesBlock(sources: readonly PromptSource[]): string {
-    return sources.map((source) => `[${source.n}] ${source.path}\n${source.text.trim()}`).join("\n\n");
+function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): PromptSegment[] {
+    return sources.flatMap((source, index): PromptSegment[] => [
+        {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
+        {kind: "chunk", contentHash: source.contentHash ?? "", text: source.text, tokens: model.tokenize(source.text)}
+    ]);
+}
+
+function joined(segments: PromptSegment[]): BuiltPrompt {
+    const nonEmpty = segments.filter((segment) => segment.tokens.length > 0);
+    return {tokens: nonEmpty.flatMap((segment) => segment.tokens), segments: nonEmpty};
 }
 
 /**
  * Renders the prompt through the model's own chat template when it has one; a model without one
  * (a base model) gets plain text it can continue, since a foreign template only confuses it.
  */
-export function buildPromptTokens(model: LlamaModel, question: string, sources: readonly PromptSource[], hasChatTemplate: boolean): Token[] {
+export function buildPrompt(model: LlamaModel, question: string, sources: readonly PromptSource[], hasChatTemplate: boolean): BuiltPrompt {
     if (hasChatTemplate) {
-        const userText = sources.length > 0
-            ? `Sources:\n\n${sourcesBlock(sources)}\n\nQuestion: ${question}`
-            : question;
+        const userText = sources.length > 0 ? `Sources:\n\n${sourcesMarker}\n\nQuestion: ${question}` : question;
         const chatHistory: ChatHistoryItem[] = [
             {type: "system", text: systemPrompt},
             {type: "user", text: userText},
             {type: "model", response: []}
         ];
         const {contextText} = resolveChatWrapper(model).generateContextState({chatHistory});
-        return contextText.tokenize(model.tokenizer);
+        if (sources.length === 0)
+            return joined([{kind: "fixed", tokens: contextText.tokenize(model.tokenizer)}]);
+
+        const before: LlamaTextValue[] = [];
+        const after: LlamaTextValue[] = [];
+        for (const value of contextText.values) {
+            if (typeof value === "string" && value.includes(sourcesMarker)) {
+                const [head, tail] = value.split(sourcesMarker) as [string, string];
+                before.push(head);
+                after.push(tail);
+            } else
+                (after.length > 0 ? after : before).push(value);
+        }
+
+        return joined([
+            {kind: "fixed", tokens: LlamaText(before).tokenize(model.tokenizer)},
+            ...sourceSegments(model, sources),
+            {kind: "fixed", tokens: LlamaText(after).tokenize(model.tokenizer)}
+        ]);
     }
 
-    const text = sources.length > 0
-        ? `${sourcesBlock(sources)}\n\nQuestion: ${question}\nAnswer:`
-        : question;
-    const tokens = model.tokenize(text);
-    const bos = model.tokens.bos;
-    return bos != null && model.tokens.shouldPrependBosToken ? [bos, ...tokens] : tokens;
+    const bos = model.tokens.bos != null && model.tokens.shouldPrependBosToken ? [model.tokens.bos] : [];
+    if (sources.length === 0)
+        return joined([{kind: "fixed", tokens: [...bos, ...model.tokenize(question)]}]);
+
+    return joined([
+        {kind: "fixed", tokens: bos},
+        ...sourceSegments(model, sources),
+        {kind: "fixed", tokens: model.tokenize(`\n\nQuestion: ${question}\nAnswer:`)}
+    ]);
 }

@@ -124,7 +124,8 @@ export class Library {
             page: hit.page,
             span: [hit.spanStart, hit.spanEnd],
             score: hit.score,
-            text: hit.text
+            text: hit.text,
+            contentHash: hit.contentHash
         }));
     }
 
