@@ -109,9 +109,14 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
 
     const onIngestEvent = (run: number, event: IngestEvent) => {
         switch (event.type) {
-            case "progress":
+            case "progress": {
+                const first = run === ingestRun && store.getState().ingest?.progress === null;
                 updateIngest(run, {progress: event.progress});
+                // The engine adds the folder before it reads a file: list it (as "indexing…") right away.
+                if (first)
+                    void loadFolders();
                 break;
+            }
             case "done":
                 if (run === ingestRun)
                     ingestStream = null;

@@ -96,7 +96,7 @@ function AddFolderForm() {
                     Add folder
                 </button>
             </div>
-            <p className="library-hint">Markdown, text, HTML, PDF, DOCX and code; folders are indexed again when you re-index them.</p>
+            <p className="library-hint">Markdown, text, HTML, PDF, DOCX and code. Re-index picks up new, changed and deleted files.</p>
         </form>
     );
 }

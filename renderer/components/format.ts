@@ -50,8 +50,9 @@ export function relativePath(filePath: string, folder: string): string {
 
 const relative = new Intl.RelativeTimeFormat("en", {numeric: "auto"});
 const dateTime = new Intl.DateTimeFormat("en", {dateStyle: "medium", timeStyle: "short"});
+const dateOnly = new Intl.DateTimeFormat("en", {dateStyle: "medium"});
 
-/** "just now", "5 minutes ago", "yesterday", then a date; `now` is for tests. */
+/** "just now", "5 minutes ago", "yesterday", then "on Jan 2, 2025"; `now` is for tests. */
 export function formatWhen(iso: string, now = Date.now()): string {
     const at = Date.parse(iso);
     if (Number.isNaN(at))
@@ -68,7 +69,7 @@ export function formatWhen(iso: string, now = Date.now()): string {
     const days = Math.round(hours / 24);
     if (Math.abs(days) < 7)
         return relative.format(days, "day");
-    return dateTime.format(at);
+    return `on ${dateOnly.format(at)}`;
 }
 
 export function formatDateTime(iso: string): string {

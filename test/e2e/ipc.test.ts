@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 import {existsSync} from "node:fs";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
-import type {Browser} from "playwright-core";
+import type {Browser, Page} from "playwright-core";
 import {ChatPage} from "./pages/chat-page.js";
+import {LibraryPage} from "./pages/library-page.js";
 import {launchChromium, repoRoot} from "./support/serve.js";
 
 const rendererDir = path.join(repoRoot, "dist/renderer");
@@ -21,27 +22,75 @@ const fakePreload = `(() => {
          contextLength: 2048, hasChatTemplate: false, addedAt: "2025-01-01T00:00:00.000Z"}
     ];
     let active = "tiny";
+    let folders = [
+        {id: "f1", path: "/docs/handbook", addedAt: "2025-01-01T00:00:00.000Z", lastIndexedAt: "2025-01-02T00:00:00.000Z",
+         files: 12, chunks: 140, skipped: [{path: "/docs/handbook/logo.png", reason: "unsupported type .png"}],
+         errors: [{path: "/docs/handbook/old/scan.pdf", reason: "corrupt PDF: Invalid PDF structure."}]}
+    ];
     const reject = (code, message) => Promise.reject(new Error(JSON.stringify({code, message})));
     const stats = (completionTokens, cancelled) => ({
         backend: "cuda", modelId: active, strategy: "full", promptTokens: 7, reusedTokens: 2, recomputedTokens: 1,
         freshTokens: 4, completionTokens, modelLoadMs: 0, retrievalMs: 1.5, prefillMs: 2, ttftMs: 9, totalMs: 40,
-        tokensPerSecond: 100
+        tokensPerSecond: 100,
+        // Fields newer contracts require (older ones strip them).
+        ratio: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvLoadGBps: 0, selectMs: 0, recomputeMs: 0, fullPrefillEstimateMs: 0
     });
     window.weft = {
         getStatus: async () => ({version: "0.0.0-test", backend: "cuda", threads: 4, dataDir: "/data",
-                                 activeModelId: active, loadedModelId: active}),
+                                 activeModelId: active, embeddingModelId: null, loadedModelId: active}),
         listModels: async () => models,
         addModel: (input) => reject("model_invalid", "not a GGUF file: " + input.path),
         removeModel: async () => ({removed: false}),
         selectModel: (input) => input.id === "ghost"
             ? reject("model_missing", "the file of ghost is gone")
             : (active = input.id, Promise.resolve(models.find((m) => m.id === input.id))),
+        listFolders: async () => folders,
+        removeFolder: async (input) => {
+            const before = folders.length;
+            folders = folders.filter((folder) => folder.id !== input.id);
+            return {removed: folders.length < before};
+        },
+        // "/missing" fails; anything else indexes 20 files, one every 120 ms, until done or cancelled.
+        ingestFolder: (input, onEvent) => {
+            if (input.path === "/missing") {
+                setTimeout(() => onEvent({type: "error", error: {code: "not_found", message: "cannot open folder /missing: ENOENT"}}), 20);
+                return {cancel() {}};
+            }
+            const total = 20;
+            let done = 0;
+            let stopped = false;
+            const summary = () => ({folder: input.path, files: done, chunks: done * 3, changedFiles: done, removedFiles: 0,
+                                    skipped: [], errors: [], bytes: done * 150000, elapsedMs: done * 120, tokenizer: "model"});
+            const finish = (cancelled) => {
+                clearInterval(timer);
+                folders = [...folders.filter((folder) => folder.path !== input.path), {
+                    id: "f-" + input.path, path: input.path, addedAt: new Date().toISOString(), lastIndexedAt: cancelled ? null : new Date().toISOString(),
+                    files: done, chunks: done * 3, skipped: [], errors: []
+                }];
+                onEvent({type: "done", summary: summary(), cancelled});
+            };
+            const timer = setInterval(() => {
+                if (stopped)
+                    return finish(true);
+                if (done === total)
+                    return finish(false);
+                done++;
+                onEvent({type: "progress", progress: {filesDone: done, filesTotal: total, chunks: done * 3, bytes: done * 150000,
+                    filesPerSecond: 8.3, bytesPerSecond: 1250000, currentPath: input.path + "/chapter-" + done + ".md"}});
+            }, 120);
+            onEvent({type: "progress", progress: {filesDone: 0, filesTotal: total, chunks: 0, bytes: 0, filesPerSecond: 0,
+                bytesPerSecond: 0, currentPath: null}});
+            return {cancel() { stopped = true; }};
+        },
         chat: (input, onEvent) => {
             if (input.question.includes("fail")) {
                 setTimeout(() => onEvent({type: "error", error: {code: "busy", message: "the engine is busy"}}), 10);
                 return {cancel() {}};
             }
-            const citations = [{n: 1, path: "notes/guide.pdf", page: 4, span: [0, 20], score: 0.9}];
+            const citations = [
+                {n: 1, path: "/docs/notes/guide.pdf", page: 4, span: [0, 20], score: 0.9, text: "Chapter four of the guide."},
+                {n: 2, path: "/docs/notes/todo.md", page: null, span: [0, 8], score: 0.5}
+            ];
             const words = ["Hello", " from", " the", " preload", "."];
             let i = 0;
             let stopped = false;
@@ -71,7 +120,8 @@ describe("chat in Electron's renderer (window.weft)", () => {
         await browser?.close();
     });
 
-    it("uses the preload API: streams, shows stats, citations and engine errors", {timeout: 60_000}, async () => {
+    /** A fresh context serving dist/renderer with the stand-in preload; the page's console is printed only if `body` fails. */
+    const withPage = async (body: (page: Page) => Promise<void>): Promise<void> => {
         const context = await browser!.newContext({viewport: {width: 1100, height: 760}});
         const logs: string[] = [];
         try {
@@ -86,6 +136,17 @@ describe("chat in Electron's renderer (window.weft)", () => {
             page.on("pageerror", (error) => logs.push(`[page error] ${error.message}`));
             page.on("console", (message) => logs.push(`[console.${message.type()}] ${message.text()}`));
             await page.addInitScript({content: fakePreload});
+            await body(page);
+        } catch (error) {
+            console.error(logs.join("\n"));
+            throw error;
+        } finally {
+            await context.close();
+        }
+    };
+
+    it("uses the preload API: streams, shows stats, citations and engine errors", {timeout: 60_000}, async () => {
+        await withPage(async (page) => {
             const chat = new ChatPage(page);
 
             // No token in the URL, and none needed: the preload is the transport.
@@ -99,7 +160,16 @@ describe("chat in Electron's renderer (window.weft)", () => {
             assert.equal(answer.text, "Hello from the preload.");
             assert.equal(await chat.stat("promptTokens"), "7");
             assert.equal(await chat.stat("backend"), "cuda");
-            assert.match((await chat.turn().getByTestId("citations").textContent()) ?? "", /\[1\] notes\/guide\.pdf \(page 4\)/);
+            // Citations: "[n] file name (p. N)", the full path as tooltip, the passage behind a click.
+            const citations = chat.turn().getByTestId("citation");
+            assert.equal(await citations.count(), 2);
+            assert.equal(((await citations.nth(0).locator(".citation-line").textContent()) ?? "").trim(), "[1] guide.pdf (p. 4)");
+            assert.equal(await citations.nth(0).locator(".citation-path").getAttribute("title"), "/docs/notes/guide.pdf");
+            assert.equal(await citations.nth(0).getByTestId("citation-text").isVisible(), false, "the passage starts folded");
+            await citations.nth(0).locator("summary").click();
+            assert.equal(await citations.nth(0).getByTestId("citation-text").textContent(), "Chapter four of the guide.");
+            assert.equal(((await citations.nth(1).textContent()) ?? "").trim(), "[2] todo.md", "no page, no passage: a plain line");
+            assert.equal(await citations.nth(1).locator("summary").count(), 0);
 
             // A failed stream shows its message inline, under its question.
             await chat.ask("please fail");
@@ -125,11 +195,73 @@ describe("chat in Electron's renderer (window.weft)", () => {
             assert.doesNotMatch((await page.getByTestId("notice").textContent()) ?? "", /\{/);
             await page.locator('[data-testid="model-picker"]:not([disabled])').waitFor();
             assert.equal(await chat.modelPicker.inputValue(), "tiny");
-        } catch (error) {
-            console.error(logs.join("\n"));
-            throw error;
-        } finally {
-            await context.close();
-        }
+        });
+    });
+
+    it("runs the library over the preload: progress, cancel, inline errors, remove after confirming", {timeout: 60_000}, async () => {
+        await withPage(async (page) => {
+            const chat = new ChatPage(page);
+            const library = new LibraryPage(page);
+            await chat.open(`${origin}/`);
+            await chat.waitUntilConnected();
+
+            // Folders are loaded on connect: the header counts them before the panel opens.
+            await page.locator('[data-testid="library-toggle"] .count').getByText("1").waitFor();
+            await library.open();
+            const handbook = library.row("/docs/handbook");
+            await handbook.waitFor();
+            assert.equal(await library.files("/docs/handbook"), 12);
+            assert.match((await handbook.textContent()) ?? "", /12 files · 140 chunks · indexed/);
+            const errors = await library.problems("/docs/handbook", "errors");
+            assert.deepEqual(errors.map((entry) => entry.path), ["/docs/handbook/old/scan.pdf"]);
+            assert.match(errors[0]!.text, /old\/scan\.pdf.*corrupt PDF/, "shown relative to the folder, with its reason");
+            const skipped = await library.problems("/docs/handbook", "skipped");
+            assert.match(skipped[0]!.text, /logo\.png.*unsupported type \.png/);
+
+            // A running ingest shows files done/total, chunks, MB/s and the current file; Add waits for it.
+            const firstRun = await library.addFolder("/docs/slow-archive");
+            await page.locator('[data-testid="ingest-current"]').getByText(/^chapter-[2-9]\.md$/).waitFor();
+            assert.equal(await library.progress.getAttribute("data-state"), "running");
+            assert.match((await library.progress.textContent()) ?? "", /Indexing slow-archive/);
+            assert.match((await library.progress.textContent()) ?? "", /\d+ \/ 20 files · \d+ chunks · 1\.3 MB\/s/);
+            assert.equal(await library.progress.getByRole("progressbar").getAttribute("aria-valuemax"), "20");
+            assert.equal(await page.getByTestId("ingest-current").getAttribute("title"),
+                `/docs/slow-archive/${(await page.getByTestId("ingest-current").textContent()) ?? ""}`);
+            await library.pathInput.fill("/docs/other");
+            assert.equal(await library.addButton.isDisabled(), true, "one folder indexes at a time");
+            assert.equal(await library.row("/docs/handbook").getByTestId("reindex-folder").isDisabled(), true);
+            await page.screenshot({path: path.join(repoRoot, "test/.tmp/screenshots/library-progress.png")});
+
+            await library.cancelButton.click();
+            const cancelled = await library.waitForIngestEnd(firstRun);
+            assert.equal(cancelled.state, "cancelled");
+            assert.match(cancelled.text, /was cancelled; \d+ files? indexed so far/);
+            await library.row("/docs/slow-archive").waitFor();
+            assert.ok(await library.files("/docs/slow-archive") < 20, "cancelled before the end");
+
+            // A stream error stays in the panel, not in the banner.
+            const secondRun = await library.addFolder("/missing");
+            const failed = await library.waitForIngestEnd(secondRun);
+            assert.equal(failed.state, "error");
+            assert.equal(await library.ingestError.getAttribute("data-code"), "not_found");
+            assert.match((await library.ingestError.textContent()) ?? "", /cannot open folder \/missing: ENOENT/);
+            assert.equal(await page.getByTestId("notice").count(), 0);
+
+            // Remove asks first; Escape (like Keep) answers no, and does not close the panel.
+            await handbook.getByTestId("remove-folder").click();
+            await handbook.getByTestId("keep-folder").waitFor();
+            await page.keyboard.press("Escape");
+            await handbook.getByTestId("keep-folder").waitFor({state: "detached"});
+            assert.equal(await library.isOpen(), true);
+            await library.remove("/docs/handbook");
+            assert.equal(await library.folderRows.count(), 1);
+
+            // Escape in the panel closes it; Ctrl+L brings it back.
+            await library.pathInput.press("Escape");
+            await library.panel.waitFor({state: "detached"});
+            await library.pressShortcut();
+            await library.panel.waitFor();
+            assert.equal(await library.folderRows.count(), 1);
+        });
     });
 });

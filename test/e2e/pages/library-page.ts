@@ -70,19 +70,18 @@ export class LibraryPage {
         return before;
     }
 
-    /** Waits for an ingest newer than run `after` to end (done, cancelled or error) and returns how. */
+    /**
+     * Waits for an ingest other than run `after` (the one on screen before it started) to end (done, cancelled
+     * or error) and returns how. A locator, not waitForFunction: the page's CSP forbids evaluating strings.
+     */
     public async waitForIngestEnd(after: number, timeoutMs = 60_000): Promise<IngestEnd> {
-        await this.page.waitForFunction(
-            `(() => {
-                const el = document.querySelector('[data-testid="ingest-progress"]');
-                return el !== null && Number(el.getAttribute("data-run")) > ${after} && el.getAttribute("data-state") !== "running";
-            })()`,
-            undefined,
-            {timeout: timeoutMs}
+        const ended = this.page.locator(
+            `[data-testid="ingest-progress"]:not([data-run="${after}"]):not([data-state="running"])`
         );
+        await ended.waitFor({timeout: timeoutMs});
         return {
-            state: (await this.progress.getAttribute("data-state")) ?? "",
-            text: ((await this.progress.textContent()) ?? "").trim()
+            state: (await ended.getAttribute("data-state")) ?? "",
+            text: ((await ended.textContent()) ?? "").trim()
         };
     }
 
