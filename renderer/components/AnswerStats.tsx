@@ -27,8 +27,21 @@ export function AnswerStats({stats}: {stats: Stats}) {
         },
         {key: "reusedTokens", label: "Reused", value: stats.reusedTokens, text: formatCount(stats.reusedTokens), hint: "Prompt tokens whose KV came from a cache as is"},
         {key: "recomputedTokens", label: "Recomputed", value: stats.recomputedTokens, text: formatCount(stats.recomputedTokens), hint: "Prompt tokens whose cached KV was recomputed"},
-        {key: "freshTokens", label: "Fresh", value: stats.freshTokens, text: formatCount(stats.freshTokens), hint: "Prompt tokens evaluated from scratch"}
+        {key: "freshTokens", label: "Fresh", value: stats.freshTokens, text: formatCount(stats.freshTokens), hint: "Prompt tokens evaluated from scratch"},
+        {
+            key: "fullPrefillEstimateMs", label: "Full prefill (est.)", value: stats.fullPrefillEstimateMs, text: formatMs(stats.fullPrefillEstimateMs),
+            hint: "What evaluating the whole prompt would have taken, from this model's measured prefill rate"
+        }
     ];
+    // Cache loading and selective recompute only happen on the blend path; zeros would just be noise.
+    if (stats.kvBytesLoaded > 0 || stats.recomputedTokens > 0)
+        items.push(
+            {key: "ratio", label: "Recompute ratio", value: stats.ratio, text: stats.ratio.toFixed(2)},
+            {key: "kvLoadMs", label: "KV load", value: stats.kvLoadMs, text: formatMs(stats.kvLoadMs), hint: `${formatCount(stats.kvBytesLoaded)} bytes`},
+            {key: "kvLoadGBps", label: "KV load rate", value: stats.kvLoadGBps, text: `${stats.kvLoadGBps.toFixed(2)} GB/s`},
+            {key: "selectMs", label: "Select", value: stats.selectMs, text: formatMs(stats.selectMs), hint: "Choosing the tokens to recompute"},
+            {key: "recomputeMs", label: "Recompute", value: stats.recomputeMs, text: formatMs(stats.recomputeMs)}
+        );
 
     return (
         <section className="answer-stats" data-testid="answer-stats" aria-label="Answer statistics">
