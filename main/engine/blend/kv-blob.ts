@@ -89,7 +89,11 @@ class Reader {
     private readonly view: DataView;
     offset: number;
 
-    constructor(readonly bytes: Uint8Array, offset = 0) {
+    readonly bytes: Uint8Array;
+
+    constructor(bytes: Uint8Array, offset = 0) {
+        // A plain view: subarrays of a Node Buffer are Buffers, whose slice() does not copy.
+        this.bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         this.offset = offset;
     }

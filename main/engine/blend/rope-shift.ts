@@ -229,17 +229,27 @@ export function ropeCache(delta: number, params: RopeParams): Float32Array {
     return cache;
 }
 
-/** Rotates one f32 head row in place (pairs by rope type), as rotate_pairs does. */
+/**
+ * Rotates one f32 head in place, as rotate_pairs does: f32 products and sums (each `fround` is the f32 rounding of
+ * an exact double product or sum, so this matches the kernel's f32 arithmetic bit for bit without FMA).
+ */
 function rotateHead(x: Float32Array, base: number, cache: Float32Array, ropeType: RopeType, nRot: number): void {
     const f = Math.fround;
     const half = nRot / 2;
-    for (let i = 0; i < half; i++) {
-        const c = cache[2 * i]!, s = cache[2 * i + 1]!;
-        const a = ropeType === "norm" ? base + 2 * i : base + i;
-        const b = ropeType === "norm" ? a + 1 : a + half;
-        const x0 = x[a]!, x1 = x[b]!;
-        x[a] = f(f(x0 * c) - f(x1 * s));
-        x[b] = f(f(x0 * s) + f(x1 * c));
+    if (ropeType === "norm") {
+        for (let i = 0, a = base; i < half; i++, a += 2) {
+            const c = cache[2 * i]!, s = cache[2 * i + 1]!;
+            const x0 = x[a]!, x1 = x[a + 1]!;
+            x[a] = f(x0 * c) - f(x1 * s);
+            x[a + 1] = f(x0 * s) + f(x1 * c);
+        }
+    } else {
+        for (let i = 0, a = base, b = base + half; i < half; i++, a++, b++) {
+            const c = cache[2 * i]!, s = cache[2 * i + 1]!;
+            const x0 = x[a]!, x1 = x[b]!;
+            x[a] = f(x0 * c) - f(x1 * s);
+            x[b] = f(x0 * s) + f(x1 * c);
+        }
     }
 }
 
@@ -262,7 +272,8 @@ export function ropeShiftRows(k: KvRows, delta: number | ArrayLike<number>, para
 
     // A fresh, aligned copy unless rotating in place on an aligned buffer.
     const aligned = k.rows.byteOffset % elemSize === 0;
-    const out = options.inPlace && aligned ? k.rows : k.rows.slice();
+    // (`new Uint8Array(view)` copies; a Node Buffer's slice() would not.)
+    const out = options.inPlace && aligned ? k.rows : new Uint8Array(k.rows);
     if (params.ropeType === "none")
         return {type: k.type, rowSize: k.rowSize, rows: out};
 
