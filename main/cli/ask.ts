@@ -4,7 +4,7 @@ import {commonOptions, parseCommandArgs, parseNumberInRange, parsePositiveInt, U
 import {openEngineFromFlags} from "./open-engine.js";
 
 export const askUsage = `weft ask "QUESTION" [--model PATH_OR_ID] [--data DIR] [--json]
-         [--max-tokens N] [--temperature T] [--strategy full] [--threads N] [--gpu auto|cpu|cuda|vulkan|metal]`;
+         [--max-tokens N] [--temperature T] [--strategy full|prefix|naive|chunk-head|hkvd] [--ratio R] [--threads N] [--gpu auto|cpu|cuda|vulkan|metal]`;
 
 export async function askCommand(argv: string[]): Promise<number> {
     const {values, positionals} = parseCommandArgs(argv, {
@@ -32,7 +32,8 @@ export async function askCommand(argv: string[]): Promise<number> {
         question,
         maxTokens: parsePositiveInt(values["max-tokens"], "--max-tokens"),
         temperature: parseNumberInRange(values.temperature, "--temperature", 0, 2),
-        strategy: strategy?.data
+        strategy: strategy?.data,
+        ratio: parseNumberInRange(values.ratio, "--ratio", 0, 1)
     });
 
     const engine = await openEngineFromFlags(values);

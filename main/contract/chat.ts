@@ -23,7 +23,9 @@ export const ChatRequest = z.object({
     temperature: z.number().min(0).max(2).default(0),
     /** How many chunks to retrieve from the library. */
     topK: z.number().int().min(0).max(32).default(4),
-    strategy: Strategy.optional()
+    strategy: Strategy.optional(),
+    /** The share of reused chunk tokens hkvd and chunk-head recompute. */
+    ratio: z.number().min(0).max(1).default(0.15)
 });
 export type ChatRequest = z.input<typeof ChatRequest>;
 export type ChatRequestParsed = z.output<typeof ChatRequest>;

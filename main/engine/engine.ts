@@ -6,7 +6,12 @@ import {
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
+import {type BlendContext, prepareBlend} from "./blend/blend.js";
+import {ChunkKvCache, modelFingerprint} from "./blend/chunk-cache.js";
+import {loadNativeAddon} from "./blend/native-addon.js";
+import {detectPatchedBuild} from "./blend/patched-build.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
+import {ropeParamsFromGguf} from "./blend/rope-shift.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
@@ -14,7 +19,7 @@ import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
-import {buildPrompt} from "./prompt.js";
+import {buildPrompt, type BuiltPrompt} from "./prompt.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
 
 export type EngineOptions = {
@@ -35,6 +40,8 @@ export class Engine implements EngineApi {
     private closed = false;
     private vocabModels = new Map<string, Promise<LlamaModel>>();
     private embedderPromise: Promise<Embedder> | null = null;
+    private chunkCachePromise: Promise<ChunkKvCache> | null = null;
+    private blendContexts = new WeakMap<LoadedModel, Promise<BlendContext | string>>();
     private readonly library: Library;
     private watcher: FolderWatcher | null = null;
     private readonly maintenance = new AbortController();
@@ -219,7 +226,7 @@ export class Engine implements EngineApi {
                     `the prompt is ${promptTokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
             const requested = request.strategy ?? "prefix";
-            const prepared = await this.preparePrompt(loaded, promptTokens, requested);
+            const prepared = await this.preparePrompt(loaded, prompt, requested, request.ratio);
             const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
                 temperature: request.temperature,
@@ -240,7 +247,7 @@ export class Engine implements EngineApi {
                             promptTokens: promptTokens.length,
                             reusedTokens: prepared.reusedTokens,
                             recomputedTokens: prepared.recomputedTokens,
-                            freshTokens: prepared.tokensToEvaluate.length,
+                            freshTokens: prepared.freshTokens,
                             prefillMs
                         }
                     };
@@ -256,7 +263,7 @@ export class Engine implements EngineApi {
             const finishedAt = performance.now();
             const ttftMs = result.firstTokenAt != null ? result.firstTokenAt - startedAt : finishedAt - startedAt;
             const decodeSeconds = result.firstTokenAt != null ? (finishedAt - result.firstTokenAt) / 1000 : 0;
-            const freshTokens = prepared.tokensToEvaluate.length;
+            const freshTokens = prepared.freshTokens;
             if (prepared.reusedTokens === 0 && freshTokens >= 16 && prefillMs > 0)
                 loaded.prefillMsPerToken = loaded.prefillMsPerToken == null
                     ? prefillMs / freshTokens
@@ -333,16 +340,67 @@ export class Engine implements EngineApi {
     }
 
     /** Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). */
-    private async preparePrompt(loaded: LoadedModel, promptTokens: Token[], requested: Strategy): Promise<PreparedPrompt> {
+    private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number): Promise<PreparedPrompt> {
         if (requested === "full")
-            return prepareFull(loaded.sequence, promptTokens);
+            return prepareFull(loaded.sequence, prompt.tokens);
 
-        const prepared = await preparePrefix(loaded.sequence, promptTokens);
-        if (requested !== "prefix")
-            prepared.fallbackReason = `the ${requested} strategy needs Weft's patched llama.cpp build and native addon, ` +
-                "which are not installed here (see native/README.md); using exact prefix reuse instead";
+        let fallbackReason: string | undefined;
+        if (requested !== "prefix") {
+            if (!prompt.segments.some((segment) => segment.kind === "chunk"))
+                fallbackReason = "no retrieved chunks to blend for this question";
+            else {
+                const blend = await this.blendContext(loaded);
+                if (typeof blend === "string")
+                    fallbackReason = blend;
+                else
+                    return prepareBlend(blend, prompt, requested, ratio);
+            }
+        }
+
+        const prepared = await preparePrefix(loaded.sequence, prompt.tokens);
+        if (fallbackReason != null)
+            prepared.fallbackReason = `${requested} unavailable: ${fallbackReason}; used exact prefix reuse`;
 
         return prepared;
+    }
+
+    /** What the blend path needs for this model, or why it cannot run here. */
+    private blendContext(loaded: LoadedModel): Promise<BlendContext | string> {
+        let found = this.blendContexts.get(loaded);
+        if (found == null) {
+            found = (async (): Promise<BlendContext | string> => {
+                const llama = await this.llama();
+                const build = detectPatchedBuild({gpu: llama.gpu});
+                if (!build.patched || llama.buildType !== "localBuild")
+                    return build.patched ? "the loaded llama.cpp is not Weft's patched build" : build.reason;
+
+                const addon = loadNativeAddon();
+                if (addon.addon == null)
+                    return addon.error;
+
+                let rope;
+                try {
+                    rope = ropeParamsFromGguf(loaded.model.fileInfo);
+                } catch (error) {
+                    return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
+                }
+
+                const flashAttention = loaded.context.flashAttention === true;
+                this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.dataDir, ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
+                return {
+                    model: loaded.model,
+                    context: loaded.context,
+                    sequence: loaded.sequence,
+                    cache: await this.chunkCachePromise,
+                    fingerprint: await modelFingerprint({modelPath: loaded.info.path, flashAttention}),
+                    rope,
+                    threads: this.threads,
+                    flashAttention
+                };
+            })();
+            this.blendContexts.set(loaded, found);
+        }
+        return found;
     }
 
     /**

@@ -10,6 +10,8 @@ export type PreparedPrompt = {
     tokensToEvaluate: Token[];
     reusedTokens: number;
     recomputedTokens: number;
+    /** Prompt tokens evaluated from scratch, tokensToEvaluate included. */
+    freshTokens: number;
     kvBytesLoaded: number;
     kvLoadMs: number;
     selectMs: number;
@@ -21,7 +23,7 @@ const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, selectM
 /** Baseline: the whole prompt is evaluated from scratch. */
 export async function prepareFull(sequence: LlamaContextSequence, promptTokens: Token[]): Promise<PreparedPrompt> {
     await sequence.clearHistory();
-    return {strategy: "full", ratio: 0, tokensToEvaluate: promptTokens, reusedTokens: 0, ...noCacheWork};
+    return {strategy: "full", ratio: 0, tokensToEvaluate: promptTokens, reusedTokens: 0, freshTokens: promptTokens.length, ...noCacheWork};
 }
 
 /**
@@ -41,5 +43,8 @@ export async function preparePrefix(sequence: LlamaContextSequence, promptTokens
     else if (common < sequence.nextTokenIndex)
         await sequence.eraseContextTokenRanges([{start: common, end: sequence.nextTokenIndex}]);
 
-    return {strategy: "prefix", ratio: 0, tokensToEvaluate: promptTokens.slice(common), reusedTokens: common, ...noCacheWork};
+    return {
+        strategy: "prefix", ratio: 0, tokensToEvaluate: promptTokens.slice(common), reusedTokens: common,
+        freshTokens: promptTokens.length - common, ...noCacheWork
+    };
 }

@@ -1,0 +1,255 @@
+import {createHash} from "node:crypto";
+import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import type {BuiltPrompt} from "../prompt.js";
+import {type ChunkKvCache} from "./chunk-cache.js";
+import {
+    concatBlobs, f16ToF32, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, serializeSeqStateMemory,
+    sliceCells
+} from "./kv-blob.js";
+import {captureLayerKV, getContextSequenceState, loadSequenceState, sequenceIdOf} from "./native-addon.js";
+import type {PreparedPrompt} from "./prepare.js";
+import {type RopeParams, ropeShiftBody} from "./rope-shift.js";
+
+export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
+
+/** Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. */
+export const promptFormatVersion = 1;
+
+export type BlendContext = {
+    model: LlamaModel;
+    context: LlamaContext;
+    sequence: LlamaContextSequence;
+    cache: ChunkKvCache;
+    fingerprint: string;
+    rope: RopeParams;
+    threads: number;
+    flashAttention: boolean;
+};
+
+/** The early layer hkvd compares at (CacheBlend selects on the first layers' K/V deviation). */
+const selectionLayer = 1;
+
+type AddonContext = {
+    initBatch(size: number): void;
+    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
+    decodeBatch(): Promise<void>;
+    removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
+};
+
+function addonContext(context: LlamaContext): AddonContext {
+    return (context as unknown as {_ctx: AddonContext})._ctx;
+}
+
+function chunkKeyHash(tokens: readonly Token[]): string {
+    return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
+}
+
+/** Evaluates tokens on the (cleared) sequence without sampling and returns its KV state. */
+async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
+    await blend.sequence.clearHistory();
+    if (tokens.length > 0)
+        await blend.sequence.evaluateWithoutGeneratingNewTokens(tokens);
+
+    const state = parseSeqStateMemory(await getContextSequenceState(blend.context, sequenceIdOf(blend.sequence)));
+    return state.body;
+}
+
+/**
+ * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
+ * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint.
+ */
+async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
+    const key = {fingerprint: blend.fingerprint, chunkHash: chunkKeyHash(tokens), promptFormatVersion};
+    const found = await blend.cache.get(key);
+    if (found.hit)
+        return {body: found.body, loadedBytes: found.bytes, hit: true};
+
+    const bos = blend.model.tokens.bos;
+    const prefix = bos != null ? [bos] : [];
+    const full = await evaluateAlone(blend, [...prefix, ...tokens]);
+    const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
+    if (order.some((entry, index) => entry.index !== index))
+        throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
+
+    const body = sliceCells(full, prefix.length, full.cells.length);
+    await blend.cache.put(key, {tokens: Int32Array.from(tokens), body});
+    return {body, loadedBytes: 0, hit: false};
+}
+
+/** Per-token squared deviation between two row sets of one layer (K, or V in either layout). */
+function rowOf(rows: KvRows | KvTransposed, cellIndex: number, cellCount: number): Float32Array {
+    if (isTransposed(rows)) {
+        const out = new Float32Array(rows.nEmbd);
+        const view = rows.elemSize === 2 ? new Uint16Array(rows.data.buffer, rows.data.byteOffset, rows.data.byteLength / 2) : null;
+        const f32 = rows.elemSize === 4 ? new Float32Array(rows.data.buffer, rows.data.byteOffset, rows.data.byteLength / 4) : null;
+        for (let d = 0; d < rows.nEmbd; d++) {
+            const at = d * cellCount + cellIndex;
+            out[d] = view != null ? f16ToF32(view.subarray(at, at + 1))[0]! : f32![at]!;
+        }
+        return out;
+    }
+
+    const bytes = rows.rows.subarray(cellIndex * rows.rowSize, (cellIndex + 1) * rows.rowSize);
+    return rows.type === 1
+        ? f16ToF32(new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)))
+        : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+function squaredDistance(a: Float32Array, b: Float32Array, offset: number): number {
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) {
+        const d = a[i]! - b[offset + i]!;
+        sum += d * d;
+    }
+    return sum;
+}
+
+/**
+ * Builds the prompt's KV from cached chunk KVs and recomputes a selected set of tokens in one pass
+ * (CacheBlend). Needs the scattered-positions patch and the native addon; the caller checks both.
+ */
+export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, strategy: BlendStrategy, ratio: number): Promise<PreparedPrompt> {
+    const segments = prompt.segments;
+    const lastChunk = segments.findLastIndex((segment) => segment.kind === "chunk");
+    const firstChunk = segments.findIndex((segment) => segment.kind === "chunk");
+    const seqId = sequenceIdOf(blend.sequence);
+
+    // Layout: [header][chunk][label][chunk]...[tail]; the tail (question) is evaluated by the generator.
+    let offset = 0;
+    const layout = segments.map((segment) => {
+        const start = offset;
+        offset += segment.tokens.length;
+        return {segment, start};
+    });
+    const tailStart = lastChunk >= 0 ? layout[lastChunk]!.start + segments[lastChunk]!.tokens.length : 0;
+    const headerEnd = firstChunk >= 0 ? layout[firstChunk]!.start : 0;
+
+    const loadStartedAt = performance.now();
+    let kvBytesLoaded = 0;
+    const chunkBodies: KvBody[] = [];
+    for (const {segment, start} of layout) {
+        if (segment.kind !== "chunk")
+            continue;
+
+        const {body, loadedBytes} = await chunkKv(blend, segment.tokens);
+        kvBytesLoaded += loadedBytes;
+        // Cached at positions 1..n; move to start..start+n-1, rotating K to match (RoPE shift).
+        chunkBodies.push(ropeShiftBody(body, start - 1, blend.rope));
+    }
+
+    const header = await evaluateAlone(blend, prompt.tokens.slice(0, headerEnd));
+    const blended = concatBlobs([header, ...chunkBodies], seqId, {nStream: header.nStream});
+    await loadSequenceState(blend.sequence, serializeSeqStateMemory(seqId, blended), prompt.tokens.slice(0, tailStart));
+    const kvLoadMs = performance.now() - loadStartedAt;
+
+    // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
+    const labelPositions: number[] = [];
+    const chunkRanges: Array<{start: number, length: number}> = [];
+    for (const {segment, start} of layout) {
+        if (start >= tailStart || start < headerEnd)
+            continue;
+
+        if (segment.kind === "chunk")
+            chunkRanges.push({start, length: segment.tokens.length});
+        else
+            for (let index = 0; index < segment.tokens.length; index++)
+                labelPositions.push(start + index);
+    }
+    const chunkTokenCount = chunkRanges.reduce((sum, range) => sum + range.length, 0);
+    const budget = Math.min(chunkTokenCount, Math.round(ratio * chunkTokenCount));
+
+    const selectStartedAt = performance.now();
+    let selected: number[] = [];
+    if (strategy === "chunk-head" && budget > 0) {
+        for (const range of chunkRanges)
+            for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
+                selected.push(range.start + index);
+    } else if (strategy === "hkvd" && budget > 0)
+        selected = await selectByKvDeviation(blend, prompt.tokens.slice(0, tailStart), blended, chunkRanges, budget);
+    const selectMs = performance.now() - selectStartedAt;
+
+    const recomputeStartedAt = performance.now();
+    const positions = [...new Set([...labelPositions, ...selected])].sort((a, b) => a - b);
+    await recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []);
+    const recomputeMs = performance.now() - recomputeStartedAt;
+
+    const recomputedTokens = selected.length;
+    const tail = prompt.tokens.slice(tailStart);
+    return {
+        strategy,
+        ratio: strategy === "naive" ? 0 : ratio,
+        tokensToEvaluate: tail,
+        reusedTokens: chunkTokenCount - recomputedTokens,
+        recomputedTokens,
+        freshTokens: headerEnd + labelPositions.length + tail.length,
+        kvBytesLoaded,
+        kvLoadMs,
+        selectMs,
+        recomputeMs
+    };
+}
+
+/**
+ * CacheBlend's selection: one early layer's K/V for the whole blended prefix under full attention
+ * (a private context stopped after that layer), against the chunk-alone K/V now in the cache; the
+ * tokens that deviate most are the ones whose cross-chunk attention matters.
+ */
+async function selectByKvDeviation(blend: BlendContext, tokens: Token[], blended: KvBody, chunkRanges: Array<{start: number, length: number}>, budget: number): Promise<number[]> {
+    const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
+        contextSize: Math.max(tokens.length, 32),
+        threads: blend.threads,
+        flashAttention: blend.flashAttention
+    });
+    const layer = blended.layers[selectionLayer]!;
+    const cellOfPos = new Map(blended.cells.map((cell, index) => [cell.pos, index]));
+    const cellCount = blended.cells.length;
+    const scored: Array<{pos: number, deviation: number}> = [];
+    for (const range of chunkRanges)
+        for (let pos = range.start; pos < range.start + range.length; pos++) {
+            const cell = cellOfPos.get(pos);
+            if (cell == null)
+                continue;
+
+            const k = rowOf(layer.k, cell, cellCount);
+            const v = rowOf(layer.v, cell, cellCount);
+            scored.push({
+                pos,
+                deviation: squaredDistance(k, captured.k, pos * captured.nEmbdK) + squaredDistance(v, captured.v, pos * captured.nEmbdV)
+            });
+        }
+
+    return scored.sort((a, b) => b.deviation - a.deviation).slice(0, budget).map((entry) => entry.pos);
+}
+
+/** Removes the cells at `positions` (where they exist) and decodes those tokens again, in as few decodes as the batch allows. */
+async function recomputeAt(blend: BlendContext, seqId: number, positions: number[], tokens: readonly Token[], cachedPositions: readonly number[]): Promise<void> {
+    if (positions.length === 0)
+        return;
+
+    const ctx = addonContext(blend.context);
+    const sorted = [...cachedPositions].sort((a, b) => a - b);
+    for (let index = 0; index < sorted.length;) {
+        let end = index + 1;
+        while (end < sorted.length && sorted[end] === sorted[end - 1]! + 1)
+            end++;
+
+        ctx.removeTokenCellsFromSequence(seqId, sorted[index]!, sorted[end - 1]! + 1);
+        index = end;
+    }
+
+    const batchSize = blend.context.batchSize;
+    for (let start = 0; start < positions.length; start += batchSize) {
+        const part = positions.slice(start, start + batchSize);
+        ctx.initBatch(part.length);
+        for (let index = 0; index < part.length;) {
+            let end = index + 1;
+            while (end < part.length && part[end] === part[end - 1]! + 1)
+                end++;
+
+            const first = part[index]!;
+            ctx.addToBatch(seqId, first, Uint32Array.from(tokens.slice(first, part[end - 1]! + 1)), new Uint32Array(0));
+            index = end;
+        }
+        await ctx.decodeBatch();
+    }
+}

@@ -1,0 +1,265 @@
+/**
+ * The one place that loads Weft's N-API addon (native/, built by scripts/build-native.mjs into
+ * native/build/Release/weft_native.node) and types it. The addon reaches what node-llama-cpp 3.22.1 keeps private:
+ * its native context (`LlamaContext._ctx`) and model (`LlamaModel._model`), and resolves every llama.cpp function at
+ * run time from the library node-llama-cpp loaded (CPU, CUDA, Vulkan or Metal alike).
+ *
+ * - sequence KV state as an in-memory blob (llama_state_seq_get_data / set_data; format in kv-blob.ts);
+ * - layer-N K/V capture on a private context of the same model (cb_eval): the exact rows the graph writes into the
+ *   layer's KV cache (K after RoPE, `Kcur-<layer>` in llama-style graphs; V `Vcur-<layer>`), as f32, token-major.
+ *
+ * {@link loadNativeAddon} never throws: the engine falls back to full prefill when the addon is absent. The wrappers
+ * below throw {@link NativeAddonUnavailableError} then. None of them takes node-llama-cpp's evaluation locks: call
+ * them only while nothing evaluates on that context (the engine's mutex).
+ */
+import {existsSync} from "node:fs";
+import {createRequire} from "node:module";
+import path from "node:path";
+import {fileURLToPath} from "node:url";
+import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+
+/** node-llama-cpp's native context object (`LlamaContext._ctx`), as the addon takes it. */
+export type ContextHandle = object & {readonly __brand: "LlamaContextHandle"};
+/** node-llama-cpp's native model object (`LlamaModel._model`), as the addon takes it. */
+export type ModelHandle = object & {readonly __brand: "LlamaModelHandle"};
+
+export type CaptureLayerOptions = {
+    /** KV cells of the private context: at least the number of tokens captured at once. Allocates KV for every layer. */
+    contextSize: number,
+    /** CPU threads for the private context (set it: llama.cpp's default oversubscribes small machines). */
+    threads: number,
+    /**
+     * Flash attention on the private context, as node-llama-cpp's `flashAttention` (default "auto", its default too).
+     * Use the setting of the context whose cache the rows are compared with or spliced into: it changes layer
+     * outputs by float rounding (not the result's layout).
+     */
+    flashAttention?: boolean | "auto",
+    /** Tokens per llama_decode (one ubatch); default min(contextSize, 512). */
+    batchSize?: number,
+    /**
+     * Position of each token (default 0..n-1). Stock llama.cpp requires them consecutive (any start); a build with
+     * Weft's scattered-positions patch accepts gaps.
+     */
+    positions?: Int32Array
+};
+
+/** Layer K/V rows: `k[t * nEmbdK + i]` is dimension i of token t (K after RoPE at its position). */
+export type LayerKV = {
+    k: Float32Array,
+    v: Float32Array,
+    nTokens: number,
+    /** n_embd_head_k * n_head_kv */
+    nEmbdK: number,
+    /** n_embd_head_v * n_head_kv */
+    nEmbdV: number,
+    layer: number,
+    /** Name of the graph tensor the K rows were read from (e.g. "Kcur-1 (view)"), for diagnostics. */
+    kTensor: string,
+    vTensor: string
+};
+
+export type LlamaFunctionsReport = {ok: boolean, missing: string[], library: string | null};
+
+/** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
+export interface WeftNativeAddon {
+    /** The sequence's KV state: u32 0xaf143cd8, i32 seqId, then the same body as a state file. */
+    getSequenceState(context: ContextHandle, seqId: number): Promise<Buffer>;
+    /** Replaces the sequence's KV with the blob; resolves to the bytes read, rejects (sequence cleared) on failure. */
+    setSequenceState(context: ContextHandle, seqId: number, state: Uint8Array): Promise<number>;
+    captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
+    /** Frees the cached private capture contexts of one model (or all); returns how many. */
+    releaseLayerCaptureContexts(model?: ModelHandle): number;
+    /** Whether every llama.cpp / ggml function the addon needs was found in the loaded library (load a model first). */
+    llamaFunctionsAvailable(): LlamaFunctionsReport;
+}
+
+export type NativeAddonLoad = {addon: WeftNativeAddon, error: null} | {addon: null, error: string};
+
+const addonRelativePath = path.join("native", "build", "Release", "weft_native.node");
+
+/**
+ * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/blend/ from source
+ * via tsx, dist/ or dist/electron/ from the bundles), app.asar.unpacked in a packaged app, or $WEFT_NATIVE_ADDON.
+ */
+export function nativeAddonCandidates(): string[] {
+    const candidates: string[] = [];
+    const override = process.env.WEFT_NATIVE_ADDON;
+    if (override != null && override !== "")
+        candidates.push(path.resolve(override));
+
+    let dir = path.dirname(fileURLToPath(import.meta.url));
+    for (let depth = 0; depth < 4 && dir !== path.dirname(dir); depth++, dir = path.dirname(dir)) {
+        const candidate = path.join(dir, addonRelativePath);
+        // A .node inside app.asar cannot be loaded: electron-builder's asarUnpack copy comes first.
+        const unpacked = candidate.replace(`${path.sep}app.asar${path.sep}`, `${path.sep}app.asar.unpacked${path.sep}`);
+        if (unpacked !== candidate)
+            candidates.push(unpacked);
+        candidates.push(candidate);
+    }
+    return [...new Set(candidates)];
+}
+
+let loaded: NativeAddonLoad | undefined;
+
+/** Loads the addon once (a failure is remembered too); never throws. */
+export function loadNativeAddon(): NativeAddonLoad {
+    if (loaded !== undefined)
+        return loaded;
+
+    const candidates = nativeAddonCandidates();
+    const found = candidates.find((candidate) => existsSync(candidate));
+    if (found === undefined) {
+        loaded = {
+            addon: null,
+            error: `weft_native.node is not built (run \`node scripts/build-native.mjs\`); looked in ${candidates.join(", ")}`
+        };
+        return loaded;
+    }
+
+    try {
+        const addon = createRequire(import.meta.url)(found) as WeftNativeAddon;
+        loaded = {addon, error: null};
+    } catch (error) {
+        loaded = {addon: null, error: `could not load ${found}: ${(error as Error).message}`};
+    }
+    return loaded;
+}
+
+export class NativeAddonUnavailableError extends Error {
+    override name = "NativeAddonUnavailableError";
+}
+
+function requireAddon(): WeftNativeAddon {
+    const load = loadNativeAddon();
+    if (load.addon === null)
+        throw new NativeAddonUnavailableError(load.error);
+    return load.addon;
+}
+
+// node-llama-cpp internals this file relies on (version pinned to 3.22.1 in package.json).
+type DisposalPreventionHandle = {dispose(): void};
+type DisposeGuard = {createPreventDisposalHandle(ignoreAwaitingDispose?: boolean): DisposalPreventionHandle};
+type ContextInternals = {_ctx?: unknown, _backendContextDisposeGuard?: DisposeGuard};
+type ModelInternals = {_model?: unknown, _backendModelDisposeGuard?: DisposeGuard};
+type SequenceInternals = {
+    _sequenceId: number,
+    _contextTokens: Token[],
+    _nextTokenIndex: number,
+    _loadedTokenPredictions: unknown[],
+    _tokenPredictorOwner: object,
+    _abortTokenPredictor(skipClearingPredictionsFromState?: boolean): Promise<void>
+};
+
+/** `LlamaContext._ctx`, branded. Throws when node-llama-cpp no longer has it. */
+export function contextHandleOf(context: LlamaContext): ContextHandle {
+    const handle = (context as unknown as ContextInternals)._ctx;
+    if (typeof handle !== "object" || handle === null)
+        throw new Error("LlamaContext has no native _ctx (node-llama-cpp internals changed?)");
+    return handle as ContextHandle;
+}
+
+/** `LlamaModel._model`, branded. Throws when node-llama-cpp no longer has it. */
+export function modelHandleOf(model: LlamaModel): ModelHandle {
+    const handle = (model as unknown as ModelInternals)._model;
+    if (typeof handle !== "object" || handle === null)
+        throw new Error("LlamaModel has no native _model (node-llama-cpp internals changed?)");
+    return handle as ModelHandle;
+}
+
+/** node-llama-cpp's sequence id of a LlamaContextSequence (private `_sequenceId`). */
+export function sequenceIdOf(sequence: LlamaContextSequence): number {
+    const id = (sequence as unknown as SequenceInternals)._sequenceId;
+    if (!Number.isInteger(id))
+        throw new Error("LlamaContextSequence has no _sequenceId (node-llama-cpp internals changed?)");
+    return id;
+}
+
+/** Keeps the native object from being disposed while `run` uses it (node-llama-cpp's own dispose guards). */
+async function withDisposalPrevented<T>(guard: DisposeGuard | undefined, run: () => Promise<T>): Promise<T> {
+    const handle = guard?.createPreventDisposalHandle();
+    try {
+        return await run();
+    } finally {
+        handle?.dispose();
+    }
+}
+
+/** The raw in-memory state blob of sequence `sequenceId` of `context` (no token bookkeeping). */
+export async function getContextSequenceState(context: LlamaContext, sequenceId: number): Promise<Buffer> {
+    const addon = requireAddon();
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+        () => addon.getSequenceState(contextHandleOf(context), sequenceId));
+}
+
+/** Loads a raw state blob into sequence `sequenceId` of `context` (no token bookkeeping); resolves to the bytes read. */
+export async function setContextSequenceState(context: LlamaContext, sequenceId: number, state: Uint8Array): Promise<number> {
+    const addon = requireAddon();
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+        () => addon.setSequenceState(contextHandleOf(context), sequenceId, state));
+}
+
+/** A sequence's state blob and the tokens it holds (node-llama-cpp's view of them). */
+export async function saveSequenceState(sequence: LlamaContextSequence): Promise<{state: Buffer, tokens: Token[]}> {
+    const tokens = sequence.contextTokens;
+    const state = await getContextSequenceState(sequence.context, sequenceIdOf(sequence));
+    return {state, tokens};
+}
+
+/**
+ * Loads a state blob into a sequence and tells node-llama-cpp which tokens it now holds (as its own
+ * loadStateFromFile does), so later `evaluate` / `controlledEvaluate` calls continue after them. `tokens` must be the
+ * tokens the blob's cells hold, in position order. On failure the sequence is left empty (llama.cpp clears it).
+ */
+export async function loadSequenceState(sequence: LlamaContextSequence, state: Uint8Array, tokens: readonly Token[]): Promise<number> {
+    if (tokens.length > sequence.contextSize)
+        throw new Error(`${tokens.length} tokens do not fit the sequence's context of ${sequence.contextSize}`);
+    // Empty it the public way first (KV cells and node-llama-cpp's token list together), so that any failure below
+    // leaves a consistent, empty sequence.
+    await sequence.clearHistory();
+    const internals = sequence as unknown as SequenceInternals;
+    internals._tokenPredictorOwner = {};
+    await internals._abortTokenPredictor(true);
+    internals._loadedTokenPredictions.length = 0;
+    internals._contextTokens = [];
+    internals._nextTokenIndex = 0;
+    const bytesRead = await setContextSequenceState(sequence.context, internals._sequenceId, state);
+    internals._contextTokens = tokens.slice();
+    internals._nextTokenIndex = tokens.length;
+    return bytesRead;
+}
+
+const modelsWithReleaseHook = new WeakSet<LlamaModel>();
+
+/**
+ * Layer `layer` K/V of `tokens`, computed on a private context of `model` (cached per model and settings and
+ * released when the model is disposed, or by {@link releaseLayerCaptureContexts}).
+ */
+export async function captureLayerKV(model: LlamaModel, tokens: readonly Token[] | Uint32Array | Int32Array, layer: number,
+    options: CaptureLayerOptions): Promise<LayerKV> {
+    const addon = requireAddon();
+    if (model.disposed)
+        throw new Error("the model is disposed");
+    const handle = modelHandleOf(model);
+    if (!modelsWithReleaseHook.has(model)) {
+        modelsWithReleaseHook.add(model);
+        // onDispose fires before node-llama-cpp frees the llama_model, so the private contexts go first.
+        model.onDispose.createListener(() => {
+            addon.releaseLayerCaptureContexts(handle);
+        });
+    }
+    const tokenArray = tokens instanceof Uint32Array || tokens instanceof Int32Array ? tokens : Uint32Array.from(tokens);
+    return withDisposalPrevented((model as unknown as ModelInternals)._backendModelDisposeGuard,
+        () => addon.captureLayerKV(handle, tokenArray, layer, options));
+}
+
+/** Frees the cached private capture contexts of `model` (or of every model); returns how many. */
+export function releaseLayerCaptureContexts(model?: LlamaModel): number {
+    const load = loadNativeAddon();
+    if (load.addon === null)
+        return 0;
+    return load.addon.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
+}

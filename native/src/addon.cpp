@@ -1,0 +1,46 @@
+// weft_native: what node-llama-cpp 3.22.1 does not expose, on the objects it already created.
+//   getSequenceState(LlamaContext._ctx, seqId): Promise<Buffer>
+//   setSequenceState(LlamaContext._ctx, seqId, blob): Promise<number>
+//   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
+//   releaseLayerCaptureContexts(LlamaModel._model?): number
+//   llamaFunctionsAvailable(): {ok, missing, library}
+// The TypeScript side is main/engine/blend/native-addon.ts.
+#include <napi.h>
+
+#include "layer_capture.h"
+#include "llama_functions.h"
+#include "sequence_state.h"
+
+namespace {
+
+void finalizeRegistry(Napi::Env, LayerCaptureRegistry* registry) {
+    destroyLayerCaptureRegistry(registry);
+}
+
+Napi::Value LlamaFunctionsAvailable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const LlamaFunctions& functions = getLlamaFunctions();
+    Napi::Array missing = Napi::Array::New(env, functions.missing.size());
+    for (size_t i = 0; i < functions.missing.size(); i++)
+        missing.Set((uint32_t) i, Napi::String::New(env, functions.missing[i]));
+
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("ok", Napi::Boolean::New(env, functions.missing.empty()));
+    result.Set("missing", missing);
+    result.Set("library", functions.library.empty() ? env.Null() : Napi::String::New(env, functions.library));
+    return result;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    env.SetInstanceData<LayerCaptureRegistry, finalizeRegistry>(createLayerCaptureRegistry());
+    exports.Set("getSequenceState", Napi::Function::New(env, GetSequenceState, "getSequenceState"));
+    exports.Set("setSequenceState", Napi::Function::New(env, SetSequenceState, "setSequenceState"));
+    exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
+    exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));
+    exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
+    return exports;
+}
+
+} // namespace
+
+NODE_API_MODULE(weft_native, Init)

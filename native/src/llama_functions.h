@@ -1,0 +1,49 @@
+// The llama.cpp / ggml functions the addon calls, resolved at run time from the library node-llama-cpp loaded
+// (the addon links no llama.cpp, so it works with whichever CPU / CUDA / Vulkan / Metal build is in the process).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "llama.h"
+
+// X(name): every function the addon may call. Types come from the headers of the same llama.cpp tag.
+#define WEFT_LLAMA_FUNCTIONS(X) \
+    X(llama_state_seq_get_size) \
+    X(llama_state_seq_get_data) \
+    X(llama_state_seq_set_data) \
+    X(llama_n_seq_max) \
+    X(llama_n_ctx) \
+    X(llama_n_batch) \
+    X(llama_get_model) \
+    X(llama_get_memory) \
+    X(llama_memory_clear) \
+    X(llama_context_default_params) \
+    X(llama_init_from_model) \
+    X(llama_free) \
+    X(llama_decode) \
+    X(llama_batch_init) \
+    X(llama_batch_free) \
+    X(llama_model_n_layer) \
+    X(ggml_backend_tensor_get)
+
+struct LlamaFunctions {
+#define WEFT_DECLARE_POINTER(name) decltype(&::name) name = nullptr;
+    WEFT_LLAMA_FUNCTIONS(WEFT_DECLARE_POINTER)
+#undef WEFT_DECLARE_POINTER
+
+    /** Path of the loaded library the functions were taken from. */
+    std::string library;
+    /** Names that could not be resolved (empty when all were). */
+    std::vector<std::string> missing;
+};
+
+/**
+ * Resolves the functions (once successfully; a failed attempt is retried on the next call, since node-llama-cpp
+ * may load its binary later). Never returns null; check `missing`.
+ */
+const LlamaFunctions& getLlamaFunctions();
+
+/** Returns the resolved functions or throws std::runtime_error naming what is missing. */
+const LlamaFunctions& requireLlamaFunctions();
