@@ -1,17 +1,14 @@
 import {mkdir} from "node:fs/promises";
-import type {Llama, LlamaModel, Token} from "node-llama-cpp";
+import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
     type AnswerStats, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi, EngineError, type EngineStatus,
     type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
-import {type BlendContext, prepareBlend} from "./blend/blend.js";
-import {ChunkKvCache, modelFingerprint} from "./blend/chunk-cache.js";
-import {loadNativeAddon} from "./blend/native-addon.js";
-import {detectPatchedBuild} from "./blend/patched-build.js";
+import {type BlendContext, openBlendContext, prepareBlend} from "./blend/blend.js";
+import {ChunkKvCache} from "./blend/chunk-cache.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
-import {ropeParamsFromGguf} from "./blend/rope-shift.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
@@ -368,35 +365,12 @@ export class Engine implements EngineApi {
     private blendContext(loaded: LoadedModel): Promise<BlendContext | string> {
         let found = this.blendContexts.get(loaded);
         if (found == null) {
-            found = (async (): Promise<BlendContext | string> => {
-                const llama = await this.llama();
-                const build = detectPatchedBuild({gpu: llama.gpu});
-                if (!build.patched || llama.buildType !== "localBuild")
-                    return build.patched ? "the loaded llama.cpp is not Weft's patched build" : build.reason;
-
-                const addon = loadNativeAddon();
-                if (addon.addon == null)
-                    return addon.error;
-
-                let rope;
-                try {
-                    rope = ropeParamsFromGguf(loaded.model.fileInfo);
-                } catch (error) {
-                    return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
-                }
-
-                const flashAttention = loaded.context.flashAttention === true;
+            found = (async () => {
                 this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.dataDir, ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
-                return {
-                    model: loaded.model,
-                    context: loaded.context,
-                    sequence: loaded.sequence,
-                    cache: await this.chunkCachePromise,
-                    fingerprint: await modelFingerprint({modelPath: loaded.info.path, flashAttention}),
-                    rope,
-                    threads: this.threads,
-                    flashAttention
-                };
+                return openBlendContext({
+                    llama: await this.llama(), model: loaded.model, context: loaded.context, sequence: loaded.sequence,
+                    modelPath: loaded.info.path, cache: await this.chunkCachePromise, threads: this.threads
+                });
             })();
             this.blendContexts.set(loaded, found);
         }

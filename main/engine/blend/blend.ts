@@ -1,14 +1,15 @@
 import {createHash} from "node:crypto";
-import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
-import {type ChunkKvCache} from "./chunk-cache.js";
+import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {
     concatBlobs, f16ToF32, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, serializeSeqStateMemory,
     sliceCells
 } from "./kv-blob.js";
-import {captureLayerKV, getContextSequenceState, loadSequenceState, sequenceIdOf} from "./native-addon.js";
+import {captureLayerKV, getContextSequenceState, loadNativeAddon, loadSequenceState, sequenceIdOf} from "./native-addon.js";
+import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
-import {type RopeParams, ropeShiftBody} from "./rope-shift.js";
+import {type RopeParams, ropeParamsFromGguf, ropeShiftBody} from "./rope-shift.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
@@ -25,6 +26,46 @@ export type BlendContext = {
     threads: number;
     flashAttention: boolean;
 };
+
+/**
+ * Everything the blend path needs for one loaded model, or the reason it cannot run here: the patched
+ * llama.cpp build must be the one loaded, the native addon must load, and the model's RoPE must be one
+ * Weft can re-position.
+ */
+export async function openBlendContext(options: {
+    llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
+    cache: ChunkKvCache, threads: number
+}): Promise<BlendContext | string> {
+    const build = detectPatchedBuild({gpu: options.llama.gpu});
+    if (!build.patched)
+        return build.reason;
+
+    if (options.llama.buildType !== "localBuild")
+        return "the loaded llama.cpp is node-llama-cpp's prebuilt binary, not Weft's patched build";
+
+    const addon = loadNativeAddon();
+    if (addon.addon == null)
+        return addon.error;
+
+    let rope: RopeParams;
+    try {
+        rope = ropeParamsFromGguf(options.model.fileInfo);
+    } catch (error) {
+        return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
+    }
+
+    const flashAttention = options.context.flashAttention === true;
+    return {
+        model: options.model,
+        context: options.context,
+        sequence: options.sequence,
+        cache: options.cache,
+        fingerprint: await modelFingerprint({modelPath: options.modelPath, flashAttention}),
+        rope,
+        threads: options.threads,
+        flashAttention
+    };
+}
 
 /** The early layer hkvd compares at (CacheBlend selects on the first layers' K/V deviation). */
 const selectionLayer = 1;
