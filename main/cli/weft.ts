@@ -2,6 +2,7 @@ import {EngineError, toErrorShape} from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {UsageError} from "./args.js";
 import {askCommand, askUsage} from "./ask.js";
+import {cacheCommand, cacheUsage} from "./cache.js";
 import {ingestCommand, ingestUsage} from "./ingest.js";
 import {modelsCommand, modelsUsage} from "./models.js";
 import {serveCommand, serveUsage} from "./serve.js";
@@ -12,6 +13,7 @@ Usage:
   ${ingestUsage}
   ${askUsage}
   ${modelsUsage.split("\n").join("\n  ")}
+  ${cacheUsage.split("\n").join("\n  ")}
   ${serveUsage}
 
 Every command takes --data DIR (or WEFT_DATA) to choose the library folder, and --threads N (or WEFT_THREADS).`;
@@ -20,6 +22,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     ingest: ingestCommand,
     ask: askCommand,
     models: modelsCommand,
+    cache: cacheCommand,
     serve: serveCommand
 };
 

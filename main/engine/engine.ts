@@ -6,8 +6,11 @@ import {
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
-import {type BlendContext, openBlendContext, prepareBlend} from "./blend/blend.js";
-import {ChunkKvCache} from "./blend/chunk-cache.js";
+import {rm} from "node:fs/promises";
+import path from "node:path";
+import {type BlendContext, chunkKv, openBlendContext, prepareBlend} from "./blend/blend.js";
+import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
+import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
@@ -361,17 +364,66 @@ export class Engine implements EngineApi {
         return prepared;
     }
 
+    private chunkCache(): Promise<ChunkKvCache> {
+        this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.dataDir, ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
+        return this.chunkCachePromise;
+    }
+
+    public async cacheStats(): Promise<ChunkCacheStats> {
+        return (await this.chunkCache()).stats();
+    }
+
+    /** Drops every chunk KV cache, in RAM and on disk, for every model. */
+    public async clearCache(): Promise<void> {
+        const cache = await this.chunkCache();
+        cache.clearRam();
+        await rm(path.join(this.dataDir, "kvcache"), {recursive: true, force: true});
+    }
+
+    /**
+     * Computes the chunk KV caches of a folder (or the whole library) for the active model. Each chunk takes the
+     * model lock on its own, so a question asked meanwhile waits for one chunk at most: warming yields to chat.
+     */
+    public async warmCache(folderPath: string | null, options: {signal?: AbortSignal, onProgress?: (done: number, total: number, computed: number) => void} = {}) {
+        const modelId = this.resolveModelId(undefined, true)!;
+        const store = await this.library.store();
+        const folderId = folderPath != null ? folderIdFor(path.resolve(folderPath)) : null;
+        const total = await store.countChunks(folderId ?? undefined);
+        let done = 0;
+        let computed = 0;
+        for await (const batch of store.chunkTexts(folderId)) {
+            for (const chunk of batch) {
+                if (options.signal?.aborted)
+                    return {done, total, computed, cancelled: true};
+
+                const release = await this.modelLock.lock();
+                try {
+                    const loaded = await this.ensureLoaded(modelId);
+                    const blend = await this.blendContext(loaded);
+                    if (typeof blend === "string")
+                        throw new EngineError("internal", `cannot build chunk KV caches here: ${blend}`);
+
+                    const result = await chunkKv(blend, loaded.model.tokenize(chunk.text));
+                    if (!result.hit)
+                        computed++;
+                } finally {
+                    release();
+                }
+                done++;
+                options.onProgress?.(done, total, computed);
+            }
+        }
+        return {done, total, computed, cancelled: false};
+    }
+
     /** What the blend path needs for this model, or why it cannot run here. */
     private blendContext(loaded: LoadedModel): Promise<BlendContext | string> {
         let found = this.blendContexts.get(loaded);
         if (found == null) {
-            found = (async () => {
-                this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.dataDir, ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
-                return openBlendContext({
-                    llama: await this.llama(), model: loaded.model, context: loaded.context, sequence: loaded.sequence,
-                    modelPath: loaded.info.path, cache: await this.chunkCachePromise, threads: this.threads
-                });
-            })();
+            found = (async () => openBlendContext({
+                llama: await this.llama(), model: loaded.model, context: loaded.context, sequence: loaded.sequence,
+                modelPath: loaded.info.path, cache: await this.chunkCache(), threads: this.threads
+            }))();
             this.blendContexts.set(loaded, found);
         }
         return found;

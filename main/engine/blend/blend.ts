@@ -99,7 +99,7 @@ async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBo
  * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
  * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint.
  */
-async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
+export async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
     const key = {fingerprint: blend.fingerprint, chunkHash: chunkKeyHash(tokens), promptFormatVersion};
     const found = await blend.cache.get(key);
     if (found.hit)

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import {spawn} from "node:child_process";
+import {copyFile, mkdir, readdir, readFile, stat, truncate, writeFile} from "node:fs/promises";
+import path from "node:path";
+import {after, before, describe, it} from "node:test";
+import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
+import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
+import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
+import {Engine} from "../../main/engine/engine.js";
+import {collectEvents, lastEvent} from "../helpers/collect.js";
+import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path, weftBin} from "../helpers/paths.js";
+
+const patched = detectPatchedBuild({gpu: false});
+const addon = loadNativeAddon();
+const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+
+const stories = [
+    "Lily had a red ball. She played with it in the park every morning before school.",
+    "Tom the dog liked to dig holes in the garden. One day he found an old shiny key.",
+    "Mom baked cookies for the party. Lily and Tom ate them under the big green tree."
+];
+
+async function wkvFiles(dataDir: string): Promise<string[]> {
+    const root = path.join(dataDir, "kvcache");
+    const found: string[] = [];
+    for (const fingerprint of await readdir(root))
+        for (const file of await readdir(path.join(root, fingerprint)))
+            if (file.endsWith(".wkv"))
+                found.push(path.join(root, fingerprint, file));
+
+    return found.sort();
+}
+
+describe("blend strategies through the engine (patched build)", {skip}, () => {
+    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let folder: string;
+    let dataDir: string;
+    let engine: Engine;
+
+    before(async () => {
+        temp = await makeTempDir();
+        folder = path.join(temp.dir, "stories");
+        dataDir = path.join(temp.dir, "data");
+        await mkdir(folder);
+        for (const [index, text] of stories.entries())
+            await writeFile(path.join(folder, `story-${index + 1}.txt`), `${text}\n`);
+
+        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
+        await engine.addModel({path: stories260kPath});
+        await collectEvents(engine.ingestFolder({path: folder}, new AbortController().signal) as never);
+    });
+
+    after(async () => {
+        await engine.close();
+        await temp.cleanup();
+    });
+
+    const ask = async (target: Engine, strategy: ChatRequest["strategy"], ratio = 0.15) =>
+        lastEvent(await collectEvents(target.chat(ChatRequest.parse({question: "Lily Tom", maxTokens: 24, strategy, ratio, topK: 3}),
+            new AbortController().signal)), "done");
+
+    it("chunk-head and hkvd at ratio 1.0 give the full prefill's greedy answer", async () => {
+        const full = await ask(engine, "full");
+        assert.equal(full.citations.length, 3);
+        for (const strategy of ["chunk-head", "hkvd"] as const) {
+            const blended = await ask(engine, strategy, 1);
+            assert.equal(blended.stats.strategy, strategy, blended.stats.strategyFallbackReason);
+            assert.equal(blended.stats.reusedTokens, 0);
+            assert.equal(blended.answer, full.answer);
+        }
+    });
+
+    it("hkvd at 0.15 reuses most chunk tokens, and its stats add up", async () => {
+        const done = await ask(engine, "hkvd", 0.15);
+        const stats = AnswerStats.parse(done.stats);
+        assert.equal(stats.strategy, "hkvd");
+        assert.equal(stats.ratio, 0.15);
+        assert.ok(stats.reusedTokens > stats.recomputedTokens * 4, JSON.stringify(stats));
+        assert.ok(stats.kvBytesLoaded > 0, "chunk KVs came from the cache");
+        assert.ok(stats.kvLoadGBps > 0);
+        assert.equal(stats.reusedTokens + stats.recomputedTokens + stats.freshTokens, stats.promptTokens);
+    });
+
+    it("drops truncated, corrupted and wrong-model cache files, recomputes them, and still answers correctly", async () => {
+        const reference = await ask(engine, "hkvd", 1);
+        const files = await wkvFiles(dataDir);
+        assert.ok(files.length >= 3, `${files.length} cache files`);
+
+        // A valid file of another model, put where one of this model's chunks belongs.
+        const otherData = path.join(temp.dir, "other");
+        const other = await Engine.open({dataDir: otherData, threads: testThreads, gpu: false});
+        await other.addModel({path: tinyRandomLlama2Path});
+        await collectEvents(other.ingestFolder({path: folder}, new AbortController().signal) as never);
+        await other.warmCache(folder);
+        await other.close();
+        const foreign = (await wkvFiles(otherData))[0]!;
+
+        await engine.close();
+        const sizes = await Promise.all(files.map(async (file) => (await stat(file)).size));
+        await truncate(files[0]!, Math.floor(sizes[0]! / 2));
+        const bytes = await readFile(files[1]!);
+        bytes[bytes.length - 40] ^= 0xff;
+        await writeFile(files[1]!, bytes);
+        await copyFile(foreign, files[2]!);
+
+        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
+        const again = await ask(engine, "hkvd", 1);
+        assert.equal(again.answer, reference.answer);
+        const stats = await engine.cacheStats();
+        assert.equal(stats.droppedCorrupt, 3, JSON.stringify(stats.dropReasons));
+        assert.deepEqual(Object.keys(stats.dropReasons).sort(), ["checksum", "truncated", "wrong-model"].sort());
+        // Recomputed and written back whole.
+        for (const [index, file] of files.slice(0, 2).entries())
+            assert.equal((await stat(file)).size, sizes[index]);
+    });
+
+    it("weft ask --strategy hkvd --json reports the blend stats with the invariant holding", async () => {
+        await engine.close();
+        const result = await new Promise<{code: number | null, stdout: string, stderr: string}>((resolve, reject) => {
+            const child = spawn(process.execPath, [weftBin, "ask", "--data", dataDir, "--strategy", "hkvd", "--ratio", "0.15", "--json",
+                "--max-tokens", "8", "--threads", String(testThreads), "Lily Tom"], {stdio: ["ignore", "pipe", "pipe"]});
+            let stdout = "";
+            let stderr = "";
+            child.stdout.on("data", (chunk) => (stdout += chunk));
+            child.stderr.on("data", (chunk) => (stderr += chunk));
+            child.on("error", reject);
+            child.on("close", (code) => resolve({code, stdout, stderr}));
+        });
+        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
+        assert.equal(result.code, 0, result.stderr);
+        const parsed = AskResult.parse(JSON.parse(result.stdout));
+        assert.equal(parsed.stats.strategy, "hkvd", parsed.stats.strategyFallbackReason);
+        for (const key of ["reusedTokens", "recomputedTokens", "freshTokens", "kvBytesLoaded", "kvLoadMs", "kvLoadGBps", "selectMs",
+            "recomputeMs", "ttftMs", "fullPrefillEstimateMs", "ratio"] as const)
+            assert.ok(key in parsed.stats, key);
+
+        assert.equal(parsed.stats.reusedTokens + parsed.stats.recomputedTokens + parsed.stats.freshTokens, parsed.stats.promptTokens);
+    });
+});
