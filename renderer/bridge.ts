@@ -198,7 +198,8 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
                 citations: [], retrievalMs: null, cacheStats: null, stats: null, error: null
             };
             store.setState((state) => ({turns: [...state.turns, turn], activeTurnId: id}));
-            activeStream = client.chat({question}, (event) => onChatEvent(id, event));
+            const {strategy, ratio} = store.getState();
+            activeStream = client.chat({question, ...(strategy === "auto" ? {} : {strategy, ratio})}, (event) => onChatEvent(id, event));
         },
 
         cancel() {

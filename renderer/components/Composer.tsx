@@ -1,5 +1,6 @@
 import {useEffect, useRef, useState} from "react";
 import {useApp} from "../store/index.js";
+import type {StrategyChoice} from "../store/types.js";
 
 /** The question box: Enter sends, Shift+Enter adds a line, Escape (or Stop) cancels the streaming answer. */
 export function Composer() {
@@ -12,6 +13,9 @@ export function Composer() {
     const noModels = useApp((state) => state.modelsLoaded && state.models.length === 0);
     const ask = useApp((state) => state.ask);
     const cancel = useApp((state) => state.cancel);
+    const strategy = useApp((state) => state.strategy);
+    const ratio = useApp((state) => state.ratio);
+    const setStrategy = useApp((state) => state.setStrategy);
 
     const canSend = online && !streaming && !needsModel && draft.trim() !== "";
     const send = () => {
@@ -35,6 +39,27 @@ export function Composer() {
 
     return (
         <footer className="composer">
+            <div className="composer-settings">
+                <label title="How the prompt's KV cache is built: blend strategies reuse each retrieved chunk's cached KV">
+                    KV reuse{" "}
+                    <select data-testid="strategy-picker" value={strategy}
+                        onChange={(event) => setStrategy(event.target.value as StrategyChoice)}>
+                        <option value="auto">auto</option>
+                        <option value="full">full (no reuse)</option>
+                        <option value="prefix">prefix</option>
+                        <option value="naive">naive blend</option>
+                        <option value="chunk-head">chunk-head</option>
+                        <option value="hkvd">hkvd (CacheBlend)</option>
+                    </select>
+                </label>
+                {(strategy === "hkvd" || strategy === "chunk-head") && (
+                    <label title="Share of reused chunk tokens to recompute">
+                        ratio{" "}
+                        <input data-testid="ratio-input" type="number" min={0} max={1} step={0.05} value={ratio}
+                            onChange={(event) => setStrategy(strategy, Math.min(1, Math.max(0, Number(event.target.value) || 0)))} />
+                    </label>
+                )}
+            </div>
             <form
                 className="composer-form"
                 onSubmit={(event) => {

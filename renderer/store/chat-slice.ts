@@ -3,6 +3,9 @@ import type {ChatSlice, EngineActions, SliceCreator} from "./types.js";
 export const createChatSlice = (engine: () => EngineActions): SliceCreator<ChatSlice> =>
     (set, get) => ({
         turns: [],
+        strategy: "auto",
+        ratio: 0.15,
+        setStrategy: (strategy, ratio) => set((state) => ({strategy, ratio: ratio ?? state.ratio})),
         activeTurnId: null,
         ask: (question) => {
             if (question.trim() === "" || get().activeTurnId !== null)

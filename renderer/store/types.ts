@@ -1,6 +1,6 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo
+    AnswerStats, CacheStats, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo, Strategy
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -55,8 +55,15 @@ export type Turn = {
     error: EngineErrorShape | null;
 };
 
+/** "auto" lets the engine choose (exact prefix reuse today); the others are sent as the question's strategy. */
+export type StrategyChoice = "auto" | Strategy;
+
 export type ChatSlice = {
     turns: Turn[];
+    strategy: StrategyChoice;
+    /** Share of reused chunk tokens that hkvd and chunk-head recompute. */
+    ratio: number;
+    setStrategy(strategy: StrategyChoice, ratio?: number): void;
     /** The turn whose answer is streaming, if any. */
     activeTurnId: number | null;
     /** Sends a question; false when it cannot be sent now (empty, or an answer is still streaming). */

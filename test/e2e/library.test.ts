@@ -125,6 +125,18 @@ describe("the library in the browser (weft serve)", () => {
             await excerpt.waitFor();
             assert.match((await excerpt.textContent()) ?? "", /lighthouse keepers/i);
 
+            // The same question through CacheBlend: the retrieved chunks' KV is reused, a share recomputed.
+            await chat.chooseStrategy("hkvd", 0.3);
+            await chat.ask("zanzibar lighthouse");
+            assert.equal((await chat.waitForAnswer()).status, "done");
+            assert.equal(await chat.stat("strategy"), "hkvd", await chat.stats().textContent() ?? "");
+            const reused = Number(await chat.stat("reusedTokens"));
+            const recomputed = Number(await chat.stat("recomputedTokens"));
+            const fresh = Number(await chat.stat("freshTokens"));
+            assert.ok(reused > 0 && recomputed > 0, `reused ${reused}, recomputed ${recomputed}`);
+            assert.equal(reused + recomputed + fresh, Number(await chat.stat("promptTokens")));
+            assert.ok(Number(await chat.stat("kvLoadGBps")) >= 0);
+
             await mkdir(path.dirname(screenshotPath), {recursive: true});
             await page.screenshot({path: screenshotPath});
             console.log(`screenshot: ${screenshotPath}`);

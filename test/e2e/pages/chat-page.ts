@@ -78,6 +78,13 @@ export class ChatPage {
     /** Index (among the answer bubbles) of the answer to the last question asked. */
     private pendingAnswer = 0;
 
+    /** Picks the KV reuse strategy (and ratio, for hkvd and chunk-head) used for the next questions. */
+    public async chooseStrategy(strategy: string, ratio?: number): Promise<void> {
+        await this.page.getByTestId("strategy-picker").selectOption(strategy);
+        if (ratio !== undefined)
+            await this.page.getByTestId("ratio-input").fill(String(ratio));
+    }
+
     /** Types the question and presses Enter, as a user would. */
     public async ask(question: string): Promise<void> {
         this.pendingAnswer = await this.answers.count();
