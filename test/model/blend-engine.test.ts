@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import {spawn} from "node:child_process";
 import {copyFile, mkdir, readdir, readFile, stat, truncate, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
@@ -8,7 +7,8 @@ import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
 import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
-import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path, weftBin} from "../helpers/paths.js";
+import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
+import {weft} from "../helpers/weft-cli.js";
 
 const patched = detectPatchedBuild({gpu: false});
 const addon = loadNativeAddon();
@@ -99,7 +99,7 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         const sizes = await Promise.all(files.map(async (file) => (await stat(file)).size));
         await truncate(files[0]!, Math.floor(sizes[0]! / 2));
         const bytes = await readFile(files[1]!);
-        bytes[bytes.length - 40] ^= 0xff;
+        bytes[bytes.length - 40] = bytes[bytes.length - 40]! ^ 0xff;
         await writeFile(files[1]!, bytes);
         await copyFile(foreign, files[2]!);
 
@@ -116,16 +116,8 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
 
     it("weft ask --strategy hkvd --json reports the blend stats with the invariant holding", async () => {
         await engine.close();
-        const result = await new Promise<{code: number | null, stdout: string, stderr: string}>((resolve, reject) => {
-            const child = spawn(process.execPath, [weftBin, "ask", "--data", dataDir, "--strategy", "hkvd", "--ratio", "0.15", "--json",
-                "--max-tokens", "8", "--threads", String(testThreads), "Lily Tom"], {stdio: ["ignore", "pipe", "pipe"]});
-            let stdout = "";
-            let stderr = "";
-            child.stdout.on("data", (chunk) => (stdout += chunk));
-            child.stderr.on("data", (chunk) => (stderr += chunk));
-            child.on("error", reject);
-            child.on("close", (code) => resolve({code, stdout, stderr}));
-        });
+        const result = await weft(["ask", "--data", dataDir, "--strategy", "hkvd", "--ratio", "0.15", "--json", "--max-tokens", "8",
+            "--threads", String(testThreads), "Lily Tom"]);
         engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
         assert.equal(result.code, 0, result.stderr);
         const parsed = AskResult.parse(JSON.parse(result.stdout));

@@ -9,20 +9,7 @@ import path from "node:path";
 import {AskResult, IngestSummary, ModelInfo} from "../../main/contract/index.js";
 import {ensureFixtureModel} from "../fixtures/make-tiny-models.js";
 import {makeTempDir, stories260kPath, weftBin} from "../helpers/paths.js";
-
-type RunResult = {code: number | null, stdout: string, stderr: string};
-
-function weft(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [weftBin, ...args], {env: {...process.env, ...env}, stdio: ["ignore", "pipe", "pipe"]});
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (chunk) => (stdout += chunk));
-        child.stderr.on("data", (chunk) => (stderr += chunk));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({code, stdout, stderr}));
-    });
-}
+import {weft} from "../helpers/weft-cli.js";
 
 describe("weft CLI (built bin, real model)", () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
