@@ -54,7 +54,7 @@ export async function openBlendContext(options: {
         return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
     }
 
-    const flashAttention = options.context.flashAttention === true;
+    const flashAttention = await resolvedFlashAttention(options.context, options.sequence, options.model);
     return {
         model: options.model,
         context: options.context,
@@ -65,6 +65,22 @@ export async function openBlendContext(options: {
         threads: options.threads,
         flashAttention
     };
+}
+
+/**
+ * node-llama-cpp reports its default as "auto", which llama.cpp resolves per backend; the KV layout tells the
+ * truth (V is stored transposed exactly when flash attention is off), and both the cache fingerprint and the
+ * capture context must match it.
+ */
+async function resolvedFlashAttention(context: LlamaContext, sequence: LlamaContextSequence, model: LlamaModel): Promise<boolean> {
+    if (context.flashAttention !== "auto")
+        return context.flashAttention;
+
+    await sequence.clearHistory();
+    await sequence.evaluateWithoutGeneratingNewTokens([model.tokens.bos ?? model.tokenize("a")[0]!]);
+    const body = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+    await sequence.clearHistory();
+    return !body.vTrans;
 }
 
 /** The early layer hkvd compares at (CacheBlend selects on the first layers' K/V deviation). */

@@ -1,0 +1,260 @@
+// Time to first token of each prompt-preparation strategy, on a generated model large enough that prefill dominates.
+//   npm run bench -- ttft [--sizes 2048,4096,8192] [--runs 3] [--threads N] [--layers 8] [--chunk-tokens 512] [--json]
+//
+// A context of S tokens is [BOS][label][chunk]...[label][chunk][question], with chunks of about 500 tokens of made-up
+// words (S/512 of them: a RAG top-k of 512-token chunks). Every chunk's KV is computed and cached first (ingest
+// does that), so the blend strategies find it in the RAM tier, as a warm app would. TTFT is the time from an empty
+// sequence to the first token's logits: prepare the prompt's KV, then evaluate the remaining tokens with logits on
+// the last. Runs are interleaved across strategies; each cell is the median of --runs.
+import {existsSync} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {getLlama, LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
+import {type BlendContext, chunkKv, openBlendContext, prepareBlend} from "../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../main/engine/blend/chunk-cache.js";
+import {releaseLayerCaptureContexts} from "../main/engine/blend/native-addon.js";
+import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
+import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
+import {ensureTinyLlama, fixturePresets, type TinyLlamaShape} from "../test/fixtures/make-tiny-models.js";
+import {benchArgs, formatCount, log, Report, seededRandom, Vocabulary, withTempDir} from "./harness.js";
+
+const args = benchArgs({
+    sizes: {type: "string", default: "2048,4096,8192"},
+    runs: {type: "string", default: "3"},
+    threads: {type: "string", default: process.env.WEFT_THREADS ?? "1"},
+    "chunk-tokens": {type: "string", default: "512"},
+    layers: {type: "string", default: "8"}
+});
+const sizes = args.sizes.split(",").map((value) => Number.parseInt(value, 10));
+const runs = Number.parseInt(args.runs, 10);
+const threads = Number.parseInt(args.threads, 10);
+const chunkTokens = Number.parseInt(args["chunk-tokens"], 10);
+const layers = Number.parseInt(args.layers, 10);
+if (sizes.some((size) => !(size >= 256)) || !(runs >= 1) || !(threads >= 1) || !(chunkTokens >= 16) || !(layers >= 2))
+    throw new Error("--sizes must be integers >= 256; --runs, --threads, --chunk-tokens and --layers (>= 2) positive integers");
+
+/**
+ * bench-8x512's weights (same shape and seed, so the same tensors) with a 16k training context, so 8k prompts are
+ * in range: llama.cpp and node-llama-cpp cap the context at the model's context_length. --layers makes it deeper
+ * (each layer's tensors depend only on the seed and their name, so the first 8 layers stay bench-8x512's): hkvd's
+ * selection pass runs about 1.3 of the layers over the whole prompt, so its share of a prefill shrinks with depth.
+ */
+const modelLabel = `bench-${layers}x512-16k`;
+const modelShape: TinyLlamaShape = {...fixturePresets["bench-8x512"], layers, contextLength: 16384};
+
+const ratio = 0.15;
+/** The size the targets are judged at, and the targets (TTFT / full's TTFT at that size). */
+const targetSize = 4096;
+const targets: Record<string, number> = {naive: 1 / 8, [`hkvd@${ratio}`]: 1 / 3};
+
+/** `newCapture`: hkvd's private capture context is freed first, as when a question's prompt length differs from the last ones'. */
+type Variant = {name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, newCapture?: boolean};
+const variants: Variant[] = [
+    {name: "full", strategy: "full", ratio: 0},
+    {name: "prefix (cold)", strategy: "prefix", ratio: 0},
+    {name: "naive", strategy: "naive", ratio: 0},
+    {name: `chunk-head@${ratio}`, strategy: "chunk-head", ratio},
+    {name: `hkvd@${ratio}`, strategy: "hkvd", ratio},
+    {name: `hkvd@${ratio} new ctx`, strategy: "hkvd", ratio, newCapture: true}
+];
+
+type Timing = {totalMs: number, cpuMs: number, loadMs: number, selectMs: number, recomputeMs: number, questionMs: number, prepared: PreparedPrompt};
+
+const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+
+/** Evaluates `tokens` after what the sequence holds, with logits on the last one: the first token could be sampled. */
+async function firstTokenLogits(sequence: LlamaContextSequence, tokens: Token[]): Promise<void> {
+    const results = await sequence.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
+    if (results.at(-1)?.next?.logits == null)
+        throw new Error("no logits for the last prompt token");
+}
+
+/** Chunks of made-up words filling about `size` prompt tokens: sentences are added while the chunk stays under its share. */
+function makeSources(tokenize: (text: string) => Token[], size: number, seed: number): PromptSource[] {
+    const random = seededRandom(seed);
+    const vocab = new Vocabulary(random, 5000);
+    const count = Math.max(1, Math.round(size / chunkTokens));
+    // Room for BOS, the "[n] file.txt" labels (~8 tokens each) and the question.
+    const perChunk = Math.floor((size - 48 - 10 * count) / count);
+    return Array.from({length: count}, (_, index) => {
+        let text = "";
+        let tokens = 0;
+        for (;;) {
+            const sentence = vocab.sentence(6, 18);
+            const next = text === "" ? sentence : `${text} ${sentence}`;
+            const nextTokens = tokenize(next).length;
+            if (nextTokens > perChunk) {
+                if (tokens > 0)
+                    break;
+                continue;
+            }
+            text = next;
+            tokens = nextTokens;
+        }
+        return {n: index + 1, path: `doc-${index + 1}.md`, text};
+    });
+}
+
+function cpuModel(): string {
+    return os.cpus()[0]?.model.trim() ?? "unknown CPU";
+}
+
+await withTempDir("ttft", async (dir) => {
+    const loadAtStart = os.loadavg()[0]!;
+    const fixture = await ensureTinyLlama(modelLabel, modelShape);
+    if (fixture.written)
+        log(`wrote ${fixture.path} (${(fixture.bytes / 2 ** 20).toFixed(0)} MiB)`);
+    const modelPath = fixture.path;
+    if (!existsSync(modelPath))
+        throw new Error(`fixture model missing: ${modelPath}`);
+
+    const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
+    const model = await llama.loadModel({modelPath});
+    const contextSize = Math.max(...sizes) + 64;
+    // As the app creates it (llama-runtime.ts): default batch size and flash attention setting.
+    const context = await model.createContext({contextSize, threads, sequences: 1});
+    const sequence = context.getSequence();
+    // The app's budgets (engine.ts): a 1 GiB RAM tier keeps every chunk of these contexts in RAM.
+    const cache = await ChunkKvCache.open({dataDir: path.join(dir, "data"), ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
+    const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads});
+    if (typeof opened === "string")
+        throw new Error(`blend path unavailable: ${opened}`);
+    const blend: BlendContext = opened;
+    log(`model ${path.basename(modelPath)}, context ${context.contextSize} tokens, batch ${context.batchSize}, ` +
+        `flash attention ${context.flashAttention}, threads ${threads}`);
+
+    const report = new Report("ttft", [
+        {key: "tokens", header: "tokens"},
+        {key: "chunks", header: "chunks"},
+        {key: "strategy", header: "strategy"},
+        {key: "ttftMs", header: "TTFT ms", digits: 0},
+        {key: "vsFull", header: "x full", digits: 3},
+        {key: "cpuMs", header: "CPU ms", digits: 0},
+        {key: "cpuVsFull", header: "CPU x full", digits: 3},
+        {key: "loadMs", header: "load ms", digits: 0},
+        {key: "selectMs", header: "select ms", digits: 0},
+        {key: "recomputeMs", header: "recompute ms", digits: 0},
+        {key: "questionMs", header: "question ms", digits: 0},
+        {key: "otherMs", header: "other ms", digits: 0},
+        {key: "recomputed", header: "recomputed"},
+        {key: "fresh", header: "fresh"},
+        {key: "kvMb", header: "KV MB", digits: 1},
+        {key: "target", header: "target"},
+        {key: "pass", header: "pass"}
+    ], args.json);
+    const verdicts: string[] = [];
+
+    async function measure(variant: Variant, prompt: BuiltPrompt): Promise<Timing> {
+        if (variant.strategy === "prefix")
+            await sequence.clearHistory(); // cold: nothing of this prompt in the sequence, so prefix == full
+        if (variant.newCapture === true)
+            releaseLayerCaptureContexts(model);
+        const cpuAtStart = process.cpuUsage();
+        const startedAt = performance.now();
+        const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
+            : variant.strategy === "prefix" ? await preparePrefix(sequence, prompt.tokens)
+                : await prepareBlend(blend, prompt, variant.strategy, variant.ratio);
+        const questionStartedAt = performance.now();
+        await firstTokenLogits(sequence, prepared.tokensToEvaluate);
+        const endedAt = performance.now();
+        const cpu = process.cpuUsage(cpuAtStart);
+        return {
+            totalMs: endedAt - startedAt, cpuMs: (cpu.user + cpu.system) / 1000, loadMs: prepared.kvLoadMs,
+            selectMs: prepared.selectMs, recomputeMs: prepared.recomputeMs, questionMs: endedAt - questionStartedAt, prepared
+        };
+    }
+
+    for (const [sizeIndex, size] of sizes.entries()) {
+        const sources = makeSources((text) => model.tokenize(text), size, 1000 + sizeIndex);
+        const random = seededRandom(77 + sizeIndex);
+        const question = `${new Vocabulary(random, 200).sentence(8, 12).slice(0, -1)}?`;
+        const prompt = buildPrompt(model, question, sources, false);
+        if (prompt.tokens.length + 1 > context.contextSize)
+            throw new Error(`a ${size}-token context built ${prompt.tokens.length} tokens, more than the context holds`);
+
+        // Warm: every chunk's KV computed and cached (ingest's job), and one untimed pass of each strategy, which
+        // also creates hkvd's private capture context for this prompt length.
+        const warmStartedAt = performance.now();
+        for (const segment of prompt.segments)
+            if (segment.kind === "chunk")
+                await chunkKv(blend, segment.tokens);
+        const warmMs = performance.now() - warmStartedAt;
+        for (const variant of variants)
+            await measure(variant, prompt);
+        const tailTokens = prompt.segments.at(-1)!.tokens.length;
+        log(`${size}: ${prompt.tokens.length} prompt tokens in ${sources.length} chunks, question ${tailTokens} tokens; ` +
+            `chunk KVs computed in ${warmMs.toFixed(0)} ms`);
+
+        const timings = new Map<string, Timing[]>(variants.map((variant) => [variant.name, []]));
+        for (let run = 0; run < runs; run++)
+            for (const variant of variants) {
+                const timing = await measure(variant, prompt);
+                timings.get(variant.name)!.push(timing);
+                log(`${size} run ${run + 1} ${variant.name}: ${timing.totalMs.toFixed(0)} ms`);
+            }
+
+        const fullMs = median(timings.get("full")!.map((timing) => timing.totalMs));
+        const fullCpuMs = median(timings.get("full")!.map((timing) => timing.cpuMs));
+        for (const variant of variants) {
+            const list = timings.get(variant.name)!;
+            const prepared = list[0]!.prepared;
+            const ttftMs = median(list.map((timing) => timing.totalMs));
+            const cpuMs = median(list.map((timing) => timing.cpuMs));
+            const parts = {
+                loadMs: median(list.map((timing) => timing.loadMs)),
+                selectMs: median(list.map((timing) => timing.selectMs)),
+                recomputeMs: median(list.map((timing) => timing.recomputeMs)),
+                questionMs: median(list.map((timing) => timing.questionMs))
+            };
+            const target = size === targetSize ? targets[variant.name] : undefined;
+            const vsFull = ttftMs / fullMs;
+            const cpuVsFull = cpuMs / fullCpuMs;
+            report.add({
+                row: `${formatCount(size)} ${variant.name}`,
+                tokens: prompt.tokens.length,
+                chunks: sources.length,
+                strategy: variant.name,
+                ttftMs,
+                vsFull,
+                cpuMs,
+                cpuVsFull,
+                ...parts,
+                otherMs: Math.max(0, ttftMs - parts.loadMs - parts.selectMs - parts.recomputeMs - parts.questionMs),
+                recomputed: prepared.recomputedTokens,
+                fresh: prepared.freshTokens,
+                kvMb: prepared.kvBytesLoaded / 2 ** 20,
+                target: target != null ? `<= ${target === 1 / 3 ? "1/3" : "1/8"} full` : null,
+                pass: target != null ? vsFull <= target : null
+            });
+            if (target != null)
+                verdicts.push(`target ${variant.name} at ${formatCount(size)}: TTFT ${ttftMs.toFixed(0)} ms = ${vsFull.toFixed(3)} x full ` +
+                    `(${fullMs.toFixed(0)} ms), needs <= ${target.toFixed(3)} -> ${vsFull <= target ? "PASS" : "FAIL"}; by CPU time ` +
+                    `${cpuVsFull.toFixed(3)} x full -> ${cpuVsFull <= target ? "PASS" : "FAIL"}`);
+        }
+    }
+    if (!sizes.includes(targetSize))
+        verdicts.push(`targets are judged at ${formatCount(targetSize)} tokens, which this run did not measure`);
+
+    report.note("");
+    report.note(`model ${path.basename(modelPath)} (${layers === 8 ? "bench-8x512 weights: " : ""}${layers} layers x 512, f16, llama-spm vocab; context_length 16384); ` +
+        `${cpuModel()}, ${os.availableParallelism()} cores, threads ${threads}; median of ${runs} runs, interleaved.`);
+    report.note("TTFT = prepare (clear or load KV, select, recompute) + evaluate the rest of the prompt with logits on its last token. " +
+        "load = chunk KVs from the RAM tier + RoPE shift + header + splice into the sequence; question = evaluating the tail " +
+        "(all of the prompt for full and prefix); other = the rest of prepare (clearing, bookkeeping).");
+    report.note("CPU ms: the process's CPU time over the same span (user + system, all threads). With --threads 1 it is the work done, " +
+        "whatever else the machine runs, so compare CPU x full when the load average was high; wall time is the TTFT a user sees.");
+    report.note("prefix (cold): the sequence holds nothing of the prompt, so it evaluates everything, as full does.");
+    report.note(`hkvd@${ratio} new ctx: hkvd with its private capture context freed before the run (not timed): what a question ` +
+        "pays when its prompt length differs from the last few (the addon caches capture contexts by exact size).");
+    report.note(`load average (1 min) ${loadAtStart.toFixed(2)} at start, ${os.loadavg()[0]!.toFixed(2)} at end.`);
+    for (const verdict of verdicts)
+        report.note(verdict);
+    report.print();
+
+    await context.dispose();
+    await model.dispose();
+});
