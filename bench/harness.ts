@@ -6,6 +6,21 @@ import os from "node:os";
 import path from "node:path";
 import {parseArgs, type ParseArgsConfig} from "node:util";
 
+/**
+ * lance sizes its compute pool as cores - 2 (at least 1), and with one thread its full-text index build deadlocks
+ * (lancedb#3568; seen here at 100,000 chunks on 2 cores). The app has no such setting yet, so the benchmarks would
+ * hang rather than measure; set before any table is touched, since lance reads it when its pool first starts.
+ */
+const lanceThreadsPreset = process.env.LANCE_CPU_THREADS;
+if (lanceThreadsPreset === undefined && os.availableParallelism() <= 3)
+    process.env.LANCE_CPU_THREADS = "2";
+
+export function lanceThreadsNote(): string {
+    return lanceThreadsPreset !== undefined ? `LANCE_CPU_THREADS=${lanceThreadsPreset} (from the environment)`
+        : process.env.LANCE_CPU_THREADS !== undefined ? `LANCE_CPU_THREADS=${process.env.LANCE_CPU_THREADS} set by the harness (lance's default of 1 compute thread on <= 3 cores deadlocks FTS index builds)`
+            : "LANCE_CPU_THREADS unset (lance default)";
+}
+
 export type Value = string | number | boolean | null;
 export type Row = {row: string} & Record<string, Value>;
 export type Column = {key: string, header: string, digits?: number};
@@ -76,6 +91,12 @@ function round(value: number, digits: number): number {
     return Math.round(value * scale) / scale;
 }
 
+/** Other work on a 2-core machine skews every number, so each run says how busy the machine was. */
+export function loadNote(loadAtStart: number): string {
+    return `load average (1 min): ${loadAtStart.toFixed(2)} at start, ${os.loadavg()[0]!.toFixed(2)} at end, ${os.availableParallelism()} cores; `
+        + lanceThreadsNote();
+}
+
 /** Progress for the person watching; stderr so it never mixes with a table or JSON on stdout. */
 export function log(message: string): void {
     console.error(`[bench] ${message}`);
@@ -135,9 +156,10 @@ function hookExit(): void {
     }
 }
 
+/** Under WEFT_BENCH_TMP when scripts/bench.mjs runs us: it removes that folder even after a crash (SIGSEGV, SIGKILL). */
 export async function withTempDir<T>(prefix: string, work: (dir: string) => Promise<T>): Promise<T> {
     hookExit();
-    const dir = await mkdtemp(path.join(os.tmpdir(), `weft-bench-${prefix}-`));
+    const dir = await mkdtemp(path.join(process.env.WEFT_BENCH_TMP ?? os.tmpdir(), `weft-bench-${prefix}-`));
     liveTempDirs.add(dir);
     try {
         return await work(dir);

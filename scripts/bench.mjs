@@ -1,7 +1,8 @@
 // Runs one benchmark: `npm run bench -- NAME [--json] [flags]` runs bench/NAME.bench.ts through tsx.
 // With --json, use `npm run -s bench -- ...` so npm's own banner stays off stdout.
-import {spawnSync} from "node:child_process";
-import {readdirSync} from "node:fs";
+import {spawn} from "node:child_process";
+import {mkdtempSync, readdirSync, rmSync} from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import {fileURLToPath} from "node:url";
 
@@ -17,10 +18,20 @@ if (name == null || !available.includes(name)) {
     process.exit(2);
 }
 
-const result = spawnSync("node", ["--import", "tsx", path.join(benchDir, `${name}.bench.ts`), ...rest], {
+// The benchmark makes its corpora and stores under here; removing it from out here also covers a crash or a kill.
+const tmp = mkdtempSync(path.join(os.tmpdir(), "weft-bench-"));
+const child = spawn("node", ["--import", "tsx", path.join(benchDir, `${name}.bench.ts`), ...rest], {
     cwd: root,
     stdio: "inherit",
     // Benchmarks on 2 cores must pin llama.cpp threads, as the tests do.
-    env: {...process.env, WEFT_THREADS: process.env.WEFT_THREADS ?? "1"}
+    env: {...process.env, WEFT_THREADS: process.env.WEFT_THREADS ?? "1", WEFT_BENCH_TMP: tmp}
 });
-process.exit(result.status ?? 1);
+// Ctrl-C reaches the child too (same process group); wait for it to clean up and exit rather than dying first.
+for (const signal of ["SIGINT", "SIGTERM"])
+    process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => {
+    rmSync(tmp, {recursive: true, force: true});
+    if (signal != null)
+        console.error(`bench ${name} ended by ${signal}`);
+    process.exit(code ?? 1);
+});
