@@ -69,7 +69,8 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
     let bytes = 0;
     let chunksWritten = 0;
     let changedFiles = 0;
-    const batchSize = options.batchSize ?? 64;
+    // LanceDB rejects (and past ~1,000 documents crashes on) the OR-filters of much bigger batches.
+    const batchSize = Math.min(options.batchSize ?? 64, 200);
     let lastProgressAt = 0;
     const report = (currentPath: string | null, force = false) => {
         const now = performance.now();

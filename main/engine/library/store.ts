@@ -1,5 +1,6 @@
 import {createHash} from "node:crypto";
 import {mkdir} from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import * as lancedb from "@lancedb/lancedb";
 import {Field, Float32, Int32, Schema, Utf8} from "apache-arrow";
@@ -83,6 +84,11 @@ const chunkSchema = new Schema([
     new Field("contentHash", new Utf8(), false),
     new Field("tokenCount", new Int32(), false)
 ]);
+
+// lance gives its compute pool cores - 2 threads (at least 1), and with one thread its full-text index build
+// deadlocks (lancedb#3568; it hung for good at 100,000 chunks on 2 cores). Read when the pool first starts.
+if (process.env.LANCE_CPU_THREADS === undefined && os.availableParallelism() <= 3)
+    process.env.LANCE_CPU_THREADS = "2";
 
 export function folderIdFor(folderPath: string): string {
     return createHash("sha256").update(folderPath).digest("hex").slice(0, 16);
@@ -193,8 +199,15 @@ export class LibraryStore {
         if (pending.length === 0)
             return;
 
-        const staleNew = pending.map(({row}) => `(path = ${sqlString(row.path)} AND docHash = ${sqlString(row.contentHash)})`);
-        await this.chunks.delete(staleNew.join(" OR "));
+        // Chunks exist only for paths that have a document row (the ingest journal tidies a crashed commit before the
+        // next one), so new paths skip both deletes: each scans the whole chunk table, making a first ingest quadratic.
+        const known = new Set(((await this.documents.query().where(sqlIn("path", pending.map(({row}) => row.path))).select(["path"])
+            .toArray()) as Array<{path: string}>).map((row) => row.path));
+        const replacing = pending.filter(({row}) => known.has(row.path));
+        if (replacing.length > 0) {
+            const staleNew = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash = ${sqlString(row.contentHash)})`);
+            await this.chunks.delete(staleNew.join(" OR "));
+        }
 
         const rows: ChunkRow[] = pending.flatMap(({row, chunks}) => chunks.map((chunk) => ({
             id: chunkId(row.path, row.contentHash, chunk.index),
@@ -215,8 +228,10 @@ export class LibraryStore {
 
         await this.putDocumentRows(pending.map(({row}) => row));
 
-        const oldChunks = pending.map(({row}) => `(path = ${sqlString(row.path)} AND docHash != ${sqlString(row.contentHash)})`);
-        await this.chunks.delete(oldChunks.join(" OR "));
+        if (replacing.length > 0) {
+            const oldChunks = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash != ${sqlString(row.contentHash)})`);
+            await this.chunks.delete(oldChunks.join(" OR "));
+        }
     }
 
     public async removeDocuments(paths: string[]): Promise<void> {
@@ -254,6 +269,8 @@ export class LibraryStore {
                 return;
 
             await this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true});
+            // Hybrid search hydrates vector hits by id.
+            await this.chunks.createIndex("id", {config: lancedb.Index.btree(), replace: true});
             this.ftsIndexed = true;
         } else if (optimize)
             await this.chunks.optimize();

@@ -1,5 +1,5 @@
 import {Field, FixedSizeList, Float32, Schema, Utf8} from "apache-arrow";
-import type * as lancedb from "@lancedb/lancedb";
+import * as lancedb from "@lancedb/lancedb";
 import type {Embedder} from "./embedder.js";
 import {sqlIn, sqlString} from "./sql.js";
 
@@ -60,7 +60,8 @@ export class VectorIndex {
 
         if (!this.annBuilt && (await this.table.countRows()) >= annThreshold) {
             // Exact search is fine for small libraries; past this size an IVF-PQ index keeps queries fast.
-            await this.table.createIndex("vector", {replace: true});
+            // Built for the metric `search` asks for: lance ignores an index of another metric and scans every vector.
+            await this.table.createIndex("vector", {config: lancedb.Index.ivfPq({distanceType: "cosine"}), replace: true});
             this.annBuilt = true;
         }
 
