@@ -341,6 +341,12 @@ export class Engine implements EngineApi {
 
     /** Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). */
     private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number): Promise<PreparedPrompt> {
+        if (loaded.sequenceKvExact === false) {
+            // The previous answer left blended (approximate) KV: exact prefix reuse must not build on it.
+            await loaded.sequence.clearHistory();
+            loaded.sequenceKvExact = true;
+        }
+
         if (requested === "full")
             return prepareFull(loaded.sequence, prompt.tokens);
 
@@ -352,8 +358,10 @@ export class Engine implements EngineApi {
                 const blend = await this.blendContext(loaded);
                 if (typeof blend === "string")
                     fallbackReason = blend;
-                else
+                else {
+                    loaded.sequenceKvExact = false;
                     return prepareBlend(blend, prompt, requested, ratio);
+                }
             }
         }
 

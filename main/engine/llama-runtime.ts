@@ -32,6 +32,10 @@ export type LoadedModel = {
     context: LlamaContext;
     sequence: LlamaContextSequence;
     contextSize: number;
+    /**
+     * False after a blend strategy left approximate KV in the sequence: exact prefix reuse must not build on it.
+     */
+    sequenceKvExact?: boolean;
     /** Measured prefill cost of this model here (moving average over full prefills), for fullPrefillEstimateMs. */
     prefillMsPerToken?: number;
 };

@@ -81,6 +81,18 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         assert.equal(stats.reusedTokens + stats.recomputedTokens + stats.freshTokens, stats.promptTokens);
     });
 
+    it("prefix reuse never builds on a previous answer's blended KV", async () => {
+        const full = await ask(engine, "full");
+        await ask(engine, "naive");
+        const prefix = await ask(engine, "prefix");
+        assert.equal(prefix.stats.strategy, "prefix");
+        assert.equal(prefix.stats.reusedTokens, 0);
+        assert.equal(prefix.answer, full.answer);
+        const again = await ask(engine, "prefix");
+        assert.equal(again.stats.reusedTokens, again.stats.promptTokens - 1, "exact KV is reused again");
+        assert.equal(again.answer, full.answer);
+    });
+
     it("drops truncated, corrupted and wrong-model cache files, recomputes them, and still answers correctly", async () => {
         const reference = await ask(engine, "hkvd", 1);
         const files = await wkvFiles(dataDir);
