@@ -3,7 +3,7 @@ import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from 
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {
-    concatBlobs, f16ToF32, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, serializeSeqStateMemory,
+    concatBlobs, f16ToF32, halfToFloat, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, serializeSeqStateMemory,
     sliceCells
 } from "./kv-blob.js";
 import {captureLayerKV, getContextSequenceState, loadNativeAddon, loadSequenceState, sequenceIdOf} from "./native-addon.js";
@@ -141,7 +141,7 @@ function rowOf(rows: KvRows | KvTransposed, cellIndex: number, cellCount: number
         const f32 = rows.elemSize === 4 ? new Float32Array(rows.data.buffer, rows.data.byteOffset, rows.data.byteLength / 4) : null;
         for (let d = 0; d < rows.nEmbd; d++) {
             const at = d * cellCount + cellIndex;
-            out[d] = view != null ? f16ToF32(view.subarray(at, at + 1))[0]! : f32![at]!;
+            out[d] = view != null ? halfToFloat(view[at]!) : f32![at]!;
         }
         return out;
     }
