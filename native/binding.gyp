@@ -14,6 +14,7 @@
         "src/llama_functions.cpp",
         "src/addon_handles.cpp",
         "src/sequence_state.cpp",
+        "src/kv_splice.cpp",
         "src/layer_capture.cpp"
       ],
       "include_dirs": [

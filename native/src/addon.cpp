@@ -1,12 +1,15 @@
 // weft_native: what node-llama-cpp 3.22.1 does not expose, on the objects it already created.
 //   getSequenceState(LlamaContext._ctx, seqId): Promise<Buffer>
 //   setSequenceState(LlamaContext._ctx, seqId, blob): Promise<number>
+//   spliceSequenceState(LlamaContext._ctx, seqId, spec): Promise<{bytesRead, blobBytes, buildMs, setMs, pinned}>
+//   releasePinnedScratch(): number
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   llamaFunctionsAvailable(): {ok, missing, library}
 // The TypeScript side is main/engine/blend/native-addon.ts.
 #include <napi.h>
 
+#include "kv_splice.h"
 #include "layer_capture.h"
 #include "llama_functions.h"
 #include "sequence_state.h"
@@ -35,6 +38,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     env.SetInstanceData<LayerCaptureRegistry, finalizeRegistry>(createLayerCaptureRegistry());
     exports.Set("getSequenceState", Napi::Function::New(env, GetSequenceState, "getSequenceState"));
     exports.Set("setSequenceState", Napi::Function::New(env, SetSequenceState, "setSequenceState"));
+    exports.Set("spliceSequenceState", Napi::Function::New(env, SpliceSequenceState, "spliceSequenceState"));
+    exports.Set("releasePinnedScratch", Napi::Function::New(env, ReleasePinnedScratch, "releasePinnedScratch"));
     exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
     exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));

@@ -26,7 +26,14 @@
     X(llama_batch_init) \
     X(llama_batch_free) \
     X(llama_model_n_layer) \
-    X(ggml_backend_tensor_get)
+    X(ggml_backend_tensor_get) \
+    X(ggml_backend_dev_count) \
+    X(ggml_backend_dev_get) \
+    X(ggml_backend_dev_type) \
+    X(ggml_backend_dev_host_buffer_type) \
+    X(ggml_backend_buft_alloc_buffer) \
+    X(ggml_backend_buffer_get_base) \
+    X(ggml_backend_buffer_free)
 
 struct LlamaFunctions {
 #define WEFT_DECLARE_POINTER(name) decltype(&::name) name = nullptr;

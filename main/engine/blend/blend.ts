@@ -3,13 +3,13 @@ import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from 
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {
-    concatBlobs, f16ToF32, halfToFloat, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, serializeSeqStateMemory,
-    sliceCells
+    f16ToF32, halfToFloat, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, sliceCells
 } from "./kv-blob.js";
-import {captureLayerKV, getContextSequenceState, loadNativeAddon, loadSequenceState, sequenceIdOf} from "./native-addon.js";
+import {captureLayerKV, getContextSequenceState, loadNativeAddon, sequenceIdOf} from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
-import {type RopeParams, ropeParamsFromGguf, ropeShiftBody} from "./rope-shift.js";
+import {type RopeParams, ropeParamsFromGguf, ropeShiftRows} from "./rope-shift.js";
+import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
@@ -25,6 +25,8 @@ export type BlendContext = {
     rope: RopeParams;
     threads: number;
     flashAttention: boolean;
+    /** The prompt header's KV (the same for every question), by token hash; a few entries. */
+    headers: Map<string, KvBody>;
 };
 
 /**
@@ -63,7 +65,8 @@ export async function openBlendContext(options: {
         fingerprint: await modelFingerprint({modelPath: options.modelPath, flashAttention}),
         rope,
         threads: options.threads,
-        flashAttention
+        flashAttention,
+        headers: new Map()
     };
 }
 
@@ -109,6 +112,19 @@ async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBo
 
     const state = parseSeqStateMemory(await getContextSequenceState(blend.context, sequenceIdOf(blend.sequence)));
     return state.body;
+}
+
+/** The header's KV, evaluated once per distinct header (it is the same for every question). */
+async function headerKv(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
+    const key = chunkKeyHash(tokens);
+    let body = blend.headers.get(key);
+    if (body == null) {
+        body = await evaluateAlone(blend, tokens);
+        if (blend.headers.size >= 4)
+            blend.headers.delete(blend.headers.keys().next().value!);
+        blend.headers.set(key, body);
+    }
+    return body;
 }
 
 /**
@@ -183,20 +199,25 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const loadStartedAt = performance.now();
     let kvBytesLoaded = 0;
-    const chunkBodies: KvBody[] = [];
+    const header = await headerKv(blend, prompt.tokens.slice(0, headerEnd));
+    const parts: SplicePartInput[] = [{body: header, delta: 0}];
+    const chunks: ChunkPlacement[] = [];
     for (const {segment, start} of layout) {
         if (segment.kind !== "chunk")
             continue;
 
         const {body, loadedBytes} = await chunkKv(blend, segment.tokens);
         kvBytesLoaded += loadedBytes;
-        // Cached at positions 1..n; move to start..start+n-1, rotating K to match (RoPE shift).
-        chunkBodies.push(ropeShiftBody(body, start - 1, blend.rope));
+        // Cached at positions 1..n; moved to start..start+n-1 with K rotated to match (RoPE shift), natively.
+        parts.push({body, delta: start - 1});
+        chunks.push({start, body});
     }
 
-    const header = await evaluateAlone(blend, prompt.tokens.slice(0, headerEnd));
-    const blended = concatBlobs([header, ...chunkBodies], seqId, {nStream: header.nStream});
-    await loadSequenceState(blend.sequence, serializeSeqStateMemory(seqId, blended), prompt.tokens.slice(0, tailStart));
+    const prefixTokens = prompt.tokens.slice(0, tailStart);
+    if (parts.every((part) => part.body.cells.length === 0))
+        await blend.sequence.clearHistory();
+    else
+        await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope, {threads: blend.threads, nStream: header.nStream});
     const kvLoadMs = performance.now() - loadStartedAt;
 
     // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
@@ -222,7 +243,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
             for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                 selected.push(range.start + index);
     } else if (strategy === "hkvd" && budget > 0)
-        selected = await selectByKvDeviation(blend, prompt.tokens.slice(0, tailStart), blended, chunkRanges, budget);
+        selected = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
     const selectMs = performance.now() - selectStartedAt;
 
     const recomputeStartedAt = performance.now();
@@ -246,34 +267,37 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     };
 }
 
+type ChunkPlacement = {start: number, body: KvBody};
+
 /**
  * CacheBlend's selection: one early layer's K/V for the whole blended prefix under full attention
- * (a private context stopped after that layer), against the chunk-alone K/V now in the cache; the
- * tokens that deviate most are the ones whose cross-chunk attention matters.
+ * (a private context stopped after that layer), against the chunk-alone K/V now in the cache (K re-positioned
+ * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
  */
-async function selectByKvDeviation(blend: BlendContext, tokens: Token[], blended: KvBody, chunkRanges: Array<{start: number, length: number}>, budget: number): Promise<number[]> {
+async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<number[]> {
     const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
         contextSize: Math.max(tokens.length, 32),
         threads: blend.threads,
         flashAttention: blend.flashAttention
     });
-    const layer = blended.layers[selectionLayer]!;
-    const cellOfPos = new Map(blended.cells.map((cell, index) => [cell.pos, index]));
-    const cellCount = blended.cells.length;
     const scored: Array<{pos: number, deviation: number}> = [];
-    for (const range of chunkRanges)
-        for (let pos = range.start; pos < range.start + range.length; pos++) {
-            const cell = cellOfPos.get(pos);
-            if (cell == null)
-                continue;
+    for (const {start, body} of chunks) {
+        const layer = body.layers[selectionLayer];
+        if (layer == null)
+            continue;
 
-            const k = rowOf(layer.k, cell, cellCount);
-            const v = rowOf(layer.v, cell, cellCount);
+        // Cells are in position order (chunkKv checks), so cell c sits at start + c once moved.
+        const k = ropeShiftRows(layer.k, start - 1, blend.rope);
+        const cellCount = body.cells.length;
+        for (let cell = 0; cell < cellCount; cell++) {
+            const pos = start + cell;
             scored.push({
                 pos,
-                deviation: squaredDistance(k, captured.k, pos * captured.nEmbdK) + squaredDistance(v, captured.v, pos * captured.nEmbdV)
+                deviation: squaredDistance(rowOf(k, cell, cellCount), captured.k, pos * captured.nEmbdK) +
+                    squaredDistance(rowOf(layer.v, cell, cellCount), captured.v, pos * captured.nEmbdV)
             });
         }
+    }
 
     return scored.sort((a, b) => b.deviation - a.deviation).slice(0, budget).map((entry) => entry.pos);
 }

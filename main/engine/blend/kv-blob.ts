@@ -463,7 +463,7 @@ export function sliceCells(body: KvBody, from: number, to: number): KvBody {
 }
 
 /** The per-layer tensor shapes two bodies must share to be concatenated. */
-function layerShape(body: KvBody): string {
+export function layerShape(body: KvBody): string {
     return JSON.stringify({
         vTrans: body.vTrans,
         layers: body.layers.map(({k, v}) => [k.type, k.rowSize, ...(isTransposed(v) ? [v.type, v.elemSize, v.nEmbd] : [v.type, v.rowSize])])

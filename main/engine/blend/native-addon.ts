@@ -58,6 +58,48 @@ export type LayerKV = {
     vTensor: string
 };
 
+/** One part of a spliced sequence: its cells' final positions, the K rotation to apply and its rows per layer. */
+export type SplicePart = {
+    /** Final position of each cell, in blob order. */
+    positions: Int32Array,
+    /** Positions the K rows move by (RoPE shift); 0 copies them as they are. */
+    delta: number,
+    /** Per layer: `cells * kRowSize` bytes. */
+    k: Uint8Array[],
+    /** Per layer: `cells * vRowSize` bytes, or with `vTrans` `nEmbdV` runs of `cells * vElemSize` bytes. */
+    v: Uint8Array[]
+};
+
+export type SpliceLayerShape = {kType: number, kRowSize: number, vType: number, vRowSize?: number, vElemSize?: number, nEmbdV?: number};
+
+/** RoPE for the K shift: kind 0 none, 1 norm (pairs 2i, 2i+1), 2 neox (pairs i, i + nRot/2). */
+export type SpliceRope = {kind: 0 | 1 | 2, nRot: number, headDim: number, freqBase: number, freqScale: number, freqFactors: Float32Array | null};
+
+export type SpliceSpec = {
+    nStream: number,
+    /** The stream index the cells are listed under (the loader puts them in the target sequence's own stream). */
+    stream: number,
+    vTrans: boolean,
+    layers: SpliceLayerShape[],
+    rope: SpliceRope,
+    parts: SplicePart[],
+    /** Threads that build the state (K rotation and copies). */
+    threads: number,
+    /** Build it in pinned host memory when a GPU backend is loaded (default true). */
+    pinned?: boolean
+};
+
+export type SpliceResult = {
+    bytesRead: number,
+    blobBytes: number,
+    /** Time to build the state (rotation and copies). */
+    buildMs: number,
+    /** Time llama_state_seq_set_data took to load it (host-to-device copies on a GPU). */
+    setMs: number,
+    /** Whether the state was built in pinned (page-locked) host memory. */
+    pinned: boolean
+};
+
 export type LlamaFunctionsReport = {ok: boolean, missing: string[], library: string | null};
 
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
@@ -66,6 +108,10 @@ export interface WeftNativeAddon {
     getSequenceState(context: ContextHandle, seqId: number): Promise<Buffer>;
     /** Replaces the sequence's KV with the blob; resolves to the bytes read, rejects (sequence cleared) on failure. */
     setSequenceState(context: ContextHandle, seqId: number, state: Uint8Array): Promise<number>;
+    /** Builds one state from `spec.parts` (K rotated by each part's delta) and loads it into the sequence. */
+    spliceSequenceState(context: ContextHandle, seqId: number, spec: SpliceSpec): Promise<SpliceResult>;
+    /** Frees the pinned host buffer spliceSequenceState keeps between calls; returns its size in bytes. */
+    releasePinnedScratch(): number;
     captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
     /** Frees the cached private capture contexts of one model (or all); returns how many. */
     releaseLayerCaptureContexts(model?: ModelHandle): number;
@@ -215,6 +261,25 @@ export async function saveSequenceState(sequence: LlamaContextSequence): Promise
  * tokens the blob's cells hold, in position order. On failure the sequence is left empty (llama.cpp clears it).
  */
 export async function loadSequenceState(sequence: LlamaContextSequence, state: Uint8Array, tokens: readonly Token[]): Promise<number> {
+    return replaceSequenceKv(sequence, tokens, (sequenceId) => setContextSequenceState(sequence.context, sequenceId, state));
+}
+
+/**
+ * Builds the sequence's KV from parts natively (see {@link SpliceSpec}) and loads it, with the same token bookkeeping
+ * as {@link loadSequenceState}. On failure the sequence is left empty.
+ */
+export async function spliceSequenceState(sequence: LlamaContextSequence, spec: SpliceSpec, tokens: readonly Token[]): Promise<SpliceResult> {
+    const addon = requireAddon();
+    const context = sequence.context;
+    return replaceSequenceKv(sequence, tokens, (sequenceId) => {
+        if (context.disposed)
+            throw new Error("the context is disposed");
+        return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+            () => addon.spliceSequenceState(contextHandleOf(context), sequenceId, spec));
+    });
+}
+
+async function replaceSequenceKv<T>(sequence: LlamaContextSequence, tokens: readonly Token[], load: (sequenceId: number) => Promise<T>): Promise<T> {
     if (tokens.length > sequence.contextSize)
         throw new Error(`${tokens.length} tokens do not fit the sequence's context of ${sequence.contextSize}`);
     // Empty it the public way first (KV cells and node-llama-cpp's token list together), so that any failure below
@@ -226,10 +291,10 @@ export async function loadSequenceState(sequence: LlamaContextSequence, state: U
     internals._loadedTokenPredictions.length = 0;
     internals._contextTokens = [];
     internals._nextTokenIndex = 0;
-    const bytesRead = await setContextSequenceState(sequence.context, internals._sequenceId, state);
+    const result = await load(internals._sequenceId);
     internals._contextTokens = tokens.slice();
     internals._nextTokenIndex = tokens.length;
-    return bytesRead;
+    return result;
 }
 
 const modelsWithReleaseHook = new WeakSet<LlamaModel>();

@@ -1,0 +1,61 @@
+/**
+ * The blended sequence's KV, built natively in one pass (native/src/kv_splice.cpp): each part's cells at their final
+ * positions with K re-positioned by the part's delta, V copied, loaded into the sequence. Same result as
+ * `concatBlobs` over `ropeShiftBody` parts then `loadSequenceState` (the TypeScript reference the tests compare it
+ * with), without three copies of the KV in JavaScript.
+ */
+import type {LlamaContextSequence, Token} from "node-llama-cpp";
+import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "./kv-blob.js";
+import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "./native-addon.js";
+import type {RopeParams} from "./rope-shift.js";
+
+export type SplicePartInput = {body: KvBody, delta: number};
+
+export function spliceRopeOf(rope: RopeParams): SpliceRope {
+    return {
+        kind: rope.ropeType === "none" ? 0 : rope.ropeType === "norm" ? 1 : 2,
+        nRot: rope.nRot,
+        headDim: rope.headDim,
+        freqBase: rope.freqBase,
+        freqScale: rope.freqScale,
+        freqFactors: rope.freqFactors
+    };
+}
+
+/** The native plan for `parts`; throws {@link KvBlobError} when they do not share one layout. */
+export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: {threads: number, nStream?: number, pinned?: boolean}): SpliceSpec {
+    const nonEmpty = parts.filter((part) => part.body.cells.length > 0);
+    const first = nonEmpty[0]?.body;
+    if (first == null)
+        throw new KvBlobError("nothing to splice: every part is empty");
+    const shape = layerShape(first);
+    for (const {body} of nonEmpty) {
+        validateKvBody(body);
+        if (layerShape(body) !== shape)
+            throw new KvBlobError("cannot splice KV caches of different layouts (layer count, types, row sizes or V transposition differ): they come from different models or context settings");
+    }
+
+    return {
+        nStream: options.nStream ?? first.nStream,
+        stream: 0,
+        vTrans: first.vTrans,
+        layers: first.layers.map(({k, v}) => isTransposed(v)
+            ? {kType: k.type, kRowSize: k.rowSize, vType: v.type, vElemSize: v.elemSize, nEmbdV: v.nEmbd}
+            : {kType: k.type, kRowSize: k.rowSize, vType: v.type, vRowSize: v.rowSize}),
+        rope: spliceRopeOf(rope),
+        parts: nonEmpty.map(({body, delta}) => ({
+            positions: Int32Array.from(body.cells, (cell) => cell.pos + delta),
+            delta,
+            k: body.layers.map((layer) => layer.k.rows),
+            v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
+        })),
+        threads: Math.max(1, Math.floor(options.threads)),
+        ...(options.pinned != null ? {pinned: options.pinned} : {})
+    };
+}
+
+/** Splices `parts` into `sequence` (which then holds `tokens`). */
+export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: readonly SplicePartInput[], tokens: readonly Token[],
+    rope: RopeParams, options: {threads: number, nStream?: number, pinned?: boolean}): Promise<SpliceResult> {
+    return spliceSequenceState(sequence, spliceSpecOf(parts, rope, options), tokens);
+}

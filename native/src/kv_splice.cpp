@@ -1,0 +1,642 @@
+// spliceSequenceState: builds a blended sequence's KV state from several parts (the prompt header and each cached
+// chunk) and loads it into a sequence, in one native pass. Each part's K rows are re-positioned on the way (RoPE
+// shift by the part's delta, the same rotation llama.cpp's K-shift applies after llama_memory_seq_add), V rows are
+// copied, and the result is handed to llama_state_seq_set_data.
+//
+// Why native: the same work in TypeScript (shift, concat, serialize) ran at 0.10-0.15 GB/s and ate the blend's gain
+// on a GPU. Here every byte is written once into one buffer, by several threads, with F16C conversion where the CPU
+// has it; on a GPU build that buffer is pinned host memory (the GPU backend's host buffer type), so the
+// host-to-device copies inside llama_state_seq_set_data run at DMA speed.
+//
+// The blob layout is llama.cpp's in-memory sequence state (see main/engine/blend/kv-blob.ts):
+//   u32 magic, i32 seq_id, u32 n_stream, per stream u32 cell_count (0 except `stream`), cells (i32 pos, u32 1,
+//   i32 seq_id), u32 v_trans, u32 n_layer, per layer K (i32 type, u64 row_size, rows), per layer V (rows like K, or
+//   transposed: i32 type, u32 elem_size, u32 n_embd, then per dimension every cell's element).
+#include "kv_splice.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include "addon_handles.h"
+#include "llama_functions.h"
+#include "promise_worker.h"
+
+namespace {
+
+constexpr uint32_t stateBlobMagic = 0xaf143cd8;
+constexpr int32_t typeF32 = 0;
+constexpr int32_t typeF16 = 1;
+
+// ---------------------------------------------------------------------------------------------------------------
+// f16 <-> f32, exact (round to nearest even), as ggml's GGML_FP16_TO_FP32 / GGML_FP32_TO_FP16.
+
+inline float halfToFloat(uint16_t h) {
+    uint32_t sign = (uint32_t) (h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1f;
+    uint32_t mantissa = h & 0x3ff;
+    uint32_t bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {
+            // subnormal: normalise
+            exponent = 127 - 15 + 1;
+            while ((mantissa & 0x400) == 0) {
+                mantissa <<= 1;
+                exponent--;
+            }
+            mantissa &= 0x3ff;
+            bits = sign | (exponent << 23) | (mantissa << 13);
+        }
+    } else if (exponent == 0x1f) {
+        bits = sign | 0x7f800000 | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float out;
+    std::memcpy(&out, &bits, sizeof(out));
+    return out;
+}
+
+inline uint16_t floatToHalf(float value) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    uint32_t sign = (bits >> 16) & 0x8000;
+    uint32_t abs = bits & 0x7fffffff;
+    if (abs > 0x7f800000)  // NaN: keep it a (quiet) NaN
+        return (uint16_t) (sign | 0x7e00 | ((abs >> 13) & 0x3ff));
+    if (abs >= 0x477ff000)  // rounds to >= 65520: infinity
+        return (uint16_t) (sign | 0x7c00);
+    if (abs < 0x38800000) {  // below the smallest normal half: a subnormal half or zero
+        if (abs < 0x33000000)  // under half of the smallest subnormal: zero
+            return (uint16_t) sign;
+        const uint32_t exponent = abs >> 23;
+        const uint32_t mantissa = (abs & 0x7fffff) | 0x800000;
+        const uint32_t shift = 126 - exponent;  // value / 2^-24 = mantissa * 2^(exponent - 126)
+        uint32_t half = mantissa >> shift;
+        const uint32_t rest = mantissa & ((1u << shift) - 1);
+        const uint32_t halfway = 1u << (shift - 1);
+        if (rest > halfway || (rest == halfway && (half & 1)))
+            half++;
+        return (uint16_t) (sign | half);
+    }
+    uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // round to nearest even at bit 13
+    return (uint16_t) (sign | ((rounded - 0x38000000) >> 13));
+}
+
+void halvesToFloatsScalar(const uint16_t* in, float* out, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = halfToFloat(in[i]);
+}
+
+void floatsToHalvesScalar(const float* in, uint16_t* out, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        out[i] = floatToHalf(in[i]);
+}
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx,f16c")))
+void halvesToFloatsF16c(const uint16_t* in, float* out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+    for (; i < n; i++)
+        out[i] = halfToFloat(in[i]);
+}
+
+__attribute__((target("avx,f16c")))
+void floatsToHalvesF16c(const float* in, uint16_t* out, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        out[i] = floatToHalf(in[i]);
+}
+
+bool cpuHasF16c() {
+    static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    return has;
+}
+#define WEFT_HAVE_F16C_DISPATCH 1
+#endif
+
+void halvesToFloats(const uint16_t* in, float* out, size_t n) {
+#ifdef WEFT_HAVE_F16C_DISPATCH
+    if (cpuHasF16c())
+        return halvesToFloatsF16c(in, out, n);
+#endif
+    halvesToFloatsScalar(in, out, n);
+}
+
+void floatsToHalves(const float* in, uint16_t* out, size_t n) {
+#ifdef WEFT_HAVE_F16C_DISPATCH
+    if (cpuHasF16c())
+        return floatsToHalvesF16c(in, out, n);
+#endif
+    floatsToHalvesScalar(in, out, n);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// RoPE shift
+
+enum class RopeKind : int32_t { None = 0, Norm = 1, Neox = 2 };
+
+struct RopeSpec {
+    RopeKind kind = RopeKind::None;
+    int32_t nRot = 0;
+    int32_t headDim = 0;
+    float freqBase = 10000.0f;
+    float freqScale = 1.0f;
+    std::vector<float> freqFactors;  // empty: none
+};
+
+// cos/sin of the rotation by `delta`, as ggml_rope_cache_init computes them (ext_factor 0, attn_factor 1).
+std::vector<float> ropeCache(int32_t delta, const RopeSpec& rope) {
+    const int32_t half = rope.nRot / 2;
+    std::vector<float> cache((size_t) rope.nRot);
+    const float thetaScale = powf(rope.freqBase, -2.0f / (float) rope.nRot);
+    float theta = (float) delta;
+    for (int32_t i = 0; i < half; i++) {
+        const float factor = rope.freqFactors.empty() ? 1.0f : rope.freqFactors[(size_t) i];
+        const float angle = rope.freqScale * (theta / factor);
+        cache[2 * (size_t) i] = cosf(angle);
+        cache[2 * (size_t) i + 1] = sinf(angle);
+        theta *= thetaScale;
+    }
+    return cache;
+}
+
+void rotateRow(float* row, int32_t heads, const RopeSpec& rope, const float* cache) {
+    const int32_t half = rope.nRot / 2;
+    for (int32_t h = 0; h < heads; h++) {
+        float* x = row + (size_t) h * rope.headDim;
+        if (rope.kind == RopeKind::Norm) {
+            for (int32_t i = 0; i < half; i++) {
+                const float c = cache[2 * i], s = cache[2 * i + 1];
+                const float x0 = x[2 * i], x1 = x[2 * i + 1];
+                x[2 * i] = x0 * c - x1 * s;
+                x[2 * i + 1] = x0 * s + x1 * c;
+            }
+        } else {
+            for (int32_t i = 0; i < half; i++) {
+                const float c = cache[2 * i], s = cache[2 * i + 1];
+                const float x0 = x[i], x1 = x[i + half];
+                x[i] = x0 * c - x1 * s;
+                x[i + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plan, read from JS on the main thread; the worker only touches raw pointers.
+
+struct LayerShape {
+    int32_t kType = 0;
+    uint64_t kRowSize = 0;
+    int32_t vType = 0;
+    uint64_t vRowSize = 0;   // v rows (vTrans false)
+    uint32_t vElemSize = 0;  // transposed V
+    uint32_t nEmbdV = 0;     // transposed V
+};
+
+struct Part {
+    const int32_t* positions = nullptr;  // final positions, cellCount of them
+    uint32_t cellCount = 0;
+    int32_t delta = 0;                   // rotation to apply to K
+    std::vector<const uint8_t*> k;       // per layer, cellCount * kRowSize bytes
+    std::vector<const uint8_t*> v;       // per layer: rows, or nEmbdV runs of cellCount elements
+};
+
+struct Plan {
+    llama_seq_id seqId = 0;
+    uint32_t nStream = 1;
+    uint32_t stream = 0;
+    bool vTrans = false;
+    std::vector<LayerShape> layers;
+    std::vector<Part> parts;
+    RopeSpec rope;
+    uint32_t threads = 1;
+    bool pinned = true;
+    uint64_t totalCells = 0;
+};
+
+// A reusable pinned host buffer (the first GPU device's host buffer type), kept between calls: allocating pinned
+// memory costs milliseconds per call. Null where there is no GPU backend.
+struct PinnedScratch {
+    std::mutex mutex;
+    ggml_backend_buffer_t buffer = nullptr;
+    size_t size = 0;
+};
+
+PinnedScratch& pinnedScratch() {
+    static PinnedScratch scratch;
+    return scratch;
+}
+
+ggml_backend_buffer_type_t gpuHostBufferType(const LlamaFunctions& fns) {
+    size_t count = fns.ggml_backend_dev_count();
+    for (size_t i = 0; i < count; i++) {
+        ggml_backend_dev_t dev = fns.ggml_backend_dev_get(i);
+        if (dev == nullptr)
+            continue;
+        enum ggml_backend_dev_type type = fns.ggml_backend_dev_type(dev);
+        if (type != GGML_BACKEND_DEVICE_TYPE_GPU && type != GGML_BACKEND_DEVICE_TYPE_IGPU)
+            continue;
+        ggml_backend_buffer_type_t host = fns.ggml_backend_dev_host_buffer_type(dev);
+        if (host != nullptr)
+            return host;
+    }
+    return nullptr;
+}
+
+double millisecondsSince(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+class SpliceWorker : public PromiseWorker {
+    public:
+        SpliceWorker(Napi::Env env, const Napi::Object& handle, const Napi::Object& spec, const LlamaFunctions& functions,
+                llama_context* ctx, Plan plan)
+            : PromiseWorker(env, "WeftSpliceSequenceState"), functions(functions), ctx(ctx), plan(std::move(plan)),
+              handleRef(Napi::Persistent(handle)), specRef(Napi::Persistent(spec)) {}
+
+        ~SpliceWorker() override {
+            std::free(owned);
+        }
+
+    protected:
+        void Run() override {
+            auto started = std::chrono::steady_clock::now();
+            const uint64_t n = plan.totalCells;
+            size_t size = 8 + 4 + 4 * (size_t) plan.nStream;
+            size_t cellsAt = size;
+            size += n * 12;
+            size_t layersAt = size;
+            size += 8;
+            for (const LayerShape& layer : plan.layers) {
+                size += 12 + n * layer.kRowSize;
+                size += 12 + (plan.vTrans ? n * (uint64_t) layer.vElemSize * layer.nEmbdV : n * layer.vRowSize);
+            }
+            blobBytes = size;
+
+            uint8_t* blob = nullptr;
+            std::unique_lock<std::mutex> pinnedLock;
+            if (plan.pinned) {
+                ggml_backend_buffer_type_t host = gpuHostBufferType(functions);
+                if (host != nullptr) {
+                    PinnedScratch& scratch = pinnedScratch();
+                    pinnedLock = std::unique_lock<std::mutex>(scratch.mutex);
+                    if (scratch.size < size) {
+                        if (scratch.buffer != nullptr)
+                            functions.ggml_backend_buffer_free(scratch.buffer);
+                        scratch.buffer = nullptr;
+                        scratch.size = 0;
+                        // Grow by half again, so slightly longer prompts do not re-pin every time.
+                        size_t want = size + size / 2;
+                        scratch.buffer = functions.ggml_backend_buft_alloc_buffer(host, want);
+                        if (scratch.buffer != nullptr)
+                            scratch.size = want;
+                    }
+                    if (scratch.buffer != nullptr) {
+                        blob = static_cast<uint8_t*>(functions.ggml_backend_buffer_get_base(scratch.buffer));
+                        usedPinned = blob != nullptr;
+                    }
+                    if (blob == nullptr)
+                        pinnedLock.unlock();
+                }
+            }
+            if (blob == nullptr) {
+                owned = static_cast<uint8_t*>(std::malloc(size));
+                if (owned == nullptr)
+                    throw std::runtime_error("out of memory allocating a " + std::to_string(size) + "-byte blended KV state");
+                blob = owned;
+            }
+
+            // Header and cells.
+            auto put32 = [&](size_t at, uint32_t value) { std::memcpy(blob + at, &value, 4); };
+            auto put64 = [&](size_t at, uint64_t value) { std::memcpy(blob + at, &value, 8); };
+            put32(0, stateBlobMagic);
+            put32(4, (uint32_t) plan.seqId);
+            put32(8, plan.nStream);
+            for (uint32_t s = 0; s < plan.nStream; s++)
+                put32(12 + 4 * (size_t) s, s == plan.stream ? (uint32_t) n : 0u);
+            {
+                size_t at = cellsAt;
+                for (const Part& part : plan.parts)
+                    for (uint32_t c = 0; c < part.cellCount; c++) {
+                        put32(at, (uint32_t) part.positions[c]);
+                        put32(at + 4, 1u);
+                        put32(at + 8, (uint32_t) plan.seqId);
+                        at += 12;
+                    }
+            }
+            put32(layersAt, plan.vTrans ? 1u : 0u);
+            put32(layersAt + 4, (uint32_t) plan.layers.size());
+
+            // Where each layer's K and V data start.
+            std::vector<size_t> kAt(plan.layers.size()), vAt(plan.layers.size());
+            size_t at = layersAt + 8;
+            for (size_t il = 0; il < plan.layers.size(); il++) {
+                const LayerShape& layer = plan.layers[il];
+                put32(at, (uint32_t) layer.kType);
+                put64(at + 4, layer.kRowSize);
+                kAt[il] = at + 12;
+                at += 12 + n * layer.kRowSize;
+            }
+            for (size_t il = 0; il < plan.layers.size(); il++) {
+                const LayerShape& layer = plan.layers[il];
+                put32(at, (uint32_t) layer.vType);
+                if (plan.vTrans) {
+                    put32(at + 4, layer.vElemSize);
+                    put32(at + 8, layer.nEmbdV);
+                    vAt[il] = at + 12;
+                    at += 12 + n * (uint64_t) layer.vElemSize * layer.nEmbdV;
+                } else {
+                    put64(at + 4, layer.vRowSize);
+                    vAt[il] = at + 12;
+                    at += 12 + n * layer.vRowSize;
+                }
+            }
+            if (at != size)
+                throw std::runtime_error("internal error: the blended KV layout does not add up");
+
+            // One rotation table per part.
+            std::vector<std::vector<float>> caches(plan.parts.size());
+            for (size_t p = 0; p < plan.parts.size(); p++)
+                if (plan.rope.kind != RopeKind::None && plan.parts[p].delta != 0)
+                    caches[p] = ropeCache(plan.parts[p].delta, plan.rope);
+
+            std::vector<uint64_t> firstCell(plan.parts.size());
+            for (size_t p = 0, cell = 0; p < plan.parts.size(); cell += plan.parts[p].cellCount, p++)
+                firstCell[p] = cell;
+
+            // Work items: (layer, part) for K and for V; threads take them in turn.
+            const size_t items = plan.layers.size() * plan.parts.size() * 2;
+            std::atomic<size_t> next{0};
+            std::atomic<bool> failed{false};
+            std::string failure;
+            std::mutex failureMutex;
+            auto work = [&]() {
+                std::vector<float> row;
+                try {
+                    for (size_t item = next++; item < items && !failed; item = next++) {
+                        const bool isK = item % 2 == 0;
+                        const size_t rest = item / 2;
+                        const size_t il = rest / plan.parts.size();
+                        const size_t p = rest % plan.parts.size();
+                        const Part& part = plan.parts[p];
+                        const LayerShape& layer = plan.layers[il];
+                        if (part.cellCount == 0)
+                            continue;
+                        if (isK) {
+                            uint8_t* dst = blob + kAt[il] + firstCell[p] * layer.kRowSize;
+                            const uint8_t* src = part.k[il];
+                            if (caches[p].empty()) {
+                                std::memcpy(dst, src, part.cellCount * layer.kRowSize);
+                                continue;
+                            }
+                            const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
+                            const int32_t heads = (int32_t) (elems / (size_t) plan.rope.headDim);
+                            row.resize(elems);
+                            for (uint32_t c = 0; c < part.cellCount; c++) {
+                                const uint8_t* in = src + c * layer.kRowSize;
+                                uint8_t* out = dst + c * layer.kRowSize;
+                                if (layer.kType == typeF16) {
+                                    halvesToFloats(reinterpret_cast<const uint16_t*>(in), row.data(), elems);
+                                    rotateRow(row.data(), heads, plan.rope, caches[p].data());
+                                    floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(out), elems);
+                                } else {
+                                    std::memcpy(row.data(), in, elems * 4);
+                                    rotateRow(row.data(), heads, plan.rope, caches[p].data());
+                                    std::memcpy(out, row.data(), elems * 4);
+                                }
+                            }
+                        } else if (!plan.vTrans) {
+                            std::memcpy(blob + vAt[il] + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
+                        } else {
+                            const size_t run = (size_t) part.cellCount * layer.vElemSize;
+                            const size_t stride = n * layer.vElemSize;
+                            uint8_t* dst = blob + vAt[il] + firstCell[p] * layer.vElemSize;
+                            for (uint32_t d = 0; d < layer.nEmbdV; d++)
+                                std::memcpy(dst + d * stride, part.v[il] + d * run, run);
+                        }
+                    }
+                } catch (const std::exception& error) {
+                    std::lock_guard<std::mutex> lock(failureMutex);
+                    failed = true;
+                    failure = error.what();
+                }
+            };
+            const uint32_t threadCount = std::max<uint32_t>(1, std::min<uint32_t>(plan.threads, (uint32_t) std::max<size_t>(1, items)));
+            std::vector<std::thread> pool;
+            for (uint32_t t = 1; t < threadCount; t++)
+                pool.emplace_back(work);
+            work();
+            for (std::thread& thread : pool)
+                thread.join();
+            if (failed)
+                throw std::runtime_error("building the blended KV state failed: " + failure);
+            buildMs = millisecondsSince(started);
+
+            auto setStarted = std::chrono::steady_clock::now();
+            bytesRead = functions.llama_state_seq_set_data(ctx, blob, size, plan.seqId);
+            setMs = millisecondsSince(setStarted);
+            if (bytesRead == 0)
+                throw std::runtime_error(
+                    "llama_state_seq_set_data rejected the blended " + std::to_string(size) + "-byte state for sequence " +
+                    std::to_string(plan.seqId) + ": the parts do not match this context (model, flash-attention setting, " +
+                    "KV type or stream layout) or do not fit its free cells; llama.cpp cleared the sequence");
+        }
+
+        void OnOK() override {
+            Napi::Env env = Env();
+            Napi::Object result = Napi::Object::New(env);
+            result.Set("bytesRead", Napi::Number::New(env, (double) bytesRead));
+            result.Set("blobBytes", Napi::Number::New(env, (double) blobBytes));
+            result.Set("buildMs", Napi::Number::New(env, buildMs));
+            result.Set("setMs", Napi::Number::New(env, setMs));
+            result.Set("pinned", Napi::Boolean::New(env, usedPinned));
+            deferred.Resolve(result);
+        }
+
+    private:
+        const LlamaFunctions& functions;
+        llama_context* ctx;
+        Plan plan;
+        Napi::ObjectReference handleRef;
+        Napi::ObjectReference specRef;  // keeps every typed array of the plan alive while the worker reads it
+        uint8_t* owned = nullptr;
+        size_t blobBytes = 0;
+        size_t bytesRead = 0;
+        double buildMs = 0;
+        double setMs = 0;
+        bool usedPinned = false;
+};
+
+// --- reading the spec ---
+
+Napi::Value property(const Napi::Object& object, const char* name, const std::string& where) {
+    if (!object.Has(name))
+        throw Napi::TypeError::New(object.Env(), where + "." + name + " is missing");
+    return object.Get(name);
+}
+
+int64_t integerProperty(const Napi::Object& object, const char* name, const std::string& where, int64_t min, int64_t max) {
+    std::string label = where + "." + name;
+    return integerArgument(property(object, name, where), label.c_str(), min, max);
+}
+
+const uint8_t* bytesOf(const Napi::Value& value, size_t expected, const std::string& what) {
+    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw Napi::TypeError::New(value.Env(), what + " must be a Uint8Array");
+    Napi::Uint8Array array = value.As<Napi::Uint8Array>();
+    if (array.ByteLength() != expected)
+        throw Napi::RangeError::New(value.Env(), what + " holds " + std::to_string(array.ByteLength()) + " bytes, expected " +
+            std::to_string(expected));
+    return array.Data();
+}
+
+Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx, const Napi::Value& seqValue, const Napi::Object& spec) {
+    Plan plan;
+    int64_t maxSequence = (int64_t) functions.llama_n_seq_max(ctx) - 1;
+    plan.seqId = (llama_seq_id) integerArgument(seqValue, "seqId", 0, maxSequence);
+    plan.nStream = (uint32_t) integerProperty(spec, "nStream", "spec", 1, 256);
+    plan.stream = (uint32_t) integerProperty(spec, "stream", "spec", 0, (int64_t) plan.nStream - 1);
+    plan.vTrans = property(spec, "vTrans", "spec").ToBoolean().Value();
+    plan.threads = (uint32_t) integerProperty(spec, "threads", "spec", 1, 256);
+    plan.pinned = !spec.Has("pinned") || spec.Get("pinned").ToBoolean().Value();
+
+    Napi::Value ropeValue = property(spec, "rope", "spec");
+    if (!ropeValue.IsObject())
+        throw Napi::TypeError::New(env, "spec.rope must be an object");
+    Napi::Object rope = ropeValue.As<Napi::Object>();
+    plan.rope.kind = (RopeKind) integerProperty(rope, "kind", "spec.rope", 0, 2);
+    plan.rope.headDim = (int32_t) integerProperty(rope, "headDim", "spec.rope", 1, 1 << 16);
+    plan.rope.nRot = (int32_t) integerProperty(rope, "nRot", "spec.rope", 0, plan.rope.headDim);
+    if (plan.rope.nRot % 2 != 0)
+        throw Napi::RangeError::New(env, "spec.rope.nRot must be even");
+    plan.rope.freqBase = (float) property(rope, "freqBase", "spec.rope").ToNumber().DoubleValue();
+    plan.rope.freqScale = (float) property(rope, "freqScale", "spec.rope").ToNumber().DoubleValue();
+    if (rope.Has("freqFactors") && !rope.Get("freqFactors").IsNull() && !rope.Get("freqFactors").IsUndefined()) {
+        Napi::Value factors = rope.Get("freqFactors");
+        if (!factors.IsTypedArray() || factors.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+            throw Napi::TypeError::New(env, "spec.rope.freqFactors must be a Float32Array or null");
+        Napi::Float32Array array = factors.As<Napi::Float32Array>();
+        if (array.ElementLength() < (size_t) plan.rope.nRot / 2)
+            throw Napi::RangeError::New(env, "spec.rope.freqFactors holds fewer than nRot / 2 values");
+        plan.rope.freqFactors.assign(array.Data(), array.Data() + array.ElementLength());
+    }
+
+    Napi::Value layersValue = property(spec, "layers", "spec");
+    if (!layersValue.IsArray())
+        throw Napi::TypeError::New(env, "spec.layers must be an array");
+    Napi::Array layers = layersValue.As<Napi::Array>();
+    for (uint32_t il = 0; il < layers.Length(); il++) {
+        std::string where = "spec.layers[" + std::to_string(il) + "]";
+        Napi::Object layer = layers.Get(il).As<Napi::Object>();
+        LayerShape shape;
+        shape.kType = (int32_t) integerProperty(layer, "kType", where, 0, 1);
+        shape.kRowSize = (uint64_t) integerProperty(layer, "kRowSize", where, 1, 1ll << 32);
+        shape.vType = (int32_t) integerProperty(layer, "vType", where, 0, 1);
+        if (plan.vTrans) {
+            shape.vElemSize = (uint32_t) integerProperty(layer, "vElemSize", where, 2, 4);
+            shape.nEmbdV = (uint32_t) integerProperty(layer, "nEmbdV", where, 1, 1 << 24);
+        } else {
+            shape.vRowSize = (uint64_t) integerProperty(layer, "vRowSize", where, 1, 1ll << 32);
+        }
+        const uint64_t elemSize = shape.kType == typeF16 ? 2 : 4;
+        if (plan.rope.kind != RopeKind::None && (shape.kRowSize % elemSize != 0 || (shape.kRowSize / elemSize) % (uint64_t) plan.rope.headDim != 0))
+            throw Napi::RangeError::New(env, where + ": a K row of " + std::to_string(shape.kRowSize) + " bytes is not a whole number of " +
+                std::to_string(plan.rope.headDim) + "-element heads");
+        plan.layers.push_back(shape);
+    }
+
+    Napi::Value partsValue = property(spec, "parts", "spec");
+    if (!partsValue.IsArray())
+        throw Napi::TypeError::New(env, "spec.parts must be an array");
+    Napi::Array parts = partsValue.As<Napi::Array>();
+    for (uint32_t p = 0; p < parts.Length(); p++) {
+        std::string where = "spec.parts[" + std::to_string(p) + "]";
+        Napi::Object object = parts.Get(p).As<Napi::Object>();
+        Part part;
+        Napi::Value positions = property(object, "positions", where);
+        if (!positions.IsTypedArray() || positions.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+            throw Napi::TypeError::New(env, where + ".positions must be an Int32Array");
+        Napi::Int32Array positionArray = positions.As<Napi::Int32Array>();
+        part.positions = positionArray.Data();
+        part.cellCount = (uint32_t) positionArray.ElementLength();
+        part.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
+        if (part.cellCount > 0) {
+            Napi::Value kValue = property(object, "k", where), vValue = property(object, "v", where);
+            if (!kValue.IsArray() || !vValue.IsArray() || kValue.As<Napi::Array>().Length() != layers.Length() ||
+                    vValue.As<Napi::Array>().Length() != layers.Length())
+                throw Napi::TypeError::New(env, where + ".k and .v must be arrays with one Uint8Array per layer");
+            Napi::Array k = kValue.As<Napi::Array>(), v = vValue.As<Napi::Array>();
+            for (uint32_t il = 0; il < layers.Length(); il++) {
+                const LayerShape& shape = plan.layers[il];
+                std::string layerWhere = where + " layer " + std::to_string(il);
+                part.k.push_back(bytesOf(k.Get(il), (size_t) part.cellCount * shape.kRowSize, layerWhere + " K"));
+                size_t vBytes = plan.vTrans ? (size_t) part.cellCount * shape.vElemSize * shape.nEmbdV : (size_t) part.cellCount * shape.vRowSize;
+                part.v.push_back(bytesOf(v.Get(il), vBytes, layerWhere + " V"));
+            }
+        }
+        plan.totalCells += part.cellCount;
+        plan.parts.push_back(std::move(part));
+    }
+    if (plan.totalCells == 0)
+        throw Napi::RangeError::New(env, "spec.parts hold no cells: nothing to splice");
+    if (plan.layers.empty())
+        throw Napi::RangeError::New(env, "spec.layers is empty");
+    if (plan.totalCells > (uint64_t) functions.llama_n_ctx(ctx))
+        throw Napi::RangeError::New(env, std::to_string(plan.totalCells) + " cells do not fit the context's " +
+            std::to_string(functions.llama_n_ctx(ctx)) + " cells");
+    return plan;
+}
+
+} // namespace
+
+Napi::Value SpliceSequenceState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return promiseOf(env, [&]() -> Napi::Value {
+        const LlamaFunctions& functions = requireLlamaFunctions();
+        llama_context* ctx = contextOfHandle(info[0], "context handle");
+        if (!info[2].IsObject())
+            throw Napi::TypeError::New(env, "spec must be an object");
+        Napi::Object spec = info[2].As<Napi::Object>();
+        Plan plan = readPlan(env, functions, ctx, info[1], spec);
+        auto* worker = new SpliceWorker(env, info[0].As<Napi::Object>(), spec, functions, ctx, std::move(plan));
+        Napi::Promise promise = worker->Promise();
+        worker->Queue();
+        return promise;
+    });
+}
+
+Napi::Value ReleasePinnedScratch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    PinnedScratch& scratch = pinnedScratch();
+    std::lock_guard<std::mutex> lock(scratch.mutex);
+    size_t freed = scratch.size;
+    if (scratch.buffer != nullptr) {
+        const LlamaFunctions& functions = getLlamaFunctions();
+        if (functions.ggml_backend_buffer_free != nullptr)
+            functions.ggml_backend_buffer_free(scratch.buffer);
+    }
+    scratch.buffer = nullptr;
+    scratch.size = 0;
+    return Napi::Number::New(env, (double) freed);
+}

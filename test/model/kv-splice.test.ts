@@ -1,0 +1,156 @@
+// The native splice (native/src/kv_splice.cpp) against the TypeScript reference (ropeShiftBody + concatBlobs +
+// loadSequenceState) on stories260K, both V layouts: the state llama.cpp holds afterwards must be the same, element
+// for element up to f16 rounding of the rotation, and the next-token logits must agree. Bad plans are refused with a
+// clear error and leave the sequence usable.
+import assert from "node:assert/strict";
+import {after, before, describe, it} from "node:test";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
+import {concatBlobs, halfToFloat, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {
+    getContextSequenceState, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState
+} from "../../main/engine/blend/native-addon.js";
+import {type RopeParams, ropeParamsFromGguf, ropeShiftBody} from "../../main/engine/blend/rope-shift.js";
+import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
+import {stories260kPath, testThreads} from "../helpers/paths.js";
+
+type Setup = {name: string, context: LlamaContext, sequence: LlamaContextSequence};
+
+describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error ?? false}, () => {
+    let llama: Llama;
+    let model: LlamaModel;
+    let rope: RopeParams;
+    const setups: Setup[] = [];
+
+    before(async () => {
+        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never", logLevel: LlamaLogLevel.error});
+        model = await llama.loadModel({modelPath: stories260kPath});
+        rope = ropeParamsFromGguf(model.fileInfo);
+        for (const flashAttention of [true, false]) {
+            const context = await model.createContext({contextSize: 256, threads: testThreads, flashAttention});
+            setups.push({name: flashAttention ? "flash attention (V rows)" : "no flash attention (V transposed)", context, sequence: context.getSequence()});
+        }
+    });
+
+    after(async () => {
+        for (const setup of setups)
+            await setup.context.dispose();
+        await model?.dispose();
+    });
+
+    async function stateOf(setup: Setup): Promise<Buffer> {
+        return getContextSequenceState(setup.context, sequenceIdOf(setup.sequence));
+    }
+
+    async function evaluateAlone(setup: Setup, tokens: Token[]): Promise<KvBody> {
+        await setup.sequence.clearHistory();
+        await setup.sequence.evaluateWithoutGeneratingNewTokens(tokens);
+        return parseSeqStateMemory(await stateOf(setup)).body;
+    }
+
+    async function logitsAfter(setup: Setup, tokens: Token[]): Promise<Float64Array> {
+        const results = await setup.sequence.controlledEvaluate(tokens.map((token, i) =>
+            i === tokens.length - 1 ? [token, {generateNext: {logits: true}}] : token));
+        const logits = results.at(-1)?.next.logits;
+        assert.ok(logits != null);
+        const out = new Float64Array(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
+        for (const [token, logit] of logits)
+            out[token] = logit;
+        return out;
+    }
+
+    /** A header and two chunks, each computed alone (chunks after a BOS whose cell is dropped, as chunkKv does). */
+    async function pieces(setup: Setup) {
+        const bos = model.tokens.bos!;
+        const header = model.tokenize("A story.", true);
+        const chunkA = model.tokenize(" Once upon a time, there was a little girl named Lily.", false);
+        const chunkB = model.tokenize(" She loved to play with her big red ball in the park.", false);
+        const headerBody = await evaluateAlone(setup, header);
+        const a = await evaluateAlone(setup, [bos, ...chunkA]);
+        const b = await evaluateAlone(setup, [bos, ...chunkB]);
+        const parts = [
+            {body: headerBody, delta: 0},
+            {body: sliceCells(a, 1, a.cells.length), delta: header.length - 1},
+            {body: sliceCells(b, 1, b.cells.length), delta: header.length + chunkA.length - 1}
+        ];
+        return {parts, tokens: [...header, ...chunkA, ...chunkB]};
+    }
+
+    it("builds the same sequence state as the TypeScript reference, and the same next-token logits", async (t) => {
+        const next = model.tokenize(" One day", false);
+        for (const setup of setups) {
+            const {parts, tokens} = await pieces(setup);
+            const seqId = sequenceIdOf(setup.sequence);
+
+            const reference = concatBlobs(parts.map(({body, delta}) => ropeShiftBody(body, delta, rope)), seqId, {nStream: parts[0]!.body.nStream});
+            await loadSequenceState(setup.sequence, serializeSeqStateMemory(seqId, reference), tokens);
+            const referenceState = parseSeqStateMemory(await stateOf(setup)).body;
+            const referenceLogits = await logitsAfter(setup, next);
+
+            const result = await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 1});
+            assert.equal(setup.sequence.contextTokens.length, tokens.length, "node-llama-cpp's token list follows the splice");
+            assert.equal(result.pinned, false, "no GPU backend: no pinned memory");
+            assert.equal(result.bytesRead, result.blobBytes);
+            const nativeState = parseSeqStateMemory(await stateOf(setup)).body;
+            const nativeLogits = await logitsAfter(setup, next);
+
+            assert.deepEqual(nativeState.cells, referenceState.cells);
+            assert.equal(nativeState.vTrans, referenceState.vTrans);
+            let differing = 0, compared = 0, worstUlp = 0;
+            nativeState.layers.forEach((layer, il) => {
+                const ref = referenceState.layers[il]!;
+                assert.deepEqual(Buffer.from("rows" in layer.v ? layer.v.rows : layer.v.data), Buffer.from("rows" in ref.v ? ref.v.rows : ref.v.data), `layer ${il} V`);
+                const ours = new Uint16Array(layer.k.rows.buffer.slice(layer.k.rows.byteOffset, layer.k.rows.byteOffset + layer.k.rows.byteLength));
+                const theirs = new Uint16Array(ref.k.rows.buffer.slice(ref.k.rows.byteOffset, ref.k.rows.byteOffset + ref.k.rows.byteLength));
+                assert.equal(ours.length, theirs.length);
+                for (let i = 0; i < ours.length; i++) {
+                    compared++;
+                    if (ours[i] !== theirs[i]) {
+                        differing++;
+                        worstUlp = Math.max(worstUlp, Math.abs(ours[i]! - theirs[i]!));
+                        assert.ok(Math.abs(halfToFloat(ours[i]!) - halfToFloat(theirs[i]!)) <= 2e-3 * Math.max(1, Math.abs(halfToFloat(theirs[i]!))));
+                    }
+                }
+            });
+            // cosf/sinf may differ from JavaScript's Math.cos/sin rounded to f32 in the last bit, which can flip an
+            // f16 rounding now and then; anything more is a bug.
+            assert.ok(worstUlp <= 1 && differing <= compared / 100, `${differing} of ${compared} K elements differ, by up to ${worstUlp} f16 ulp`);
+            let maxDiff = 0;
+            for (let i = 0; i < nativeLogits.length; i++)
+                maxDiff = Math.max(maxDiff, Math.abs(nativeLogits[i]! - referenceLogits[i]!));
+            assert.ok(maxDiff < 1e-3, `max |logit diff| native vs reference ${maxDiff}`);
+            t.diagnostic(`${setup.name}: ${result.blobBytes} bytes; K elements differing from the reference ${differing}/${compared} ` +
+                `(max ${worstUlp} ulp); max |logit diff| ${maxDiff.toExponential(2)}; build ${result.buildMs.toFixed(2)} ms, set ${result.setMs.toFixed(2)} ms`);
+        }
+    });
+
+    it("gives the same bytes with several threads as with one", async () => {
+        const setup = setups[0]!;
+        const {parts, tokens} = await pieces(setup);
+        await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 1});
+        const one = await stateOf(setup);
+        await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 3});
+        assert.deepEqual(await stateOf(setup), one);
+    });
+
+    it("refuses bad plans with a clear error and the sequence keeps working", async () => {
+        const [flash, plain] = setups as [Setup, Setup];
+        const {parts, tokens} = await pieces(flash);
+        const other = (await pieces(plain)).parts;
+        assert.throws(() => spliceSpecOf([parts[0]!, other[1]!], rope, {threads: 1}),
+            (error: unknown) => error instanceof KvBlobError && /different layouts/.test(error.message));
+
+        const spec = spliceSpecOf(parts, rope, {threads: 1});
+        const truncated = {...spec, parts: spec.parts.map((part, i) => i === 1 ? {...part, k: part.k.map((rows, il) => il === 2 ? rows.subarray(0, rows.byteLength - 2) : rows)} : part)};
+        await assert.rejects(spliceSequenceState(flash.sequence, truncated, tokens), /part.*layer 2 K holds \d+ bytes, expected \d+/);
+        assert.equal(flash.sequence.contextTokens.length, 0, "a refused splice leaves the sequence empty");
+
+        const tooLong = {...spec, parts: Array.from({length: 40}, () => spec.parts[1]!)};
+        await assert.rejects(spliceSequenceState(flash.sequence, tooLong, tokens.slice(0, 10)), /do not fit the context/);
+
+        // Still serving: a plain evaluation works, and a good splice after the bad ones too.
+        await flash.sequence.evaluateWithoutGeneratingNewTokens(model.tokenize("Once upon a time", true));
+        await spliceIntoSequence(flash.sequence, parts, tokens, rope, {threads: 1});
+        const logits = await logitsAfter(flash, model.tokenize(" One day", false));
+        assert.ok(logits.every(Number.isFinite));
+    });
+});
