@@ -1,4 +1,5 @@
 import {z} from "zod";
+import {CacheWarmEvent, CacheWarmStatus} from "./cache-warm.js";
 import {ChatEvent, ChatRequest} from "./chat.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ModelInfo} from "./models.js";
@@ -15,7 +16,11 @@ export const rpcEndpoints = {
     selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo},
     setEmbeddingModel: {input: z.object({id: z.string().min(1).nullable()}), output: EngineStatus},
     listFolders: {input: z.object({}), output: z.array(FolderInfo)},
-    removeFolder: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})}
+    removeFolder: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})},
+    /** Stops background chunk-cache warming after the chunk in progress, until resumed. */
+    pauseCacheWarm: {input: z.object({}), output: CacheWarmStatus},
+    /** Carries on with paused warming (and runs a pass asked for while paused). */
+    resumeCacheWarm: {input: z.object({}), output: CacheWarmStatus}
 } as const;
 
 /**
@@ -26,7 +31,9 @@ export const rpcEndpoints = {
 export const streamEndpoints = {
     chat: {input: ChatRequest, event: ChatEvent},
     /** Adds a folder (or refreshes one already added) and indexes it incrementally. */
-    ingestFolder: {input: IngestRequest, event: IngestEvent}
+    ingestFolder: {input: IngestRequest, event: IngestEvent},
+    /** Background chunk-cache warming: the status now, then every change, until cancelled (which ends in `done`). */
+    watchCacheWarm: {input: z.object({}), event: CacheWarmEvent}
 } as const;
 
 export type RpcName = keyof typeof rpcEndpoints;

@@ -3,6 +3,7 @@ export * from "./errors.js";
 export * from "./stats.js";
 export * from "./chat.js";
 export * from "./models.js";
+export * from "./cache-warm.js";
 export * from "./library.js";
 export * from "./endpoints.js";
 export * from "./wire.js";

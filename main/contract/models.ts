@@ -1,4 +1,5 @@
 import {z} from "zod";
+import {CacheWarmStatus} from "./cache-warm.js";
 
 export const ModelInfo = z.object({
     id: z.string(),
@@ -20,6 +21,8 @@ export const EngineStatus = z.object({
     activeModelId: z.string().nullable(),
     /** The model that embeds chunks for hybrid retrieval; null means full-text retrieval only. */
     embeddingModelId: z.string().nullable(),
-    loadedModelId: z.string().nullable()
+    loadedModelId: z.string().nullable(),
+    /** Background computing of the chunk KV caches for the active model. */
+    cacheWarm: CacheWarmStatus
 });
 export type EngineStatus = z.infer<typeof EngineStatus>;

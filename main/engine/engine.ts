@@ -1,17 +1,20 @@
-import {mkdir} from "node:fs/promises";
-import type {Llama, LlamaModel} from "node-llama-cpp";
+import {createHash} from "node:crypto";
+import {mkdir, stat} from "node:fs/promises";
+import {setTimeout as delay} from "node:timers/promises";
+import type {Llama, LlamaModel, Token} from "node-llama-cpp";
 import {
-    type AnswerStats, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi, EngineError, type EngineStatus,
-    type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
+    type AnswerStats, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
+    EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
 import path from "node:path";
-import {type BlendContext, chunkKv, openBlendContext, prepareBlend} from "./blend/blend.js";
+import {type BlendContext, chunkKv, openBlendContext, prepareBlend, promptFormatVersion} from "./blend/blend.js";
 import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
+import {CacheWarmer, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
@@ -21,6 +24,20 @@ import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
 import {buildPrompt, type BuiltPrompt} from "./prompt.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
+
+/** The shortest gap between two `watchCacheWarm` events. */
+const cacheWarmEventMs = 150;
+
+/**
+ * Whether a chunk's cache file exists, without reading it. The key's chunk hash is computed as blend.ts's chunkKv
+ * computes it; were the two ever to differ this only answers "no", and chunkKv (which looks the chunk up properly)
+ * runs instead.
+ */
+async function chunkCachedOnDisk(blend: BlendContext, tokens: readonly Token[]): Promise<boolean> {
+    const chunkHash = createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
+    const file = blend.cache.pathOf({fingerprint: blend.fingerprint, chunkHash, promptFormatVersion});
+    return stat(file).then((info) => info.isFile() && info.size > 0, () => false);
+}
 
 export type EngineOptions = {
     dataDir: string;
@@ -45,6 +62,10 @@ export class Engine implements EngineApi {
     private readonly library: Library;
     private watcher: FolderWatcher | null = null;
     private readonly maintenance = new AbortController();
+    /** Questions and ingests waiting or running: background cache warming gives way to them. */
+    private foreground = 0;
+    private foregroundIdleWaiters: (() => void)[] = [];
+    private readonly cacheWarmer: CacheWarmer;
 
     private constructor(
         public readonly dataDir: string,
@@ -54,6 +75,13 @@ export class Engine implements EngineApi {
         private settings: Settings
     ) {
         this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder());
+        this.cacheWarmer = new CacheWarmer({
+            activeModelId: () => this.resolveModelId(undefined, false),
+            listChunks: () => this.listChunkTexts(),
+            whenForegroundIdle: (signal) => this.whenForegroundIdle(signal),
+            warmChunk: (modelId, text) => this.warmChunkInBackground(modelId, text),
+            diskEvictions: async () => (await this.chunkCache()).stats().disk.evictions
+        });
     }
 
     public static async open(options: EngineOptions): Promise<Engine> {
@@ -86,7 +114,8 @@ export class Engine implements EngineApi {
             activeModelId: this.resolveModelId(undefined, false),
             embeddingModelId: this.settings.embeddingModelId != null && this.registry.get(this.settings.embeddingModelId) != null
                 ? this.settings.embeddingModelId : null,
-            loadedModelId: this.loaded?.info.id ?? null
+            loadedModelId: this.loaded?.info.id ?? null,
+            cacheWarm: this.cacheWarmer.status()
         };
     }
 
@@ -95,9 +124,13 @@ export class Engine implements EngineApi {
     }
 
     public async addModel(input: {path: string}): Promise<ModelInfo> {
+        const activeBefore = this.resolveModelId(undefined, false);
         const info = await this.registry.add(input.path);
         if (this.settings.activeModelId == null || this.registry.get(this.settings.activeModelId) == null)
             await this.updateSettings({activeModelId: info.id});
+
+        if (this.resolveModelId(undefined, false) !== activeBefore)
+            this.cacheWarmer.trigger();
 
         return info;
     }
@@ -109,6 +142,7 @@ export class Engine implements EngineApi {
     }
 
     public async removeModel(input: {id: string}): Promise<{removed: boolean}> {
+        const activeBefore = this.resolveModelId(undefined, false);
         const release = await this.modelLock.lock();
         try {
             if (this.loaded?.info.id === input.id) {
@@ -123,12 +157,20 @@ export class Engine implements EngineApi {
         if (removed && this.settings.activeModelId === input.id)
             await this.updateSettings({activeModelId: this.registry.list()[0]?.id ?? null});
 
+        if (removed && this.resolveModelId(undefined, false) !== activeBefore)
+            this.cacheWarmer.trigger();
+
         return {removed};
     }
 
     public async selectModel(input: {id: string}): Promise<ModelInfo> {
         const info = this.registry.require(input.id);
+        const changed = this.resolveModelId(undefined, false) !== info.id;
         await this.updateSettings({activeModelId: info.id});
+        // The new model's chunk caches (another fingerprint) are computed in the background.
+        if (changed)
+            this.cacheWarmer.trigger();
+
         return info;
     }
 
@@ -155,15 +197,28 @@ export class Engine implements EngineApi {
         if (folder != null)
             await this.watcher?.remove(folder.path);
 
-        return {removed: await this.library.removeFolder(input.id)};
+        const removed = await this.library.removeFolder(input.id);
+        // A pass under way would otherwise go on computing the removed folder's chunks.
+        if (removed)
+            this.cacheWarmer.restartIfActive();
+
+        return {removed};
     }
 
     public async* ingestFolder(input: {path: string}, signal: AbortSignal, onlyPaths?: string[]): AsyncGenerator<IngestEvent> {
-        for await (const event of this.library.ingest(input.path, signal, onlyPaths)) {
-            if (event.type === "done" && !event.cancelled)
-                await this.watcher?.add(event.summary.folder);
+        const endForeground = this.beginForeground();
+        try {
+            for await (const event of this.library.ingest(input.path, signal, onlyPaths)) {
+                if (event.type === "done" && !event.cancelled) {
+                    await this.watcher?.add(event.summary.folder);
+                    if (event.summary.changedFiles > 0 || event.summary.removedFiles > 0)
+                        this.cacheWarmer.trigger();
+                }
 
-            yield event;
+                yield event;
+            }
+        } finally {
+            endForeground();
         }
     }
 
@@ -182,17 +237,147 @@ export class Engine implements EngineApi {
     }
 
     private async drainIngest(folder: string, paths: string[] | undefined, log: (line: string) => void): Promise<void> {
-        for await (const event of this.library.ingest(folder, this.maintenance.signal, paths)) {
-            if (event.type === "error")
-                log(`indexing ${folder} failed: ${event.error.message}`);
-            else if (event.type === "done" && (event.summary.changedFiles > 0 || event.summary.removedFiles > 0))
-                log(`re-indexed ${folder}: ${event.summary.changedFiles} changed, ${event.summary.removedFiles} removed`);
+        const endForeground = this.beginForeground();
+        try {
+            for await (const event of this.library.ingest(folder, this.maintenance.signal, paths)) {
+                if (event.type === "error")
+                    log(`indexing ${folder} failed: ${event.error.message}`);
+                else if (event.type === "done" && (event.summary.changedFiles > 0 || event.summary.removedFiles > 0)) {
+                    log(`re-indexed ${folder}: ${event.summary.changedFiles} changed, ${event.summary.removedFiles} removed`);
+                    if (!event.cancelled)
+                        this.cacheWarmer.trigger();
+                }
+            }
+        } finally {
+            endForeground();
+        }
+    }
+
+    /**
+     * For long-running hosts (serve, the app): from now on the chunk KV caches of the whole library are computed in
+     * the background for the active model, after every ingest that changed something and every model change, starting
+     * with a pass now. Warming gives way to questions and ingests, and can be paused.
+     */
+    public startCacheWarming(log?: (line: string) => void): void {
+        if (!this.closed)
+            this.cacheWarmer.start(log);
+    }
+
+    public async pauseCacheWarm(): Promise<CacheWarmStatus> {
+        return this.cacheWarmer.pause();
+    }
+
+    public async resumeCacheWarm(): Promise<CacheWarmStatus> {
+        return this.cacheWarmer.resume();
+    }
+
+    /** The warming status now, then after every change (at most every {@link cacheWarmEventMs}), until cancelled. */
+    public async* watchCacheWarm(_input: Record<string, never>, signal: AbortSignal): AsyncGenerator<CacheWarmEvent> {
+        let changed = true;
+        let wake: (() => void) | null = null;
+        const poke = () => {
+            changed = true;
+            wake?.();
+        };
+        const unsubscribe = this.cacheWarmer.subscribe(poke);
+        const onAbort = () => wake?.();
+        signal.addEventListener("abort", onAbort);
+        try {
+            while (!signal.aborted && !this.closed) {
+                if (!changed) {
+                    await new Promise<void>((resolve) => {
+                        wake = resolve;
+                    });
+                    wake = null;
+                    continue;
+                }
+
+                changed = false;
+                yield {type: "status", status: this.cacheWarmer.status()};
+                // Hits go by fast: one event per interval carries the latest counts.
+                await delay(cacheWarmEventMs, undefined, {signal}).catch(() => {});
+            }
+            yield {type: "done"};
+        } finally {
+            unsubscribe();
+            signal.removeEventListener("abort", onAbort);
+        }
+    }
+
+    private beginForeground(): () => void {
+        this.foreground++;
+        let ended = false;
+        return () => {
+            if (ended)
+                return;
+
+            ended = true;
+            if (--this.foreground === 0) {
+                const waiters = this.foregroundIdleWaiters;
+                this.foregroundIdleWaiters = [];
+                for (const resolve of waiters)
+                    resolve();
+            }
+        };
+    }
+
+    private whenForegroundIdle(signal: AbortSignal): Promise<void> {
+        if (this.foreground === 0 || signal.aborted)
+            return Promise.resolve();
+
+        return new Promise((resolve) => {
+            const done = () => {
+                signal.removeEventListener("abort", done);
+                resolve();
+            };
+            signal.addEventListener("abort", done, {once: true});
+            this.foregroundIdleWaiters.push(done);
+        });
+    }
+
+    private async listChunkTexts(): Promise<string[]> {
+        const store = await this.library.store();
+        const texts: string[] = [];
+        for await (const batch of store.chunkTexts(null))
+            for (const chunk of batch)
+                texts.push(chunk.text);
+
+        return texts;
+    }
+
+    /** One chunk of background warming, under the model lock; gives the lock straight back when a question waits. */
+    private async warmChunkInBackground(modelId: string, text: string): Promise<WarmChunkOutcome> {
+        const release = await this.modelLock.lock();
+        try {
+            if (this.closed || this.foreground > 0)
+                return "yielded";
+
+            let blend: BlendContext | string;
+            let loaded: LoadedModel;
+            try {
+                loaded = await this.ensureLoaded(modelId);
+                blend = await this.blendContext(loaded);
+            } catch (error) {
+                throw new WarmUnavailable(`cannot load the model: ${toErrorShape(error).message}`, {cause: error});
+            }
+            if (typeof blend === "string")
+                throw new WarmUnavailable(blend);
+
+            const tokens = loaded.model.tokenize(text);
+            // An empty chunk has no KV; a chunk whose file is there needs no read (a full pass stays cheap).
+            if (tokens.length === 0 || await chunkCachedOnDisk(blend, tokens))
+                return "cached";
+
+            return (await chunkKv(blend, tokens)).hit ? "cached" : "computed";
+        } finally {
+            release();
         }
     }
 
     public async* chat(request: ChatRequestParsed, signal: AbortSignal): AsyncGenerator<ChatEvent> {
         const startedAt = performance.now();
         let release: (() => void) | null = null;
+        const endForeground = this.beginForeground();
         try {
             const modelId = this.resolveModelId(request.modelId, true)!;
             release = await this.modelLock.lock();
@@ -298,6 +483,7 @@ export class Engine implements EngineApi {
             yield {type: "error", error: toErrorShape(error)};
         } finally {
             release?.();
+            endForeground();
         }
     }
 
@@ -307,6 +493,7 @@ export class Engine implements EngineApi {
 
         this.closed = true;
         this.maintenance.abort();
+        await this.cacheWarmer.close();
         await this.watcher?.close();
         const release = await this.modelLock.lock();
         try {
