@@ -37,7 +37,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
     void engine.warmUp().then(
         async () => log(`engine ready (${(await engine.getStatus()).backend ?? "?"} backend)`),
         (error) => log(`warm-up failed, questions will retry: ${(error as Error).message}`)
-    );
+    ).finally(() => {
+        // Then the chunk KV caches of the library, in the background (after every ingest and model change too).
+        engine.startCacheWarming(log);
+    });
 
     await new Promise<void>((resolve) => {
         const stop = () => resolve();

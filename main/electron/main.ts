@@ -158,7 +158,10 @@ function createWindow(engine: Engine): void {
         // Loading the model takes seconds; doing it after the window is up keeps startup snappy.
         if (!warmUpStarted) {
             warmUpStarted = true;
-            engine.warmUp().catch((error: unknown) => console.error("weft: warming up the engine failed:", error));
+            engine.warmUp()
+                .catch((error: unknown) => console.error("weft: warming up the engine failed:", error))
+                // Then the chunk KV caches of the library, in the background (after every ingest and model change too).
+                .finally(() => engine.startCacheWarming((line) => console.log(`weft: ${line}`)));
         }
     });
     window.on("closed", () => {
