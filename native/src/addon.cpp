@@ -3,6 +3,7 @@
 //   setSequenceState(LlamaContext._ctx, seqId, blob): Promise<number>
 //   spliceSequenceState(LlamaContext._ctx, seqId, spec): Promise<{bytesRead, blobBytes, buildMs, setMs, pinned}>
 //   releasePinnedScratch(): number
+//   kvDeviation(spec): Promise<Float32Array>
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   llamaFunctionsAvailable(): {ok, missing, library}
@@ -39,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("getSequenceState", Napi::Function::New(env, GetSequenceState, "getSequenceState"));
     exports.Set("setSequenceState", Napi::Function::New(env, SetSequenceState, "setSequenceState"));
     exports.Set("spliceSequenceState", Napi::Function::New(env, SpliceSequenceState, "spliceSequenceState"));
+    exports.Set("kvDeviation", Napi::Function::New(env, KvDeviation, "kvDeviation"));
     exports.Set("releasePinnedScratch", Napi::Function::New(env, ReleasePinnedScratch, "releasePinnedScratch"));
     exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
     exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));

@@ -511,6 +511,8 @@ const uint8_t* bytesOf(const Napi::Value& value, size_t expected, const std::str
     return array.Data();
 }
 
+RopeSpec readRope(Napi::Env env, const Napi::Object& spec);
+
 Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx, const Napi::Value& seqValue, const Napi::Object& spec) {
     Plan plan;
     int64_t maxSequence = (int64_t) functions.llama_n_seq_max(ctx) - 1;
@@ -521,26 +523,7 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
     plan.threads = (uint32_t) integerProperty(spec, "threads", "spec", 1, 256);
     plan.pinned = !spec.Has("pinned") || spec.Get("pinned").ToBoolean().Value();
 
-    Napi::Value ropeValue = property(spec, "rope", "spec");
-    if (!ropeValue.IsObject())
-        throw Napi::TypeError::New(env, "spec.rope must be an object");
-    Napi::Object rope = ropeValue.As<Napi::Object>();
-    plan.rope.kind = (RopeKind) integerProperty(rope, "kind", "spec.rope", 0, 2);
-    plan.rope.headDim = (int32_t) integerProperty(rope, "headDim", "spec.rope", 1, 1 << 16);
-    plan.rope.nRot = (int32_t) integerProperty(rope, "nRot", "spec.rope", 0, plan.rope.headDim);
-    if (plan.rope.nRot % 2 != 0)
-        throw Napi::RangeError::New(env, "spec.rope.nRot must be even");
-    plan.rope.freqBase = (float) property(rope, "freqBase", "spec.rope").ToNumber().DoubleValue();
-    plan.rope.freqScale = (float) property(rope, "freqScale", "spec.rope").ToNumber().DoubleValue();
-    if (rope.Has("freqFactors") && !rope.Get("freqFactors").IsNull() && !rope.Get("freqFactors").IsUndefined()) {
-        Napi::Value factors = rope.Get("freqFactors");
-        if (!factors.IsTypedArray() || factors.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-            throw Napi::TypeError::New(env, "spec.rope.freqFactors must be a Float32Array or null");
-        Napi::Float32Array array = factors.As<Napi::Float32Array>();
-        if (array.ElementLength() < (size_t) plan.rope.nRot / 2)
-            throw Napi::RangeError::New(env, "spec.rope.freqFactors holds fewer than nRot / 2 values");
-        plan.rope.freqFactors.assign(array.Data(), array.Data() + array.ElementLength());
-    }
+    plan.rope = readRope(env, spec);
 
     Napi::Value layersValue = property(spec, "layers", "spec");
     if (!layersValue.IsArray())
@@ -608,6 +591,135 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
     return plan;
 }
 
+// --- kvDeviation: hkvd's scores, per chunk token: |K_cached moved - K_captured|^2 + |V_cached - V_captured|^2 ---
+
+struct DeviationChunk {
+    int64_t start = 0;        // position of the chunk's first cell once moved
+    uint32_t cellCount = 0;
+    int32_t delta = 0;
+    const uint8_t* k = nullptr;  // cellCount rows
+    const uint8_t* v = nullptr;  // rows, or transposed runs
+};
+
+struct DeviationPlan {
+    const float* capturedK = nullptr;
+    const float* capturedV = nullptr;
+    uint64_t capturedTokens = 0;
+    uint32_t nEmbdK = 0, nEmbdV = 0;
+    int32_t kType = 1, vType = 1;
+    bool vTrans = false;
+    RopeSpec rope;
+    std::vector<DeviationChunk> chunks;
+    uint64_t total = 0;
+};
+
+inline float elementAt(const uint8_t* base, size_t index, int32_t type) {
+    if (type == typeF16) {
+        uint16_t h;
+        std::memcpy(&h, base + 2 * index, 2);
+        return halfToFloat(h);
+    }
+    float f;
+    std::memcpy(&f, base + 4 * index, 4);
+    return f;
+}
+
+class DeviationWorker : public PromiseWorker {
+    public:
+        DeviationWorker(Napi::Env env, const Napi::Object& spec, DeviationPlan plan)
+            : PromiseWorker(env, "WeftKvDeviation"), plan(std::move(plan)), specRef(Napi::Persistent(spec)) {}
+
+    protected:
+        void Run() override {
+            scores.assign(plan.total, 0.0f);
+            std::vector<float> row(plan.nEmbdK);
+            std::vector<uint16_t> halves(plan.nEmbdK);
+            size_t out = 0;
+            const int32_t heads = plan.rope.kind == RopeKind::None ? 0 : (int32_t) (plan.nEmbdK / (uint32_t) plan.rope.headDim);
+            for (const DeviationChunk& chunk : plan.chunks) {
+                std::vector<float> cache;
+                if (plan.rope.kind != RopeKind::None && chunk.delta != 0)
+                    cache = ropeCache(chunk.delta, plan.rope);
+                for (uint32_t c = 0; c < chunk.cellCount; c++, out++) {
+                    const uint64_t pos = (uint64_t) (chunk.start + c);
+                    if (pos >= plan.capturedTokens)
+                        throw std::runtime_error("a chunk cell lies past the captured tokens");
+                    if (plan.kType == typeF16)
+                        halvesToFloats(reinterpret_cast<const uint16_t*>(chunk.k + (size_t) c * plan.nEmbdK * 2), row.data(), plan.nEmbdK);
+                    else
+                        std::memcpy(row.data(), chunk.k + (size_t) c * plan.nEmbdK * 4, (size_t) plan.nEmbdK * 4);
+                    if (!cache.empty()) {
+                        rotateRow(row.data(), heads, plan.rope, cache.data());
+                        // The spliced cache holds the rotated K rounded back to f16: score what attention will see.
+                        if (plan.kType == typeF16) {
+                            floatsToHalves(row.data(), halves.data(), plan.nEmbdK);
+                            halvesToFloats(halves.data(), row.data(), plan.nEmbdK);
+                        }
+                    }
+                    const float* capturedK = plan.capturedK + pos * plan.nEmbdK;
+                    double sum = 0;
+                    for (uint32_t i = 0; i < plan.nEmbdK; i++) {
+                        const float d = row[i] - capturedK[i];
+                        sum += (double) d * d;
+                    }
+                    const float* capturedV = plan.capturedV + pos * plan.nEmbdV;
+                    for (uint32_t i = 0; i < plan.nEmbdV; i++) {
+                        const size_t index = plan.vTrans ? (size_t) i * chunk.cellCount + c : (size_t) c * plan.nEmbdV + i;
+                        const float d = elementAt(chunk.v, index, plan.vType) - capturedV[i];
+                        sum += (double) d * d;
+                    }
+                    scores[out] = (float) sum;
+                }
+            }
+        }
+
+        void OnOK() override {
+            Napi::Env env = Env();
+            Napi::Float32Array result = Napi::Float32Array::New(env, scores.size());
+            if (!scores.empty())
+                std::memcpy(result.Data(), scores.data(), scores.size() * sizeof(float));
+            deferred.Resolve(result);
+        }
+
+    private:
+        DeviationPlan plan;
+        Napi::ObjectReference specRef;
+        std::vector<float> scores;
+};
+
+RopeSpec readRope(Napi::Env env, const Napi::Object& spec) {
+    Napi::Value ropeValue = property(spec, "rope", "spec");
+    if (!ropeValue.IsObject())
+        throw Napi::TypeError::New(env, "spec.rope must be an object");
+    Napi::Object rope = ropeValue.As<Napi::Object>();
+    RopeSpec out;
+    out.kind = (RopeKind) integerProperty(rope, "kind", "spec.rope", 0, 2);
+    out.headDim = (int32_t) integerProperty(rope, "headDim", "spec.rope", 1, 1 << 16);
+    out.nRot = (int32_t) integerProperty(rope, "nRot", "spec.rope", 0, out.headDim);
+    if (out.nRot % 2 != 0)
+        throw Napi::RangeError::New(env, "spec.rope.nRot must be even");
+    out.freqBase = (float) property(rope, "freqBase", "spec.rope").ToNumber().DoubleValue();
+    out.freqScale = (float) property(rope, "freqScale", "spec.rope").ToNumber().DoubleValue();
+    if (rope.Has("freqFactors") && !rope.Get("freqFactors").IsNull() && !rope.Get("freqFactors").IsUndefined()) {
+        Napi::Value factors = rope.Get("freqFactors");
+        if (!factors.IsTypedArray() || factors.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+            throw Napi::TypeError::New(env, "spec.rope.freqFactors must be a Float32Array or null");
+        Napi::Float32Array array = factors.As<Napi::Float32Array>();
+        if (array.ElementLength() < (size_t) out.nRot / 2)
+            throw Napi::RangeError::New(env, "spec.rope.freqFactors holds fewer than nRot / 2 values");
+        out.freqFactors.assign(array.Data(), array.Data() + array.ElementLength());
+    }
+    return out;
+}
+
+const float* floatsOf(const Napi::Value& value, const std::string& what, size_t& length) {
+    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(value.Env(), what + " must be a Float32Array");
+    Napi::Float32Array array = value.As<Napi::Float32Array>();
+    length = array.ElementLength();
+    return array.Data();
+}
+
 } // namespace
 
 Napi::Value SpliceSequenceState(const Napi::CallbackInfo& info) {
@@ -639,4 +751,51 @@ Napi::Value ReleasePinnedScratch(const Napi::CallbackInfo& info) {
     scratch.buffer = nullptr;
     scratch.size = 0;
     return Napi::Number::New(env, (double) freed);
+}
+
+Napi::Value KvDeviation(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return promiseOf(env, [&]() -> Napi::Value {
+        if (!info[0].IsObject())
+            throw Napi::TypeError::New(env, "spec must be an object");
+        Napi::Object spec = info[0].As<Napi::Object>();
+        DeviationPlan plan;
+        plan.nEmbdK = (uint32_t) integerProperty(spec, "nEmbdK", "spec", 1, 1 << 24);
+        plan.nEmbdV = (uint32_t) integerProperty(spec, "nEmbdV", "spec", 1, 1 << 24);
+        plan.kType = (int32_t) integerProperty(spec, "kType", "spec", 0, 1);
+        plan.vType = (int32_t) integerProperty(spec, "vType", "spec", 0, 1);
+        plan.vTrans = property(spec, "vTrans", "spec").ToBoolean().Value();
+        plan.rope = readRope(env, spec);
+        if (plan.rope.kind != RopeKind::None && plan.nEmbdK % (uint32_t) plan.rope.headDim != 0)
+            throw Napi::RangeError::New(env, "spec.nEmbdK is not a whole number of heads");
+        size_t kLength = 0, vLength = 0;
+        plan.capturedK = floatsOf(property(spec, "capturedK", "spec"), "spec.capturedK", kLength);
+        plan.capturedV = floatsOf(property(spec, "capturedV", "spec"), "spec.capturedV", vLength);
+        if (kLength % plan.nEmbdK != 0 || vLength % plan.nEmbdV != 0 || kLength / plan.nEmbdK != vLength / plan.nEmbdV)
+            throw Napi::RangeError::New(env, "spec.capturedK / capturedV do not hold the same whole number of tokens");
+        plan.capturedTokens = kLength / plan.nEmbdK;
+        const size_t kElem = plan.kType == typeF16 ? 2 : 4, vElem = plan.vType == typeF16 ? 2 : 4;
+        Napi::Value chunksValue = property(spec, "chunks", "spec");
+        if (!chunksValue.IsArray())
+            throw Napi::TypeError::New(env, "spec.chunks must be an array");
+        Napi::Array chunks = chunksValue.As<Napi::Array>();
+        for (uint32_t i = 0; i < chunks.Length(); i++) {
+            std::string where = "spec.chunks[" + std::to_string(i) + "]";
+            Napi::Object object = chunks.Get(i).As<Napi::Object>();
+            DeviationChunk chunk;
+            chunk.start = integerProperty(object, "start", where, 0, 1ll << 31);
+            chunk.cellCount = (uint32_t) integerProperty(object, "cellCount", where, 0, 1ll << 31);
+            chunk.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
+            if ((uint64_t) chunk.start + chunk.cellCount > plan.capturedTokens)
+                throw Napi::RangeError::New(env, where + " reaches past the " + std::to_string(plan.capturedTokens) + " captured tokens");
+            chunk.k = bytesOf(property(object, "k", where), (size_t) chunk.cellCount * plan.nEmbdK * kElem, where + ".k");
+            chunk.v = bytesOf(property(object, "v", where), (size_t) chunk.cellCount * plan.nEmbdV * vElem, where + ".v");
+            plan.total += chunk.cellCount;
+            plan.chunks.push_back(chunk);
+        }
+        auto* worker = new DeviationWorker(env, spec, std::move(plan));
+        Napi::Promise promise = worker->Promise();
+        worker->Queue();
+        return promise;
+    });
 }

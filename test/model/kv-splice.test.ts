@@ -5,12 +5,12 @@
 import assert from "node:assert/strict";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {concatBlobs, halfToFloat, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {concatBlobs, f16ToF32, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
 import {
-    getContextSequenceState, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState
+    captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState
 } from "../../main/engine/blend/native-addon.js";
-import {type RopeParams, ropeParamsFromGguf, ropeShiftBody} from "../../main/engine/blend/rope-shift.js";
-import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
+import {type RopeParams, ropeParamsFromGguf, ropeShiftBody, ropeShiftRows} from "../../main/engine/blend/rope-shift.js";
+import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 
 type Setup = {name: string, context: LlamaContext, sequence: LlamaContextSequence};
@@ -130,6 +130,52 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
         const one = await stateOf(setup);
         await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 3});
         assert.deepEqual(await stateOf(setup), one);
+    });
+
+    it("scores hkvd deviation natively as the TypeScript reference does", async (t) => {
+        for (const setup of setups) {
+            const {parts, tokens} = await pieces(setup);
+            const layer = 1;
+            const captured = await captureLayerKV(model, tokens, layer, {contextSize: 64, threads: testThreads, flashAttention: setup === setups[0]});
+            let start = parts[0]!.body.cells.length;
+            const chunks = parts.slice(1).map(({body, delta}) => {
+                const placed = {start, body, delta};
+                start += body.cells.length;
+                return placed;
+            });
+            const first = chunks[0]!.body.layers[layer]!;
+            const scores = await kvDeviation({
+                capturedK: captured.k, capturedV: captured.v, nEmbdK: captured.nEmbdK, nEmbdV: captured.nEmbdV,
+                kType: first.k.type, vType: first.v.type, vTrans: isTransposed(first.v), rope: spliceRopeOf(rope),
+                chunks: chunks.map(({start: at, body, delta}) => {
+                    const rows = body.layers[layer]!;
+                    return {start: at, cellCount: body.cells.length, delta, k: rows.k.rows, v: isTransposed(rows.v) ? rows.v.data : rows.v.rows};
+                })
+            });
+
+            // Reference: rotate K in TypeScript, read V in either layout, sum squared differences.
+            const expected: number[] = [];
+            for (const {start: at, body, delta} of chunks) {
+                const rows = body.layers[layer]!;
+                const k = f16ToF32(new Uint16Array(ropeShiftRows(rows.k, delta, rope).rows.slice().buffer));
+                const v = f16ToF32(new Uint16Array((isTransposed(rows.v) ? rows.v.data : rows.v.rows).slice().buffer));
+                const n = body.cells.length;
+                for (let cell = 0; cell < n; cell++) {
+                    let sum = 0;
+                    for (let i = 0; i < captured.nEmbdK; i++)
+                        sum += (k[cell * captured.nEmbdK + i]! - captured.k[(at + cell) * captured.nEmbdK + i]!) ** 2;
+                    for (let i = 0; i < captured.nEmbdV; i++) {
+                        const value = isTransposed(rows.v) ? v[i * n + cell]! : v[cell * captured.nEmbdV + i]!;
+                        sum += (value - captured.v[(at + cell) * captured.nEmbdV + i]!) ** 2;
+                    }
+                    expected.push(sum);
+                }
+            }
+            assert.equal(scores.length, expected.length);
+            expected.forEach((value, i) => assert.ok(Math.abs(scores[i]! - value) <= 1e-4 * Math.max(1, value), `cell ${i}: ${scores[i]} vs ${value}`));
+            assert.ok(expected.some((value) => value > 1e-3), "chunks computed alone deviate from the whole prefix somewhere");
+            t.diagnostic(`${setup.name}: ${scores.length} scores, max ${Math.max(...expected).toFixed(3)}`);
+        }
     });
 
     it("refuses bad plans with a clear error and the sequence keeps working", async () => {

@@ -2,14 +2,12 @@ import {createHash} from "node:crypto";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
-import {
-    f16ToF32, halfToFloat, isTransposed, type KvBody, type KvRows, type KvTransposed, parseSeqStateMemory, sliceCells
-} from "./kv-blob.js";
-import {captureLayerKV, getContextSequenceState, loadNativeAddon, sequenceIdOf} from "./native-addon.js";
+import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
+import {captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, markTokensEvaluated, sequenceIdOf} from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
-import {type RopeParams, ropeParamsFromGguf, ropeShiftRows} from "./rope-shift.js";
-import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
+import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
+import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
@@ -149,34 +147,6 @@ export async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{bo
     return {body, loadedBytes: 0, hit: false};
 }
 
-/** Per-token squared deviation between two row sets of one layer (K, or V in either layout). */
-function rowOf(rows: KvRows | KvTransposed, cellIndex: number, cellCount: number): Float32Array {
-    if (isTransposed(rows)) {
-        const out = new Float32Array(rows.nEmbd);
-        const view = rows.elemSize === 2 ? new Uint16Array(rows.data.buffer, rows.data.byteOffset, rows.data.byteLength / 2) : null;
-        const f32 = rows.elemSize === 4 ? new Float32Array(rows.data.buffer, rows.data.byteOffset, rows.data.byteLength / 4) : null;
-        for (let d = 0; d < rows.nEmbd; d++) {
-            const at = d * cellCount + cellIndex;
-            out[d] = view != null ? halfToFloat(view[at]!) : f32![at]!;
-        }
-        return out;
-    }
-
-    const bytes = rows.rows.subarray(cellIndex * rows.rowSize, (cellIndex + 1) * rows.rowSize);
-    return rows.type === 1
-        ? f16ToF32(new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)))
-        : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-}
-
-function squaredDistance(a: Float32Array, b: Float32Array, offset: number): number {
-    let sum = 0;
-    for (let i = 0; i < a.length; i++) {
-        const d = a[i]! - b[offset + i]!;
-        sum += d * d;
-    }
-    return sum;
-}
-
 /**
  * Builds the prompt's KV from cached chunk KVs and recomputes a selected set of tokens in one pass
  * (CacheBlend). Needs the scattered-positions patch and the native addon; the caller checks both.
@@ -246,17 +216,23 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         selected = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
     const selectMs = performance.now() - selectStartedAt;
 
+    // The question, all but its last token, joins the same decode: one pass instead of two, and the generator then
+    // evaluates only the last token (with logits) before sampling.
+    const tail = prompt.tokens.slice(tailStart);
+    const tailInBatch = tail.slice(0, -1);
+    const tailPositions = tailInBatch.map((_, index) => tailStart + index);
+
     const recomputeStartedAt = performance.now();
-    const positions = [...new Set([...labelPositions, ...selected])].sort((a, b) => a - b);
+    const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
     await recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []);
+    markTokensEvaluated(blend.sequence, tailInBatch);
     const recomputeMs = performance.now() - recomputeStartedAt;
 
     const recomputedTokens = selected.length;
-    const tail = prompt.tokens.slice(tailStart);
     return {
         strategy,
         ratio: strategy === "naive" ? 0 : ratio,
-        tokensToEvaluate: tail,
+        tokensToEvaluate: tail.slice(tailInBatch.length),
         reusedTokens: chunkTokenCount - recomputedTokens,
         recomputedTokens,
         freshTokens: headerEnd + labelPositions.length + tail.length,
@@ -280,26 +256,37 @@ async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks:
         threads: blend.threads,
         flashAttention: blend.flashAttention
     });
-    const scored: Array<{pos: number, deviation: number}> = [];
-    for (const {start, body} of chunks) {
-        const layer = body.layers[selectionLayer];
-        if (layer == null)
-            continue;
+    const placed = chunks.filter(({body}) => body.layers[selectionLayer] != null && body.cells.length > 0);
+    if (placed.length === 0)
+        return [];
 
-        // Cells are in position order (chunkKv checks), so cell c sits at start + c once moved.
-        const k = ropeShiftRows(layer.k, start - 1, blend.rope);
-        const cellCount = body.cells.length;
-        for (let cell = 0; cell < cellCount; cell++) {
-            const pos = start + cell;
-            scored.push({
-                pos,
-                deviation: squaredDistance(rowOf(k, cell, cellCount), captured.k, pos * captured.nEmbdK) +
-                    squaredDistance(rowOf(layer.v, cell, cellCount), captured.v, pos * captured.nEmbdV)
-            });
-        }
-    }
+    const first = placed[0]!.body.layers[selectionLayer]!;
+    const scores = await kvDeviation({
+        capturedK: captured.k,
+        capturedV: captured.v,
+        nEmbdK: captured.nEmbdK,
+        nEmbdV: captured.nEmbdV,
+        kType: first.k.type,
+        vType: first.v.type,
+        vTrans: isTransposed(first.v),
+        rope: spliceRopeOf(blend.rope),
+        // Cells are in position order (chunkKv checks), so cell c sits at start + c once moved by start - 1.
+        chunks: placed.map(({start, body}) => {
+            const layer = body.layers[selectionLayer]!;
+            return {
+                start, cellCount: body.cells.length, delta: start - 1, k: layer.k.rows,
+                v: isTransposed(layer.v) ? layer.v.data : layer.v.rows
+            };
+        })
+    });
 
-    return scored.sort((a, b) => b.deviation - a.deviation).slice(0, budget).map((entry) => entry.pos);
+    const positions = new Int32Array(scores.length);
+    let at = 0;
+    for (const {start, body} of placed)
+        for (let cell = 0; cell < body.cells.length; cell++)
+            positions[at++] = start + cell;
+    const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
+    return order.slice(0, budget).map((index) => positions[index]!);
 }
 
 /** Removes the cells at `positions` (where they exist) and decodes those tokens again, in as few decodes as the batch allows. */

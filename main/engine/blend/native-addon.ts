@@ -100,6 +100,20 @@ export type SpliceResult = {
     pinned: boolean
 };
 
+/** hkvd's scoring input: the capture of the whole prefix and each chunk's cached rows of the same layer. */
+export type DeviationSpec = {
+    capturedK: Float32Array,
+    capturedV: Float32Array,
+    nEmbdK: number,
+    nEmbdV: number,
+    kType: number,
+    vType: number,
+    vTrans: boolean,
+    rope: SpliceRope,
+    /** `start`: position of the chunk's first cell once moved; `delta`: the K rotation that moves it there. */
+    chunks: Array<{start: number, cellCount: number, delta: number, k: Uint8Array, v: Uint8Array}>
+};
+
 export type LlamaFunctionsReport = {ok: boolean, missing: string[], library: string | null};
 
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
@@ -110,6 +124,8 @@ export interface WeftNativeAddon {
     setSequenceState(context: ContextHandle, seqId: number, state: Uint8Array): Promise<number>;
     /** Builds one state from `spec.parts` (K rotated by each part's delta) and loads it into the sequence. */
     spliceSequenceState(context: ContextHandle, seqId: number, spec: SpliceSpec): Promise<SpliceResult>;
+    /** Per chunk cell, in chunk order: squared distance of its moved cached K/V from the captured K/V at its position. */
+    kvDeviation(spec: DeviationSpec): Promise<Float32Array>;
     /** Frees the pinned host buffer spliceSequenceState keeps between calls; returns its size in bytes. */
     releasePinnedScratch(): number;
     captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
@@ -277,6 +293,21 @@ export async function spliceSequenceState(sequence: LlamaContextSequence, spec: 
         return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
             () => addon.spliceSequenceState(contextHandleOf(context), sequenceId, spec));
     });
+}
+
+/** hkvd's deviation scores, natively (see {@link DeviationSpec}). */
+export async function kvDeviation(spec: DeviationSpec): Promise<Float32Array> {
+    return requireAddon().kvDeviation(spec);
+}
+
+/**
+ * Tells node-llama-cpp that the sequence now also holds `tokens` after the ones it knew of, evaluated outside its
+ * API (the blend's recompute decode), so its next evaluation continues after them.
+ */
+export function markTokensEvaluated(sequence: LlamaContextSequence, tokens: readonly Token[]): void {
+    const internals = sequence as unknown as SequenceInternals;
+    internals._contextTokens = [...internals._contextTokens, ...tokens];
+    internals._nextTokenIndex = internals._contextTokens.length;
 }
 
 async function replaceSequenceKv<T>(sequence: LlamaContextSequence, tokens: readonly Token[], load: (sequenceId: number) => Promise<T>): Promise<T> {
