@@ -1,5 +1,6 @@
 import {
-    EngineError, type ChatEvent, type EngineClient, type EngineErrorShape, type IngestEvent, type StreamHandle
+    EngineError, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type EngineClient, type EngineErrorShape, type EngineStatus,
+    type IngestEvent, type StreamHandle
 } from "../main/contract/index.js";
 import type {AppStore, EngineActions, Ingest, Turn} from "./store/index.js";
 import type {ConnectionSource} from "./transport/connection.js";
@@ -23,6 +24,7 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
     let ingestRun = 0;
     let ingestStream: StreamHandle | null = null;
     let folderLoadFailed = false;
+    let warmStream: StreamHandle | null = null;
 
     const notify = (message: string) => store.setState({notice: {id: ++noticeId, message}});
 
@@ -30,15 +32,18 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
         turns: state.turns.map((turn) => (turn.id === id ? {...turn, ...update(turn)} : turn))
     }));
 
+    /** The warming status inside a getStatus reply; the event stream, when it runs, is newer. */
+    const warmFrom = (status: EngineStatus) => (warmStream === null ? {cacheWarm: status.cacheWarm} : {});
+
     const refreshStatus = async () => {
         const status = await client.getStatus({});
-        store.setState({status, activeModelId: status.activeModelId});
+        store.setState({status, activeModelId: status.activeModelId, ...warmFrom(status)});
     };
 
     const refresh = async () => {
         try {
             const [status, models] = await Promise.all([client.getStatus({}), client.listModels({})]);
-            store.setState({status, models, modelsLoaded: true, activeModelId: status.activeModelId});
+            store.setState({status, models, modelsLoaded: true, activeModelId: status.activeModelId, ...warmFrom(status)});
         } catch (error) {
             // A lost connection is already on screen; anything else deserves a banner.
             if (connection.get().kind === "open")
@@ -137,18 +142,43 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
         }
     };
 
-    const unsubscribe = connection.subscribe((state) => {
-        store.setState({connection: state});
-        if (state.kind === "open") {
-            void refresh();
-            void loadFolders();
+    /** Follows background cache warming; a lost connection ends the stream, and the next open starts another. */
+    const watchCacheWarm = () => {
+        warmStream?.cancel();
+        const stream: StreamHandle = client.watchCacheWarm({}, (event: CacheWarmEvent) => {
+            if (event.type === "status")
+                store.setState({cacheWarm: event.status});
+            else if (warmStream === stream)
+                warmStream = null;
+        });
+        warmStream = stream;
+    };
+
+    const setWarmState = async (call: () => Promise<CacheWarmStatus>, what: string) => {
+        store.setState({cacheWarmBusy: true});
+        try {
+            store.setState({cacheWarm: await call()});
+        } catch (error) {
+            notify(`Could not ${what} preparing the KV caches: ${messageOf(error)}`);
+        } finally {
+            store.setState({cacheWarmBusy: false});
         }
-    });
-    // IPC is open from the start and never announces it.
-    if (connection.get().kind === "open") {
+    };
+
+    const onOpen = () => {
         void refresh();
         void loadFolders();
-    }
+        watchCacheWarm();
+    };
+
+    const unsubscribe = connection.subscribe((state) => {
+        store.setState({connection: state});
+        if (state.kind === "open")
+            onOpen();
+    });
+    // IPC is open from the start and never announces it.
+    if (connection.get().kind === "open")
+        onOpen();
 
     return {
         refresh,
@@ -249,10 +279,15 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
             await loadFolders();
         },
 
+        pauseCacheWarm: () => setWarmState(() => client.pauseCacheWarm({}), "pause"),
+
+        resumeCacheWarm: () => setWarmState(() => client.resumeCacheWarm({}), "resume"),
+
         dispose() {
             unsubscribe();
             activeStream?.cancel();
             ingestStream?.cancel();
+            warmStream?.cancel();
         }
     };
 }

@@ -2,6 +2,7 @@ import {createContext, useContext} from "react";
 import {useStore} from "zustand";
 import {createStore, type StoreApi} from "zustand/vanilla";
 import type {ConnectionSource} from "../transport/connection.js";
+import {createCacheWarmSlice} from "./cache-warm-slice.js";
 import {createChatSlice} from "./chat-slice.js";
 import {createConnectionSlice} from "./connection-slice.js";
 import {createLibrarySlice} from "./library-slice.js";
@@ -20,7 +21,8 @@ export function createAppStore(connection: ConnectionSource, engine: () => Engin
         ...createConnectionSlice(connection, engine)(...a),
         ...createModelsSlice(engine)(...a),
         ...createChatSlice(engine)(...a),
-        ...createLibrarySlice(engine)(...a)
+        ...createLibrarySlice(engine)(...a),
+        ...createCacheWarmSlice(engine)(...a)
     }));
 }
 

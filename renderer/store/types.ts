@@ -1,6 +1,6 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo, Strategy
+    AnswerStats, CacheStats, CacheWarmStatus, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo, Strategy
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -17,6 +17,8 @@ export interface EngineActions {
     ingestFolder(path: string): boolean;
     cancelIngest(): void;
     removeFolder(id: string): Promise<void>;
+    pauseCacheWarm(): Promise<void>;
+    resumeCacheWarm(): Promise<void>;
 }
 
 export type ConnectionSlice = {
@@ -110,6 +112,16 @@ export type LibrarySlice = {
     dismissLibraryError(): void;
 };
 
-export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice;
+/** The engine computing chunk KV caches in the background (after ingests and model changes), as the library panel shows it. */
+export type CacheWarmSlice = {
+    /** The latest status the engine pushed (watchCacheWarm) or reported (getStatus); null until the first one. */
+    cacheWarm: CacheWarmStatus | null;
+    /** A pause or resume is in flight. */
+    cacheWarmBusy: boolean;
+    pauseCacheWarm(): void;
+    resumeCacheWarm(): void;
+};
+
+export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice & CacheWarmSlice;
 
 export type SliceCreator<T> = StateCreator<AppState, [], [], T>;
