@@ -124,7 +124,10 @@ export class CacheWarmer {
         this.stopping.abort();
         this.wake();
         await this.loop;
-        this.changed();
+        if (this.phase === "running")
+            this.finish("idle", "stopped: the engine closed");
+        else
+            this.changed();
     }
 
     private get stopped(): boolean {
@@ -165,7 +168,8 @@ export class CacheWarmer {
     }
 
     private async pass(): Promise<void> {
-        if (!await this.untilUnpaused())
+        // Not awaiting when there is nothing to wait for makes the status say "running" as soon as a pass is asked for.
+        if (this.paused && !await this.untilUnpaused())
             return;
 
         const modelId = this.host.activeModelId();

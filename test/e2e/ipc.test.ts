@@ -28,6 +28,28 @@ const fakePreload = `(() => {
          errors: [{path: "/docs/handbook/old/scan.pdf", reason: "corrupt PDF: Invalid PDF structure."}]}
     ];
     const reject = (code, message) => Promise.reject(new Error(JSON.stringify({code, message})));
+    // Background KV cache warming: a pass of one chunk every 40 ms starts when an ingest finishes.
+    let warm = {state: "idle", modelId: null, done: 0, total: 0, computed: 0, failed: 0};
+    let warmPaused = false;
+    let warmTimer = null;
+    const warmListeners = new Set();
+    const setWarm = (patch) => {
+        warm = {...warm, ...patch};
+        warmListeners.forEach((listener) => listener({type: "status", status: warm}));
+    };
+    const startWarm = (total) => {
+        clearInterval(warmTimer);
+        setWarm({state: warmPaused ? "paused" : "running", modelId: active, done: 0, total, computed: 0, failed: 0});
+        warmTimer = setInterval(() => {
+            if (warmPaused)
+                return;
+            if (warm.done === warm.total) {
+                clearInterval(warmTimer);
+                return setWarm({state: "idle"});
+            }
+            setWarm({done: warm.done + 1, computed: warm.computed + 1});
+        }, 40);
+    };
     const stats = (completionTokens, cancelled) => ({
         backend: "cuda", modelId: active, strategy: "full", promptTokens: 7, reusedTokens: 2, recomputedTokens: 1,
         freshTokens: 4, completionTokens, modelLoadMs: 0, retrievalMs: 1.5, prefillMs: 2, ttftMs: 9, totalMs: 40,
@@ -37,7 +59,7 @@ const fakePreload = `(() => {
     });
     window.weft = {
         getStatus: async () => ({version: "0.0.0-test", backend: "cuda", threads: 4, dataDir: "/data",
-                                 activeModelId: active, embeddingModelId: null, loadedModelId: active}),
+                                 activeModelId: active, embeddingModelId: null, loadedModelId: active, cacheWarm: warm}),
         listModels: async () => models,
         addModel: (input) => reject("model_invalid", "not a GGUF file: " + input.path),
         removeModel: async () => ({removed: false}),
@@ -68,6 +90,8 @@ const fakePreload = `(() => {
                     files: done, chunks: done * 3, skipped: [], errors: []
                 }];
                 onEvent({type: "done", summary: summary(), cancelled});
+                if (!cancelled)
+                    startWarm(done * 3);
             };
             const timer = setInterval(() => {
                 if (stopped)
@@ -81,6 +105,26 @@ const fakePreload = `(() => {
             onEvent({type: "progress", progress: {filesDone: 0, filesTotal: total, chunks: 0, bytes: 0, filesPerSecond: 0,
                 bytesPerSecond: 0, currentPath: null}});
             return {cancel() { stopped = true; }};
+        },
+        pauseCacheWarm: async () => {
+            warmPaused = true;
+            if (warm.state !== "unavailable")
+                setWarm({state: "paused"});
+            return warm;
+        },
+        resumeCacheWarm: async () => {
+            warmPaused = false;
+            if (warm.state === "paused")
+                setWarm({state: warm.done < warm.total ? "running" : "idle"});
+            return warm;
+        },
+        watchCacheWarm: (input, onEvent) => {
+            warmListeners.add(onEvent);
+            setTimeout(() => onEvent({type: "status", status: warm}), 0);
+            return {cancel() {
+                if (warmListeners.delete(onEvent))
+                    onEvent({type: "done"});
+            }};
         },
         chat: (input, onEvent) => {
             if (input.question.includes("fail")) {
@@ -262,6 +306,39 @@ describe("chat in Electron's renderer (window.weft)", () => {
             await library.pressShortcut();
             await library.panel.waitFor();
             assert.equal(await library.folderRows.count(), 1);
+        });
+    });
+
+    it("shows the KV caches being prepared after an ingest, with pause and resume", {timeout: 60_000}, async () => {
+        await withPage(async (page) => {
+            const chat = new ChatPage(page);
+            const library = new LibraryPage(page);
+            await chat.open(`${origin}/`);
+            await chat.waitUntilConnected();
+            await library.open();
+            assert.equal(await library.cacheWarm.count(), 0, "nothing to show while no caches are being prepared");
+
+            const run = await library.addFolder("/docs/papers");
+            assert.equal((await library.waitForIngestEnd(run)).state, "done");
+            await library.cacheWarmIn("running").waitFor();
+            assert.match((await library.cacheWarm.textContent()) ?? "", /Preparing KV caches: \d+\/60/);
+            assert.equal(await library.cacheWarm.getByRole("progressbar").getAttribute("aria-valuemax"), "60");
+            assert.equal(await library.cacheWarmToggle.textContent(), "Pause");
+            await page.screenshot({path: path.join(repoRoot, "test/.tmp/screenshots/library-cache-warm.png")});
+
+            await library.cacheWarmToggle.click();
+            await library.cacheWarmIn("paused").waitFor();
+            assert.equal(await library.cacheWarmToggle.textContent(), "Resume");
+            assert.match((await library.cacheWarm.textContent()) ?? "", /paused/);
+            const doneWhenPaused = Number(await library.cacheWarm.getAttribute("data-done"));
+            assert.ok(doneWhenPaused < 60, `${doneWhenPaused} of 60 when paused`);
+            await page.waitForTimeout(300);
+            assert.equal(Number(await library.cacheWarm.getAttribute("data-done")), doneWhenPaused, "no progress while paused");
+
+            await library.cacheWarmToggle.click();
+            await library.cacheWarmIn("running").waitFor();
+            // Finished: the section goes away.
+            await library.cacheWarm.waitFor({state: "detached"});
         });
     });
 });

@@ -8,7 +8,7 @@ import {setTimeout as delay} from "node:timers/promises";
 import vm from "node:vm";
 import {build} from "esbuild";
 import {
-    type ChatEvent, type EngineApi, ipcChannels, type PreloadApi, preloadGlobalName, rpcNames, streamNames
+    type CacheWarmEvent, CacheWarmStatus, type ChatEvent, type EngineApi, ipcChannels, type PreloadApi, preloadGlobalName, rpcNames, streamNames
 } from "../../main/contract/index.js";
 import {createIpcHandlers, type IpcEnvelope, type IpcHandlers, type IpcSender, type StreamEventMessage} from "../../main/electron/ipc.js";
 import {Engine} from "../../main/engine/engine.js";
@@ -224,6 +224,26 @@ describe("Electron IPC handlers (real engine, no model)", () => {
             assert.deepEqual(await api.listModels({}), []);
             assert.equal((await rejectionShape(api.addModel({path: notAModel}))).code, "model_invalid");
             assert.equal((await rejectionShape(api.addModel({path: ""}))).code, "bad_request");
+        });
+
+        it("pauses and resumes cache warming, and streams its status until cancelled", async () => {
+            const events: CacheWarmEvent[] = [];
+            let handle!: {cancel(): void};
+            const ended = new Promise<void>((resolve) => {
+                handle = api.watchCacheWarm({}, (event) => {
+                    events.push(event);
+                    if (event.type === "status" && event.status.state === "paused")
+                        handle.cancel();
+                    if (event.type === "done" || event.type === "error")
+                        resolve();
+                });
+            });
+            assert.equal((await api.pauseCacheWarm({})).state, "paused");
+            await ended;
+            assert.equal((await api.getStatus({})).cacheWarm.state, "paused");
+            assert.equal((await api.resumeCacheWarm({})).state, "idle");
+            assert.equal(events.at(-1)?.type, "done");
+            assert.ok(events.every((event) => event.type !== "status" || CacheWarmStatus.safeParse(event.status).success));
         });
 
         it("streams a chat to its terminal event", async () => {

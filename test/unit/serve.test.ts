@@ -3,7 +3,7 @@ import {mkdir, writeFile} from "node:fs/promises";
 import {request} from "node:http";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
-import {apiSocketPath} from "../../main/contract/index.js";
+import {apiSocketPath, CacheWarmStatus} from "../../main/contract/index.js";
 import {Engine} from "../../main/engine/engine.js";
 import {type RunningServer, startServer} from "../../main/serve/server.js";
 import {makeTempDir} from "../helpers/paths.js";
@@ -110,6 +110,33 @@ describe("weft serve transport (no model)", () => {
 
             // Still serving after all of that.
             assert.equal((await socket.call(8, "listModels", {})).type, "result");
+        } finally {
+            socket.close();
+        }
+    });
+
+    it("serves background cache warming: pause, resume and the watchCacheWarm stream", async () => {
+        const socket = await TestSocket.connect(socketUrl);
+        try {
+            socket.send({type: "stream", id: 1, method: "watchCacheWarm", input: {}});
+            const first = await socket.waitFor((message) => message.id === 1 && message.type === "event");
+            const status = CacheWarmStatus.parse((first as {event: {status: unknown}}).event.status);
+            assert.equal(status.state, "idle");
+
+            const paused = await socket.call(2, "pauseCacheWarm", {});
+            assert.equal(CacheWarmStatus.parse((paused as {output: unknown}).output).state, "paused");
+            // The stream reports the change.
+            await socket.waitFor((message) => message.id === 1 && message.type === "event" &&
+                (message.event as {status?: {state: string}}).status?.state === "paused");
+            const statusCall = await socket.call(3, "getStatus", {});
+            assert.equal((statusCall as {output: {cacheWarm: {state: string}}}).output.cacheWarm.state, "paused");
+
+            const resumed = await socket.call(4, "resumeCacheWarm", {});
+            assert.equal(CacheWarmStatus.parse((resumed as {output: unknown}).output).state, "idle");
+
+            socket.send({type: "cancel", id: 1});
+            await socket.waitForStreamEnd(1);
+            assert.equal(socket.eventsOf(1).at(-1)?.type, "done");
         } finally {
             socket.close();
         }

@@ -18,6 +18,9 @@ export class LibraryPage {
     public readonly ingestError: Locator;
     public readonly libraryError: Locator;
     public readonly empty: Locator;
+    /** Background KV cache preparation (shown while it runs or is paused). */
+    public readonly cacheWarm: Locator;
+    public readonly cacheWarmToggle: Locator;
 
     public constructor(public readonly page: Page) {
         this.toggle = page.getByTestId("library-toggle");
@@ -30,6 +33,13 @@ export class LibraryPage {
         this.ingestError = page.getByTestId("ingest-error");
         this.libraryError = page.getByTestId("library-error");
         this.empty = page.getByTestId("library-empty");
+        this.cacheWarm = page.getByTestId("cache-warm");
+        this.cacheWarmToggle = page.getByTestId("cache-warm-toggle");
+    }
+
+    /** The KV cache preparation section in one state ("running" or "paused"). */
+    public cacheWarmIn(state: "running" | "paused"): Locator {
+        return this.page.locator(`[data-testid="cache-warm"][data-state="${state}"]`);
     }
 
     public async isOpen(): Promise<boolean> {
