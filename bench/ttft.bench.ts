@@ -23,13 +23,18 @@ const args = benchArgs({
     runs: {type: "string", default: "3"},
     threads: {type: "string", default: process.env.WEFT_THREADS ?? "1"},
     "chunk-tokens": {type: "string", default: "512"},
-    layers: {type: "string", default: "8"}
+    layers: {type: "string", default: "8"},
+    /** As the app sets it (auto) unless given: on | off. */
+    "flash-attention": {type: "string", default: "auto"}
 });
 const sizes = args.sizes.split(",").map((value) => Number.parseInt(value, 10));
 const runs = Number.parseInt(args.runs, 10);
 const threads = Number.parseInt(args.threads, 10);
 const chunkTokens = Number.parseInt(args["chunk-tokens"], 10);
 const layers = Number.parseInt(args.layers, 10);
+const flashAttentionArg = args["flash-attention"];
+if (!["auto", "on", "off"].includes(flashAttentionArg))
+    throw new Error("--flash-attention must be auto, on or off");
 if (sizes.some((size) => !(size >= 256)) || !(runs >= 1) || !(threads >= 1) || !(chunkTokens >= 16) || !(layers >= 2))
     throw new Error("--sizes must be integers >= 256; --runs, --threads, --chunk-tokens and --layers (>= 2) positive integers");
 
@@ -116,7 +121,9 @@ await withTempDir("ttft", async (dir) => {
     const model = await llama.loadModel({modelPath});
     const contextSize = Math.max(...sizes) + 64;
     // As the app creates it (llama-runtime.ts): default batch size and flash attention setting.
-    const context = await model.createContext({contextSize, threads, sequences: 1});
+    const context = await model.createContext({
+        contextSize, threads, sequences: 1, ...(flashAttentionArg !== "auto" ? {flashAttention: flashAttentionArg === "on"} : {})
+    });
     const sequence = context.getSequence();
     // The app's budgets (engine.ts): a 1 GiB RAM tier keeps every chunk of these contexts in RAM.
     const cache = await ChunkKvCache.open({dataDir: path.join(dir, "data"), ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
@@ -125,7 +132,7 @@ await withTempDir("ttft", async (dir) => {
         throw new Error(`blend path unavailable: ${opened}`);
     const blend: BlendContext = opened;
     log(`model ${path.basename(modelPath)}, context ${context.contextSize} tokens, batch ${context.batchSize}, ` +
-        `flash attention ${context.flashAttention}, threads ${threads}`);
+        `flash attention ${context.flashAttention} (${blend.flashAttention ? "on" : "off"}), threads ${threads}`);
 
     const report = new Report("ttft", [
         {key: "tokens", header: "tokens"},
@@ -241,7 +248,8 @@ await withTempDir("ttft", async (dir) => {
 
     report.note("");
     report.note(`model ${path.basename(modelPath)} (${layers === 8 ? "bench-8x512 weights: " : ""}${layers} layers x 512, f16, llama-spm vocab; context_length 16384); ` +
-        `${cpuModel()}, ${os.availableParallelism()} cores, threads ${threads}; median of ${runs} runs, interleaved.`);
+        `${cpuModel()}, ${os.availableParallelism()} cores, threads ${threads}, flash attention ${blend.flashAttention ? "on" : "off"}` +
+        `${flashAttentionArg === "auto" ? " (auto, as the app)" : ""}, batch ${context.batchSize}; median of ${runs} runs, interleaved.`);
     report.note("TTFT = prepare (clear or load KV, select, recompute) + evaluate the rest of the prompt with logits on its last token. " +
         "load = chunk KVs from the RAM tier + RoPE shift + header + splice into the sequence; question = evaluating the tail " +
         "(all of the prompt for full and prefix); other = the rest of prepare (clearing, bookkeeping).");

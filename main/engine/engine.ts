@@ -1,7 +1,6 @@
-import {createHash} from "node:crypto";
-import {mkdir, stat} from "node:fs/promises";
+import {mkdir} from "node:fs/promises";
 import {setTimeout as delay} from "node:timers/promises";
-import type {Llama, LlamaModel, Token} from "node-llama-cpp";
+import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
     type AnswerStats, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
     EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
@@ -10,7 +9,7 @@ import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
 import path from "node:path";
-import {type BlendContext, chunkKv, openBlendContext, prepareBlend, promptFormatVersion} from "./blend/blend.js";
+import {type BlendContext, chunkCachedOnDisk, chunkKv, openBlendContext, prepareBlend} from "./blend/blend.js";
 import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
@@ -27,17 +26,6 @@ import {loadSettings, resolveThreads, saveSettings, type Settings} from "./setti
 
 /** The shortest gap between two `watchCacheWarm` events. */
 const cacheWarmEventMs = 150;
-
-/**
- * Whether a chunk's cache file exists, without reading it. The key's chunk hash is computed as blend.ts's chunkKv
- * computes it; were the two ever to differ this only answers "no", and chunkKv (which looks the chunk up properly)
- * runs instead.
- */
-async function chunkCachedOnDisk(blend: BlendContext, tokens: readonly Token[]): Promise<boolean> {
-    const chunkHash = createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
-    const file = blend.cache.pathOf({fingerprint: blend.fingerprint, chunkHash, promptFormatVersion});
-    return stat(file).then((info) => info.isFile() && info.size > 0, () => false);
-}
 
 export type EngineOptions = {
     dataDir: string;

@@ -1,4 +1,5 @@
 import {createHash} from "node:crypto";
+import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
@@ -112,6 +113,16 @@ async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBo
     return state.body;
 }
 
+/** The chunk cache's key for a chunk's tokens under this model and context settings. */
+function chunkKey(blend: BlendContext, tokens: readonly Token[]) {
+    return {fingerprint: blend.fingerprint, chunkHash: chunkKeyHash(tokens), promptFormatVersion};
+}
+
+/** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
+export async function chunkCachedOnDisk(blend: BlendContext, tokens: readonly Token[]): Promise<boolean> {
+    return stat(blend.cache.pathOf(chunkKey(blend, tokens))).then((info) => info.isFile() && info.size > 0, () => false);
+}
+
 /** The header's KV, evaluated once per distinct header (it is the same for every question). */
 async function headerKv(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
     const key = chunkKeyHash(tokens);
@@ -130,7 +141,7 @@ async function headerKv(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
  * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint.
  */
 export async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
-    const key = {fingerprint: blend.fingerprint, chunkHash: chunkKeyHash(tokens), promptFormatVersion};
+    const key = chunkKey(blend, tokens);
     const found = await blend.cache.get(key);
     if (found.hit)
         return {body: found.body, loadedBytes: found.bytes, hit: true};
@@ -305,9 +316,12 @@ async function recomputeAt(blend: BlendContext, seqId: number, positions: number
         index = end;
     }
 
-    const batchSize = blend.context.batchSize;
-    for (let start = 0; start < positions.length; start += batchSize) {
-        const part = positions.slice(start, start + batchSize);
+    // Equal pieces rather than full ones and a remainder: llama.cpp's CPU flash-attention kernel takes a much slower
+    // path for fewer than 64 query rows (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
+    const pieces = Math.ceil(positions.length / blend.context.batchSize);
+    const pieceSize = Math.ceil(positions.length / pieces);
+    for (let start = 0; start < positions.length; start += pieceSize) {
+        const part = positions.slice(start, start + pieceSize);
         ctx.initBatch(part.length);
         for (let index = 0; index < part.length;) {
             let end = index + 1;
