@@ -195,8 +195,19 @@ async function firstToken(seq: LlamaContextSequence, tokens: Token[]): Promise<v
     }
 }
 
-type Variant = {strategy: "full" | BlendStrategy, ratio: number};
-const variants: Variant[] = [{strategy: "full", ratio: 0}, {strategy: "naive", ratio: 0}, {strategy: "chunk-head", ratio}, {strategy: "hkvd", ratio}];
+/** The native splice's share of load: state MiB, build ms (rotation and copies on the CPU), set ms (llama_state_seq_set_data, host to device) and its GB/s. */
+function spliceColumns(preps: PreparedPrompt[]): Record<string, string | number> {
+    const splices = preps.map((p) => p.splice).filter((s) => s != null);
+    if (splices.length === 0)
+        return {spliceMiB: NaN, buildMs: NaN, setMs: NaN, setGBps: NaN, pinned: "-"};
+    const setMs = median(splices.map((s) => s.setMs)), blob = splices[0]!.blobBytes;
+    return {spliceMiB: blob / 2 ** 20, buildMs: median(splices.map((s) => s.buildMs)), setMs, setGBps: blob / 1e9 / (setMs / 1000),
+        pinned: splices[0]!.pinned ? "yes" : "no"};
+}
+
+type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean};
+const variants: Variant[] = [{strategy: "full", ratio: 0}, {strategy: "naive", ratio: 0}, {strategy: "naive", ratio: 0, pinned: false},
+    {strategy: "chunk-head", ratio}, {strategy: "hkvd", ratio}];
 const rows: Array<Record<string, string | number>> = [];
 let skipped = 0;
 for (const size of sizes) {
@@ -226,6 +237,7 @@ for (const size of sizes) {
             continue;
         }
         const runs: Array<{ttft: number, prep: PreparedPrompt}> = [];
+        blend.pinned = variant.pinned ?? true;
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
@@ -243,10 +255,12 @@ for (const size of sizes) {
         const recompute = median(runs.map((r) => r.prep.recomputeMs));
         const bytes = runs[0]!.prep.kvBytesLoaded;
         const row = {
-            card: a.card!, strategy: variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`,
+            card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
+                (variant.pinned === false ? " (pageable)" : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,
             kvGBps: bytes > 0 && load > 0 ? bytes / 1e9 / (load / 1000) : NaN, runs: runs.length,
+            ...spliceColumns(runs.map((r) => r.prep)),
             ttftRuns: runs.map((r) => Math.round(r.ttft * 10) / 10).join(" ")
         };
         rows.push(row);
@@ -256,10 +270,11 @@ for (const size of sizes) {
 }
 
 const head = ["card", "strategy", "context tokens", "TTFT ms", "ratio to full", "load ms", "select ms", "recompute ms", "rest ms",
-    "recomputed", "KV MiB", "KV GB/s"];
-const keys = ["card", "strategy", "context", "ttftMs", "ratioToFull", "loadMs", "selectMs", "recomputeMs", "restMs", "recomputed", "kvMiB", "kvGBps"];
+    "recomputed", "KV MiB", "KV GB/s", "state MiB", "build ms", "set ms", "set GB/s", "pinned"];
+const keys = ["card", "strategy", "context", "ttftMs", "ratioToFull", "loadMs", "selectMs", "recomputeMs", "restMs", "recomputed", "kvMiB", "kvGBps",
+    "spliceMiB", "buildMs", "setMs", "setGBps", "pinned"];
 const fmt = (v: string | number, k: string) => typeof v === "string" ? v : Number.isNaN(v) ? "-"
-    : k === "ratioToFull" ? v.toFixed(3) : k === "kvGBps" ? v.toFixed(2) : k === "context" || k === "recomputed" ? String(v) : v.toFixed(1);
+    : k === "ratioToFull" ? v.toFixed(3) : k === "kvGBps" || k === "setGBps" ? v.toFixed(2) : k === "context" || k === "recomputed" ? String(v) : v.toFixed(1);
 const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`,
     ...rows.map((r) => `| ${keys.map((k) => fmt(r[k]!, k)).join(" | ")} |`)];
 console.log(lines.join("\n"));
@@ -267,7 +282,9 @@ if (skipped > 0)
     console.log(`\n${skipped} size(s)/strategies skipped: the run reached its deadline.`);
 console.log(`\nmodel load ${modelLoadMs.toFixed(0)} ms; median of up to ${reps} runs after 1 warm-up (runs per row in the JSON); TTFT = prepare + evaluate the rest + first token; ` +
     "rest = TTFT - load - select - recompute (header/tail evaluation, first token); KV GB/s = chunk KV bytes served from the RAM tier / load ms " +
-    "(load covers cache lookup, RoPE shift in TS, header evaluation, blob concat and the native set-state).");
+    "(load covers the cache lookup and the native splice: build = K rotation and copies into one state buffer on the CPU, " +
+    "set = llama_state_seq_set_data loading it, host to device; pinned = the buffer is the GPU backend's pinned host memory; " +
+    "(pageable) = the same naive run with an ordinary malloc'd buffer).");
 if (a.out) {
     await writeFile(`${a.out}.md`, lines.join("\n") + "\n");
 }

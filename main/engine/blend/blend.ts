@@ -26,6 +26,8 @@ export type BlendContext = {
     flashAttention: boolean;
     /** The prompt header's KV (the same for every question), by token hash; a few entries. */
     headers: Map<string, KvBody>;
+    /** Build the spliced state in pinned host memory when a GPU backend is loaded (default; benchmarks turn it off to compare). */
+    pinned?: boolean;
 };
 
 /**
@@ -195,10 +197,14 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     }
 
     const prefixTokens = prompt.tokens.slice(0, tailStart);
+    let splice: PreparedPrompt["splice"];
     if (parts.every((part) => part.body.cells.length === 0))
         await blend.sequence.clearHistory();
-    else
-        await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope, {threads: blend.threads, nStream: header.nStream});
+    else {
+        const {blobBytes, buildMs, setMs, pinned} = await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
+            {threads: blend.threads, nStream: header.nStream, pinned: blend.pinned ?? true});
+        splice = {blobBytes, buildMs, setMs, pinned};
+    }
     const kvLoadMs = performance.now() - loadStartedAt;
 
     // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
@@ -250,7 +256,8 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         kvBytesLoaded,
         kvLoadMs,
         selectMs,
-        recomputeMs
+        recomputeMs,
+        ...(splice != null ? {splice} : {})
     };
 }
 
