@@ -14,7 +14,9 @@
 # Environment (defaults are the GPU run's): WEFT_GPU (cuda; "false" for a CPU dry run of the whole flow),
 # WEFT_CUDA_ARCH (90), WEFT_SIZES (2048,8192), WEFT_REPS (3), WEFT_RATIO (0.15), WEFT_CHUNK (512 tokens per chunk),
 # WEFT_SHAPE ("layers embd heads kvHeads ff": 16 2048 16 8 5632), WEFT_BUDGET_S (570: no new benchmark run starts
-# after this many seconds from the script's start), WEFT_WORK (/tmp/weft-gpu).
+# after this many seconds from the script's start), WEFT_WORK (/tmp/weft-gpu), WEFT_GPU_REUSE (1: on a warm machine
+# whose previous call of this script built everything, keep node_modules, the CUDA build and the model, and only
+# rebuild the native addon; minutes saved), WEFT_TRACE (1: log each step of each run, to find a hang).
 set -uo pipefail
 
 start=$(date +%s)
@@ -57,6 +59,16 @@ for tool in git make g++ cmake nvcc python3 xz ninja; do
 done
 command -v git >/dev/null || die "git is missing (scripts/build-llama.mjs applies patches with git apply)"
 
+reuse=0
+if [ "${WEFT_GPU_REUSE:-0}" = 1 ] && [ -f node_modules/.weft-gpu-pack ] && [ -f "$nlc/llama/weft-patches.json" ] &&
+    [ -x "$work/nodedist/bin/node" ] && [ -f "$work/model.gguf" ]; then
+    reuse=1
+    export PATH="$work/nodedist/bin:$PATH"
+    export npm_config_nodedir="$work/nodedist" npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+    say "reusing the previous call's node_modules, CUDA build and model"
+fi
+
+if [ $reuse = 0 ]; then
 # ---- unpack: Node (+ headers and npm laid out as a Node dist), node_modules, the llama.cpp source
 rm -rf "$work"
 mkdir -p "$work/nodedist/bin" "$work/nodedist/lib/node_modules" "$work/fixtures/llama.cpp"
@@ -93,9 +105,12 @@ const result = await makeTinyLlama({vocab: "llama-spm", layers: Number(layers), 
 console.log(`model: ${(result.bytes / 2 ** 30).toFixed(2)} GiB written in ${((performance.now() - started) / 1000).toFixed(1)} s: ${result.path}`);
 TS
 model="$work/model.gguf"
-(WEFT_LLAMA_BUNDLE="$pack/bundle-head.bundle" WEFT_FIXTURE_CACHE="$work/fixtures" \
+fi
+model="$work/model.gguf"
+[ $reuse = 1 ] || (WEFT_LLAMA_BUNDLE="$pack/bundle-head.bundle" WEFT_FIXTURE_CACHE="$work/fixtures" \
     node --import tsx .device/run/make-model.ts "$model" "$layers" "$embd" "$heads" "$kvheads" "$ff" >"$OUT/model.log" 2>&1) &
 model_pid=$!
+[ $reuse = 1 ] && model_pid=
 
 # ---- the native addon, in the background (headers only; seconds)
 (
@@ -110,6 +125,7 @@ model_pid=$!
 native_pid=$!
 
 # ---- llama.cpp with Weft's patches
+if [ $reuse = 0 ]; then
 say "building llama.cpp (gpu=$gpu) with Weft's patches"
 if [ "$gpu" = cuda ]; then export NODE_LLAMA_CPP_CMAKE_OPTION_CMAKE_CUDA_ARCHITECTURES="$arch"; fi
 node scripts/build-llama.mjs --gpu "$gpu" >"$OUT/build-llama.log" 2>&1
@@ -117,11 +133,12 @@ build_rc=$?
 grep -E "patch|patched build|done in|failed|error" "$OUT/build-llama.log" | grep -v "^-- " | tail -20
 [ $build_rc -eq 0 ] || { tail -40 "$OUT/build-llama.log"; die "scripts/build-llama.mjs --gpu $gpu exited $build_rc (log: build-llama.log)"; }
 say "llama.cpp built"
+fi
 wait $native_pid; native_rc=$?
 tail -3 "$OUT/native.log"
 [ -f native/build/Release/weft_native.node ] || { cat "$OUT/native.log"; die "the native addon was not built (log: native.log)"; }
-wait $model_pid; model_rc=$?
-cat "$OUT/model.log"
+model_rc=0
+if [ -n "$model_pid" ]; then wait $model_pid; model_rc=$?; cat "$OUT/model.log"; fi
 [ $model_rc -eq 0 ] && [ -f "$model" ] || die "writing the model failed (log: model.log)"
 say "native addon (rc $native_rc) and model ready"
 
@@ -156,6 +173,10 @@ const gpu = (a.gpu === "false" ? false : a.gpu) as PatchedGpu;
 const sizes = a.sizes!.split(",").map(Number);
 const chunkTokens = Number(a.chunk), ratio = Number(a.ratio), reps = Number(a.reps), threads = Number(a.threads);
 const log = (s: string) => console.error(`[ttft ${(performance.now() / 1000).toFixed(1)}s] ${s}`);
+const trace = (s: string) => {
+    if (process.env.WEFT_TRACE === "1")
+        log(`trace ${s}`);
+};
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
 const llama = await getPatchedLlama({gpu, maxThreads: threads, logLevel: LlamaLogLevel.error});
@@ -206,7 +227,7 @@ function spliceColumns(preps: PreparedPrompt[]): Record<string, string | number>
 }
 
 type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean};
-const variants: Variant[] = [{strategy: "full", ratio: 0}, {strategy: "naive", ratio: 0}, {strategy: "naive", ratio: 0, pinned: false},
+const variants: Variant[] = [{strategy: "full", ratio: 0}, {strategy: "naive", ratio: 0, pinned: false}, {strategy: "naive", ratio: 0},
     {strategy: "chunk-head", ratio}, {strategy: "hkvd", ratio}];
 const rows: Array<Record<string, string | number>> = [];
 let skipped = 0;
@@ -240,9 +261,12 @@ for (const size of sizes) {
         blend.pinned = variant.pinned ?? true;
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
+            trace(`${size} ${variant.strategy} rep ${rep}: prepare`);
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
                 : await prepareBlend(blend, prompt, variant.strategy, variant.ratio);
+            trace(`${size} ${variant.strategy} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
             await firstToken(sequence, prep.tokensToEvaluate);
+            trace(`${size} ${variant.strategy} rep ${rep}: done`);
             const ttft = performance.now() - start;
             if (rep > 0)
                 runs.push({ttft, prep}); // rep 0 is the warm-up
@@ -297,7 +321,21 @@ deadline=$(( (start + budget) * 1000 ))
 say "benchmark: $((start + budget - $(date +%s))) s left before no new run starts"
 rm -f "$OUT/ttft.jsonl"
 node --import tsx .device/run/ttft-gpu.ts --model "$model" --gpu "$gpu" --sizes "$sizes" --reps "$reps" --ratio "$ratio" \
-    --chunk "$chunk" --threads "$(nproc)" --card "$card" --deadline "$deadline" --out "$OUT/ttft" 2>"$OUT/ttft-progress.log"
+    --chunk "$chunk" --threads "$(nproc)" --card "$card" --deadline "$deadline" --out "$OUT/ttft" 2>"$OUT/ttft-progress.log" &
+bench_pid=$!
+# Watchdog: a run that outlives the budget by 20 s is stuck; show where its threads wait, then stop it, so the
+# table and logs still come back.
+while kill -0 $bench_pid 2>/dev/null; do
+    if [ $(( $(date +%s) - start )) -gt $(( budget + 20 )) ]; then
+        say "benchmark still running past the budget: thread states, then kill"
+        for task in /proc/$bench_pid/task/*; do echo "  $(basename "$task") $(cat "$task/comm" 2>/dev/null) $(cat "$task/wchan" 2>/dev/null)"; done | sort -k3 | uniq -c -f2 | head -40
+        command -v gdb >/dev/null && timeout 20 gdb -p $bench_pid -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E "^Thread|^#" | head -150
+        kill -9 $bench_pid
+        break
+    fi
+    sleep 1
+done
+wait $bench_pid
 bench_rc=$?
 cat "$OUT/ttft-progress.log" | grep -v " rep \| warm-up" || true
 say "benchmark exited $bench_rc; wall time of this script $(($(date +%s) - start)) s"

@@ -7,7 +7,8 @@ import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
 import {concatBlobs, f16ToF32, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
 import {
-    captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState
+    captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState,
+    withContextLock
 } from "../../main/engine/blend/native-addon.js";
 import {type RopeParams, ropeParamsFromGguf, ropeShiftBody, ropeShiftRows} from "../../main/engine/blend/rope-shift.js";
 import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
@@ -176,6 +177,21 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
             assert.ok(expected.some((value) => value > 1e-3), "chunks computed alone deviate from the whole prefix somewhere");
             t.diagnostic(`${setup.name}: ${scores.length} scores, max ${Math.max(...expected).toFixed(3)}`);
         }
+    });
+
+    it("holds node-llama-cpp's own context lock: its erasures wait for the addon's work", async () => {
+        const setup = setups[0]!;
+        await setup.sequence.clearHistory();
+        await setup.sequence.evaluateWithoutGeneratingNewTokens(model.tokenize("Once upon a time", true));
+        const order: string[] = [];
+        const held = withContextLock(setup.context, async () => {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            order.push("lock released");
+        });
+        await setup.sequence.clearHistory();
+        order.push("history cleared");
+        await held;
+        assert.deepEqual(order, ["lock released", "history cleared"]);
     });
 
     it("refuses bad plans with a clear error and the sequence keeps working", async () => {

@@ -4,7 +4,9 @@ import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from 
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
-import {captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, markTokensEvaluated, sequenceIdOf} from "./native-addon.js";
+import {
+    captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, markTokensEvaluated, sequenceIdOf, withContextLock
+} from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
 import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
@@ -241,7 +243,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const recomputeStartedAt = performance.now();
     const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-    await recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []);
+    await withContextLock(blend.context, () => recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []));
     markTokensEvaluated(blend.sequence, tailInBatch);
     const recomputeMs = performance.now() - recomputeStartedAt;
 

@@ -15,7 +15,7 @@
 import {existsSync} from "node:fs";
 import {createRequire} from "node:module";
 import path from "node:path";
-import {fileURLToPath} from "node:url";
+import {fileURLToPath, pathToFileURL} from "node:url";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 
 /** node-llama-cpp's native context object (`LlamaContext._ctx`), as the addon takes it. */
@@ -252,7 +252,7 @@ export async function getContextSequenceState(context: LlamaContext, sequenceId:
     if (context.disposed)
         throw new Error("the context is disposed");
     return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
-        () => addon.getSequenceState(contextHandleOf(context), sequenceId));
+        () => withContextLock(context, () => addon.getSequenceState(contextHandleOf(context), sequenceId)));
 }
 
 /** Loads a raw state blob into sequence `sequenceId` of `context` (no token bookkeeping); resolves to the bytes read. */
@@ -261,7 +261,7 @@ export async function setContextSequenceState(context: LlamaContext, sequenceId:
     if (context.disposed)
         throw new Error("the context is disposed");
     return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
-        () => addon.setSequenceState(contextHandleOf(context), sequenceId, state));
+        () => withContextLock(context, () => addon.setSequenceState(contextHandleOf(context), sequenceId, state)));
 }
 
 /** A sequence's state blob and the tokens it holds (node-llama-cpp's view of them). */
@@ -291,7 +291,7 @@ export async function spliceSequenceState(sequence: LlamaContextSequence, spec: 
         if (context.disposed)
             throw new Error("the context is disposed");
         return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
-            () => addon.spliceSequenceState(contextHandleOf(context), sequenceId, spec));
+            () => withContextLock(context, () => addon.spliceSequenceState(contextHandleOf(context), sequenceId, spec)));
     });
 }
 
@@ -326,6 +326,25 @@ async function replaceSequenceKv<T>(sequence: LlamaContextSequence, tokens: read
     internals._contextTokens = tokens.slice();
     internals._nextTokenIndex = tokens.length;
     return result;
+}
+
+type WithLock = <T>(scope: readonly [object, string], callback: () => Promise<T> | T) => Promise<T>;
+let contextLock: WithLock | undefined;
+
+/**
+ * Runs `run` holding node-llama-cpp's own lock on the context (`withLock([context, "context"])` from the
+ * lifecycle-utils copy node-llama-cpp itself loads, so it is the same lock): its batch dispatcher never decodes on
+ * the context while the addon or a direct decode touches it. Not reentrant: call no node-llama-cpp API that
+ * evaluates or erases on this context inside `run`.
+ */
+export async function withContextLock<T>(context: LlamaContext, run: () => Promise<T>): Promise<T> {
+    if (contextLock == null) {
+        // Imported (not required) by its file URL, so the ES module loader hands back the very instance node-llama-cpp
+        // imported, whose lock table is the one that counts.
+        const file = createRequire(createRequire(import.meta.url).resolve("node-llama-cpp")).resolve("lifecycle-utils");
+        contextLock = ((await import(pathToFileURL(file).href)) as {withLock: WithLock}).withLock;
+    }
+    return contextLock([context, "context"], run);
 }
 
 const modelsWithReleaseHook = new WeakSet<LlamaModel>();
