@@ -222,6 +222,16 @@ struct Part {
     std::vector<const uint8_t*> v;       // per layer: rows, or nEmbdV runs of cellCount elements
 };
 
+// One layer's rows for every position of the prompt, computed exactly (hkvd's capture pass): they replace the
+// cached rows of that layer for every cell whose position they cover.
+struct LayerOverride {
+    const float* k = nullptr;  // nTokens rows of nEmbdK, K after RoPE at the row's position
+    const float* v = nullptr;  // nTokens rows of nEmbdV
+    uint64_t nTokens = 0;
+    uint32_t nEmbdK = 0;
+    uint32_t nEmbdV = 0;
+};
+
 struct Plan {
     llama_seq_id seqId = 0;
     uint32_t nStream = 1;
@@ -233,6 +243,8 @@ struct Plan {
     uint32_t threads = 1;
     bool pinned = true;
     uint64_t totalCells = 0;
+    std::vector<const LayerOverride*> overrideOf;  // per layer, null when none
+    std::vector<LayerOverride> overrides;
 };
 
 // A reusable pinned host buffer (the first GPU device's host buffer type), kept between calls: allocating pinned
@@ -266,6 +278,63 @@ ggml_backend_buffer_type_t gpuHostBufferType(const LlamaFunctions& fns) {
 
 double millisecondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Writes one part's rows of an overridden layer: the exact row for each cell whose position the override covers,
+// the cached row (K rotated by the part's delta) otherwise.
+void writeOverridden(const LayerOverride& exact, const Part& part, size_t il, const LayerShape& layer, bool isK, bool vTrans,
+        uint64_t totalCells, uint64_t firstCell, uint8_t* base, const std::vector<float>& cache, const RopeSpec& rope,
+        std::vector<float>& row) {
+    const bool f16 = (isK ? layer.kType : layer.vType) == typeF16;
+    const size_t elemSize = f16 ? 2 : 4;
+    const uint32_t nEmbd = isK ? exact.nEmbdK : exact.nEmbdV;
+    const float* rows = isK ? exact.k : exact.v;
+    const uint8_t* source = isK ? part.k[il] : part.v[il];
+    for (uint32_t c = 0; c < part.cellCount; c++) {
+        const int64_t pos = part.positions[c];
+        const bool covered = pos >= 0 && (uint64_t) pos < exact.nTokens;
+        const uint64_t cell = firstCell + c;
+        if (!isK && vTrans) {
+            const size_t stride = totalCells * elemSize;
+            for (uint32_t d = 0; d < nEmbd; d++) {
+                uint8_t* dst = base + d * stride + cell * elemSize;
+                if (!covered) {
+                    std::memcpy(dst, source + ((size_t) d * part.cellCount + c) * elemSize, elemSize);
+                } else if (f16) {
+                    const uint16_t h = floatToHalf(rows[(size_t) pos * nEmbd + d]);
+                    std::memcpy(dst, &h, 2);
+                } else {
+                    std::memcpy(dst, &rows[(size_t) pos * nEmbd + d], 4);
+                }
+            }
+            continue;
+        }
+        const uint64_t rowSize = isK ? layer.kRowSize : layer.vRowSize;
+        uint8_t* dst = base + cell * rowSize;
+        if (covered) {
+            if (f16)
+                floatsToHalves(rows + (size_t) pos * nEmbd, reinterpret_cast<uint16_t*>(dst), nEmbd);
+            else
+                std::memcpy(dst, rows + (size_t) pos * nEmbd, (size_t) nEmbd * 4);
+            continue;
+        }
+        const uint8_t* src = source + c * rowSize;
+        if (!isK || cache.empty()) {
+            std::memcpy(dst, src, rowSize);
+            continue;
+        }
+        const size_t elems = rowSize / elemSize;
+        row.resize(elems);
+        if (f16)
+            halvesToFloats(reinterpret_cast<const uint16_t*>(src), row.data(), elems);
+        else
+            std::memcpy(row.data(), src, elems * 4);
+        rotateRow(row.data(), (int32_t) (elems / (size_t) rope.headDim), rope, cache.data());
+        if (f16)
+            floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(dst), elems);
+        else
+            std::memcpy(dst, row.data(), elems * 4);
+    }
 }
 
 class SpliceWorker : public PromiseWorker {
@@ -403,6 +472,12 @@ class SpliceWorker : public PromiseWorker {
                         const LayerShape& layer = plan.layers[il];
                         if (part.cellCount == 0)
                             continue;
+                        const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
+                        if (exact != nullptr) {
+                            writeOverridden(*exact, part, il, layer, isK, plan.vTrans, n, firstCell[p],
+                                blob + (isK ? kAt[il] : vAt[il]), caches[p], plan.rope, row);
+                            continue;
+                        }
                         if (isK) {
                             uint8_t* dst = blob + kAt[il] + firstCell[p] * layer.kRowSize;
                             const uint8_t* src = part.k[il];
@@ -512,6 +587,7 @@ const uint8_t* bytesOf(const Napi::Value& value, size_t expected, const std::str
 }
 
 RopeSpec readRope(Napi::Env env, const Napi::Object& spec);
+const float* floatsOf(const Napi::Value& value, const std::string& what, size_t& length);
 
 Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx, const Napi::Value& seqValue, const Napi::Object& spec) {
     Plan plan;
@@ -580,6 +656,34 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
         }
         plan.totalCells += part.cellCount;
         plan.parts.push_back(std::move(part));
+    }
+    if (spec.Has("overrides") && !spec.Get("overrides").IsUndefined() && !spec.Get("overrides").IsNull()) {
+        Napi::Value overridesValue = spec.Get("overrides");
+        if (!overridesValue.IsArray())
+            throw Napi::TypeError::New(env, "spec.overrides must be an array");
+        Napi::Array overrides = overridesValue.As<Napi::Array>();
+        plan.overrides.reserve(overrides.Length());
+        plan.overrideOf.assign(plan.layers.size(), nullptr);
+        for (uint32_t i = 0; i < overrides.Length(); i++) {
+            std::string where = "spec.overrides[" + std::to_string(i) + "]";
+            Napi::Object object = overrides.Get(i).As<Napi::Object>();
+            const size_t il = (size_t) integerProperty(object, "layer", where, 0, (int64_t) plan.layers.size() - 1);
+            const LayerShape& shape = plan.layers[il];
+            LayerOverride exact;
+            exact.nEmbdK = (uint32_t) (shape.kRowSize / (shape.kType == typeF16 ? 2 : 4));
+            exact.nEmbdV = plan.vTrans ? shape.nEmbdV : (uint32_t) (shape.vRowSize / (shape.vType == typeF16 ? 2 : 4));
+            size_t kLength = 0, vLength = 0;
+            exact.k = floatsOf(property(object, "k", where), where + ".k", kLength);
+            exact.v = floatsOf(property(object, "v", where), where + ".v", vLength);
+            if (kLength % exact.nEmbdK != 0 || vLength % exact.nEmbdV != 0 || kLength / exact.nEmbdK != vLength / exact.nEmbdV)
+                throw Napi::RangeError::New(env, where + ": K and V must hold the same whole number of rows of this layer's " +
+                    std::to_string(exact.nEmbdK) + " and " + std::to_string(exact.nEmbdV) + " elements");
+            exact.nTokens = kLength / exact.nEmbdK;
+            if (plan.overrideOf[il] != nullptr)
+                throw Napi::RangeError::New(env, where + ": layer " + std::to_string(il) + " is overridden twice");
+            plan.overrides.push_back(exact);
+            plan.overrideOf[il] = &plan.overrides.back();
+        }
     }
     if (plan.totalCells == 0)
         throw Napi::RangeError::New(env, "spec.parts hold no cells: nothing to splice");

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {concatBlobs, f16ToF32, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {concatBlobs, f16ToF32, floatToHalf, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
 import {
     captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState,
     withContextLock
@@ -121,6 +121,38 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
             assert.ok(maxDiff < 1e-3, `max |logit diff| native vs reference ${maxDiff}`);
             t.diagnostic(`${setup.name}: ${result.blobBytes} bytes; K elements differing from the reference ${differing}/${compared} ` +
                 `(max ${worstUlp} ulp); max |logit diff| ${maxDiff.toExponential(2)}; build ${result.buildMs.toFixed(2)} ms, set ${result.setMs.toFixed(2)} ms`);
+        }
+    });
+
+    it("puts a layer's exact rows (hkvd's capture) in place of the cached ones, in both V layouts", async (t) => {
+        for (const setup of setups) {
+            const {parts, tokens} = await pieces(setup);
+            const captured = await captureLayerKV(model, tokens, 1, {contextSize: 64, threads: testThreads, flashAttention: setup === setups[0]});
+            await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 1});
+            const plain = parseSeqStateMemory(await stateOf(setup)).body;
+            await spliceIntoSequence(setup.sequence, parts, tokens, rope, {threads: 2, overrides: [{layer: 1, k: captured.k, v: captured.v}]});
+            const exact = parseSeqStateMemory(await stateOf(setup)).body;
+
+            assert.deepEqual(exact.cells, plain.cells);
+            exact.layers.forEach((layer, il) => {
+                if (il === 1)
+                    return;
+                assert.deepEqual(Buffer.from(layer.k.rows), Buffer.from(plain.layers[il]!.k.rows), `layer ${il} K is untouched`);
+            });
+            const k = f16ToF32(new Uint16Array(exact.layers[1]!.k.rows.slice().buffer));
+            const v1 = exact.layers[1]!.v;
+            const v = f16ToF32(new Uint16Array((isTransposed(v1) ? v1.data : v1.rows).slice().buffer));
+            const n = exact.cells.length;
+            exact.cells.forEach((cell, c) => {
+                for (let i = 0; i < captured.nEmbdK; i++)
+                    assert.equal(k[c * captured.nEmbdK + i], halfToFloat(floatToHalf(captured.k[cell.pos * captured.nEmbdK + i]!)));
+                for (let i = 0; i < captured.nEmbdV; i++)
+                    assert.equal(isTransposed(v1) ? v[i * n + c] : v[c * captured.nEmbdV + i], halfToFloat(floatToHalf(captured.v[cell.pos * captured.nEmbdV + i]!)));
+            });
+            const plainK = f16ToF32(new Uint16Array(plain.layers[1]!.k.rows.slice().buffer));
+            const changed = k.filter((value, i) => value !== plainK[i]).length;
+            assert.ok(changed > 0, "the chunks' own layer-1 K differs from the exact one somewhere");
+            t.diagnostic(`${setup.name}: ${changed}/${k.length} layer-1 K elements replaced by their exact values`);
         }
     });
 

@@ -5,7 +5,7 @@ import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
 import {
-    captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, markTokensEvaluated, sequenceIdOf, withContextLock
+    captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, sequenceIdOf, withContextLock
 } from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
@@ -199,15 +199,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     }
 
     const prefixTokens = prompt.tokens.slice(0, tailStart);
-    let splice: PreparedPrompt["splice"];
-    if (parts.every((part) => part.body.cells.length === 0))
-        await blend.sequence.clearHistory();
-    else {
-        const {blobBytes, buildMs, setMs, pinned} = await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
-            {threads: blend.threads, nStream: header.nStream, pinned: blend.pinned ?? true});
-        splice = {blobBytes, buildMs, setMs, pinned};
-    }
-    const kvLoadMs = performance.now() - loadStartedAt;
+    const chunkLoadMs = performance.now() - loadStartedAt;
 
     // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
     const labelPositions: number[] = [];
@@ -227,13 +219,30 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const selectStartedAt = performance.now();
     let selected: number[] = [];
+    let exactLayers: Array<{layer: number, k: Float32Array, v: Float32Array}> = [];
     if (strategy === "chunk-head" && budget > 0) {
         for (const range of chunkRanges)
             for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                 selected.push(range.start + index);
-    } else if (strategy === "hkvd" && budget > 0)
-        selected = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
+    } else if (strategy === "hkvd" && budget > 0) {
+        const selection = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
+        selected = selection.positions;
+        // The capture pass computed this layer exactly for every prompt token: the spliced cache takes those rows
+        // (CacheBlend keeps its check layer's recomputed KV too).
+        exactLayers = [{layer: selectionLayer, k: selection.captured.k, v: selection.captured.v}];
+    }
     const selectMs = performance.now() - selectStartedAt;
+
+    const spliceStartedAt = performance.now();
+    let splice: PreparedPrompt["splice"];
+    if (parts.every((part) => part.body.cells.length === 0))
+        await blend.sequence.clearHistory();
+    else {
+        const {blobBytes, buildMs, setMs, pinned} = await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
+            {threads: blend.threads, nStream: header.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
+        splice = {blobBytes, buildMs, setMs, pinned};
+    }
+    const kvLoadMs = chunkLoadMs + performance.now() - spliceStartedAt;
 
     // The question, all but its last token, joins the same decode: one pass instead of two, and the generator then
     // evaluates only the last token (with logits) before sampling.
@@ -270,7 +279,7 @@ type ChunkPlacement = {start: number, body: KvBody};
  * (a private context stopped after that layer), against the chunk-alone K/V now in the cache (K re-positioned
  * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
  */
-async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<number[]> {
+async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{positions: number[], captured: LayerKV}> {
     const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
         contextSize: Math.max(tokens.length, 32),
         threads: blend.threads,
@@ -278,7 +287,7 @@ async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks:
     });
     const placed = chunks.filter(({body}) => body.layers[selectionLayer] != null && body.cells.length > 0);
     if (placed.length === 0)
-        return [];
+        return {positions: [], captured};
 
     const first = placed[0]!.body.layers[selectionLayer]!;
     const scores = await kvDeviation({
@@ -306,7 +315,7 @@ async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks:
         for (let cell = 0; cell < body.cells.length; cell++)
             positions[at++] = start + cell;
     const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
-    return order.slice(0, budget).map((index) => positions[index]!);
+    return {positions: order.slice(0, budget).map((index) => positions[index]!), captured};
 }
 
 /** Removes the cells at `positions` (where they exist) and decodes those tokens again, in as few decodes as the batch allows. */

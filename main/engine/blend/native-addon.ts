@@ -86,7 +86,12 @@ export type SpliceSpec = {
     /** Threads that build the state (K rotation and copies). */
     threads: number,
     /** Build it in pinned host memory when a GPU backend is loaded (default true). */
-    pinned?: boolean
+    pinned?: boolean,
+    /**
+     * Exact rows of a layer for every prompt position (row p = position p; K after RoPE at p), e.g. hkvd's capture
+     * pass: they replace that layer's cached rows for every cell whose position they cover.
+     */
+    overrides?: Array<{layer: number, k: Float32Array, v: Float32Array}>
 };
 
 export type SpliceResult = {

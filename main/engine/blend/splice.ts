@@ -23,7 +23,9 @@ export function spliceRopeOf(rope: RopeParams): SpliceRope {
 }
 
 /** The native plan for `parts`; throws {@link KvBlobError} when they do not share one layout. */
-export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: {threads: number, nStream?: number, pinned?: boolean}): SpliceSpec {
+export type SpliceOptions = {threads: number, nStream?: number, pinned?: boolean, overrides?: SpliceSpec["overrides"]};
+
+export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: SpliceOptions): SpliceSpec {
     const nonEmpty = parts.filter((part) => part.body.cells.length > 0);
     const first = nonEmpty[0]?.body;
     if (first == null)
@@ -50,12 +52,13 @@ export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams
             v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
         })),
         threads: Math.max(1, Math.floor(options.threads)),
-        ...(options.pinned != null ? {pinned: options.pinned} : {})
+        ...(options.pinned != null ? {pinned: options.pinned} : {}),
+        ...(options.overrides != null && options.overrides.length > 0 ? {overrides: options.overrides} : {})
     };
 }
 
 /** Splices `parts` into `sequence` (which then holds `tokens`). */
 export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: readonly SplicePartInput[], tokens: readonly Token[],
-    rope: RopeParams, options: {threads: number, nStream?: number, pinned?: boolean}): Promise<SpliceResult> {
+    rope: RopeParams, options: SpliceOptions): Promise<SpliceResult> {
     return spliceSequenceState(sequence, spliceSpecOf(parts, rope, options), tokens);
 }
