@@ -27,11 +27,8 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
-
 #include "addon_handles.h"
+#include "half.h"
 #include "llama_functions.h"
 #include "promise_worker.h"
 
@@ -40,115 +37,6 @@ namespace {
 constexpr uint32_t stateBlobMagic = 0xaf143cd8;
 constexpr int32_t typeF32 = 0;
 constexpr int32_t typeF16 = 1;
-
-// ---------------------------------------------------------------------------------------------------------------
-// f16 <-> f32, exact (round to nearest even), as ggml's GGML_FP16_TO_FP32 / GGML_FP32_TO_FP16.
-
-inline float halfToFloat(uint16_t h) {
-    uint32_t sign = (uint32_t) (h & 0x8000) << 16;
-    uint32_t exponent = (h >> 10) & 0x1f;
-    uint32_t mantissa = h & 0x3ff;
-    uint32_t bits;
-    if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else {
-            // subnormal: normalise
-            exponent = 127 - 15 + 1;
-            while ((mantissa & 0x400) == 0) {
-                mantissa <<= 1;
-                exponent--;
-            }
-            mantissa &= 0x3ff;
-            bits = sign | (exponent << 23) | (mantissa << 13);
-        }
-    } else if (exponent == 0x1f) {
-        bits = sign | 0x7f800000 | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    }
-    float out;
-    std::memcpy(&out, &bits, sizeof(out));
-    return out;
-}
-
-inline uint16_t floatToHalf(float value) {
-    uint32_t bits;
-    std::memcpy(&bits, &value, sizeof(bits));
-    uint32_t sign = (bits >> 16) & 0x8000;
-    uint32_t abs = bits & 0x7fffffff;
-    if (abs > 0x7f800000)  // NaN: keep it a (quiet) NaN
-        return (uint16_t) (sign | 0x7e00 | ((abs >> 13) & 0x3ff));
-    if (abs >= 0x477ff000)  // rounds to >= 65520: infinity
-        return (uint16_t) (sign | 0x7c00);
-    if (abs < 0x38800000) {  // below the smallest normal half: a subnormal half or zero
-        if (abs < 0x33000000)  // under half of the smallest subnormal: zero
-            return (uint16_t) sign;
-        const uint32_t exponent = abs >> 23;
-        const uint32_t mantissa = (abs & 0x7fffff) | 0x800000;
-        const uint32_t shift = 126 - exponent;  // value / 2^-24 = mantissa * 2^(exponent - 126)
-        uint32_t half = mantissa >> shift;
-        const uint32_t rest = mantissa & ((1u << shift) - 1);
-        const uint32_t halfway = 1u << (shift - 1);
-        if (rest > halfway || (rest == halfway && (half & 1)))
-            half++;
-        return (uint16_t) (sign | half);
-    }
-    uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // round to nearest even at bit 13
-    return (uint16_t) (sign | ((rounded - 0x38000000) >> 13));
-}
-
-void halvesToFloatsScalar(const uint16_t* in, float* out, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        out[i] = halfToFloat(in[i]);
-}
-
-void floatsToHalvesScalar(const float* in, uint16_t* out, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        out[i] = floatToHalf(in[i]);
-}
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx,f16c")))
-void halvesToFloatsF16c(const uint16_t* in, float* out, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-    for (; i < n; i++)
-        out[i] = halfToFloat(in[i]);
-}
-
-__attribute__((target("avx,f16c")))
-void floatsToHalvesF16c(const float* in, uint16_t* out, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++)
-        out[i] = floatToHalf(in[i]);
-}
-
-bool cpuHasF16c() {
-    static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-    return has;
-}
-#define WEFT_HAVE_F16C_DISPATCH 1
-#endif
-
-void halvesToFloats(const uint16_t* in, float* out, size_t n) {
-#ifdef WEFT_HAVE_F16C_DISPATCH
-    if (cpuHasF16c())
-        return halvesToFloatsF16c(in, out, n);
-#endif
-    halvesToFloatsScalar(in, out, n);
-}
-
-void floatsToHalves(const float* in, uint16_t* out, size_t n) {
-#ifdef WEFT_HAVE_F16C_DISPATCH
-    if (cpuHasF16c())
-        return floatsToHalvesF16c(in, out, n);
-#endif
-    floatsToHalvesScalar(in, out, n);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // RoPE shift

@@ -29,6 +29,7 @@
 #include "ggml.h"
 
 #include "addon_handles.h"
+#include "half.h"
 #include "llama_functions.h"
 #include "promise_worker.h"
 
@@ -111,32 +112,6 @@ void destroyLayerCaptureRegistry(LayerCaptureRegistry* registry) {
 }
 
 namespace {
-
-float halfToFloat(uint16_t half) {
-    uint32_t sign = (uint32_t) (half & 0x8000) << 16;
-    uint32_t exponent = (half >> 10) & 0x1f;
-    uint32_t mantissa = half & 0x3ff;
-    uint32_t bits;
-    if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else {
-            exponent = 127 - 15 + 1;
-            while ((mantissa & 0x400) == 0) {
-                mantissa <<= 1;
-                exponent--;
-            }
-            bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
-        }
-    } else if (exponent == 0x1f) {
-        bits = sign | 0x7f800000 | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    }
-    float value;
-    std::memcpy(&value, &bits, sizeof(value));
-    return value;
-}
 
 /** Copies a (possibly strided, possibly device-resident) F32/F16 tensor to host floats, in logical order. */
 void appendTensorAsFloats(const LlamaFunctions& functions, const ggml_tensor* tensor, std::vector<float>& out) {
