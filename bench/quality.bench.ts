@@ -15,6 +15,7 @@ import {ChunkKvCache} from "../main/engine/blend/chunk-cache.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {benchArgs, log, Report, withTempDir} from "./harness.js";
+import {argmax, klDivergence} from "../test/helpers/logits.js";
 
 const args = benchArgs({
     span: {type: "string", default: "24"},
@@ -66,38 +67,6 @@ const variantName = (variant: Variant) => `${variant.strategy}@${variant.ratio}`
 
 function sourcesOf(order: number[]): PromptSource[] {
     return order.map((story, index) => ({n: index + 1, path: `story-${story + 1}.txt`, text: stories[story]!}));
-}
-
-function logSoftmax(logits: Float64Array): Float64Array {
-    let max = -Infinity;
-    for (const value of logits)
-        max = Math.max(max, value);
-    let sum = 0;
-    for (const value of logits)
-        sum += Math.exp(value - max);
-    const logSum = max + Math.log(sum);
-    return logits.map((value) => value - logSum);
-}
-
-/** KL(p || q) in nats, from logits. */
-function klDivergence(pLogits: Float64Array, qLogits: Float64Array): number {
-    const lp = logSoftmax(pLogits);
-    const lq = logSoftmax(qLogits);
-    let kl = 0;
-    for (let i = 0; i < lp.length; i++) {
-        const p = Math.exp(lp[i]!);
-        if (p > 0)
-            kl += p * (lp[i]! - lq[i]!);
-    }
-    return Math.max(0, kl);
-}
-
-function argmax(values: Float64Array): number {
-    let best = 0;
-    for (let i = 1; i < values.length; i++)
-        if (values[i]! > values[best]!)
-            best = i;
-    return best;
 }
 
 /**

@@ -9,6 +9,7 @@ import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
 
 const sources = [
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",
@@ -23,41 +24,6 @@ const question = "What did Lily and Tom drink?";
  * logits here span ~30, so 1e-2 leaves room without hiding a wrong position or a stale cell (those move logits by >0.1).
  */
 const ratioOneTolerance = 1e-2;
-
-function softmax(logits: Float64Array): Float64Array {
-    const max = Math.max(...logits);
-    const exp = logits.map((value) => Math.exp(value - max));
-    const sum = exp.reduce((a, b) => a + b, 0);
-    return exp.map((value) => value / sum);
-}
-
-export function klDivergence(p: Float64Array, q: Float64Array): number {
-    const pp = softmax(p);
-    const qq = softmax(q);
-    let kl = 0;
-    for (let i = 0; i < pp.length; i++)
-        if (pp[i]! > 0)
-            kl += pp[i]! * Math.log(pp[i]! / Math.max(qq[i]!, 1e-30));
-
-    return kl;
-}
-
-function maxAbsDiff(a: Float64Array, b: Float64Array): number {
-    let max = 0;
-    for (let i = 0; i < a.length; i++)
-        max = Math.max(max, Math.abs(a[i]! - b[i]!));
-
-    return max;
-}
-
-function argmax(values: Float64Array): number {
-    let best = 0;
-    for (let i = 1; i < values.length; i++)
-        if (values[i]! > values[best]!)
-            best = i;
-
-    return best;
-}
 
 /** Evaluates tokens after whatever the sequence holds and returns the next-token logits. */
 async function nextLogits(sequence: LlamaContextSequence, tokens: Token[], vocabSize: number): Promise<Float64Array> {

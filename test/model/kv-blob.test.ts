@@ -16,6 +16,7 @@ import {
     ropeCache, type RopeParams, ropeParamsFromGguf, ropeShiftBody, ropeShiftRows, RopeUnsupportedError
 } from "../../main/engine/blend/rope-shift.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+import {argmax, klDivergence, logitsAfter as logitsOf, maxAbsDiff} from "../helpers/logits.js";
 
 describe("f16 helpers", () => {
     it("round-trips every f16 value and rounds f32 to nearest, ties to even", () => {
@@ -157,31 +158,6 @@ const sequenceIdOf = (sequence: LlamaContextSequence) => (sequence as unknown as
 
 type Setup = {name: string, flashAttention: boolean, sequences: number, context: LlamaContext, sequence: LlamaContextSequence};
 
-function softmax(logits: Float64Array): Float64Array {
-    const max = Math.max(...logits);
-    const exps = logits.map((x) => Math.exp(x - max));
-    const sum = exps.reduce((a, b) => a + b, 0);
-    return exps.map((x) => x / sum);
-}
-
-/** KL(softmax(p) || softmax(q)). */
-function klDivergence(p: Float64Array, q: Float64Array): number {
-    const a = softmax(p), b = softmax(q);
-    let kl = 0;
-    for (let i = 0; i < a.length; i++) {
-        if (a[i]! > 0)
-            kl += a[i]! * Math.log(a[i]! / b[i]!);
-    }
-    return kl;
-}
-
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let max = 0;
-    for (let i = 0; i < a.length; i++)
-        max = Math.max(max, Math.abs(a[i]! - b[i]!));
-    return max;
-};
-const argmax = (values: Float64Array) => values.indexOf(Math.max(...values));
 
 /** K rows of layer `il` as f32, one array per cell, looked up by position. */
 function keysByPosition(body: KvBody, il: number): Map<number, Float32Array> {
@@ -241,15 +217,8 @@ describe("sequence state blobs on stories260K (real weights, CPU)", () => {
     }
 
     /** Evaluates `tokens` on the sequence as it stands; returns the full logits after the last one. */
-    async function logitsAfter(setup: Setup, tokens: Token[]): Promise<Float64Array> {
-        const results = await setup.sequence.controlledEvaluate(tokens.map((token, i) =>
-            i === tokens.length - 1 ? [token, {generateNext: {logits: true}}] : token));
-        const logits = results.at(-1)?.next.logits;
-        assert.ok(logits != null);
-        const out = new Float64Array(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
-        for (const [token, logit] of logits)
-            out[token] = logit;
-        return out;
+    function logitsAfter(setup: Setup, tokens: Token[]): Promise<Float64Array> {
+        return logitsOf(setup.sequence, model.fileInfo.metadata.tokenizer.ggml.tokens.length, tokens);
     }
 
     const chunkText = "The little dog ran to the park and saw a big red ball.";

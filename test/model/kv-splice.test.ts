@@ -13,6 +13,7 @@ import {
 import {type RopeParams, ropeParamsFromGguf, ropeShiftBody, ropeShiftRows} from "../../main/engine/blend/rope-shift.js";
 import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
+import {logitsAfter as logitsOf} from "../helpers/logits.js";
 
 type Setup = {name: string, context: LlamaContext, sequence: LlamaContextSequence};
 
@@ -48,15 +49,8 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
         return parseSeqStateMemory(await stateOf(setup)).body;
     }
 
-    async function logitsAfter(setup: Setup, tokens: Token[]): Promise<Float64Array> {
-        const results = await setup.sequence.controlledEvaluate(tokens.map((token, i) =>
-            i === tokens.length - 1 ? [token, {generateNext: {logits: true}}] : token));
-        const logits = results.at(-1)?.next.logits;
-        assert.ok(logits != null);
-        const out = new Float64Array(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
-        for (const [token, logit] of logits)
-            out[token] = logit;
-        return out;
+    function logitsAfter(setup: Setup, tokens: Token[]): Promise<Float64Array> {
+        return logitsOf(setup.sequence, model.fileInfo.metadata.tokenizer.ggml.tokens.length, tokens);
     }
 
     /** A header and two chunks, each computed alone (chunks after a BOS whose cell is dropped, as chunkKv does). */

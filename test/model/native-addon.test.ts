@@ -11,6 +11,7 @@ import {
     saveSequenceState, sequenceIdOf, setContextSequenceState
 } from "../../main/engine/blend/native-addon.js";
 import {makeTempDir, stories260kPath} from "../helpers/paths.js";
+import {maxAbsDiff} from "../helpers/logits.js";
 
 const load = loadNativeAddon();
 const skip = load.addon === null ? `the weft_native addon is not built (node scripts/build-native.mjs): ${load.error}` : false;
@@ -98,14 +99,6 @@ function parseStateBlob(blob: Uint8Array): {positions: number[], layers: ParsedL
     assert.equal(at, blob.byteLength, "the whole blob was read");
     assert.ok(found !== undefined, "the blob has cells");
     return found;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-    assert.equal(a.length, b.length);
-    let max = 0;
-    for (let i = 0; i < a.length; i++)
-        max = Math.max(max, Math.abs(a[i]! - b[i]!));
-    return max;
 }
 
 /** Largest |stored - captured| relative to f16's half-ulp at the captured value (<= 1 means "same f16"). */

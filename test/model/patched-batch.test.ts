@@ -19,6 +19,7 @@ import {
     detectPatchedBuild, getPatchedLlama, markerFileName, nodeLlamaCppDir, scatteredPositionsPatch
 } from "../../main/engine/blend/patched-build.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
+import {argmax, maxAbsDiff} from "../helpers/logits.js";
 
 const childEnv = "WEFT_PATCHED_BATCH_CHILD";
 const text = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. " +
@@ -83,22 +84,6 @@ async function nextLogits(sequence: LlamaContextSequence, tokens: readonly Token
     return out;
 }
 
-function maxAbsDiff(a: Float64Array, b: Float64Array): number {
-    assert.equal(a.length, b.length);
-    let max = 0;
-    for (let i = 0; i < a.length; i++)
-        max = Math.max(max, Math.abs(a[i]! - b[i]!));
-    return max;
-}
-
-function argmax(a: Float64Array): number {
-    let best = 0;
-    for (let i = 1; i < a.length; i++) {
-        if (a[i]! > a[best]!)
-            best = i;
-    }
-    return best;
-}
 
 /** llama.cpp's log lines reach JS through a queue, after the decode's promise may have settled: wait for them. */
 async function waitForLog(logs: readonly string[], pattern: RegExp, timeoutMs = 5000): Promise<string> {
