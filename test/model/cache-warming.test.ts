@@ -177,6 +177,19 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
         assert.equal(blended.answer, reference.answer, "hkvd at ratio 1 over the warmed caches matches full prefill");
     });
 
+    it("warming leaves the chat's KV alone: the next prefix question still reuses the previous prompt", async () => {
+        await warmStatus(engine, (status) => status.state === "idle", "idle");
+        await engine.clearCache();
+        const first = await ask("prefix");
+        // Every chunk's KV computed now, between two questions (what background warming does).
+        const warmed = await engine.warmCache(null);
+        assert.equal(warmed.computed, chunkCount);
+        const second = await ask("prefix");
+        assert.equal(second.answer, first.answer);
+        assert.ok(second.stats.reusedTokens >= second.stats.promptTokens - 1,
+            `the whole previous prompt is reused (${second.stats.reusedTokens} of ${second.stats.promptTokens})`);
+    });
+
     it("close() stops a pass that has just started", async () => {
         await engine.clearCache();
         engine.startCacheWarming();

@@ -26,11 +26,21 @@ export type BlendContext = {
     rope: RopeParams;
     threads: number;
     flashAttention: boolean;
+    /** Streams of the chat context's KV cache (a state loaded into it must declare as many). */
+    nStream: number;
     /** The prompt header's KV (the same for every question), by token hash; a few entries. */
     headers: Map<string, KvBody>;
     /** Build the spliced state in pinned host memory when a GPU backend is loaded (default; benchmarks turn it off to compare). */
     pinned?: boolean;
+    /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
+    alone?: Promise<LlamaContextSequence | null>;
 };
+
+/**
+ * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus BOS
+ * fits, with room to spare. Longer token lists use the chat's own sequence.
+ */
+const aloneContextSize = 1024;
 
 /**
  * Everything the blend path needs for one loaded model, or the reason it cannot run here: the patched
@@ -59,7 +69,7 @@ export async function openBlendContext(options: {
         return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
     }
 
-    const flashAttention = await resolvedFlashAttention(options.context, options.sequence, options.model);
+    const {flashAttention, nStream} = await chatKvLayout(options.sequence, options.model);
     return {
         model: options.model,
         context: options.context,
@@ -69,24 +79,23 @@ export async function openBlendContext(options: {
         rope,
         threads: options.threads,
         flashAttention,
+        nStream,
         headers: new Map()
     };
 }
 
 /**
- * node-llama-cpp reports its default as "auto", which llama.cpp resolves per backend; the KV layout tells the
- * truth (V is stored transposed exactly when flash attention is off), and both the cache fingerprint and the
- * capture context must match it.
+ * The chat context's KV layout, read from a one-token state: node-llama-cpp reports its flash-attention default as
+ * "auto", which llama.cpp resolves per backend, and V is stored transposed exactly when it is off (the cache
+ * fingerprint and the contexts chunk KVs are computed in must match it); the stream count is what a state loaded
+ * into this context must declare.
  */
-async function resolvedFlashAttention(context: LlamaContext, sequence: LlamaContextSequence, model: LlamaModel): Promise<boolean> {
-    if (context.flashAttention !== "auto")
-        return context.flashAttention;
-
+async function chatKvLayout(sequence: LlamaContextSequence, model: LlamaModel): Promise<{flashAttention: boolean, nStream: number}> {
     await sequence.clearHistory();
     await sequence.evaluateWithoutGeneratingNewTokens([model.tokens.bos ?? model.tokenize("a")[0]!]);
-    const body = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+    const body = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
     await sequence.clearHistory();
-    return !body.vTrans;
+    return {flashAttention: !body.vTrans, nStream: body.nStream};
 }
 
 /** The early layer hkvd compares at (CacheBlend selects on the first layers' K/V deviation). */
@@ -107,13 +116,37 @@ function chunkKeyHash(tokens: readonly Token[]): string {
     return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
 }
 
-/** Evaluates tokens on the (cleared) sequence without sampling and returns its KV state. */
-async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
-    await blend.sequence.clearHistory();
-    if (tokens.length > 0)
-        await blend.sequence.evaluateWithoutGeneratingNewTokens(tokens);
+/**
+ * The sequence chunk and header KVs are computed on: a small context of the same model with the chat context's
+ * KV-relevant settings (flash attention, batch size, threads), so computing a chunk in the background never clears
+ * the chat's sequence, whose prompt the next `prefix` question would reuse. Falls back to the chat's sequence when
+ * the small context cannot be made (memory).
+ */
+async function aloneSequence(blend: BlendContext, length: number): Promise<LlamaContextSequence> {
+    if (length + 1 > aloneContextSize)
+        return blend.sequence;
 
-    const state = parseSeqStateMemory(await getContextSequenceState(blend.context, sequenceIdOf(blend.sequence)));
+    blend.alone ??= blend.model.createContext({
+        contextSize: aloneContextSize,
+        batchSize: Math.min(blend.context.batchSize, aloneContextSize),
+        threads: blend.threads,
+        flashAttention: blend.flashAttention,
+        sequences: 1
+    }).then((context) => context.getSequence(), () => null);
+    const alone = await blend.alone;
+    if (alone == null || alone.disposed)
+        return blend.sequence;
+    return alone;
+}
+
+/** Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state. */
+async function evaluateAlone(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
+    const sequence = await aloneSequence(blend, tokens.length);
+    await sequence.clearHistory();
+    if (tokens.length > 0)
+        await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+
+    const state = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence)));
     return state.body;
 }
 
@@ -239,7 +272,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         await blend.sequence.clearHistory();
     else {
         const {blobBytes, buildMs, setMs, pinned} = await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
-            {threads: blend.threads, nStream: header.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
+            {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
         splice = {blobBytes, buildMs, setMs, pinned};
     }
     const kvLoadMs = chunkLoadMs + performance.now() - spliceStartedAt;
