@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -95,8 +96,9 @@ inline void floatsToHalvesF16c(const float* in, uint16_t* out, size_t n) {
         out[i] = floatToHalf(in[i]);
 }
 
+// WEFT_NO_F16C=1 forces the scalar path, so the tests can check it on a machine that has F16C.
 inline bool cpuHasF16c() {
-    static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    static const bool has = std::getenv("WEFT_NO_F16C") == nullptr && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
     return has;
 }
 #define WEFT_HAVE_F16C_DISPATCH 1
