@@ -308,13 +308,22 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 type ChunkPlacement = {start: number, body: KvBody};
 
 /**
+ * The capture context's size for a prompt: rounded up to a multiple of 512 cells, so questions of nearby lengths share
+ * one of the addon's cached capture contexts instead of each creating its own (the results do not depend on the
+ * context's size, only on the cells in use).
+ */
+export function captureContextSize(tokens: number): number {
+    return Math.max(512, Math.ceil(tokens / 512) * 512);
+}
+
+/**
  * CacheBlend's selection: one early layer's K/V for the whole blended prefix under full attention
  * (a private context stopped after that layer), against the chunk-alone K/V now in the cache (K re-positioned
  * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
  */
 async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{positions: number[], captured: LayerKV}> {
     const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
-        contextSize: Math.max(tokens.length, 32),
+        contextSize: captureContextSize(tokens.length),
         threads: blend.threads,
         flashAttention: blend.flashAttention
     });
