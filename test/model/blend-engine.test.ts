@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import {copyFile, mkdir, readdir, readFile, stat, truncate, writeFile} from "node:fs/promises";
+import {copyFile, readdir, readFile, stat, truncate, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
@@ -7,8 +7,9 @@ import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
 import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
-import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
+import {testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
+import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
 const patched = detectPatchedBuild({gpu: false});
 const addon = loadNativeAddon();
@@ -32,27 +33,19 @@ async function wkvFiles(dataDir: string): Promise<string[]> {
 }
 
 describe("blend strategies through the engine (patched build)", {skip}, () => {
-    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let setup: EngineFolder;
     let folder: string;
     let dataDir: string;
     let engine: Engine;
 
     before(async () => {
-        temp = await makeTempDir();
-        folder = path.join(temp.dir, "stories");
-        dataDir = path.join(temp.dir, "data");
-        await mkdir(folder);
-        for (const [index, text] of stories.entries())
-            await writeFile(path.join(folder, `story-${index + 1}.txt`), `${text}\n`);
-
-        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
-        await engine.addModel({path: stories260kPath});
+        setup = await openEngineWithFolder(Object.fromEntries(stories.map((text, index) => [`story-${index + 1}.txt`, `${text}\n`])));
+        ({engine, folder, dataDir} = setup);
         await collectEvents(engine.ingestFolder({path: folder}, new AbortController().signal) as never);
     });
 
     after(async () => {
-        await engine.close();
-        await temp.cleanup();
+        await setup?.cleanup();
     });
 
     const ask = async (target: Engine, strategy: ChatRequest["strategy"], ratio = 0.15) =>
@@ -99,7 +92,7 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         assert.ok(files.length >= 3, `${files.length} cache files`);
 
         // A valid file of another model, put where one of this model's chunks belongs.
-        const otherData = path.join(temp.dir, "other");
+        const otherData = path.join(path.dirname(dataDir), "other");
         const other = await Engine.open({dataDir: otherData, threads: testThreads, gpu: false});
         await other.addModel({path: tinyRandomLlama2Path});
         await collectEvents(other.ingestFolder({path: folder}, new AbortController().signal) as never);

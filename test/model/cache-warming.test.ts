@@ -2,7 +2,7 @@
 // an ingest warms every chunk, a question then loads them instead of computing them, pause holds warming back,
 // and questions asked while it runs are answered (and answered the same).
 import assert from "node:assert/strict";
-import {mkdir, writeFile} from "node:fs/promises";
+import {writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {setTimeout as delay} from "node:timers/promises";
@@ -11,8 +11,9 @@ import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
 import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
-import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+import {testThreads} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
+import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
 const patched = detectPatchedBuild({gpu: false});
 const addon = loadNativeAddon();
@@ -39,7 +40,7 @@ async function warmStatus(engine: Engine, predicate: (status: CacheWarmStatus) =
 const finishedPass = (total: number) => (status: CacheWarmStatus) => status.state === "idle" && status.total === total && status.done === total;
 
 describe("background chunk KV cache warming (patched build)", {skip, timeout: 300_000}, () => {
-    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let setup: EngineFolder;
     let folder: string;
     let dataDir: string;
     let engine: Engine;
@@ -61,21 +62,13 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
             new AbortController().signal)), "done");
 
     before(async () => {
-        temp = await makeTempDir();
-        folder = path.join(temp.dir, "stories");
-        dataDir = path.join(temp.dir, "data");
-        await mkdir(folder);
-        for (let index = 0; index < 8; index++)
-            await writeFile(path.join(folder, `story-${index + 1}.txt`), `${story(index)}\n`);
-
-        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
-        await engine.addModel({path: stories260kPath});
+        setup = await openEngineWithFolder(Object.fromEntries(Array.from({length: 8}, (_, index) => [`story-${index + 1}.txt`, `${story(index)}\n`])));
+        ({engine, folder, dataDir} = setup);
         engine.startCacheWarming((line) => logs.push(line));
     });
 
     after(async () => {
-        await engine.close();
-        await temp.cleanup();
+        await setup?.cleanup();
     });
 
     it("an ingest warms every chunk in the background; a question then loads them instead of computing them", async () => {

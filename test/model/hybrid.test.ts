@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import {mkdir, rm, writeFile} from "node:fs/promises";
+import {rm, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import * as lancedb from "@lancedb/lancedb";
 import {ChatRequest} from "../../main/contract/index.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
-import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
+import {tinyRandomLlama2Path} from "../helpers/paths.js";
+import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
 async function vectorTables(dataDir: string): Promise<Map<string, number>> {
     const db = await lancedb.connect(path.join(dataDir, "library"));
@@ -22,27 +23,22 @@ async function vectorTables(dataDir: string): Promise<Map<string, number>> {
 }
 
 describe("hybrid retrieval with a GGUF embedding model", () => {
-    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let setup: EngineFolder;
     let folder: string;
     let dataDir: string;
     let engine: Engine;
 
     before(async () => {
-        temp = await makeTempDir();
-        folder = path.join(temp.dir, "stories");
-        dataDir = path.join(temp.dir, "data");
-        await mkdir(folder);
-        await writeFile(path.join(folder, "lily.md"), "# Lily\n\nLily went to the park with her mom and saw a big red ball.\n");
-        await writeFile(path.join(folder, "tim.md"), "# Tim\n\nTim had a little boat. He sailed it on the pond every day.\n");
-        await writeFile(path.join(folder, "sue.md"), "# Sue\n\nSue baked a cake for her friend. It was sweet and yummy.\n");
-        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
-        await engine.addModel({path: stories260kPath});
-        await engine.addModel({path: tinyRandomLlama2Path});
+        setup = await openEngineWithFolder({
+            "lily.md": "# Lily\n\nLily went to the park with her mom and saw a big red ball.\n",
+            "tim.md": "# Tim\n\nTim had a little boat. He sailed it on the pond every day.\n",
+            "sue.md": "# Sue\n\nSue baked a cake for her friend. It was sweet and yummy.\n"
+        }, {models: [tinyRandomLlama2Path]});
+        ({engine, folder, dataDir} = setup);
     });
 
     after(async () => {
-        await engine.close();
-        await temp.cleanup();
+        await setup?.cleanup();
     });
 
     async function ingest() {
