@@ -15,7 +15,8 @@
         "src/addon_handles.cpp",
         "src/sequence_state.cpp",
         "src/kv_splice.cpp",
-        "src/layer_capture.cpp"
+        "src/layer_capture.cpp",
+        "src/stack_dump.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

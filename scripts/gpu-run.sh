@@ -16,7 +16,9 @@
 # WEFT_SHAPE ("layers embd heads kvHeads ff": 16 2048 16 8 5632), WEFT_BUDGET_S (570: no new benchmark run starts
 # after this many seconds from the script's start), WEFT_WORK (/tmp/weft-gpu), WEFT_GPU_REUSE (1: on a warm machine
 # whose previous call of this script built everything, keep node_modules, the CUDA build and the model, and only
-# rebuild the native addon; minutes saved), WEFT_TRACE (1: log each step of each run, to find a hang).
+# rebuild the native addon; minutes saved), WEFT_TRACE (1: log each step of each run, to find a hang), WEFT_STALL_S
+# (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
+# strategies: full,naive-pageable,naive,chunk-head,hkvd), WEFT_PROBE (1: short 8k runs that each change one thing).
 set -uo pipefail
 
 start=$(date +%s)
@@ -164,6 +166,7 @@ const {values: a} = parseArgs({options: {
     chunk: {type: "string", default: "512"}, ratio: {type: "string", default: "0.15"}, reps: {type: "string", default: "3"},
     threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
     out: {type: "string"}, card: {type: "string", default: "?"},
+    variants: {type: "string", default: "full,naive-pageable,naive,chunk-head,hkvd"},
     deadline: {type: "string", default: "0"}
 }});
 /** Epoch ms after which no new run starts (0: none): the device command has a hard limit, and a partial table beats none. */
@@ -227,8 +230,14 @@ function spliceColumns(preps: PreparedPrompt[]): Record<string, string | number>
 }
 
 type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean};
-const variants: Variant[] = [{strategy: "full", ratio: 0}, {strategy: "naive", ratio: 0, pinned: false}, {strategy: "naive", ratio: 0},
-    {strategy: "chunk-head", ratio}, {strategy: "hkvd", ratio}];
+const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
+    naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio}};
+const variants: Variant[] = a.variants!.split(",").map((name) => {
+    const variant = known[name];
+    if (variant == null)
+        throw new Error(`unknown variant ${name}; known: ${Object.keys(known).join(", ")}`);
+    return variant;
+});
 const rows: Array<Record<string, string | number>> = [];
 let skipped = 0;
 for (const size of sizes) {
@@ -318,25 +327,101 @@ await model.dispose();
 await llama.dispose();
 TS
 deadline=$(( (start + budget) * 1000 ))
+stall="${WEFT_STALL_S:-25}"
 say "benchmark: $((start + budget - $(date +%s))) s left before no new run starts"
-rm -f "$OUT/ttft.jsonl"
-node --import tsx .device/run/ttft-gpu.ts --model "$model" --gpu "$gpu" --sizes "$sizes" --reps "$reps" --ratio "$ratio" \
-    --chunk "$chunk" --threads "$(nproc)" --card "$card" --deadline "$deadline" --out "$OUT/ttft" 2>"$OUT/ttft-progress.log" &
-bench_pid=$!
-# Watchdog: a run that outlives the budget by 20 s is stuck; show where its threads wait, then stop it, so the
-# table and logs still come back.
-while kill -0 $bench_pid 2>/dev/null; do
-    if [ $(( $(date +%s) - start )) -gt $(( budget + 20 )) ]; then
-        say "benchmark still running past the budget: thread states, then kill"
-        for task in /proc/$bench_pid/task/*; do echo "  $(basename "$task") $(cat "$task/comm" 2>/dev/null) $(cat "$task/wchan" 2>/dev/null)"; done | sort -k3 | uniq -c -f2 | head -40
-        command -v gdb >/dev/null && timeout 20 gdb -p $bench_pid -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E "^Thread|^#" | head -150
-        kill -9 $bench_pid
-        break
-    fi
-    sleep 1
-done
-wait $bench_pid
+rm -f "$OUT"/ttft*.jsonl
+
+# Native stacks of a stuck run: every thread is sent SIGUSR2, which the addon (WEFT_NATIVE_STACKS=1) answers by
+# printing that thread's stack to the run's stderr; the threads that were running (state R) are printed here,
+# symbolized with addr2line where the frame is an offset into a library; all of them stay in the progress log.
+dump_stacks() { # dump_stacks PID PROGRESS_LOG
+    python3 - "$1" "$2" <<'PY'
+import ctypes, os, re, shutil, subprocess, sys, time
+pid, log = int(sys.argv[1]), sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+running = []
+for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+    try:
+        stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        state = stat[stat.rindex(")") + 2]
+        if state == "R" or tid == str(pid):
+            running.append(tid)
+        libc.syscall(234, pid, int(tid), 12)  # tgkill(pid, tid, SIGUSR2); one at a time, so the stacks do not interleave
+        time.sleep(0.2)
+    except (OSError, ValueError):
+        pass
+time.sleep(1)
+text = open(log, errors="replace").read()
+addr2line = shutil.which("addr2line")
+for block in re.split(r"(?=--- native stack of thread )", text)[1:]:
+    head = block.split("\n", 1)[0]
+    tid = head.split()[-2]
+    if tid not in running:
+        continue
+    print(f"  {head} ({'main' if tid == str(pid) else 'running'})")
+    for line in block.split("\n")[1:]:
+        m = re.match(r"(\S+?)\(([^)]*)\)\[(0x[0-9a-f]+)\]", line)
+        if not m:
+            if re.fullmatch(r"\[0x[0-9a-f]+\]", line):
+                print("    (code without a symbol: JavaScript or JIT)")
+                continue
+            break
+        lib, sym, _ = m.groups()
+        where = sym
+        off = re.fullmatch(r"\+(0x[0-9a-f]+)", sym)
+        if off and addr2line and os.path.exists(lib):
+            out = subprocess.run([addr2line, "-f", "-C", "-e", lib, off.group(1)], capture_output=True, text=True).stdout.split("\n")
+            where = f"{out[0]} {os.path.basename(out[1]) if len(out) > 1 else ''}".strip()
+        elif sym and "+" in sym:
+            name = sym.split("+")[0]
+            where = subprocess.run(["c++filt", name], capture_output=True, text=True).stdout.strip() or name if shutil.which("c++filt") else name
+        print(f"    {os.path.basename(lib)}: {where[:160]}")
+PY
+}
+
+# run_bench LABEL [VAR=VALUE ...] -- RUNNER-ARGS...: one run of the runner; a run whose progress log stops growing for
+# WEFT_STALL_S seconds, or that outlives the budget by 20 s, is stuck: its thread states, the GPU's utilization and the
+# running threads' native stacks are printed, then it is stopped, so the table and logs still come back.
+run_bench() {
+    local label="$1"; shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    local progress="$OUT/ttft-progress-$label.log"
+    say "run $label: ${envs[*]:-(no extra environment)} $*"
+    env ${envs[@]+"${envs[@]}"} WEFT_NATIVE_STACKS=1 node --import tsx .device/run/ttft-gpu.ts --model "$model" --gpu "$gpu" \
+        --reps "$reps" --ratio "$ratio" --chunk "$chunk" --threads "$(nproc)" --card "$card" --deadline "$deadline" \
+        --out "$OUT/ttft-$label" "$@" 2>"$progress" &
+    local pid=$! size=-1 grown now
+    grown=$(date +%s)
+    while kill -0 $pid 2>/dev/null; do
+        now=$(date +%s)
+        if [ "$(stat -c %s "$progress")" != "$size" ]; then size=$(stat -c %s "$progress"); grown=$now; fi
+        if [ $((now - grown)) -gt "$stall" ] || [ $((now - start)) -gt $((budget + 20)) ]; then
+            say "run $label: no progress for $((now - grown)) s; last step: $(grep -v '^---\|^/\|^node\|^\s' "$progress" | tail -1)"
+            for task in /proc/$pid/task/*; do echo "$(cat "$task/comm" 2>/dev/null) $(cat "$task/wchan" 2>/dev/null)"; done | sort | uniq -c | sed 's/^/  threads: /'
+            nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null | sed 's/^/  GPU utilization, memory: /'
+            dump_stacks $pid "$progress"
+            kill -9 $pid
+            break
+        fi
+        sleep 1
+    done
+    wait $pid
+    local rc=$?
+    grep -v " rep \| warm-up\|^---\|^/\|^node\|^\s\|^\[0x" "$progress" || true
+    [ -f "$OUT/ttft-$label.md" ] && cat "$OUT/ttft-$label.md"
+    say "run $label exited $rc"
+    return $rc
+}
+
+run_bench main -- --sizes "$sizes" ${WEFT_VARIANTS:+--variants "$WEFT_VARIANTS"}
 bench_rc=$?
-cat "$OUT/ttft-progress.log" | grep -v " rep \| warm-up" || true
-say "benchmark exited $bench_rc; wall time of this script $(($(date +%s) - start)) s"
+# WEFT_PROBE=1: after the main run, short 8k runs that each change one thing, to find what a hang depends on.
+if [ "${WEFT_PROBE:-0}" = 1 ]; then
+    run_bench probe-naive-only -- --sizes 8192 --variants naive
+    run_bench probe-graphs-off GGML_CUDA_DISABLE_GRAPHS=1 -- --sizes 8192 --variants naive-pageable,naive
+    run_bench probe-launch-blocking CUDA_LAUNCH_BLOCKING=1 -- --sizes 8192 --variants naive-pageable
+fi
+say "wall time of this script $(($(date +%s) - start)) s"
 exit $bench_rc

@@ -14,6 +14,7 @@
 #include "layer_capture.h"
 #include "llama_functions.h"
 #include "sequence_state.h"
+#include "stack_dump.h"
 
 namespace {
 
@@ -36,6 +37,7 @@ Napi::Value LlamaFunctionsAvailable(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    installStackDumperFromEnvironment();
     env.SetInstanceData<LayerCaptureRegistry, finalizeRegistry>(createLayerCaptureRegistry());
     exports.Set("getSequenceState", Napi::Function::New(env, GetSequenceState, "getSequenceState"));
     exports.Set("setSequenceState", Napi::Function::New(env, SetSequenceState, "setSequenceState"));
