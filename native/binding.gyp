@@ -15,6 +15,7 @@
         "src/addon_handles.cpp",
         "src/sequence_state.cpp",
         "src/kv_splice.cpp",
+        "src/kv_resident.cpp",
         "src/layer_capture.cpp",
         "src/stack_dump.cpp"
       ],

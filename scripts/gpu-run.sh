@@ -156,6 +156,7 @@ import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../../main/engine/blend/patched-build.js";
 import {prepareFull, type PreparedPrompt} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../../main/engine/prompt.js";
@@ -166,7 +167,7 @@ const {values: a} = parseArgs({options: {
     chunk: {type: "string", default: "512"}, ratio: {type: "string", default: "0.15"}, reps: {type: "string", default: "3"},
     threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
     out: {type: "string"}, card: {type: "string", default: "?"},
-    variants: {type: "string", default: "full,naive-pageable,naive,chunk-head,hkvd"},
+    variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd"},
     deadline: {type: "string", default: "0"}
 }});
 /** Epoch ms after which no new run starts (0: none): the device command has a hard limit, and a partial table beats none. */
@@ -193,7 +194,8 @@ const sequence = context.getSequence();
 log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize}, batch ${context.batchSize}, flash attention ${String(context.flashAttention)}`);
 const dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-ttft-"));
 const cache = await ChunkKvCache.open({dataDir, ramBudgetBytes: 16 * 1024 ** 3, diskBudgetBytes: 0});
-const opened = await openBlendContext({llama, model, context, sequence, modelPath: a.model!, cache, threads});
+// Host tiers only by default; the "-resident" variants give the blend a resident (GPU) tier of their own.
+const opened = await openBlendContext({llama, model, context, sequence, modelPath: a.model!, cache, threads, residentBudgetBytes: 0});
 if (typeof opened === "string")
     throw new Error(`blend path unavailable: ${opened}`);
 const blend = opened;
@@ -223,15 +225,18 @@ async function firstToken(seq: LlamaContextSequence, tokens: Token[]): Promise<v
 function spliceColumns(preps: PreparedPrompt[]): Record<string, string | number> {
     const splices = preps.map((p) => p.splice).filter((s) => s != null);
     if (splices.length === 0)
-        return {spliceMiB: NaN, buildMs: NaN, setMs: NaN, setGBps: NaN, pinned: "-"};
+        return {spliceMiB: NaN, buildMs: NaN, setMs: NaN, setGBps: NaN, pinned: "-", residentMiB: NaN, residentMs: NaN, residentGBps: NaN};
     const setMs = median(splices.map((s) => s.setMs)), blob = splices[0]!.blobBytes;
-    return {spliceMiB: blob / 2 ** 20, buildMs: median(splices.map((s) => s.buildMs)), setMs, setGBps: blob / 1e9 / (setMs / 1000),
-        pinned: splices[0]!.pinned ? "yes" : "no"};
+    const residentMs = median(splices.map((s) => s.residentMs)), resident = splices[0]!.residentBytes;
+    return {spliceMiB: blob / 2 ** 20, buildMs: blob > 0 ? median(splices.map((s) => s.buildMs)) : NaN, setMs: blob > 0 ? setMs : NaN,
+        setGBps: blob > 0 ? blob / 1e9 / (setMs / 1000) : NaN, pinned: blob === 0 ? "-" : splices[0]!.pinned ? "yes" : "no",
+        residentMiB: resident / 2 ** 20, residentMs: resident > 0 ? residentMs : NaN, residentGBps: resident > 0 ? resident / 1e9 / (residentMs / 1000) : NaN};
 }
 
-type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean};
+type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
-    naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio}};
+    naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
+    "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true}};
 const variants: Variant[] = a.variants!.split(",").map((name) => {
     const variant = known[name];
     if (variant == null)
@@ -268,6 +273,9 @@ for (const size of sizes) {
         }
         const runs: Array<{ttft: number, prep: PreparedPrompt}> = [];
         blend.pinned = variant.pinned ?? true;
+        // Resident variants: the warm-up fills the tier (admission runs after it), the timed runs place from it.
+        if (variant.resident)
+            blend.resident = new ResidentTier(16 * 1024 ** 3);
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
             trace(`${size} ${variant.strategy} rep ${rep}: prepare`);
@@ -276,11 +284,14 @@ for (const size of sizes) {
             trace(`${size} ${variant.strategy} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
             await firstToken(sequence, prep.tokensToEvaluate);
             trace(`${size} ${variant.strategy} rep ${rep}: done`);
+            await blend.residentAdmission;
             const ttft = performance.now() - start;
             if (rep > 0)
                 runs.push({ttft, prep}); // rep 0 is the warm-up
             log(`  ${variant.strategy}@${variant.ratio} ${rep === 0 ? "warm-up" : `rep ${rep}`}: ${ttft.toFixed(1)} ms`);
         }
+        blend.resident?.clear();
+        delete blend.resident;
         const ttft = median(runs.map((r) => r.ttft));
         if (variant.strategy === "full")
             fullMs = ttft;
@@ -289,7 +300,7 @@ for (const size of sizes) {
         const bytes = runs[0]!.prep.kvBytesLoaded;
         const row = {
             card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
-                (variant.pinned === false ? " (pageable)" : ""),
+                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,
             kvGBps: bytes > 0 && load > 0 ? bytes / 1e9 / (load / 1000) : NaN, runs: runs.length,
@@ -303,11 +314,11 @@ for (const size of sizes) {
 }
 
 const head = ["card", "strategy", "context tokens", "TTFT ms", "ratio to full", "load ms", "select ms", "recompute ms", "rest ms",
-    "recomputed", "KV MiB", "KV GB/s", "state MiB", "build ms", "set ms", "set GB/s", "pinned"];
+    "recomputed", "KV MiB", "KV GB/s", "state MiB", "build ms", "set ms", "set GB/s", "pinned", "D2D MiB", "D2D ms", "D2D GB/s"];
 const keys = ["card", "strategy", "context", "ttftMs", "ratioToFull", "loadMs", "selectMs", "recomputeMs", "restMs", "recomputed", "kvMiB", "kvGBps",
-    "spliceMiB", "buildMs", "setMs", "setGBps", "pinned"];
+    "spliceMiB", "buildMs", "setMs", "setGBps", "pinned", "residentMiB", "residentMs", "residentGBps"];
 const fmt = (v: string | number, k: string) => typeof v === "string" ? v : Number.isNaN(v) ? "-"
-    : k === "ratioToFull" ? v.toFixed(3) : k === "kvGBps" || k === "setGBps" ? v.toFixed(2) : k === "context" || k === "recomputed" ? String(v) : v.toFixed(1);
+    : k === "ratioToFull" ? v.toFixed(3) : k === "kvGBps" || k === "setGBps" || k === "residentGBps" ? v.toFixed(2) : k === "context" || k === "recomputed" ? String(v) : v.toFixed(1);
 const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`,
     ...rows.map((r) => `| ${keys.map((k) => fmt(r[k]!, k)).join(" | ")} |`)];
 console.log(lines.join("\n"));

@@ -9,7 +9,7 @@ import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
 import path from "node:path";
-import {type BlendContext, chunkCachedOnDisk, chunkKv, openBlendContext, prepareBlend} from "./blend/blend.js";
+import {type BlendContext, chunkCachedOnDisk, chunkKv, closeResidentTier, openBlendContext, prepareBlend} from "./blend/blend.js";
 import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
@@ -134,7 +134,7 @@ export class Engine implements EngineApi {
         const release = await this.modelLock.lock();
         try {
             if (this.loaded?.info.id === input.id) {
-                await unloadModel(this.loaded);
+                await this.unloadLoaded(this.loaded);
                 this.loaded = null;
             }
         } finally {
@@ -486,7 +486,7 @@ export class Engine implements EngineApi {
         const release = await this.modelLock.lock();
         try {
             if (this.loaded != null)
-                await unloadModel(this.loaded);
+                await this.unloadLoaded(this.loaded);
 
             this.loaded = null;
             await this.library.close();
@@ -599,6 +599,14 @@ export class Engine implements EngineApi {
         return {done, total, computed, cancelled: false};
     }
 
+    /** Unloads a model, freeing its blend context's resident (GPU) KVs first. */
+    private async unloadLoaded(loaded: LoadedModel): Promise<void> {
+        const blend = await this.blendContexts.get(loaded)?.catch(() => null);
+        if (blend != null && typeof blend !== "string")
+            await closeResidentTier(blend);
+        await unloadModel(loaded);
+    }
+
     /** What the blend path needs for this model, or why it cannot run here. */
     private blendContext(loaded: LoadedModel): Promise<BlendContext | string> {
         let found = this.blendContexts.get(loaded);
@@ -674,7 +682,7 @@ export class Engine implements EngineApi {
             return this.loaded;
 
         if (this.loaded != null) {
-            await unloadModel(this.loaded);
+            await this.unloadLoaded(this.loaded);
             this.loaded = null;
         }
 

@@ -3,6 +3,8 @@
 //   setSequenceState(LlamaContext._ctx, seqId, blob): Promise<number>
 //   spliceSequenceState(LlamaContext._ctx, seqId, spec): Promise<{bytesRead, blobBytes, buildMs, setMs, pinned}>
 //   releasePinnedScratch(): number
+//   residentKvUpload(LlamaContext._ctx, seqId, spec): Promise<handle>; residentKvRelease(handle): number;
+//   residentKvSupported(): boolean (the build has Weft's patch 0002)
 //   kvDeviation(spec): Promise<Float32Array>
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
@@ -10,6 +12,7 @@
 // The TypeScript side is main/engine/blend/native-addon.ts.
 #include <napi.h>
 
+#include "kv_resident.h"
 #include "kv_splice.h"
 #include "layer_capture.h"
 #include "llama_functions.h"
@@ -44,6 +47,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("spliceSequenceState", Napi::Function::New(env, SpliceSequenceState, "spliceSequenceState"));
     exports.Set("kvDeviation", Napi::Function::New(env, KvDeviation, "kvDeviation"));
     exports.Set("releasePinnedScratch", Napi::Function::New(env, ReleasePinnedScratch, "releasePinnedScratch"));
+    exports.Set("residentKvUpload", Napi::Function::New(env, ResidentKvUpload, "residentKvUpload"));
+    exports.Set("residentKvRelease", Napi::Function::New(env, ResidentKvRelease, "residentKvRelease"));
+    exports.Set("residentKvSupported", Napi::Function::New(env, ResidentKvSupported, "residentKvSupported"));
     exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
     exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));

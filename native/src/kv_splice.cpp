@@ -29,6 +29,7 @@
 
 #include "addon_handles.h"
 #include "half.h"
+#include "kv_resident.h"
 #include "llama_functions.h"
 #include "promise_worker.h"
 
@@ -130,7 +131,8 @@ struct Plan {
     RopeSpec rope;
     uint32_t threads = 1;
     bool pinned = true;
-    uint64_t totalCells = 0;
+    uint64_t totalCells = 0;  // of the host parts
+    std::vector<ResidentPlacement> resident;  // parts already in device buffers: placed after the host parts
     std::vector<const LayerOverride*> overrideOf;  // per layer, null when none
     std::vector<LayerOverride> overrides;
 };
@@ -238,6 +240,23 @@ class SpliceWorker : public PromiseWorker {
 
     protected:
         void Run() override {
+            if (plan.totalCells > 0)
+                spliceHostParts();
+            else
+                functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
+            if (!plan.resident.empty()) {
+                auto started = std::chrono::steady_clock::now();
+                try {
+                    residentBytes = placeResidentParts(functions, ctx, plan.seqId, plan.resident);
+                } catch (...) {
+                    functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
+                    throw;
+                }
+                residentMs = millisecondsSince(started);
+            }
+        }
+
+        void spliceHostParts() {
             auto started = std::chrono::steady_clock::now();
             const uint64_t n = plan.totalCells;
             size_t size = 8 + 4 + 4 * (size_t) plan.nStream;
@@ -434,6 +453,8 @@ class SpliceWorker : public PromiseWorker {
             result.Set("buildMs", Napi::Number::New(env, buildMs));
             result.Set("setMs", Napi::Number::New(env, setMs));
             result.Set("pinned", Napi::Boolean::New(env, usedPinned));
+            result.Set("residentBytes", Napi::Number::New(env, (double) residentBytes));
+            result.Set("residentMs", Napi::Number::New(env, residentMs));
             deferred.Resolve(result);
         }
 
@@ -449,6 +470,8 @@ class SpliceWorker : public PromiseWorker {
         double buildMs = 0;
         double setMs = 0;
         bool usedPinned = false;
+        uint64_t residentBytes = 0;
+        double residentMs = 0;
 };
 
 // --- reading the spec ---
@@ -525,6 +548,17 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
         if (!positions.IsTypedArray() || positions.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
             throw Napi::TypeError::New(env, where + ".positions must be an Int32Array");
         Napi::Int32Array positionArray = positions.As<Napi::Int32Array>();
+        if (object.Has("resident") && !object.Get("resident").IsUndefined()) {
+            ResidentPlacement placement;
+            placement.kv = residentOfHandle(object.Get("resident"), where + ".resident", ctx, placement.cellCount);
+            if (positionArray.ElementLength() != placement.cellCount)
+                throw Napi::RangeError::New(env, where + ": " + std::to_string(positionArray.ElementLength()) + " positions for a resident KV of " +
+                    std::to_string(placement.cellCount) + " cells");
+            placement.positions = positionArray.Data();
+            placement.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
+            plan.resident.push_back(placement);
+            continue;
+        }
         part.positions = positionArray.Data();
         part.cellCount = (uint32_t) positionArray.ElementLength();
         part.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
@@ -573,12 +607,17 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
             plan.overrideOf[il] = &plan.overrides.back();
         }
     }
-    if (plan.totalCells == 0)
+    uint64_t residentCells = 0;
+    for (const ResidentPlacement& placement : plan.resident)
+        residentCells += placement.cellCount;
+    if (plan.totalCells + residentCells == 0)
         throw Napi::RangeError::New(env, "spec.parts hold no cells: nothing to splice");
     if (plan.layers.empty())
         throw Napi::RangeError::New(env, "spec.layers is empty");
-    if (plan.totalCells > (uint64_t) functions.llama_n_ctx(ctx))
-        throw Napi::RangeError::New(env, std::to_string(plan.totalCells) + " cells do not fit the context's " +
+    if (residentCells > 0 && !plan.overrides.empty())
+        throw Napi::TypeError::New(env, "spec.overrides apply to host parts only: a plan with resident parts takes none");
+    if (plan.totalCells + residentCells > (uint64_t) functions.llama_n_ctx(ctx))
+        throw Napi::RangeError::New(env, std::to_string(plan.totalCells + residentCells) + " cells do not fit the context's " +
             std::to_string(functions.llama_n_ctx(ctx)) + " cells");
     return plan;
 }

@@ -116,6 +116,7 @@ void* findSymbol(void* handle, const char* name) {
 std::unique_ptr<LlamaFunctions> resolveFrom(const Candidate& candidate) {
     auto functions = std::make_unique<LlamaFunctions>();
     functions->library = candidate.path;
+    functions->handle = candidate.handle;
 #define WEFT_RESOLVE(name) \
     functions->name = reinterpret_cast<decltype(&::name)>(findSymbol(candidate.handle, #name)); \
     if (functions->name == nullptr) functions->missing.emplace_back(#name);
@@ -175,4 +176,11 @@ const LlamaFunctions& requireLlamaFunctions() {
             (functions.library.empty() ? std::string() : " (best candidate library: " + functions.library + ")"));
     }
     return functions;
+}
+
+void* findOptionalLlamaFunction(const char* name) {
+    const LlamaFunctions& functions = getLlamaFunctions();
+    if (!functions.missing.empty() || functions.handle == nullptr)
+        return nullptr;
+    return findSymbol(functions.handle, name);
 }

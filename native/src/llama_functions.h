@@ -33,15 +33,20 @@
     X(ggml_backend_dev_host_buffer_type) \
     X(ggml_backend_buft_alloc_buffer) \
     X(ggml_backend_buffer_get_base) \
-    X(ggml_backend_buffer_free)
+    X(ggml_backend_buffer_free) \
+    X(ggml_backend_buffer_get_type) \
+    X(ggml_backend_tensor_set) \
+    X(ggml_backend_tensor_copy) \
+    X(llama_memory_seq_rm)
 
 struct LlamaFunctions {
 #define WEFT_DECLARE_POINTER(name) decltype(&::name) name = nullptr;
     WEFT_LLAMA_FUNCTIONS(WEFT_DECLARE_POINTER)
 #undef WEFT_DECLARE_POINTER
 
-    /** Path of the loaded library the functions were taken from. */
+    /** Path of the loaded library the functions were taken from, and its handle. */
     std::string library;
+    void* handle = nullptr;
     /** Names that could not be resolved (empty when all were). */
     std::vector<std::string> missing;
 };
@@ -54,3 +59,9 @@ const LlamaFunctions& getLlamaFunctions();
 
 /** Returns the resolved functions or throws std::runtime_error naming what is missing. */
 const LlamaFunctions& requireLlamaFunctions();
+
+/**
+ * A function only some builds have (one a Weft patch adds), from the library the others were resolved from; null
+ * when that build lacks it or the others are not resolved yet.
+ */
+void* findOptionalLlamaFunction(const char* name);

@@ -246,7 +246,9 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
             (error: unknown) => error instanceof KvBlobError && /different layouts/.test(error.message));
 
         const spec = spliceSpecOf(parts, rope, {threads: 1});
-        const truncated = {...spec, parts: spec.parts.map((part, i) => i === 1 ? {...part, k: part.k.map((rows, il) => il === 2 ? rows.subarray(0, rows.byteLength - 2) : rows)} : part)};
+        const truncated = {...spec, parts: spec.parts.map((part, i) => i === 1 && "k" in part
+            ? {...part, k: part.k.map((rows, il) => il === 2 ? rows.subarray(0, rows.byteLength - 2) : rows)}
+            : part)};
         await assert.rejects(spliceSequenceState(flash.sequence, truncated, tokens), /part.*layer 2 K holds \d+ bytes, expected \d+/);
         assert.equal(flash.sequence.contextTokens.length, 0, "a refused splice leaves the sequence empty");
 

@@ -5,10 +5,12 @@ import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
 import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
 import {
-    captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, sequenceIdOf, withContextLock
+    captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, residentKvSupported, sequenceIdOf,
+    withContextLock
 } from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
+import {ResidentTier} from "./resident-tier.js";
 import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
 import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
 
@@ -34,7 +36,23 @@ export type BlendContext = {
     pinned?: boolean;
     /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
     alone?: Promise<LlamaContextSequence | null>;
+    /**
+     * The hot tier: chunk and header KVs kept in the KV cache's own memory (GPU memory on a GPU build), placed with
+     * device-to-device copies by `naive` and `chunk-head`. Absent where the build lacks patch 0002, with flash
+     * attention off (transposed V), or with a zero budget (the default on CPU, where it would only copy RAM to RAM).
+     */
+    resident?: ResidentTier;
+    /** The latest admission into the resident tier (it runs after a blend, off the answer's path); settles, never rejects. */
+    residentAdmission?: Promise<void>;
 };
+
+/** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
+export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
+    if (llama.gpu === false)
+        return 0;
+    const {free} = await llama.getVramState();
+    return Math.min(4 * 1024 ** 3, Math.floor(free / 4));
+}
 
 /**
  * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus BOS
@@ -49,7 +67,9 @@ const aloneContextSize = 1024;
  */
 export async function openBlendContext(options: {
     llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
-    cache: ChunkKvCache, threads: number
+    cache: ChunkKvCache, threads: number,
+    /** Byte budget of the resident (GPU) tier; default {@link defaultResidentBudgetBytes}. 0 turns it off. */
+    residentBudgetBytes?: number
 }): Promise<BlendContext | string> {
     const build = detectPatchedBuild({gpu: options.llama.gpu});
     if (!build.patched)
@@ -70,7 +90,9 @@ export async function openBlendContext(options: {
     }
 
     const {flashAttention, nStream} = await chatKvLayout(options.sequence, options.model);
+    const residentBudgetBytes = options.residentBudgetBytes ?? await defaultResidentBudgetBytes(options.llama);
     return {
+        ...(residentBudgetBytes > 0 && flashAttention && residentKvSupported() ? {resident: new ResidentTier(residentBudgetBytes)} : {}),
         model: options.model,
         context: options.context,
         sequence: options.sequence,
@@ -217,18 +239,33 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const loadStartedAt = performance.now();
     let kvBytesLoaded = 0;
-    const header = await headerKv(blend, prompt.tokens.slice(0, headerEnd));
-    const parts: SplicePartInput[] = [{body: header, delta: 0}];
+    // hkvd scores host rows and overrides its check layer's rows on the host: it does not use the resident tier.
+    const tier = strategy === "hkvd" ? undefined : blend.resident;
+    const headerTokens = prompt.tokens.slice(0, headerEnd);
+    const headerKey = `header:${chunkKeyHash(headerTokens)}`;
+    const residentHeader = tier?.get(headerKey);
+    const header = residentHeader == null ? await headerKv(blend, headerTokens) : undefined;
+    const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
+    const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
     const chunks: ChunkPlacement[] = [];
     for (const {segment, start} of layout) {
         if (segment.kind !== "chunk")
             continue;
 
+        // Cached at positions 1..n; moved to start..start+n-1 with K rotated to match (RoPE shift): on the device
+        // by llama.cpp's K-shift for a resident chunk, natively on the CPU otherwise.
+        const key = `chunk:${chunkKeyHash(segment.tokens)}`;
+        const resident = tier?.get(key);
+        if (resident != null) {
+            parts.push({resident, delta: start - 1});
+            continue;
+        }
         const {body, loadedBytes} = await chunkKv(blend, segment.tokens);
         kvBytesLoaded += loadedBytes;
-        // Cached at positions 1..n; moved to start..start+n-1 with K rotated to match (RoPE shift), natively.
         parts.push({body, delta: start - 1});
         chunks.push({start, body});
+        if (tier != null)
+            toAdmit.push({key, body});
     }
 
     const prefixTokens = prompt.tokens.slice(0, tailStart);
@@ -268,12 +305,12 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const spliceStartedAt = performance.now();
     let splice: PreparedPrompt["splice"];
-    if (parts.every((part) => part.body.cells.length === 0))
+    if (parts.every((part) => "body" in part && part.body.cells.length === 0))
         await blend.sequence.clearHistory();
     else {
-        const {blobBytes, buildMs, setMs, pinned} = await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
-            {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
-        splice = {blobBytes, buildMs, setMs, pinned};
+        const {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs} = await spliceIntoSequence(blend.sequence, parts, prefixTokens,
+            blend.rope, {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
+        splice = {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs};
     }
     const kvLoadMs = chunkLoadMs + performance.now() - spliceStartedAt;
 
@@ -288,6 +325,8 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     await withContextLock(blend.context, () => recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []));
     markTokensEvaluated(blend.sequence, tailInBatch);
     const recomputeMs = performance.now() - recomputeStartedAt;
+    if (tier != null && toAdmit.length > 0)
+        admitResident(blend, tier, toAdmit);
 
     const recomputedTokens = selected.length;
     return {
@@ -306,6 +345,30 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 }
 
 type ChunkPlacement = {start: number, body: KvBody};
+
+/**
+ * Copies the KVs a blend just loaded from host memory into the resident tier, after the blend (it waits for the
+ * context lock, so it runs between the answer's decodes rather than before its first token). A failure (device memory)
+ * only leaves them out: the host tiers still serve them.
+ */
+function admitResident(blend: BlendContext, tier: ResidentTier, entries: Array<{key: string, body: KvBody}>): void {
+    const previous = blend.residentAdmission ?? Promise.resolve();
+    blend.residentAdmission = previous.then(async () => {
+        for (const {key, body} of entries) {
+            if (blend.context.disposed || blend.resident !== tier)
+                return;
+            await tier.admit(blend.sequence, key, body);
+        }
+    }).catch(() => undefined);
+}
+
+/** Frees the resident tier (before its context is disposed); waits for an admission in flight first. */
+export async function closeResidentTier(blend: BlendContext): Promise<void> {
+    const tier = blend.resident;
+    delete blend.resident;
+    await blend.residentAdmission;
+    tier?.clear();
+}
 
 /**
  * The capture context's size for a prompt: rounded up to a multiple of 512 cells, so questions of nearby lengths share

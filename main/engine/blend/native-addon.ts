@@ -58,6 +58,16 @@ export type LayerKV = {
     vTensor: string
 };
 
+/** A chunk's K/V rows held in buffers of a context's KV cache type (GPU memory on a GPU build), made by {@link uploadResidentKv}. */
+export type ResidentKvHandle = object & {readonly __brand: "ResidentKv"};
+
+/**
+ * A part already resident (see {@link ResidentKvHandle}): its cells are placed after the host parts with llama.cpp's
+ * cell placement (Weft patch 0002) and its rows copied device to device; llama.cpp's K-shift rotates K by `delta`
+ * at the next decode.
+ */
+export type SpliceResidentPart = {positions: Int32Array, delta: number, resident: ResidentKvHandle};
+
 /** One part of a spliced sequence: its cells' final positions, the K rotation to apply and its rows per layer. */
 export type SplicePart = {
     /** Final position of each cell, in blob order. */
@@ -82,7 +92,7 @@ export type SpliceSpec = {
     vTrans: boolean,
     layers: SpliceLayerShape[],
     rope: SpliceRope,
-    parts: SplicePart[],
+    parts: Array<SplicePart | SpliceResidentPart>,
     /** Threads that build the state (K rotation and copies). */
     threads: number,
     /** Build it in pinned host memory when a GPU backend is loaded (default true). */
@@ -102,7 +112,17 @@ export type SpliceResult = {
     /** Time llama_state_seq_set_data took to load it (host-to-device copies on a GPU). */
     setMs: number,
     /** Whether the state was built in pinned (page-locked) host memory. */
-    pinned: boolean
+    pinned: boolean,
+    /** Bytes of resident parts copied device to device into the cache (0 without resident parts). */
+    residentBytes: number,
+    /** Time the resident parts' placement and copies took. */
+    residentMs: number
+};
+
+/** The rows {@link uploadResidentKv} keeps: every layer's K and V rows of `cellCount` cells, V not transposed. */
+export type ResidentKvSpec = {
+    cellCount: number,
+    layers: Array<{kType: number, kRowSize: number, vType: number, vRowSize: number, k: Uint8Array, v: Uint8Array}>
 };
 
 /** hkvd's scoring input: the capture of the whole prefix and each chunk's cached rows of the same layer. */
@@ -133,6 +153,12 @@ export interface WeftNativeAddon {
     kvDeviation(spec: DeviationSpec): Promise<Float32Array>;
     /** Frees the pinned host buffer spliceSequenceState keeps between calls; returns its size in bytes. */
     releasePinnedScratch(): number;
+    /** Copies rows into buffers of the context's KV cache type; they must match its cache (types, row sizes, layers). */
+    residentKvUpload(context: ContextHandle, seqId: number, spec: ResidentKvSpec): Promise<ResidentKvHandle>;
+    /** Frees a resident KV's buffers now; returns the bytes freed (0 when already released). */
+    residentKvRelease(handle: ResidentKvHandle): number;
+    /** Whether the loaded llama.cpp has Weft's patch 0002 (cell placement), which resident KVs need. */
+    residentKvSupported(): boolean;
     captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
     /** Frees the cached private capture contexts of one model (or all); returns how many. */
     releaseLayerCaptureContexts(model?: ModelHandle): number;
@@ -298,6 +324,27 @@ export async function spliceSequenceState(sequence: LlamaContextSequence, spec: 
         return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
             () => withContextLock(context, () => addon.spliceSequenceState(contextHandleOf(context), sequenceId, spec)));
     });
+}
+
+/** Whether resident KVs can be used in this process (the addon is loaded and llama.cpp has Weft's patch 0002). */
+export function residentKvSupported(): boolean {
+    const load = loadNativeAddon();
+    return load.addon !== null && typeof load.addon.residentKvSupported === "function" && load.addon.residentKvSupported();
+}
+
+/** Keeps `spec`'s rows in buffers of `sequence`'s context's KV cache type (device memory on a GPU build). */
+export async function uploadResidentKv(sequence: LlamaContextSequence, spec: ResidentKvSpec): Promise<ResidentKvHandle> {
+    const addon = requireAddon();
+    const context = sequence.context;
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+        () => withContextLock(context, () => addon.residentKvUpload(contextHandleOf(context), sequenceIdOf(sequence), spec)));
+}
+
+/** Frees a resident KV's buffers; returns the bytes freed. */
+export function releaseResidentKv(handle: ResidentKvHandle): number {
+    return requireAddon().residentKvRelease(handle);
 }
 
 /** hkvd's deviation scores, natively (see {@link DeviationSpec}). */

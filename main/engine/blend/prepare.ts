@@ -16,8 +16,11 @@ export type PreparedPrompt = {
     kvLoadMs: number;
     selectMs: number;
     recomputeMs: number;
-    /** The native splice of a blend: state bytes built, time to build them and to load them (host-to-device on a GPU). */
-    splice?: {blobBytes: number, buildMs: number, setMs: number, pinned: boolean};
+    /**
+     * The native splice of a blend: state bytes built, time to build them and to load them (host-to-device on a GPU),
+     * and the resident tier's part: bytes placed with device-to-device copies and the time that took.
+     */
+    splice?: {blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number};
 };
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, selectMs: 0, recomputeMs: 0};

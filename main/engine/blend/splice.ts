@@ -7,9 +7,11 @@
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
 import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "./kv-blob.js";
 import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "./native-addon.js";
+import type {ResidentEntry} from "./resident-tier.js";
 import type {RopeParams} from "./rope-shift.js";
 
-export type SplicePartInput = {body: KvBody, delta: number};
+/** A part from host memory (K rotated on the CPU) or from the resident tier (placed and copied on the device). */
+export type SplicePartInput = {body: KvBody, delta: number} | {resident: ResidentEntry, delta: number};
 
 export function spliceRopeOf(rope: RopeParams): SpliceRope {
     return {
@@ -26,31 +28,39 @@ export function spliceRopeOf(rope: RopeParams): SpliceRope {
 export type SpliceOptions = {threads: number, nStream?: number, pinned?: boolean, overrides?: SpliceSpec["overrides"]};
 
 export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: SpliceOptions): SpliceSpec {
-    const nonEmpty = parts.filter((part) => part.body.cells.length > 0);
-    const first = nonEmpty[0]?.body;
-    if (first == null)
+    const host = parts.flatMap((part) => "body" in part && part.body.cells.length > 0 ? [part] : []);
+    const resident = parts.flatMap((part) => "resident" in part && part.resident.positions.length > 0 ? [part] : []);
+    const first = host[0]?.body;
+    if (first == null && resident.length === 0)
         throw new KvBlobError("nothing to splice: every part is empty");
-    const shape = layerShape(first);
-    for (const {body} of nonEmpty) {
+    const shape = first != null ? layerShape(first) : "";
+    for (const {body} of host) {
         validateKvBody(body);
         if (layerShape(body) !== shape)
             throw new KvBlobError("cannot splice KV caches of different layouts (layer count, types, row sizes or V transposition differ): they come from different models or context settings");
     }
 
     return {
-        nStream: options.nStream ?? first.nStream,
+        nStream: options.nStream ?? first?.nStream ?? 1,
         stream: 0,
-        vTrans: first.vTrans,
-        layers: first.layers.map(({k, v}) => isTransposed(v)
+        vTrans: first?.vTrans ?? false,
+        layers: first == null ? resident[0]!.resident.layers : first.layers.map(({k, v}) => isTransposed(v)
             ? {kType: k.type, kRowSize: k.rowSize, vType: v.type, vElemSize: v.elemSize, nEmbdV: v.nEmbd}
             : {kType: k.type, kRowSize: k.rowSize, vType: v.type, vRowSize: v.rowSize}),
         rope: spliceRopeOf(rope),
-        parts: nonEmpty.map(({body, delta}) => ({
-            positions: Int32Array.from(body.cells, (cell) => cell.pos + delta),
-            delta,
-            k: body.layers.map((layer) => layer.k.rows),
-            v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
-        })),
+        parts: [
+            ...host.map(({body, delta}) => ({
+                positions: Int32Array.from(body.cells, (cell) => cell.pos + delta),
+                delta,
+                k: body.layers.map((layer) => layer.k.rows),
+                v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
+            })),
+            ...resident.map(({resident: entry, delta}) => ({
+                positions: entry.positions.map((pos) => pos + delta),
+                delta,
+                resident: entry.handle
+            }))
+        ],
         threads: Math.max(1, Math.floor(options.threads)),
         ...(options.pinned != null ? {pinned: options.pinned} : {}),
         ...(options.overrides != null && options.overrides.length > 0 ? {overrides: options.overrides} : {})

@@ -1,0 +1,325 @@
+#include "kv_resident.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#include "addon_handles.h"
+#include "promise_worker.h"
+
+namespace {
+
+// Patch 0002's functions, declared here because an unpatched llama.h (the default install) does not have them.
+using SeqKvTensorsFn = bool (*)(llama_memory_t, llama_seq_id, int32_t, ggml_tensor**, ggml_tensor**, size_t*, size_t*, bool*);
+using SeqPlaceCellsFn = int32_t (*)(llama_memory_t, llama_seq_id, const llama_pos*, const llama_pos*, int32_t, uint32_t*);
+
+struct PatchFunctions {
+    SeqKvTensorsFn kvTensors = nullptr;
+    SeqPlaceCellsFn placeCells = nullptr;
+};
+
+const PatchFunctions& patchFunctions() {
+    static std::mutex mutex;
+    static PatchFunctions found;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (found.kvTensors == nullptr || found.placeCells == nullptr) {
+        found.kvTensors = reinterpret_cast<SeqKvTensorsFn>(findOptionalLlamaFunction("llama_memory_seq_kv_tensors"));
+        found.placeCells = reinterpret_cast<SeqPlaceCellsFn>(findOptionalLlamaFunction("llama_memory_seq_place_cells"));
+    }
+    return found;
+}
+
+const napi_type_tag residentTag = {0x5765667452657369ULL, 0x64656e744b563031ULL};
+
+// A 1-D byte view of `size` bytes at `data` inside `buffer`, for the backend's tensor set / copy functions.
+ggml_tensor byteView(ggml_backend_buffer_t buffer, void* data, size_t size) {
+    ggml_tensor view{};
+    view.type = GGML_TYPE_I8;
+    view.buffer = buffer;
+    view.data = data;
+    view.ne[0] = (int64_t) size;
+    view.ne[1] = view.ne[2] = view.ne[3] = 1;
+    view.nb[0] = 1;
+    view.nb[1] = view.nb[2] = view.nb[3] = size;
+    return view;
+}
+
+struct CacheLayer {
+    ggml_tensor* k = nullptr;
+    ggml_tensor* v = nullptr;
+    size_t kOffset = 0;
+    size_t vOffset = 0;
+};
+
+// The KV cache tensors of every layer of the context, for seqId's stream; throws when the build or cache cannot.
+std::vector<CacheLayer> cacheLayers(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId) {
+    const PatchFunctions& patch = patchFunctions();
+    if (patch.kvTensors == nullptr || patch.placeCells == nullptr)
+        throw std::runtime_error("this llama.cpp build lacks Weft's patch 0002 (llama_memory_seq_place_cells): rebuild with `npm run build:llama`");
+    llama_memory_t memory = functions.llama_get_memory(ctx);
+    const int32_t layerCount = functions.llama_model_n_layer(functions.llama_get_model(ctx));
+    std::vector<CacheLayer> layers;
+    for (int32_t il = 0; il < layerCount; il++) {
+        CacheLayer layer;
+        bool vTrans = true;
+        if (!patch.kvTensors(memory, seqId, il, &layer.k, &layer.v, &layer.kOffset, &layer.vOffset, &vTrans) || layer.v == nullptr)
+            throw std::runtime_error("layer " + std::to_string(il) + " has no plain K/V cache tensors (not a plain KV cache?)");
+        if (vTrans)
+            throw std::runtime_error("the context's V cache is transposed (flash attention off): resident KVs need flash attention");
+        layers.push_back(layer);
+    }
+    return layers;
+}
+
+} // namespace
+
+struct ResidentKv {
+    const LlamaFunctions* functions = nullptr;
+    llama_context* ctx = nullptr;  // the context whose cache layout the rows match
+    uint32_t cellCount = 0;
+    uint64_t bytes = 0;
+    std::vector<ggml_backend_buffer_t> buffers;
+    struct Layer {
+        ggml_backend_buffer_t kBuffer = nullptr;
+        uint8_t* k = nullptr;
+        uint64_t kRowSize = 0;
+        ggml_backend_buffer_t vBuffer = nullptr;
+        uint8_t* v = nullptr;
+        uint64_t vRowSize = 0;
+    };
+    std::vector<Layer> layers;
+
+    void release() {
+        for (ggml_backend_buffer_t buffer : buffers)
+            functions->ggml_backend_buffer_free(buffer);
+        buffers.clear();
+        layers.clear();
+    }
+
+    ~ResidentKv() {
+        release();
+    }
+};
+
+bool residentKvSupported() {
+    const PatchFunctions& patch = patchFunctions();
+    return patch.kvTensors != nullptr && patch.placeCells != nullptr;
+}
+
+const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx, uint32_t& cellCount) {
+    if (!value.IsExternal() || !value.As<Napi::External<ResidentKv>>().CheckTypeTag(&residentTag))
+        throw Napi::TypeError::New(value.Env(), where + " is not a resident KV handle");
+    const ResidentKv* kv = value.As<Napi::External<ResidentKv>>().Data();
+    if (kv->layers.empty())
+        throw Napi::Error::New(value.Env(), where + ": the resident KV was released");
+    if (kv->ctx != ctx)
+        throw Napi::Error::New(value.Env(), where + ": the resident KV was made for another context");
+    cellCount = kv->cellCount;
+    return kv;
+}
+
+uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId, const std::vector<ResidentPlacement>& parts) {
+    std::vector<CacheLayer> layers = cacheLayers(functions, ctx, seqId);
+    std::vector<llama_pos> positions, shifts;
+    for (const ResidentPlacement& part : parts) {
+        if (part.kv->layers.size() != layers.size())
+            throw std::runtime_error("a resident KV has " + std::to_string(part.kv->layers.size()) + " layers, the context " +
+                std::to_string(layers.size()));
+        for (uint32_t c = 0; c < part.cellCount; c++) {
+            positions.push_back(part.positions[c]);
+            shifts.push_back(part.delta);
+        }
+    }
+    if (positions.empty())
+        return 0;
+
+    uint32_t first = 0;
+    const int32_t placed = patchFunctions().placeCells(functions.llama_get_memory(ctx), seqId, positions.data(), shifts.data(),
+        (int32_t) positions.size(), &first);
+    if (placed != 0)
+        throw std::runtime_error(placed == -1
+            ? "no run of " + std::to_string(positions.size()) + " free KV cells for the resident chunks (context too small)"
+            : std::string("the context's memory cannot place cells (not a plain KV cache)"));
+
+    uint64_t copied = 0;
+    uint64_t cell = first;
+    for (const ResidentPlacement& part : parts) {
+        for (size_t il = 0; il < layers.size(); il++) {
+            const CacheLayer& target = layers[il];
+            const ResidentKv::Layer& source = part.kv->layers[il];
+            if ((uint64_t) target.k->nb[1] != source.kRowSize || (uint64_t) target.v->nb[1] != source.vRowSize)
+                throw std::runtime_error("layer " + std::to_string(il) + ": resident rows do not match the cache's row size");
+            const size_t kBytes = (size_t) part.cellCount * source.kRowSize;
+            const size_t vBytes = (size_t) part.cellCount * source.vRowSize;
+            ggml_tensor kFrom = byteView(source.kBuffer, source.k, kBytes);
+            ggml_tensor kTo = byteView(target.k->buffer, static_cast<uint8_t*>(target.k->data) + target.kOffset + cell * source.kRowSize, kBytes);
+            functions.ggml_backend_tensor_copy(&kFrom, &kTo);
+            ggml_tensor vFrom = byteView(source.vBuffer, source.v, vBytes);
+            ggml_tensor vTo = byteView(target.v->buffer, static_cast<uint8_t*>(target.v->data) + target.vOffset + cell * source.vRowSize, vBytes);
+            functions.ggml_backend_tensor_copy(&vFrom, &vTo);
+            copied += kBytes + vBytes;
+        }
+        cell += part.cellCount;
+    }
+    return copied;
+}
+
+namespace {
+
+struct UploadLayer {
+    int32_t kType = 0;
+    int32_t vType = 0;
+    uint64_t kRowSize = 0;
+    uint64_t vRowSize = 0;
+    const uint8_t* k = nullptr;
+    const uint8_t* v = nullptr;
+};
+
+class UploadWorker : public PromiseWorker {
+    public:
+        UploadWorker(Napi::Env env, const Napi::Object& context, const Napi::Object& spec, const LlamaFunctions& functions,
+                llama_context* ctx, llama_seq_id seqId, uint32_t cellCount, std::vector<UploadLayer> layers)
+            : PromiseWorker(env, "WeftResidentKvUpload"), functions(functions), ctx(ctx), seqId(seqId), cellCount(cellCount),
+              layers(std::move(layers)), contextRef(Napi::Persistent(context)), specRef(Napi::Persistent(spec)) {}
+
+    protected:
+        void Run() override {
+            std::vector<CacheLayer> cache = cacheLayers(functions, ctx, seqId);
+            if (cache.size() != layers.size())
+                throw std::runtime_error("the KV has " + std::to_string(layers.size()) + " layers, the context " + std::to_string(cache.size()));
+            // One buffer per buffer type the cache uses (one, unless layers sit on different devices).
+            std::map<ggml_backend_buffer_type_t, size_t> sizes;
+            for (size_t il = 0; il < layers.size(); il++) {
+                const UploadLayer& layer = layers[il];
+                const CacheLayer& target = cache[il];
+                if ((int32_t) target.k->type != layer.kType || (int32_t) target.v->type != layer.vType ||
+                        (uint64_t) target.k->nb[1] != layer.kRowSize || (uint64_t) target.v->nb[1] != layer.vRowSize)
+                    throw std::runtime_error("layer " + std::to_string(il) + ": the KV's types or row sizes differ from the context's cache " +
+                        "(another model or KV type?)");
+                sizes[functions.ggml_backend_buffer_get_type(target.k->buffer)] += alignUp(cellCount * layer.kRowSize);
+                sizes[functions.ggml_backend_buffer_get_type(target.v->buffer)] += alignUp(cellCount * layer.vRowSize);
+            }
+            auto kv = std::make_unique<ResidentKv>();
+            kv->functions = &functions;
+            kv->ctx = ctx;
+            kv->cellCount = cellCount;
+            std::map<ggml_backend_buffer_type_t, std::pair<ggml_backend_buffer_t, size_t>> cursor;
+            for (const auto& [type, size] : sizes) {
+                ggml_backend_buffer_t buffer = functions.ggml_backend_buft_alloc_buffer(type, size);
+                if (buffer == nullptr)
+                    throw std::runtime_error("out of device memory for a " + std::to_string(size) + "-byte resident KV");
+                kv->buffers.push_back(buffer);
+                cursor[type] = {buffer, 0};
+            }
+            for (size_t il = 0; il < layers.size(); il++) {
+                const UploadLayer& layer = layers[il];
+                ResidentKv::Layer resident;
+                resident.kRowSize = layer.kRowSize;
+                resident.vRowSize = layer.vRowSize;
+                place(cursor[functions.ggml_backend_buffer_get_type(cache[il].k->buffer)], layer.k, cellCount * layer.kRowSize, resident.kBuffer, resident.k);
+                place(cursor[functions.ggml_backend_buffer_get_type(cache[il].v->buffer)], layer.v, cellCount * layer.vRowSize, resident.vBuffer, resident.v);
+                kv->bytes += cellCount * (layer.kRowSize + layer.vRowSize);
+                kv->layers.push_back(resident);
+            }
+            result = std::move(kv);
+        }
+
+        void OnOK() override {
+            Napi::Env env = Env();
+            ResidentKv* kv = result.release();
+            Napi::External<ResidentKv> handle = Napi::External<ResidentKv>::New(env, kv, [](Napi::Env, ResidentKv* data) { delete data; });
+            handle.TypeTag(&residentTag);
+            deferred.Resolve(handle);
+        }
+
+    private:
+        const LlamaFunctions& functions;
+        llama_context* ctx;
+        llama_seq_id seqId;
+        uint32_t cellCount;
+        std::vector<UploadLayer> layers;
+        Napi::ObjectReference contextRef;
+        Napi::ObjectReference specRef;  // keeps the typed arrays alive while the worker reads them
+        std::unique_ptr<ResidentKv> result;
+
+        static size_t alignUp(size_t bytes) {
+            return (bytes + 255) & ~(size_t) 255;
+        }
+
+        void place(std::pair<ggml_backend_buffer_t, size_t>& at, const uint8_t* source, size_t bytes, ggml_backend_buffer_t& buffer, uint8_t*& data) {
+            buffer = at.first;
+            data = static_cast<uint8_t*>(functions.ggml_backend_buffer_get_base(at.first)) + at.second;
+            ggml_tensor view = byteView(buffer, data, bytes);
+            functions.ggml_backend_tensor_set(&view, source, 0, bytes);
+            at.second += alignUp(bytes);
+        }
+};
+
+const uint8_t* bytesOfLength(const Napi::Value& value, size_t expected, const std::string& what) {
+    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw Napi::TypeError::New(value.Env(), what + " must be a Uint8Array");
+    Napi::Uint8Array array = value.As<Napi::Uint8Array>();
+    if (array.ByteLength() != expected)
+        throw Napi::RangeError::New(value.Env(), what + " holds " + std::to_string(array.ByteLength()) + " bytes, expected " + std::to_string(expected));
+    return array.Data();
+}
+
+int64_t integerOf(const Napi::Object& object, const char* name, const std::string& where, int64_t min, int64_t max) {
+    if (!object.Has(name))
+        throw Napi::TypeError::New(object.Env(), where + "." + name + " is missing");
+    std::string label = where + "." + name;
+    return integerArgument(object.Get(name), label.c_str(), min, max);
+}
+
+} // namespace
+
+Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return promiseOf(env, [&]() -> Napi::Value {
+        llama_context* ctx = contextOfHandle(info[0], "context");
+        const LlamaFunctions& functions = requireLlamaFunctions();
+        if (!residentKvSupported())
+            throw Napi::Error::New(env, "this llama.cpp build lacks Weft's patch 0002 (llama_memory_seq_place_cells)");
+        const llama_seq_id seqId = (llama_seq_id) integerArgument(info[1], "seqId", 0, (int64_t) functions.llama_n_seq_max(ctx) - 1);
+        if (!info[2].IsObject())
+            throw Napi::TypeError::New(env, "spec must be an object {cellCount, layers}");
+        Napi::Object spec = info[2].As<Napi::Object>();
+        const uint32_t cellCount = (uint32_t) integerOf(spec, "cellCount", "spec", 1, 1 << 24);
+        if (!spec.Get("layers").IsArray())
+            throw Napi::TypeError::New(env, "spec.layers must be an array");
+        Napi::Array layersArray = spec.Get("layers").As<Napi::Array>();
+        std::vector<UploadLayer> layers;
+        for (uint32_t il = 0; il < layersArray.Length(); il++) {
+            std::string where = "spec.layers[" + std::to_string(il) + "]";
+            Napi::Object object = layersArray.Get(il).As<Napi::Object>();
+            UploadLayer layer;
+            layer.kType = (int32_t) integerOf(object, "kType", where, 0, 1);
+            layer.vType = (int32_t) integerOf(object, "vType", where, 0, 1);
+            layer.kRowSize = (uint64_t) integerOf(object, "kRowSize", where, 1, 1ll << 32);
+            layer.vRowSize = (uint64_t) integerOf(object, "vRowSize", where, 1, 1ll << 32);
+            layer.k = bytesOfLength(object.Get("k"), (size_t) cellCount * layer.kRowSize, where + ".k");
+            layer.v = bytesOfLength(object.Get("v"), (size_t) cellCount * layer.vRowSize, where + ".v");
+            layers.push_back(layer);
+        }
+        auto* worker = new UploadWorker(env, info[0].As<Napi::Object>(), spec, functions, ctx, seqId, cellCount, std::move(layers));
+        Napi::Promise promise = worker->Promise();
+        worker->Queue();
+        return promise;
+    });
+}
+
+Napi::Value ResidentKvRelease(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsExternal() || !info[0].As<Napi::External<ResidentKv>>().CheckTypeTag(&residentTag))
+        throw Napi::TypeError::New(env, "handle is not a resident KV handle");
+    ResidentKv* kv = info[0].As<Napi::External<ResidentKv>>().Data();
+    const uint64_t freed = kv->layers.empty() ? 0 : kv->bytes;
+    kv->release();
+    return Napi::Number::New(env, (double) freed);
+}
+
+Napi::Value ResidentKvSupported(const Napi::CallbackInfo& info) {
+    const LlamaFunctions& functions = getLlamaFunctions();
+    return Napi::Boolean::New(info.Env(), functions.missing.empty() && residentKvSupported());
+}

@@ -1,0 +1,40 @@
+// Resident chunk KVs: a chunk's K/V rows kept in buffers of the KV cache's own buffer type (GPU memory on a GPU
+// build), and placed into a sequence with device-to-device copies through Weft's llama.cpp patch 0002
+// (llama_memory_seq_place_cells / llama_memory_seq_kv_tensors). llama.cpp's own K-shift re-rotates the placed K at
+// the next decode, on the device that holds the cache.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llama_functions.h"
+
+struct ResidentKv;
+
+struct ResidentPlacement {
+    const ResidentKv* kv = nullptr;
+    const int32_t* positions = nullptr;  // final positions, kv's cell count of them
+    uint32_t cellCount = 0;
+    int32_t delta = 0;                   // K was cached at positions[i] - delta
+};
+
+/** Whether the loaded llama.cpp build has patch 0002's functions. */
+bool residentKvSupported();
+
+/** The resident KV behind a handle made by residentKvUpload (throws a Napi::TypeError otherwise, or if released). */
+const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx, uint32_t& cellCount);
+
+/**
+ * Places every part's cells in `seqId` (one contiguous run of free cells after what the sequence already holds,
+ * marked shifted by each part's delta) and copies their K/V rows from the resident buffers. Returns the bytes copied.
+ * Throws std::runtime_error; the caller then clears the sequence.
+ */
+uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
+    const std::vector<ResidentPlacement>& parts);
+
+Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info);     // (ctx, seqId, spec) -> Promise<handle>
+Napi::Value ResidentKvRelease(const Napi::CallbackInfo& info);    // (handle) -> bytes freed (0 if already released)
+Napi::Value ResidentKvSupported(const Napi::CallbackInfo& info);  // () -> boolean

@@ -1,0 +1,217 @@
+// The resident tier (main/engine/blend/resident-tier.ts, native/src/kv_resident.cpp, Weft patch 0002): chunk KVs kept
+// in the KV cache's own buffer type and placed with the backend's tensor copies, K re-positioned by llama.cpp's own
+// K-shift at the next decode. On this CPU build the "device" is host memory, so this checks the placement, the
+// rotation and the bookkeeping; the GPU run (scripts/gpu-run.sh) measures the device-to-device copies.
+import assert from "node:assert/strict";
+import path from "node:path";
+import {after, before, describe, it} from "node:test";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
+import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {
+    getContextSequenceState, loadNativeAddon, releaseResidentKv, residentKvSupported, sequenceIdOf, uploadResidentKv
+} from "../../main/engine/blend/native-addon.js";
+import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
+import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
+import {spliceIntoSequence} from "../../main/engine/blend/splice.js";
+import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
+import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
+import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+
+const sources = [
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",
+    "Tom was a big dog. He liked to run and jump in the garden. One day Tom found a shiny stick under a tree.",
+    "The sun was hot, so Mom made cold lemonade. Lily and Tom sat in the shade and drank it all up."
+].map((text, index) => ({n: index + 1, path: `story-${index + 1}.txt`, text}));
+const question = "What did Lily and Tom drink?";
+
+/**
+ * The resident path rotates K with llama.cpp's K-shift graph, the host path with the addon's C++ rotation: both are
+ * f32 math rounded to f16, so they may differ by an f16 ulp now and then. A missing or wrong rotation moves logits by
+ * far more (the control below measures it).
+ */
+const samePromptTolerance = 1e-2;
+
+async function nextLogits(sequence: LlamaContextSequence, tokens: Token[], vocabSize: number): Promise<Float64Array> {
+    const results = await sequence.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
+    const logits = results.at(-1)?.next?.logits;
+    assert.ok(logits != null && logits.size > 0, "no logits");
+    const out = new Float64Array(vocabSize);
+    for (const [token, value] of logits)
+        out[token] = value;
+    return out;
+}
+
+const patched = detectPatchedBuild({gpu: false});
+const addon = loadNativeAddon();
+const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+
+describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () => {
+    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let llama: Llama;
+    let model: LlamaModel;
+    let context: LlamaContext;
+    let sequence: LlamaContextSequence;
+    let cache: ChunkKvCache;
+    let blend: BlendContext;
+    let prompt: BuiltPrompt;
+    let vocabSize: number;
+    /** A chunk's KV computed alone (the control test makes it; the refusal test reuses it). */
+    let chunkBody: KvBody;
+
+    before(async () => {
+        temp = await makeTempDir();
+        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never", logLevel: LlamaLogLevel.error});
+        model = await llama.loadModel({modelPath: stories260kPath});
+        context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: true});
+        sequence = context.getSequence();
+        vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+        cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
+        const opened = await openBlendContext({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads,
+            residentBudgetBytes: 64 * 1024 ** 2});
+        assert.notEqual(typeof opened, "string", String(opened));
+        blend = opened as BlendContext;
+        prompt = buildPrompt(model, question, sources, false);
+    });
+
+    after(async () => {
+        blend?.resident?.clear();
+        await context?.dispose();
+        await model?.dispose();
+        await temp?.cleanup();
+    });
+
+    async function blended(strategy: BlendStrategy, ratio: number) {
+        const prepared = await prepareBlend(blend, prompt, strategy, ratio);
+        assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
+        return {prepared, logits: await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize)};
+    }
+
+    it("this build has patch 0002, and the blend context has a resident tier", () => {
+        assert.equal(residentKvSupported(), true);
+        assert.ok(blend.resident != null);
+        assert.equal(blend.resident.stats().entries, 0);
+    });
+
+    it("a blend admits its header and chunks; the next one places them from the tier with the same logits", async (t) => {
+        const first = await blended("naive", 0);
+        assert.equal(first.prepared.splice?.residentBytes, 0, "nothing is resident yet");
+        await blend.residentAdmission;
+        const stats = blend.resident!.stats();
+        assert.equal(stats.entries, 1 + sources.length, "the header and every chunk are admitted");
+
+        const second = await blended("naive", 0);
+        assert.equal(second.prepared.splice?.residentBytes, stats.bytes, "every part came from the tier");
+        assert.equal(second.prepared.splice?.blobBytes, 0, "no host state was built");
+        assert.equal(sequence.contextTokens.length, prompt.tokens.length);
+        const diff = maxAbsDiff(second.logits, first.logits);
+        t.diagnostic(`resident vs host naive: max |logit diff| ${diff.toExponential(2)}, KL ${klDivergence(first.logits, second.logits).toExponential(2)}`);
+        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
+        assert.equal(argmax(second.logits), argmax(first.logits));
+
+        // Every prompt position holds exactly one cell (placed chunks, then the labels and question decoded after them).
+        const cells = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body.cells;
+        assert.deepEqual(cells.map((cell) => cell.pos).sort((a, b) => a - b), Array.from({length: cells.length}, (_, index) => index));
+    });
+
+    it("chunk-head recomputes on top of resident chunks like on host ones", async (t) => {
+        const tier = blend.resident;
+        delete blend.resident;
+        const host = await blended("chunk-head", 0.3);
+        blend.resident = tier;
+        const resident = await blended("chunk-head", 0.3);
+        assert.ok((resident.prepared.splice?.residentBytes ?? 0) > 0);
+        assert.equal(resident.prepared.recomputedTokens, host.prepared.recomputedTokens);
+        const diff = maxAbsDiff(resident.logits, host.logits);
+        t.diagnostic(`chunk-head 0.3 resident vs host: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
+    });
+
+    it("hkvd keeps to host rows (it scores and overrides them on the host)", async () => {
+        const {prepared} = await blended("hkvd", 0.15);
+        assert.equal(prepared.splice?.residentBytes, 0);
+        assert.ok(prepared.recomputedTokens > 0);
+    });
+
+    it("mixes host and resident parts in one prompt, and evicts the least recently used under its budget", async (t) => {
+        const reference = await blended("naive", 0);
+        const full = blend.resident!;
+        // A budget that holds about two of the four parts: the tier evicts as it admits.
+        const small = new ResidentTier(Math.ceil(full.stats().bytes / 2));
+        blend.resident = small;
+        await blended("naive", 0);
+        await blend.residentAdmission;
+        assert.ok(small.stats().entries >= 1 && small.stats().entries < 1 + sources.length, `entries ${small.stats().entries}`);
+        assert.ok(small.stats().evictedBytes > 0, "admitting past the budget evicts");
+        assert.ok(small.stats().bytes <= small.budgetBytes);
+        const mixed = await blended("naive", 0);
+        assert.ok((mixed.prepared.splice?.residentBytes ?? 0) > 0 && (mixed.prepared.splice?.blobBytes ?? 0) > 0, "some parts from each tier");
+        const diff = maxAbsDiff(mixed.logits, reference.logits);
+        t.diagnostic(`mixed vs host naive: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
+        await blend.residentAdmission;
+        small.clear();
+        blend.resident = full;
+    });
+
+    it("control: resident K placed without its rotation changes the logits (the check above can fail)", async (t) => {
+        const reference = await blended("naive", 0);
+        const tier = blend.resident!;
+        const bos = model.tokens.bos!;
+        const chunkTokens = model.tokenize(" Tom was a big dog. He liked to run and jump in the garden.", false);
+        const header = model.tokenize("A story.", true);
+        await sequence.clearHistory();
+        await sequence.evaluateWithoutGeneratingNewTokens([bos, ...chunkTokens]);
+        const alone = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+        await sequence.clearHistory();
+        await sequence.evaluateWithoutGeneratingNewTokens(header);
+        const headerBody = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+        await tier.admit(sequence, "control:header", headerBody);
+        chunkBody = sliceCells(alone, 1, alone.cells.length);
+        await tier.admit(sequence, "control:chunk", chunkBody);
+        const headerEntry = tier.get("control:header")!, chunkEntry = tier.get("control:chunk")!;
+        const tokens = [...header, ...chunkTokens];
+        const next = model.tokenize(" One day", false);
+
+        const delta = header.length - 1;
+        await spliceIntoSequence(sequence, [{resident: headerEntry, delta: 0}, {resident: chunkEntry, delta}], tokens, blend.rope, {threads: 1});
+        const rotated = await nextLogits(sequence, next, vocabSize);
+        // The same cells at the same final positions, but claiming they were computed there: no K-shift happens.
+        const unrotated = {...chunkEntry, positions: chunkEntry.positions.map((pos) => pos + delta)};
+        await spliceIntoSequence(sequence, [{resident: headerEntry, delta: 0}, {resident: unrotated, delta: 0}], tokens, blend.rope, {threads: 1});
+        const wrong = await nextLogits(sequence, next, vocabSize);
+        const diff = maxAbsDiff(wrong, rotated);
+        t.diagnostic(`without the rotation: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff > 5 * samePromptTolerance, `an unrotated K should move the logits, moved ${diff}`);
+        assert.ok(reference.logits.length === vocabSize);
+    });
+
+    it("refuses a released or foreign handle with a clear error and leaves the sequence empty and usable", async () => {
+        const scratch = new ResidentTier(64 * 1024 ** 2);
+        assert.equal(await scratch.admit(sequence, "chunk", chunkBody), true);
+        const entry = scratch.get("chunk")!;
+        const tokens = prompt.tokens.slice(0, entry.positions.length);
+        assert.ok(releaseResidentKv(entry.handle) > 0);
+        assert.equal(releaseResidentKv(entry.handle), 0, "a second release frees nothing");
+        await assert.rejects(spliceIntoSequence(sequence, [{resident: entry, delta: 0}], tokens, blend.rope, {threads: 1}), /resident KV was released/);
+        assert.equal(sequence.contextTokens.length, 0, "a refused splice leaves the sequence empty");
+
+        const live = blend.resident!.get("control:chunk")!;
+        const plain = await model.createContext({contextSize: 256, threads: testThreads, sequences: 1, flashAttention: false});
+        try {
+            const plainSequence = plain.getSequence();
+            await assert.rejects(spliceIntoSequence(plainSequence, [{resident: live, delta: 0}], tokens, blend.rope, {threads: 1}),
+                /made for another context/);
+            const layers = chunkBody.layers.map(({k, v}) => ({kType: k.type, kRowSize: k.rowSize, vType: v.type,
+                vRowSize: "rowSize" in v ? v.rowSize : 0, k: k.rows, v: "rows" in v ? v.rows : v.data}));
+            await assert.rejects(uploadResidentKv(plainSequence, {cellCount: chunkBody.cells.length, layers}), /transposed/);
+        } finally {
+            await plain.dispose();
+        }
+
+        const {prepared, logits} = await blended("naive", 0);
+        assert.ok((prepared.splice?.residentBytes ?? 0) > 0, "the engine keeps serving from the tier");
+        assert.ok(logits.some((value) => value !== 0));
+    });
+});
