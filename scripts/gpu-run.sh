@@ -328,7 +328,8 @@ console.log(`\nmodel load ${modelLoadMs.toFixed(0)} ms; median of up to ${reps} 
     "rest = TTFT - load - select - recompute (header/tail evaluation, first token); KV GB/s = chunk KV bytes served from the RAM tier / load ms " +
     "(load covers the cache lookup and the native splice: build = K rotation and copies into one state buffer on the CPU, " +
     "set = llama_state_seq_set_data loading it, host to device; pinned = the buffer is the GPU backend's pinned host memory; " +
-    "(pageable) = the same naive run with an ordinary malloc'd buffer).");
+    "(pageable) = the same naive run with an ordinary malloc'd buffer; (resident) = parts placed from the resident tier in GPU memory: " +
+    "D2D = their device-to-device copies into the KV cache, K re-positioned by llama.cpp's K-shift inside the next decode).");
 if (a.out) {
     await writeFile(`${a.out}.md`, lines.join("\n") + "\n");
 }
