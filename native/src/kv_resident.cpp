@@ -1,5 +1,6 @@
 #include "kv_resident.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,22 @@ ggml_tensor byteView(ggml_backend_buffer_t buffer, void* data, size_t size) {
     view.nb[0] = 1;
     view.nb[1] = view.nb[2] = view.nb[3] = size;
     return view;
+}
+
+// One backend instance per device, used only to queue the placement's copies on one stream and wait once, instead of a
+// synchronous copy (and a stream synchronization) per layer and part: on an H200 that took 17.9 ms for 501 MiB in 544
+// copies. Kept for the process's life (a few KiB per device); null where the device cannot make one.
+ggml_backend_t copyBackendOf(const LlamaFunctions& functions, ggml_backend_buffer_t buffer) {
+    static std::mutex mutex;
+    static std::map<ggml_backend_dev_t, ggml_backend_t> backends;
+    ggml_backend_dev_t device = functions.ggml_backend_buft_get_device(functions.ggml_backend_buffer_get_type(buffer));
+    if (device == nullptr)
+        return nullptr;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto found = backends.find(device);
+    if (found == backends.end())
+        found = backends.emplace(device, functions.ggml_backend_dev_init(device, nullptr)).first;
+    return found->second;
 }
 
 struct CacheLayer {
@@ -133,6 +150,11 @@ uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx,
     }
     if (positions.empty())
         return 0;
+    // Checked before any cell is taken or any copy queued, so a mismatch leaves nothing half done.
+    for (const ResidentPlacement& part : parts)
+        for (size_t il = 0; il < layers.size(); il++)
+            if ((uint64_t) layers[il].k->nb[1] != part.kv->layers[il].kRowSize || (uint64_t) layers[il].v->nb[1] != part.kv->layers[il].vRowSize)
+                throw std::runtime_error("layer " + std::to_string(il) + ": resident rows do not match the cache's row size");
 
     uint32_t first = 0;
     const int32_t placed = patchFunctions().placeCells(functions.llama_get_memory(ctx), seqId, positions.data(), shifts.data(),
@@ -144,24 +166,35 @@ uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx,
 
     uint64_t copied = 0;
     uint64_t cell = first;
+    std::vector<ggml_backend_t> queued;
+    auto copy = [&](ggml_tensor& from, ggml_tensor& to) {
+        ggml_backend_t backend = copyBackendOf(functions, to.buffer);
+        if (backend == nullptr) {
+            functions.ggml_backend_tensor_copy(&from, &to);
+            return;
+        }
+        functions.ggml_backend_tensor_copy_async(backend, backend, &from, &to);
+        if (std::find(queued.begin(), queued.end(), backend) == queued.end())
+            queued.push_back(backend);
+    };
     for (const ResidentPlacement& part : parts) {
         for (size_t il = 0; il < layers.size(); il++) {
             const CacheLayer& target = layers[il];
             const ResidentKv::Layer& source = part.kv->layers[il];
-            if ((uint64_t) target.k->nb[1] != source.kRowSize || (uint64_t) target.v->nb[1] != source.vRowSize)
-                throw std::runtime_error("layer " + std::to_string(il) + ": resident rows do not match the cache's row size");
             const size_t kBytes = (size_t) part.cellCount * source.kRowSize;
             const size_t vBytes = (size_t) part.cellCount * source.vRowSize;
             ggml_tensor kFrom = byteView(source.kBuffer, source.k, kBytes);
             ggml_tensor kTo = byteView(target.k->buffer, static_cast<uint8_t*>(target.k->data) + target.kOffset + cell * source.kRowSize, kBytes);
-            functions.ggml_backend_tensor_copy(&kFrom, &kTo);
+            copy(kFrom, kTo);
             ggml_tensor vFrom = byteView(source.vBuffer, source.v, vBytes);
             ggml_tensor vTo = byteView(target.v->buffer, static_cast<uint8_t*>(target.v->data) + target.vOffset + cell * source.vRowSize, vBytes);
-            functions.ggml_backend_tensor_copy(&vFrom, &vTo);
+            copy(vFrom, vTo);
             copied += kBytes + vBytes;
         }
         cell += part.cellCount;
     }
+    for (ggml_backend_t backend : queued)
+        functions.ggml_backend_synchronize(backend);
     return copied;
 }
 

@@ -37,6 +37,10 @@
     X(ggml_backend_buffer_get_type) \
     X(ggml_backend_tensor_set) \
     X(ggml_backend_tensor_copy) \
+    X(ggml_backend_tensor_copy_async) \
+    X(ggml_backend_buft_get_device) \
+    X(ggml_backend_dev_init) \
+    X(ggml_backend_synchronize) \
     X(llama_memory_seq_rm)
 
 struct LlamaFunctions {
