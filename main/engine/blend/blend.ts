@@ -385,12 +385,8 @@ export function captureContextSize(tokens: number): number {
  * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
  */
 async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{positions: number[], captured: LayerKV}> {
-    const contextSize = captureContextSize(tokens.length);
     const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
-        contextSize,
-        // The chat context's batch: on a GPU each decode of the capture costs a graph build and a sync per node of the
-        // check layer, so fewer, larger decodes (2048 there; 512 is node-llama-cpp's default elsewhere).
-        batchSize: Math.min(blend.context.batchSize, contextSize),
+        contextSize: captureContextSize(tokens.length),
         threads: blend.threads,
         flashAttention: blend.flashAttention
     });
