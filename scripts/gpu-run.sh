@@ -156,6 +156,7 @@ import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {captureLayerKV} from "../../main/engine/blend/native-addon.js";
 import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../../main/engine/blend/patched-build.js";
 import {prepareFull, type PreparedPrompt} from "../../main/engine/blend/prepare.js";
@@ -167,7 +168,7 @@ const {values: a} = parseArgs({options: {
     chunk: {type: "string", default: "512"}, ratio: {type: "string", default: "0.15"}, reps: {type: "string", default: "3"},
     threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
     out: {type: "string"}, card: {type: "string", default: "?"},
-    variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd"},
+    variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-askkv"},
     deadline: {type: "string", default: "0"}
 }});
 /** Epoch ms after which no new run starts (0: none): the device command has a hard limit, and a partial table beats none. */
@@ -233,10 +234,11 @@ function spliceColumns(preps: PreparedPrompt[]): Record<string, string | number>
         residentMiB: resident / 2 ** 20, residentMs: resident > 0 ? residentMs : NaN, residentGBps: resident > 0 ? resident / 1e9 / (residentMs / 1000) : NaN};
 }
 
-type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean};
+type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean, askKvOnly?: boolean};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
     naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
-    "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true}};
+    "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
+    "hkvd-askkv": {strategy: "hkvd", ratio, askKvOnly: true}};
 const variants: Variant[] = a.variants!.split(",").map((name) => {
     const variant = known[name];
     if (variant == null)
@@ -264,6 +266,22 @@ for (const size of sizes) {
     await prepareBlend(blend, prompt, "naive", 0); // computes and caches every chunk's KV
     log(`  chunk KVs computed and cached in ${(performance.now() - t).toFixed(0)} ms`);
 
+    if (variants.some((variant) => variant.askKvOnly)) {
+        // The switch must not change what is captured: compare both modes on this prompt.
+        const tokens = prompt.tokens.slice(0, -1);
+        const options = {contextSize: Math.ceil(tokens.length / 512) * 512, threads, flashAttention: true};
+        delete process.env.WEFT_CAPTURE_ASK;
+        const every = await captureLayerKV(model, tokens, 1, options);
+        process.env.WEFT_CAPTURE_ASK = "kv";
+        const kvOnly = await captureLayerKV(model, tokens, 1, options);
+        delete process.env.WEFT_CAPTURE_ASK;
+        let worst = 0;
+        for (const key of ["k", "v"] as const)
+            for (let i = 0; i < every[key].length; i++)
+                worst = Math.max(worst, Math.abs(every[key][i]! - kvOnly[key][i]!));
+        log(`  capture modes agree: max |K/V diff| ${worst} over ${every.k.length + every.v.length} values ` +
+            `(every node: ${every.decodeMs.toFixed(1)} ms in decode; K/V nodes only: ${kvOnly.decodeMs.toFixed(1)} ms)`);
+    }
     let fullMs = NaN;
     for (const variant of variants) {
         if (pastDeadline()) {
@@ -276,6 +294,11 @@ for (const size of sizes) {
         // Resident variants: the warm-up fills the tier (admission runs after it), the timed runs place from it.
         if (variant.resident)
             blend.resident = new ResidentTier(16 * 1024 ** 3);
+        // A diagnostic switch of the capture pass (native/src/layer_capture.cpp): fewer stops inside the check layer.
+        if (variant.askKvOnly)
+            process.env.WEFT_CAPTURE_ASK = "kv";
+        else
+            delete process.env.WEFT_CAPTURE_ASK;
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
             trace(`${size} ${variant.strategy} rep ${rep}: prepare`);
@@ -292,6 +315,15 @@ for (const size of sizes) {
         }
         blend.resident?.clear();
         delete blend.resident;
+        const details = runs.flatMap((r) => r.prep.selectDetail != null ? [r.prep.selectDetail] : []);
+        if (details.length > 0)
+            log(`  ${variant.strategy}${variant.askKvOnly ? " (ask kv)" : ""} select detail, medians: capture ${median(details.map((d) => d.captureMs)).toFixed(1)} ms ` +
+                `(in llama_decode ${median(details.map((d) => d.captureDecodeMs)).toFixed(1)} ms, of it copying K/V out ` +
+                `${median(details.map((d) => d.captureCopyMs)).toFixed(1)} ms, ${details[0]!.captureDecodes} decodes), score ${median(details.map((d) => d.scoreMs)).toFixed(1)} ms`);
+        const placements = runs.flatMap((r) => (r.prep.splice?.residentBytes ?? 0) > 0 ? [r.prep.splice!] : []);
+        if (placements.length > 0)
+            log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +
+                `queue copies ${median(placements.map((p) => p.residentQueueMs)).toFixed(2)} ms, wait ${median(placements.map((p) => p.residentSyncMs)).toFixed(2)} ms`);
         const ttft = median(runs.map((r) => r.ttft));
         if (variant.strategy === "full")
             fullMs = ttft;
@@ -300,7 +332,7 @@ for (const size of sizes) {
         const bytes = runs[0]!.prep.kvBytesLoaded;
         const row = {
             card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
-                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : ""),
+                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : "") + (variant.askKvOnly ? " (ask kv)" : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,
             kvGBps: bytes > 0 && load > 0 ? bytes / 1e9 / (load / 1000) : NaN, runs: runs.length,

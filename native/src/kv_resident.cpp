@@ -1,6 +1,7 @@
 #include "kv_resident.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -136,7 +137,16 @@ const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& 
     return kv;
 }
 
-uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId, const std::vector<ResidentPlacement>& parts) {
+ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
+        const std::vector<ResidentPlacement>& parts) {
+    ResidentPlacementResult result;
+    auto started = std::chrono::steady_clock::now();
+    auto lap = [&]() {
+        auto now = std::chrono::steady_clock::now();
+        double ms = std::chrono::duration<double, std::milli>(now - started).count();
+        started = now;
+        return ms;
+    };
     std::vector<CacheLayer> layers = cacheLayers(functions, ctx, seqId);
     std::vector<llama_pos> positions, shifts;
     for (const ResidentPlacement& part : parts) {
@@ -149,7 +159,7 @@ uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx,
         }
     }
     if (positions.empty())
-        return 0;
+        return result;
     // Checked before any cell is taken or any copy queued, so a mismatch leaves nothing half done.
     for (const ResidentPlacement& part : parts)
         for (size_t il = 0; il < layers.size(); il++)
@@ -164,6 +174,7 @@ uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx,
             ? "no run of " + std::to_string(positions.size()) + " free KV cells for the resident chunks (context too small)"
             : std::string("the context's memory cannot place cells (not a plain KV cache)"));
 
+    result.placeMs = lap();
     uint64_t copied = 0;
     uint64_t cell = first;
     std::vector<ggml_backend_t> queued;
@@ -193,9 +204,12 @@ uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx,
         }
         cell += part.cellCount;
     }
+    result.queueMs = lap();
     for (ggml_backend_t backend : queued)
         functions.ggml_backend_synchronize(backend);
-    return copied;
+    result.syncMs = lap();
+    result.bytes = copied;
+    return result;
 }
 
 namespace {

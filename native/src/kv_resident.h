@@ -29,10 +29,17 @@ const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& 
 
 /**
  * Places every part's cells in `seqId` (one contiguous run of free cells after what the sequence already holds,
- * marked shifted by each part's delta) and copies their K/V rows from the resident buffers. Returns the bytes copied.
+ * marked shifted by each part's delta) and copies their K/V rows from the resident buffers. Returns the bytes copied
+ * and where the time went.
  * Throws std::runtime_error; the caller then clears the sequence.
  */
-uint64_t placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
+struct ResidentPlacementResult {
+    uint64_t bytes = 0;
+    double placeMs = 0;  // finding and marking the cells
+    double queueMs = 0;  // queueing the copies
+    double syncMs = 0;   // waiting for them
+};
+ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
     const std::vector<ResidentPlacement>& parts);
 
 Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info);     // (ctx, seqId, spec) -> Promise<handle>

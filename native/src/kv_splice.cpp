@@ -247,7 +247,7 @@ class SpliceWorker : public PromiseWorker {
             if (!plan.resident.empty()) {
                 auto started = std::chrono::steady_clock::now();
                 try {
-                    residentBytes = placeResidentParts(functions, ctx, plan.seqId, plan.resident);
+                    resident = placeResidentParts(functions, ctx, plan.seqId, plan.resident);
                 } catch (...) {
                     functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
                     throw;
@@ -453,8 +453,11 @@ class SpliceWorker : public PromiseWorker {
             result.Set("buildMs", Napi::Number::New(env, buildMs));
             result.Set("setMs", Napi::Number::New(env, setMs));
             result.Set("pinned", Napi::Boolean::New(env, usedPinned));
-            result.Set("residentBytes", Napi::Number::New(env, (double) residentBytes));
+            result.Set("residentBytes", Napi::Number::New(env, (double) resident.bytes));
             result.Set("residentMs", Napi::Number::New(env, residentMs));
+            result.Set("residentPlaceMs", Napi::Number::New(env, resident.placeMs));
+            result.Set("residentQueueMs", Napi::Number::New(env, resident.queueMs));
+            result.Set("residentSyncMs", Napi::Number::New(env, resident.syncMs));
             deferred.Resolve(result);
         }
 
@@ -470,7 +473,7 @@ class SpliceWorker : public PromiseWorker {
         double buildMs = 0;
         double setMs = 0;
         bool usedPinned = false;
-        uint64_t residentBytes = 0;
+        ResidentPlacementResult resident;
         double residentMs = 0;
 };
 

@@ -19,6 +19,8 @@
 #include <atomic>
 #include <cctype>
 #include <cstdint>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -64,6 +66,13 @@ struct CaptureRun {
     std::string vSource;
     std::string error;
     const LlamaFunctions* functions = nullptr;
+    // Where the time goes (reported with the result): decodes, and the part of them spent copying K/V out.
+    double decodeMs = 0;
+    double copyMs = 0;
+    uint32_t decodes = 0;
+    // WEFT_CAPTURE_ASK=kv: inside the layer, stop only at K/V nodes ("Kcur-", "Vcur-") and cache writes instead of
+    // at every node (fewer synchronizations on a GPU). Read at the start of each call; a diagnostic switch.
+    bool askKvOnly = false;
 };
 
 class CaptureContext {
@@ -216,6 +225,8 @@ bool evalCallback(ggml_tensor* tensor, bool ask, void* userData) {
             run->inLayer = true;
         // Inside the layer every node is its own compute step: no fusion (e.g. RoPE written straight into the
         // cache) can skip materializing the tensor the cache write reads.
+        if (run->inLayer && run->askKvOnly)
+            return tensor->op == GGML_OP_SET_ROWS || strncmp(tensor->name, "Kcur-", 5) == 0 || strncmp(tensor->name, "Vcur-", 5) == 0;
         return run->inLayer || tensor->op == GGML_OP_SET_ROWS;
     }
 
@@ -225,6 +236,12 @@ bool evalCallback(ggml_tensor* tensor, bool ask, void* userData) {
     try {
         char kind = cacheWriteKind(tensor, run->layer);
         const ggml_tensor* source = tensor->src[0];
+        const auto copyStarted = std::chrono::steady_clock::now();
+        struct CopyTimer {
+            CaptureRun* run;
+            std::chrono::steady_clock::time_point started;
+            ~CopyTimer() { run->copyMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count(); }
+        } copyTimer{run, copyStarted};
         if (kind == 'k' && !run->kSeen) {
             appendTensorAsFloats(*run->functions, source, run->k);
             run->kSeen = true;
@@ -306,6 +323,9 @@ class CaptureLayerWorker : public PromiseWorker {
             result.Set("layer", Napi::Number::New(env, run.layer));
             result.Set("kTensor", Napi::String::New(env, run.kSource));
             result.Set("vTensor", Napi::String::New(env, run.vSource));
+            result.Set("decodeMs", Napi::Number::New(env, run.decodeMs));
+            result.Set("copyMs", Napi::Number::New(env, run.copyMs));
+            result.Set("decodes", Napi::Number::New(env, run.decodes));
             deferred.Resolve(result);
         }
 
@@ -348,6 +368,8 @@ class CaptureLayerWorker : public PromiseWorker {
             run.functions = &functions;
             ensureContext();
 
+            const char* ask = getenv("WEFT_CAPTURE_ASK");
+            run.askKvOnly = ask != nullptr && strcmp(ask, "kv") == 0;
             llama_memory_t memory = functions.llama_get_memory(capture->ctx);
             if (memory == nullptr)
                 throw std::runtime_error("the model's context has no KV memory (an embedding-only model?)");
@@ -373,7 +395,10 @@ class CaptureLayerWorker : public PromiseWorker {
                 run.inLayer = run.kSeen = run.vSeen = run.finished = false;
                 const size_t kBefore = run.k.size();
                 const size_t vBefore = run.v.size();
+                const auto decodeStarted = std::chrono::steady_clock::now();
                 const int32_t code = functions.llama_decode(capture->ctx, batch);
+                run.decodeMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - decodeStarted).count();
+                run.decodes++;
                 if (!run.error.empty())
                     throw std::runtime_error("capturing layer " + std::to_string(run.layer) + ": " + run.error);
                 if (code != 0)

@@ -290,6 +290,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     const selectStartedAt = performance.now();
     let selected: number[] = [];
     let exactLayers: Array<{layer: number, k: Float32Array, v: Float32Array}> = [];
+    let selectDetail: PreparedPrompt["selectDetail"];
     if (strategy === "chunk-head" && budget > 0) {
         for (const range of chunkRanges)
             for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
@@ -297,6 +298,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     } else if (strategy === "hkvd" && budget > 0) {
         const selection = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
         selected = selection.positions;
+        selectDetail = selection.detail;
         // The capture pass computed this layer exactly for every prompt token: the spliced cache takes those rows
         // (CacheBlend keeps its check layer's recomputed KV too).
         exactLayers = [{layer: selectionLayer, k: selection.captured.k, v: selection.captured.v}];
@@ -308,9 +310,10 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     if (parts.every((part) => "body" in part && part.body.cells.length === 0))
         await blend.sequence.clearHistory();
     else {
-        const {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs} = await spliceIntoSequence(blend.sequence, parts, prefixTokens,
-            blend.rope, {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
-        splice = {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs};
+        const {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs, residentPlaceMs, residentQueueMs, residentSyncMs} =
+            await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
+                {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
+        splice = {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs, residentPlaceMs, residentQueueMs, residentSyncMs};
     }
     const kvLoadMs = chunkLoadMs + performance.now() - spliceStartedAt;
 
@@ -340,7 +343,8 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         kvLoadMs,
         selectMs,
         recomputeMs,
-        ...(splice != null ? {splice} : {})
+        ...(splice != null ? {splice} : {}),
+        ...(selectDetail != null ? {selectDetail} : {})
     };
 }
 
@@ -384,15 +388,22 @@ export function captureContextSize(tokens: number): number {
  * (a private context stopped after that layer), against the chunk-alone K/V now in the cache (K re-positioned
  * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
  */
-async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{positions: number[], captured: LayerKV}> {
+async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{
+    positions: number[], captured: LayerKV, detail: NonNullable<PreparedPrompt["selectDetail"]>
+}> {
+    const captureStartedAt = performance.now();
     const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
         contextSize: captureContextSize(tokens.length),
         threads: blend.threads,
         flashAttention: blend.flashAttention
     });
+    const captureMs = performance.now() - captureStartedAt;
+    const detailOf = (scoreMs: number) => ({captureMs, captureDecodeMs: captured.decodeMs, captureCopyMs: captured.copyMs,
+        captureDecodes: captured.decodes, scoreMs});
     const placed = chunks.filter(({body}) => body.layers[selectionLayer] != null && body.cells.length > 0);
     if (placed.length === 0)
-        return {positions: [], captured};
+        return {positions: [], captured, detail: detailOf(0)};
+    const scoreStartedAt = performance.now();
 
     const first = placed[0]!.body.layers[selectionLayer]!;
     const scores = await kvDeviation({
@@ -420,7 +431,7 @@ async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks:
         for (let cell = 0; cell < body.cells.length; cell++)
             positions[at++] = start + cell;
     const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
-    return {positions: order.slice(0, budget).map((index) => positions[index]!), captured};
+    return {positions: order.slice(0, budget).map((index) => positions[index]!), captured, detail: detailOf(performance.now() - scoreStartedAt)};
 }
 
 /** Removes the cells at `positions` (where they exist) and decodes those tokens again, in as few decodes as the batch allows. */

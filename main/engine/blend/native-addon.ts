@@ -55,7 +55,11 @@ export type LayerKV = {
     layer: number,
     /** Name of the graph tensor the K rows were read from (e.g. "Kcur-1 (view)"), for diagnostics. */
     kTensor: string,
-    vTensor: string
+    vTensor: string,
+    /** Time in llama_decode (the capture's graph up to the layer), of it copying the K/V out, and how many decodes. */
+    decodeMs: number,
+    copyMs: number,
+    decodes: number
 };
 
 /** A chunk's K/V rows held in buffers of a context's KV cache type (GPU memory on a GPU build), made by {@link uploadResidentKv}. */
@@ -116,7 +120,11 @@ export type SpliceResult = {
     /** Bytes of resident parts copied device to device into the cache (0 without resident parts). */
     residentBytes: number,
     /** Time the resident parts' placement and copies took. */
-    residentMs: number
+    residentMs: number,
+    /** Of residentMs: finding and marking the cells, queueing the copies, waiting for them. */
+    residentPlaceMs: number,
+    residentQueueMs: number,
+    residentSyncMs: number
 };
 
 /** The rows {@link uploadResidentKv} keeps: every layer's K and V rows of `cellCount` cells, V not transposed. */

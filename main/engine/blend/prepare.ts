@@ -20,7 +20,12 @@ export type PreparedPrompt = {
      * The native splice of a blend: state bytes built, time to build them and to load them (host-to-device on a GPU),
      * and the resident tier's part: bytes placed with device-to-device copies and the time that took.
      */
-    splice?: {blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number};
+    splice?: {
+        blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number,
+        residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
+    };
+    /** hkvd's selection, split: the capture pass (its decodes, and copying K/V out of them) and the scoring. */
+    selectDetail?: {captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number};
 };
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, selectMs: 0, recomputeMs: 0};
