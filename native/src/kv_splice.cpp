@@ -150,22 +150,6 @@ PinnedScratch& pinnedScratch() {
     return scratch;
 }
 
-ggml_backend_buffer_type_t gpuHostBufferType(const LlamaFunctions& fns) {
-    size_t count = fns.ggml_backend_dev_count();
-    for (size_t i = 0; i < count; i++) {
-        ggml_backend_dev_t dev = fns.ggml_backend_dev_get(i);
-        if (dev == nullptr)
-            continue;
-        enum ggml_backend_dev_type type = fns.ggml_backend_dev_type(dev);
-        if (type != GGML_BACKEND_DEVICE_TYPE_GPU && type != GGML_BACKEND_DEVICE_TYPE_IGPU)
-            continue;
-        ggml_backend_buffer_type_t host = fns.ggml_backend_dev_host_buffer_type(dev);
-        if (host != nullptr)
-            return host;
-    }
-    return nullptr;
-}
-
 double millisecondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
@@ -645,6 +629,7 @@ struct DeviationPlan {
     RopeSpec rope;
     std::vector<DeviationChunk> chunks;
     uint64_t total = 0;
+    uint32_t threads = 1;
 };
 
 inline float elementAt(const uint8_t* base, size_t index, int32_t type) {
@@ -666,11 +651,40 @@ class DeviationWorker : public PromiseWorker {
     protected:
         void Run() override {
             scores.assign(plan.total, 0.0f);
+            // Chunks are independent: threads take them in turn, each writing its own range of scores.
+            std::vector<size_t> firstOut(plan.chunks.size());
+            for (size_t i = 0, at = 0; i < plan.chunks.size(); at += plan.chunks[i].cellCount, i++)
+                firstOut[i] = at;
+            std::atomic<size_t> next{0};
+            std::atomic<bool> failed{false};
+            std::string failure;
+            std::mutex failureMutex;
+            auto work = [&]() {
+                try {
+                    for (size_t i = next++; i < plan.chunks.size() && !failed; i = next++)
+                        scoreChunk(plan.chunks[i], firstOut[i]);
+                } catch (const std::exception& error) {
+                    std::lock_guard<std::mutex> lock(failureMutex);
+                    failed = true;
+                    failure = error.what();
+                }
+            };
+            const uint32_t threadCount = std::max<uint32_t>(1, std::min<uint32_t>(plan.threads, (uint32_t) plan.chunks.size()));
+            std::vector<std::thread> pool;
+            for (uint32_t t = 1; t < threadCount; t++)
+                pool.emplace_back(work);
+            work();
+            for (std::thread& thread : pool)
+                thread.join();
+            if (failed)
+                throw std::runtime_error(failure);
+        }
+
+        void scoreChunk(const DeviationChunk& chunk, size_t out) {
             std::vector<float> row(plan.nEmbdK);
             std::vector<uint16_t> halves(plan.nEmbdK);
-            size_t out = 0;
             const int32_t heads = plan.rope.kind == RopeKind::None ? 0 : (int32_t) (plan.nEmbdK / (uint32_t) plan.rope.headDim);
-            for (const DeviationChunk& chunk : plan.chunks) {
+            {
                 std::vector<float> cache;
                 if (plan.rope.kind != RopeKind::None && chunk.delta != 0)
                     cache = ropeCache(chunk.delta, plan.rope);
@@ -797,6 +811,7 @@ Napi::Value KvDeviation(const Napi::CallbackInfo& info) {
         plan.nEmbdK = (uint32_t) integerProperty(spec, "nEmbdK", "spec", 1, 1 << 24);
         plan.nEmbdV = (uint32_t) integerProperty(spec, "nEmbdV", "spec", 1, 1 << 24);
         plan.kType = (int32_t) integerProperty(spec, "kType", "spec", 0, 1);
+        plan.threads = spec.Has("threads") && !spec.Get("threads").IsUndefined() ? (uint32_t) integerProperty(spec, "threads", "spec", 1, 256) : 1;
         plan.vType = (int32_t) integerProperty(spec, "vType", "spec", 0, 1);
         plan.vTrans = property(spec, "vTrans", "spec").ToBoolean().Value();
         plan.rope = readRope(env, spec);

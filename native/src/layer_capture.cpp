@@ -73,6 +73,8 @@ struct CaptureRun {
     // WEFT_CAPTURE_ASK=kv: inside the layer, stop only at K/V nodes ("Kcur-", "Vcur-") and cache writes instead of
     // at every node (fewer synchronizations on a GPU). Read at the start of each call; a diagnostic switch.
     bool askKvOnly = false;
+    ggml_backend_buffer_t* staging = nullptr;  // the capture context's (see CaptureContext::staging)
+    size_t* stagingSize = nullptr;
 };
 
 class CaptureContext {
@@ -84,6 +86,8 @@ class CaptureContext {
             // A context whose model is already freed must not be freed (its destructor reads the model): leak it.
             if (ctx != nullptr && !leak.load())
                 functions.llama_free(ctx);
+            if (staging != nullptr)
+                functions.ggml_backend_buffer_free(staging);
         }
 
         const LlamaFunctions& functions;
@@ -93,6 +97,9 @@ class CaptureContext {
         llama_context* ctx = nullptr; // created on first use, in the worker
         CaptureRun* active = nullptr;
         std::atomic<bool> leak{false};
+        // Pinned host memory the K/V are read into from a GPU (a read into pageable memory is several times slower).
+        ggml_backend_buffer_t staging = nullptr;
+        size_t stagingSize = 0;
 };
 
 } // namespace
@@ -123,7 +130,29 @@ void destroyLayerCaptureRegistry(LayerCaptureRegistry* registry) {
 namespace {
 
 /** Copies a (possibly strided, possibly device-resident) F32/F16 tensor to host floats, in logical order. */
-void appendTensorAsFloats(const LlamaFunctions& functions, const ggml_tensor* tensor, std::vector<float>& out) {
+// Host memory for reading `bytes` of a tensor: the run's pinned staging buffer when the tensor is in device memory and
+// a GPU host buffer type exists, else `fallback`.
+uint8_t* readBuffer(const LlamaFunctions& functions, CaptureRun& run, const ggml_tensor* tensor, size_t bytes, std::vector<uint8_t>& fallback) {
+    if (run.staging != nullptr && !functions.ggml_backend_buffer_is_host(tensor->buffer)) {
+        if (*run.stagingSize < bytes) {
+            if (*run.staging != nullptr)
+                functions.ggml_backend_buffer_free(*run.staging);
+            *run.staging = nullptr;
+            *run.stagingSize = 0;
+            if (ggml_backend_buffer_type_t host = gpuHostBufferType(functions); host != nullptr) {
+                *run.staging = functions.ggml_backend_buft_alloc_buffer(host, bytes);
+                if (*run.staging != nullptr)
+                    *run.stagingSize = bytes;
+            }
+        }
+        if (*run.staging != nullptr)
+            return static_cast<uint8_t*>(functions.ggml_backend_buffer_get_base(*run.staging));
+    }
+    fallback.resize(bytes);
+    return fallback.data();
+}
+
+void appendTensorAsFloats(const LlamaFunctions& functions, CaptureRun& run, const ggml_tensor* tensor, std::vector<float>& out) {
     if (tensor->type != GGML_TYPE_F32 && tensor->type != GGML_TYPE_F16)
         throw std::runtime_error(std::string("tensor ") + tensor->name + " has ggml type " + std::to_string(tensor->type) +
             ", expected F32 or F16");
@@ -134,24 +163,35 @@ void appendTensorAsFloats(const LlamaFunctions& functions, const ggml_tensor* te
     const int64_t* ne = tensor->ne;
     const size_t* nb = tensor->nb;
     const size_t count = (size_t) (ne[0] * ne[1] * ne[2] * ne[3]);
-    std::vector<uint8_t> raw(count * elementSize);
+    std::vector<uint8_t> rawOwned, wholeOwned;
+    uint8_t* raw = nullptr;
 
     const bool contiguous = nb[0] == elementSize && nb[1] == nb[0] * ne[0] && nb[2] == nb[1] * ne[1] &&
         nb[3] == nb[2] * ne[2];
     if (contiguous) {
-        functions.ggml_backend_tensor_get(tensor, raw.data(), 0, raw.size());
+        raw = readBuffer(functions, run, tensor, count * elementSize, rawOwned);
+        functions.ggml_backend_tensor_get(tensor, raw, 0, count * elementSize);
     } else {
+        // One read of the whole span the view covers, then a gather on the host: a read per row is a synchronous
+        // device-to-host copy each.
+        size_t span = elementSize;
+        for (int dim = 0; dim < 4; dim++)
+            span += (size_t) (ne[dim] - 1) * nb[dim];
+        uint8_t* whole = readBuffer(functions, run, tensor, span, wholeOwned);
+        functions.ggml_backend_tensor_get(tensor, whole, 0, span);
+        rawOwned.resize(count * elementSize);
+        raw = rawOwned.data();
         size_t at = 0;
         for (int64_t i3 = 0; i3 < ne[3]; i3++)
             for (int64_t i2 = 0; i2 < ne[2]; i2++)
                 for (int64_t i1 = 0; i1 < ne[1]; i1++) {
-                    size_t rowOffset = i1 * nb[1] + i2 * nb[2] + i3 * nb[3];
+                    const uint8_t* row = whole + i1 * nb[1] + i2 * nb[2] + i3 * nb[3];
                     if (nb[0] == elementSize) {
-                        functions.ggml_backend_tensor_get(tensor, raw.data() + at, rowOffset, ne[0] * elementSize);
+                        std::memcpy(raw + at, row, ne[0] * elementSize);
                         at += ne[0] * elementSize;
                     } else {
                         for (int64_t i0 = 0; i0 < ne[0]; i0++, at += elementSize)
-                            functions.ggml_backend_tensor_get(tensor, raw.data() + at, rowOffset + i0 * nb[0], elementSize);
+                            std::memcpy(raw + at, row + i0 * nb[0], elementSize);
                     }
                 }
     }
@@ -159,9 +199,9 @@ void appendTensorAsFloats(const LlamaFunctions& functions, const ggml_tensor* te
     size_t start = out.size();
     out.resize(start + count);
     if (tensor->type == GGML_TYPE_F32) {
-        std::memcpy(out.data() + start, raw.data(), count * sizeof(float));
+        std::memcpy(out.data() + start, raw, count * sizeof(float));
     } else {
-        const uint16_t* halves = reinterpret_cast<const uint16_t*>(raw.data());
+        const uint16_t* halves = reinterpret_cast<const uint16_t*>(raw);
         for (size_t i = 0; i < count; i++)
             out[start + i] = halfToFloat(halves[i]);
     }
@@ -243,11 +283,11 @@ bool evalCallback(ggml_tensor* tensor, bool ask, void* userData) {
             ~CopyTimer() { run->copyMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count(); }
         } copyTimer{run, copyStarted};
         if (kind == 'k' && !run->kSeen) {
-            appendTensorAsFloats(*run->functions, source, run->k);
+            appendTensorAsFloats(*run->functions, *run, source, run->k);
             run->kSeen = true;
             run->kSource = std::string(source->name, strnlen(source->name, GGML_MAX_NAME));
         } else if (kind == 'v' && !run->vSeen) {
-            appendTensorAsFloats(*run->functions, source, run->v);
+            appendTensorAsFloats(*run->functions, *run, source, run->v);
             run->vSeen = true;
             run->vSource = std::string(source->name, strnlen(source->name, GGML_MAX_NAME));
         }
@@ -368,6 +408,8 @@ class CaptureLayerWorker : public PromiseWorker {
             run.functions = &functions;
             ensureContext();
 
+            run.staging = &capture->staging;
+            run.stagingSize = &capture->stagingSize;
             const char* ask = getenv("WEFT_CAPTURE_ASK");
             run.askKvOnly = ask != nullptr && strcmp(ask, "kv") == 0;
             llama_memory_t memory = functions.llama_get_memory(capture->ctx);
@@ -416,6 +458,9 @@ class CaptureLayerWorker : public PromiseWorker {
                 if (start == 0) {
                     nEmbdK = kAdded / count;
                     nEmbdV = vAdded / count;
+                    // Grown once to the final size instead of doubling (each doubling copied everything so far).
+                    run.k.reserve(nEmbdK * tokens.size());
+                    run.v.reserve(nEmbdV * tokens.size());
                 } else if (nEmbdK != kAdded / count || nEmbdV != vAdded / count) {
                     throw std::runtime_error("captured K/V row widths changed between batches");
                 }

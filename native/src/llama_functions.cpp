@@ -184,3 +184,22 @@ void* findOptionalLlamaFunction(const char* name) {
         return nullptr;
     return findSymbol(functions.handle, name);
 }
+
+// The first GPU device's pinned host buffer type (null where no GPU backend is loaded): host memory the device copies
+// to and from by DMA.
+ggml_backend_buffer_type_t gpuHostBufferType(const LlamaFunctions& fns) {
+    size_t count = fns.ggml_backend_dev_count();
+    for (size_t i = 0; i < count; i++) {
+        ggml_backend_dev_t dev = fns.ggml_backend_dev_get(i);
+        if (dev == nullptr)
+            continue;
+        enum ggml_backend_dev_type type = fns.ggml_backend_dev_type(dev);
+        if (type != GGML_BACKEND_DEVICE_TYPE_GPU && type != GGML_BACKEND_DEVICE_TYPE_IGPU)
+            continue;
+        ggml_backend_buffer_type_t host = fns.ggml_backend_dev_host_buffer_type(dev);
+        if (host != nullptr)
+            return host;
+    }
+    return nullptr;
+}
+

@@ -41,6 +41,7 @@
     X(ggml_backend_buft_get_device) \
     X(ggml_backend_dev_init) \
     X(ggml_backend_synchronize) \
+    X(ggml_backend_buffer_is_host) \
     X(llama_memory_seq_rm)
 
 struct LlamaFunctions {
@@ -69,3 +70,6 @@ const LlamaFunctions& requireLlamaFunctions();
  * when that build lacks it or the others are not resolved yet.
  */
 void* findOptionalLlamaFunction(const char* name);
+
+/** The first GPU device's pinned host buffer type, or null where no GPU backend is loaded. */
+ggml_backend_buffer_type_t gpuHostBufferType(const LlamaFunctions& functions);

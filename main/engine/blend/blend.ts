@@ -415,6 +415,7 @@ async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks:
         vType: first.v.type,
         vTrans: isTransposed(first.v),
         rope: spliceRopeOf(blend.rope),
+        threads: blend.threads,
         // Cells are in position order (chunkKv checks), so cell c sits at start + c once moved by start - 1.
         chunks: placed.map(({start, body}) => {
             const layer = body.layers[selectionLayer]!;

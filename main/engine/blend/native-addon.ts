@@ -144,7 +144,9 @@ export type DeviationSpec = {
     vTrans: boolean,
     rope: SpliceRope,
     /** `start`: position of the chunk's first cell once moved; `delta`: the K rotation that moves it there. */
-    chunks: Array<{start: number, cellCount: number, delta: number, k: Uint8Array, v: Uint8Array}>
+    chunks: Array<{start: number, cellCount: number, delta: number, k: Uint8Array, v: Uint8Array}>,
+    /** Threads scoring chunks in parallel (default 1). */
+    threads?: number
 };
 
 export type LlamaFunctionsReport = {ok: boolean, missing: string[], library: string | null};
