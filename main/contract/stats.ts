@@ -38,6 +38,9 @@ export const AnswerStats = z.object({
     kvLoadMs: ms,
     /** kvBytesLoaded / kvLoadMs in GB/s; 0 when nothing was loaded. */
     kvLoadGBps: z.number().nonnegative(),
+    /** KV bytes placed from the GPU-resident tier by device-to-device copies (not part of kvBytesLoaded), and how long that took. */
+    kvResidentBytes: count,
+    kvResidentMs: ms,
     /** Choosing the tokens to recompute (hkvd's early-layer pass). */
     selectMs: ms,
     recomputeMs: ms,

@@ -32,6 +32,11 @@ export type EngineOptions = {
     /** Explicit thread count; WEFT_THREADS or the core count when absent. */
     threads?: number;
     gpu?: GpuChoice;
+    /**
+     * Byte budget of the blend path's GPU-resident tier of chunk KVs; default a quarter of the free VRAM (at most
+     * 4 GiB) on a GPU and none on CPU. Tests set it on CPU, where the tier lives in RAM.
+     */
+    residentKvBytes?: number;
 };
 
 /**
@@ -47,6 +52,7 @@ export class Engine implements EngineApi {
     private embedderPromise: Promise<Embedder> | null = null;
     private chunkCachePromise: Promise<ChunkKvCache> | null = null;
     private blendContexts = new WeakMap<LoadedModel, Promise<BlendContext | string>>();
+    private residentKvBytes: number | undefined;
     private readonly library: Library;
     private watcher: FolderWatcher | null = null;
     private readonly maintenance = new AbortController();
@@ -75,7 +81,9 @@ export class Engine implements EngineApi {
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
         const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
-        return new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings);
+        const engine = new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings);
+        engine.residentKvBytes = options.residentKvBytes;
+        return engine;
     }
 
     /** Starts llama.cpp and loads the active model ahead of the first question (serve and the app call this). */
@@ -456,6 +464,8 @@ export class Engine implements EngineApi {
                 kvBytesLoaded: prepared.kvBytesLoaded,
                 kvLoadMs: prepared.kvLoadMs,
                 kvLoadGBps: prepared.kvLoadMs > 0 ? prepared.kvBytesLoaded / 1e6 / prepared.kvLoadMs : 0,
+                kvResidentBytes: prepared.splice?.residentBytes ?? 0,
+                kvResidentMs: prepared.splice?.residentMs ?? 0,
                 selectMs: prepared.selectMs,
                 recomputeMs: prepared.recomputeMs,
                 fullPrefillEstimateMs: (loaded.prefillMsPerToken ?? (prefillMs / Math.max(1, freshTokens))) * promptTokens.length,
@@ -613,7 +623,8 @@ export class Engine implements EngineApi {
         if (found == null) {
             found = (async () => openBlendContext({
                 llama: await this.llama(), model: loaded.model, context: loaded.context, sequence: loaded.sequence,
-                modelPath: loaded.info.path, cache: await this.chunkCache(), threads: this.threads
+                modelPath: loaded.info.path, cache: await this.chunkCache(), threads: this.threads,
+                ...(this.residentKvBytes != null ? {residentBudgetBytes: this.residentKvBytes} : {})
             }))();
             this.blendContexts.set(loaded, found);
         }

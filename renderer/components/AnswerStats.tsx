@@ -34,11 +34,15 @@ export function AnswerStats({stats}: {stats: Stats}) {
         }
     ];
     // Cache loading and selective recompute only happen on the blend path; zeros would just be noise.
-    if (stats.kvBytesLoaded > 0 || stats.recomputedTokens > 0)
+    if (stats.kvBytesLoaded > 0 || stats.recomputedTokens > 0 || stats.kvResidentBytes > 0)
         items.push(
             {key: "ratio", label: "Recompute ratio", value: stats.ratio, text: stats.ratio.toFixed(2)},
             {key: "kvLoadMs", label: "KV load", value: stats.kvLoadMs, text: formatMs(stats.kvLoadMs), hint: `${formatCount(stats.kvBytesLoaded)} bytes`},
             {key: "kvLoadGBps", label: "KV load rate", value: stats.kvLoadGBps, text: `${stats.kvLoadGBps.toFixed(2)} GB/s`},
+            {
+                key: "kvResidentMs", label: "GPU-resident KV", value: stats.kvResidentMs, text: formatMs(stats.kvResidentMs),
+                hint: `${formatCount(stats.kvResidentBytes)} bytes copied device to device from the GPU-resident tier`
+            },
             {key: "selectMs", label: "Select", value: stats.selectMs, text: formatMs(stats.selectMs), hint: "Choosing the tokens to recompute"},
             {key: "recomputeMs", label: "Recompute", value: stats.recomputeMs, text: formatMs(stats.recomputeMs)}
         );

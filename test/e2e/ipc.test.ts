@@ -55,7 +55,8 @@ const fakePreload = `(() => {
         freshTokens: 4, completionTokens, modelLoadMs: 0, retrievalMs: 1.5, prefillMs: 2, ttftMs: 9, totalMs: 40,
         tokensPerSecond: 100,
         // Fields newer contracts require (older ones strip them).
-        ratio: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvLoadGBps: 0, selectMs: 0, recomputeMs: 0, fullPrefillEstimateMs: 0
+        ratio: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvLoadGBps: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0,
+        fullPrefillEstimateMs: 0
     });
     window.weft = {
         getStatus: async () => ({version: "0.0.0-test", backend: "cuda", threads: 4, dataDir: "/data",

@@ -8,7 +8,7 @@ import {makeTempDir, stories260kPath, testThreads} from "./paths.js";
 export type EngineFolder = {engine: Engine, folder: string, dataDir: string, cleanup(): Promise<void>};
 
 /** `files` maps a file name (in the folder) to its text; more models than stories260K go in `models`. */
-export async function openEngineWithFolder(files: Record<string, string>, options: {models?: string[]} = {}): Promise<EngineFolder> {
+export async function openEngineWithFolder(files: Record<string, string>, options: {models?: string[], residentKvBytes?: number} = {}): Promise<EngineFolder> {
     const temp = await makeTempDir();
     const folder = path.join(temp.dir, "stories");
     const dataDir = path.join(temp.dir, "data");
@@ -16,7 +16,8 @@ export async function openEngineWithFolder(files: Record<string, string>, option
     for (const [name, text] of Object.entries(files))
         await writeFile(path.join(folder, name), text);
 
-    const engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
+    const engine = await Engine.open({dataDir, threads: testThreads, gpu: false,
+        ...(options.residentKvBytes != null ? {residentKvBytes: options.residentKvBytes} : {})});
     for (const model of [stories260kPath, ...(options.models ?? [])])
         await engine.addModel({path: model});
     return {

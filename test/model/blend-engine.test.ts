@@ -74,6 +74,30 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         assert.equal(stats.reusedTokens + stats.recomputedTokens + stats.freshTokens, stats.promptTokens);
     });
 
+    it("with a resident tier, the second naive answer places its chunks from it and reports it; the answer is the same", async () => {
+        // On CPU the "GPU-resident" tier is RAM in the KV cache's own buffer type: the same code path as on a GPU.
+        const resident = await openEngineWithFolder(Object.fromEntries(stories.map((text, index) => [`story-${index + 1}.txt`, `${text}\n`])),
+            {residentKvBytes: 64 * 1024 ** 2});
+        try {
+            await collectEvents(resident.engine.ingestFolder({path: resident.folder}, new AbortController().signal) as never);
+            const first = await ask(resident.engine, "naive");
+            const firstStats = AnswerStats.parse(first.stats);
+            assert.equal(firstStats.strategy, "naive", firstStats.strategyFallbackReason);
+            assert.equal(firstStats.kvResidentBytes, 0, "nothing is resident before the first blend");
+            let second = await ask(resident.engine, "naive");
+            // Admission runs after the first answer's blend; give it one more question if it had not finished.
+            if (AnswerStats.parse(second.stats).kvResidentBytes === 0)
+                second = await ask(resident.engine, "naive");
+            const stats = AnswerStats.parse(second.stats);
+            assert.ok(stats.kvResidentBytes > 0, JSON.stringify(stats));
+            assert.equal(stats.kvBytesLoaded, 0, "no chunk KV came from the RAM or disk tier");
+            assert.equal(stats.reusedTokens + stats.recomputedTokens + stats.freshTokens, stats.promptTokens);
+            assert.equal(second.answer, first.answer);
+        } finally {
+            await resident.cleanup();
+        }
+    });
+
     it("prefix reuse never builds on a previous answer's blended KV", async () => {
         const full = await ask(engine, "full");
         await ask(engine, "naive");
