@@ -8,13 +8,12 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
 import {
-    concatBlobs, f16ToF32, f32ToF16, floatToHalf, ggmlTypeF16, ggmlTypeF32, halfToFloat, KvBlobError, type KvBody,
+    f16ToF32, f32ToF16, floatToHalf, ggmlTypeF16, ggmlTypeF32, halfToFloat, KvBlobError, type KvBody,
     parseKvBody, parseSeqState, parseSeqStateFile, parseSeqStateMemory, serializeKvBody, serializeSeqState,
-    serializeSeqStateFile, serializeSeqStateMemory, sliceCells, withPositions
+    serializeSeqStateFile, serializeSeqStateMemory, sliceCells
 } from "../../main/engine/blend/kv-blob.js";
-import {
-    ropeCache, type RopeParams, ropeParamsFromGguf, ropeShiftBody, ropeShiftRows, RopeUnsupportedError
-} from "../../main/engine/blend/rope-shift.js";
+import {type RopeParams, ropeParamsFromGguf, RopeUnsupportedError} from "../../main/engine/blend/rope-shift.js";
+import {concatBlobs, ropeCache, ropeShiftBody, ropeShiftRows, withPositions} from "../helpers/kv-reference.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, klDivergence, logitsAfter as logitsOf, maxAbsDiff} from "../helpers/logits.js";
 

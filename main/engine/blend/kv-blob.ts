@@ -427,14 +427,6 @@ export function serializeSeqState(state: SeqState): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------------
 // Building blended sequences
 
-/** Returns a copy of `body` with its cells at new positions (K rows are not touched: see rope-shift.ts). */
-export function withPositions(body: KvBody, positions: ArrayLike<number> | ((pos: number, index: number) => number)): KvBody {
-    const at = typeof positions === "function" ? positions : (_pos: number, index: number) => positions[index]!;
-    if (typeof positions !== "function" && positions.length !== body.cells.length)
-        throw new KvBlobError(`${positions.length} positions for ${body.cells.length} cells`);
-    return {...body, cells: body.cells.map((cell, index) => ({pos: at(cell.pos, index), seqIds: cell.seqIds}))};
-}
-
 /**
  * Cells [from, to) of `body` in blob order, copying only the transposed V (whose cells are not contiguous);
  * K rows and untransposed V rows are subarrays of the source.
@@ -471,76 +463,20 @@ export function layerShape(body: KvBody): string {
 }
 
 /**
- * One body whose cells are the parts' cells in order, at the positions each part carries, all owned by `seqId`,
- * with every layer's K and V rows concatenated in the same cell order (a transposed V is re-interleaved: for each
- * dimension, the parts' runs one after another). llama.cpp's loader wipes the destination sequence first, so a
- * blended sequence is built by concatenating and loading once. The result holds `nStream` streams (default: the
- * first part's) with the cells in stream 0; the loader puts them in the target sequence's own stream.
+ * Per f32 biased exponent in [102, 142] (values that round to a finite, non-zero f16 or to zero by a tie): the
+ * f16 exponent bits (`base`) and how far the mantissa shifts right (`shift`). Below the f16 normal range the
+ * implicit bit is kept and shifted further (subnormals).
  */
-export function concatBlobs(parts: readonly KvBody[], seqId: number, options: {nStream?: number} = {}): KvBody {
-    if (!Number.isInteger(seqId) || seqId < 0 || seqId >= maxSeq)
-        throw new KvBlobError(`invalid seq_id ${seqId}`);
-    const nonEmpty = parts.filter((part) => part.cells.length > 0);
-    const nStream = options.nStream ?? parts[0]?.nStream ?? 1;
-    if (nonEmpty.length === 0)
-        return {nStream, stream: 0, cells: [], vTrans: false, layers: []};
-
-    const first = nonEmpty[0]!;
-    const shape = layerShape(first);
-    for (const part of nonEmpty) {
-        validateKvBody(part);
-        if (layerShape(part) !== shape)
-            throw new KvBlobError("cannot concatenate KV caches of different layouts (layer count, types, row sizes or V transposition differ): they come from different models or context settings");
-    }
-
-    const total = nonEmpty.reduce((sum, part) => sum + part.cells.length, 0);
-    const cells: KvCell[] = [];
-    for (const part of nonEmpty) {
-        for (const cell of part.cells)
-            cells.push({pos: cell.pos, seqIds: [seqId]});
-    }
-
-    // One allocation for all layers keeps the result compact; each tensor is a subarray of it.
-    let bytes = 0;
-    for (const {k, v} of first.layers)
-        bytes += total * k.rowSize + (isTransposed(v) ? total * v.nEmbd * v.elemSize : total * v.rowSize);
-    const arena = new Uint8Array(bytes);
-    let at = 0;
-    const alloc = (n: number): Uint8Array => {
-        const out = arena.subarray(at, at + n);
-        at += n;
-        return out;
-    };
-    const concatRows = (pick: (part: KvBody) => KvRows, template: KvRows): KvRows => {
-        const rows = alloc(total * template.rowSize);
-        let offset = 0;
-        for (const part of nonEmpty) {
-            const src = pick(part).rows;
-            rows.set(src, offset);
-            offset += src.byteLength;
-        }
-        return {type: template.type, rowSize: template.rowSize, rows};
-    };
-
-    const layers: KvLayer[] = first.layers.map(({k, v}, il) => {
-        const kOut = concatRows((part) => part.layers[il]!.k, k);
-        if (!isTransposed(v))
-            return {k: kOut, v: concatRows((part) => part.layers[il]!.v as KvRows, v)};
-        const data = alloc(total * v.nEmbd * v.elemSize);
-        const runOut = total * v.elemSize;
-        let cellOffset = 0;
-        for (const part of nonEmpty) {
-            const src = (part.layers[il]!.v as KvTransposed).data;
-            const runIn = part.cells.length * v.elemSize;
-            for (let j = 0; j < v.nEmbd; j++)
-                data.set(src.subarray(j * runIn, (j + 1) * runIn), j * runOut + cellOffset * v.elemSize);
-            cellOffset += part.cells.length;
-        }
-        return {k: kOut, v: {type: v.type, elemSize: v.elemSize, nEmbd: v.nEmbd, data}};
-    });
-
-    return {nStream, stream: 0, cells, vTrans: first.vTrans, layers};
+const floatToHalfBase = new Uint16Array(256);
+const floatToHalfShift = new Uint8Array(256);
+for (let exponent = 102; exponent <= 142; exponent++) {
+    const e = exponent - 127;
+    floatToHalfBase[exponent] = e < -14 ? 0 : (e + 15) << 10;
+    floatToHalfShift[exponent] = e < -14 ? -e - 1 : 13;
 }
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
 
 // ---------------------------------------------------------------------------------------------------------------
 // f16 <-> f32
@@ -561,21 +497,6 @@ const halfToFloatTable = (() => {
     return table;
 })();
 
-/**
- * Per f32 biased exponent in [102, 142] (values that round to a finite, non-zero f16 or to zero by a tie): the
- * f16 exponent bits (`base`) and how far the mantissa shifts right (`shift`). Below the f16 normal range the
- * implicit bit is kept and shifted further (subnormals).
- */
-const floatToHalfBase = new Uint16Array(256);
-const floatToHalfShift = new Uint8Array(256);
-for (let exponent = 102; exponent <= 142; exponent++) {
-    const e = exponent - 127;
-    floatToHalfBase[exponent] = e < -14 ? 0 : (e + 15) << 10;
-    floatToHalfShift[exponent] = e < -14 ? -e - 1 : 13;
-}
-
-const scratchF32 = new Float32Array(1);
-const scratchU32 = new Uint32Array(scratchF32.buffer);
 
 export function halfToFloat(h: number): number {
     return halfToFloatTable[h & 0xffff]!;

@@ -1,22 +1,21 @@
 /**
- * Re-positions cached K rows by a position delta, as llama.cpp's K-shift does after `llama_memory_seq_add`
- * (llama_kv_cache::build_graph_shift → build_rope_shift → ggml_rope_ext with the delta as the position; CPU kernel
- * ggml/src/ggml-cpu/ops.cpp ggml_compute_forward_rope_flt): K is stored after RoPE and a rotation by θ·p then by
- * θ·d equals one by θ·(p + d), so a chunk computed at positions 0..n-1 can be moved to k..k+n-1.
+ * A model's RoPE parameters, read from its GGUF, for re-positioning cached K rows by a position delta as llama.cpp's
+ * K-shift does after `llama_memory_seq_add` (llama_kv_cache::build_graph_shift → build_rope_shift → ggml_rope_ext with
+ * the delta as the position): K is stored after RoPE and a rotation by θ·p then by θ·d equals one by θ·(p + d), so a
+ * chunk computed at positions 0..n-1 can be moved to k..k+n-1. The rotation itself runs natively
+ * (native/src/kv_splice.cpp) or on the device by llama.cpp's K-shift (the resident tier); test/helpers/kv-reference.ts
+ * holds the TypeScript reference both are checked against.
  *
  * For each cell row and each KV head, the first n_rot dimensions are rotated pairwise by
  * delta · freq_scale · freq_base^(-2i/n_rot) / freq_factor[i], i < n_rot/2; pairs are (2i, 2i+1) for NORM (llama)
- * and (i, i + n_rot/2) for NEOX. The math follows the kernel in f32 (f16 rows are decoded, rotated and rounded back),
- * so results match llama.cpp's own shift up to the last f16 bit.
+ * and (i, i + n_rot/2) for NEOX.
  *
- * Anything this module cannot reproduce exactly (YaRN, LongRoPE, M-RoPE, sliding-window layers with their own base,
+ * Anything that cannot be reproduced exactly (YaRN, LongRoPE, M-RoPE, sliding-window layers with their own base,
  * MLA, layers without RoPE, attention-factor scaling, architectures not checked against llama.cpp) is refused with a
  * {@link RopeUnsupportedError}, so the caller can fall back to recomputing.
  */
 import {open} from "node:fs/promises";
-import {
-    f16ToF32, f32ToF16, ggmlTypeF16, ggmlTypeF32, ggmlTypeName, type KvBody, type KvRows, KvBlobError, withPositions
-} from "./kv-blob.js";
+import {ggmlTypeF32, ggmlTypeName} from "./kv-blob.js";
 
 export class RopeUnsupportedError extends Error {
     override name = "RopeUnsupportedError";
@@ -209,117 +208,4 @@ export async function readRopeFreqFactors(modelPath: string, info: {tensorInfo?:
     for (let i = 0; i < count; i++)
         out[i] = view.getFloat32(i * 4, true);
     return out;
-}
-
-/** cos/sin pairs of the rotation by `delta`, exactly as ggml_rope_cache_init computes them (f32 steps). */
-export function ropeCache(delta: number, params: RopeParams): Float32Array {
-    const half = params.nRot / 2;
-    const cache = new Float32Array(params.nRot);
-    const f = Math.fround;
-    const thetaScale = f(Math.pow(params.freqBase, f(-2 / params.nRot)));
-    const freqScale = f(params.freqScale);
-    let theta = f(delta);
-    for (let i = 0; i < half; i++) {
-        const ff = params.freqFactors != null ? params.freqFactors[i]! : 1;
-        const angle = f(freqScale * f(theta / ff));
-        cache[2 * i] = f(Math.cos(angle));
-        cache[2 * i + 1] = f(Math.sin(angle));
-        theta = f(theta * thetaScale);
-    }
-    return cache;
-}
-
-/**
- * Rotates one f32 head in place, as rotate_pairs does: f32 products and sums (each `fround` is the f32 rounding of
- * an exact double product or sum, so this matches the kernel's f32 arithmetic bit for bit without FMA).
- */
-function rotateHead(x: Float32Array, base: number, cache: Float32Array, ropeType: RopeType, nRot: number): void {
-    const f = Math.fround;
-    const half = nRot / 2;
-    if (ropeType === "norm") {
-        for (let i = 0, a = base; i < half; i++, a += 2) {
-            const c = cache[2 * i]!, s = cache[2 * i + 1]!;
-            const x0 = x[a]!, x1 = x[a + 1]!;
-            x[a] = f(x0 * c) - f(x1 * s);
-            x[a + 1] = f(x0 * s) + f(x1 * c);
-        }
-    } else {
-        for (let i = 0, a = base, b = base + half; i < half; i++, a++, b++) {
-            const c = cache[2 * i]!, s = cache[2 * i + 1]!;
-            const x0 = x[a]!, x1 = x[b]!;
-            x[a] = f(x0 * c) - f(x1 * s);
-            x[b] = f(x0 * s) + f(x1 * c);
-        }
-    }
-}
-
-/**
- * Rotates K rows (`cellCount * rowSize` bytes of f16 or f32) by `delta` (one value for all cells, or one per cell).
- * Returns new bytes unless `inPlace` (the source may be a cache entry shared with others).
- */
-export function ropeShiftRows(k: KvRows, delta: number | ArrayLike<number>, params: RopeParams, options: {inPlace?: boolean} = {}): KvRows {
-    if (k.type !== ggmlTypeF16 && k.type !== ggmlTypeF32)
-        throw new RopeUnsupportedError(`cannot rotate ${ggmlTypeName(k.type)} keys (only f16 and f32)`);
-    const elemSize = k.type === ggmlTypeF16 ? 2 : 4;
-    const rowElems = k.rowSize / elemSize;
-    if (!Number.isInteger(rowElems) || rowElems % params.headDim !== 0)
-        throw new RopeUnsupportedError(`a K row of ${rowElems} elements is not a whole number of ${params.headDim}-element heads`);
-    const cellCount = k.rows.byteLength / k.rowSize;
-    if (!Number.isInteger(cellCount))
-        throw new KvBlobError(`K rows of ${k.rows.byteLength} bytes are not a whole number of ${k.rowSize}-byte rows`);
-    if (typeof delta !== "number" && delta.length !== cellCount)
-        throw new KvBlobError(`${delta.length} deltas for ${cellCount} cells`);
-
-    // A fresh, aligned copy unless rotating in place on an aligned buffer.
-    const aligned = k.rows.byteOffset % elemSize === 0;
-    // (`new Uint8Array(view)` copies; a Node Buffer's slice() would not.)
-    const out = options.inPlace && aligned ? k.rows : new Uint8Array(k.rows);
-    if (params.ropeType === "none")
-        return {type: k.type, rowSize: k.rowSize, rows: out};
-
-    const nHeads = rowElems / params.headDim;
-    const caches = new Map<number, Float32Array>();
-    const cacheFor = (d: number) => {
-        let cache = caches.get(d);
-        if (cache == null) {
-            cache = ropeCache(d, params);
-            caches.set(d, cache);
-        }
-        return cache;
-    };
-
-    const row = new Float32Array(rowElems);
-    const halves = k.type === ggmlTypeF16 ? new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2) : null;
-    const floats = k.type === ggmlTypeF32 ? new Float32Array(out.buffer, out.byteOffset, out.byteLength / 4) : null;
-    for (let cell = 0; cell < cellCount; cell++) {
-        const d = typeof delta === "number" ? delta : delta[cell]!;
-        if (d === 0)
-            continue;
-        const cache = cacheFor(d);
-        const start = cell * rowElems;
-        if (halves != null) {
-            const src = halves.subarray(start, start + rowElems);
-            f16ToF32(src, row);
-            for (let h = 0; h < nHeads; h++)
-                rotateHead(row, h * params.headDim, cache, params.ropeType, params.nRot);
-            f32ToF16(row, src);
-        } else {
-            const target = floats!.subarray(start, start + rowElems);
-            for (let h = 0; h < nHeads; h++)
-                rotateHead(target, h * params.headDim, cache, params.ropeType, params.nRot);
-        }
-    }
-    return {type: k.type, rowSize: k.rowSize, rows: out};
-}
-
-/**
- * `body` moved by `delta` positions: every layer's K rows rotated, every cell's position shifted; V is shared with
- * the source (not copied). `delta` may be one value or one per cell.
- */
-export function ropeShiftBody(body: KvBody, delta: number | ArrayLike<number>, params: RopeParams): KvBody {
-    const at = (index: number) => typeof delta === "number" ? delta : delta[index]!;
-    return {
-        ...withPositions(body, (pos, index) => pos + at(index)),
-        layers: body.layers.map(({k, v}) => ({k: ropeShiftRows(k, delta, params), v}))
-    };
 }

@@ -1,8 +1,8 @@
 /**
  * The blended sequence's KV, built natively in one pass (native/src/kv_splice.cpp): each part's cells at their final
  * positions with K re-positioned by the part's delta, V copied, loaded into the sequence. Same result as
- * `concatBlobs` over `ropeShiftBody` parts then `loadSequenceState` (the TypeScript reference the tests compare it
- * with), without three copies of the KV in JavaScript.
+ * `concatBlobs` over `ropeShiftBody` parts then `loadSequenceState` (the TypeScript reference in
+ * test/helpers/kv-reference.ts the tests compare it with), without three copies of the KV in JavaScript.
  */
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
 import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "./kv-blob.js";
