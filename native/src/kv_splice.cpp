@@ -154,6 +154,37 @@ double millisecondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Runs work(item, scratch) for every item in [0, count) on up to `threads` threads (the caller's included), each
+// taking the next item and keeping its own scratch row; the first exception stops the rest and is rethrown.
+template <typename Work>
+void forEachOnThreads(size_t count, uint32_t threads, Work work) {
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::string failure;
+    std::mutex failureMutex;
+    auto run = [&]() {
+        std::vector<float> scratch;
+        try {
+            for (size_t item = next++; item < count && !failed; item = next++)
+                work(item, scratch);
+        } catch (const std::exception& error) {
+            std::lock_guard<std::mutex> lock(failureMutex);
+            if (!failed)
+                failure = error.what();
+            failed = true;
+        }
+    };
+    const uint32_t threadCount = (uint32_t) std::max<size_t>(1, std::min<size_t>(threads, count));
+    std::vector<std::thread> pool;
+    for (uint32_t t = 1; t < threadCount; t++)
+        pool.emplace_back(run);
+    run();
+    for (std::thread& thread : pool)
+        thread.join();
+    if (failed)
+        throw std::runtime_error(failure);
+}
+
 // Writes one part's rows of an overridden layer: the exact row for each cell whose position the override covers,
 // the cached row (K rotated by the part's delta) otherwise.
 void writeOverridden(const LayerOverride& exact, const Part& part, size_t il, const LayerShape& layer, bool isK, bool vTrans,
@@ -347,76 +378,58 @@ class SpliceWorker : public PromiseWorker {
 
             // Work items: (layer, part) for K and for V; threads take them in turn.
             const size_t items = plan.layers.size() * plan.parts.size() * 2;
-            std::atomic<size_t> next{0};
-            std::atomic<bool> failed{false};
-            std::string failure;
-            std::mutex failureMutex;
-            auto work = [&]() {
-                std::vector<float> row;
-                try {
-                    for (size_t item = next++; item < items && !failed; item = next++) {
-                        const bool isK = item % 2 == 0;
-                        const size_t rest = item / 2;
-                        const size_t il = rest / plan.parts.size();
-                        const size_t p = rest % plan.parts.size();
-                        const Part& part = plan.parts[p];
-                        const LayerShape& layer = plan.layers[il];
-                        if (part.cellCount == 0)
-                            continue;
-                        const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
-                        if (exact != nullptr) {
-                            writeOverridden(*exact, part, il, layer, isK, plan.vTrans, n, firstCell[p],
-                                blob + (isK ? kAt[il] : vAt[il]), caches[p], plan.rope, row);
-                            continue;
-                        }
-                        if (isK) {
-                            uint8_t* dst = blob + kAt[il] + firstCell[p] * layer.kRowSize;
-                            const uint8_t* src = part.k[il];
-                            if (caches[p].empty()) {
-                                std::memcpy(dst, src, part.cellCount * layer.kRowSize);
-                                continue;
-                            }
-                            const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
-                            const int32_t heads = (int32_t) (elems / (size_t) plan.rope.headDim);
-                            row.resize(elems);
-                            for (uint32_t c = 0; c < part.cellCount; c++) {
-                                const uint8_t* in = src + c * layer.kRowSize;
-                                uint8_t* out = dst + c * layer.kRowSize;
-                                if (layer.kType == typeF16) {
-                                    halvesToFloats(reinterpret_cast<const uint16_t*>(in), row.data(), elems);
-                                    rotateRow(row.data(), heads, plan.rope, caches[p].data());
-                                    floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(out), elems);
-                                } else {
-                                    std::memcpy(row.data(), in, elems * 4);
-                                    rotateRow(row.data(), heads, plan.rope, caches[p].data());
-                                    std::memcpy(out, row.data(), elems * 4);
-                                }
-                            }
-                        } else if (!plan.vTrans) {
-                            std::memcpy(blob + vAt[il] + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
-                        } else {
-                            const size_t run = (size_t) part.cellCount * layer.vElemSize;
-                            const size_t stride = n * layer.vElemSize;
-                            uint8_t* dst = blob + vAt[il] + firstCell[p] * layer.vElemSize;
-                            for (uint32_t d = 0; d < layer.nEmbdV; d++)
-                                std::memcpy(dst + d * stride, part.v[il] + d * run, run);
-                        }
+            try {
+                forEachOnThreads(items, plan.threads, [&](size_t item, std::vector<float>& row) {
+                    const bool isK = item % 2 == 0;
+                    const size_t rest = item / 2;
+                    const size_t il = rest / plan.parts.size();
+                    const size_t p = rest % plan.parts.size();
+                    const Part& part = plan.parts[p];
+                    const LayerShape& layer = plan.layers[il];
+                    if (part.cellCount == 0)
+                        return;
+                    const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
+                    if (exact != nullptr) {
+                        writeOverridden(*exact, part, il, layer, isK, plan.vTrans, n, firstCell[p],
+                            blob + (isK ? kAt[il] : vAt[il]), caches[p], plan.rope, row);
+                        return;
                     }
-                } catch (const std::exception& error) {
-                    std::lock_guard<std::mutex> lock(failureMutex);
-                    failed = true;
-                    failure = error.what();
-                }
-            };
-            const uint32_t threadCount = std::max<uint32_t>(1, std::min<uint32_t>(plan.threads, (uint32_t) std::max<size_t>(1, items)));
-            std::vector<std::thread> pool;
-            for (uint32_t t = 1; t < threadCount; t++)
-                pool.emplace_back(work);
-            work();
-            for (std::thread& thread : pool)
-                thread.join();
-            if (failed)
-                throw std::runtime_error("building the blended KV state failed: " + failure);
+                    if (isK) {
+                        uint8_t* dst = blob + kAt[il] + firstCell[p] * layer.kRowSize;
+                        const uint8_t* src = part.k[il];
+                        if (caches[p].empty()) {
+                            std::memcpy(dst, src, part.cellCount * layer.kRowSize);
+                            return;
+                        }
+                        const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
+                        const int32_t heads = (int32_t) (elems / (size_t) plan.rope.headDim);
+                        row.resize(elems);
+                        for (uint32_t c = 0; c < part.cellCount; c++) {
+                            const uint8_t* in = src + c * layer.kRowSize;
+                            uint8_t* out = dst + c * layer.kRowSize;
+                            if (layer.kType == typeF16) {
+                                halvesToFloats(reinterpret_cast<const uint16_t*>(in), row.data(), elems);
+                                rotateRow(row.data(), heads, plan.rope, caches[p].data());
+                                floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(out), elems);
+                            } else {
+                                std::memcpy(row.data(), in, elems * 4);
+                                rotateRow(row.data(), heads, plan.rope, caches[p].data());
+                                std::memcpy(out, row.data(), elems * 4);
+                            }
+                        }
+                    } else if (!plan.vTrans) {
+                        std::memcpy(blob + vAt[il] + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
+                    } else {
+                        const size_t run = (size_t) part.cellCount * layer.vElemSize;
+                        const size_t stride = n * layer.vElemSize;
+                        uint8_t* dst = blob + vAt[il] + firstCell[p] * layer.vElemSize;
+                        for (uint32_t d = 0; d < layer.nEmbdV; d++)
+                            std::memcpy(dst + d * stride, part.v[il] + d * run, run);
+                    }
+                });
+            } catch (const std::exception& error) {
+                throw std::runtime_error(std::string("building the blended KV state failed: ") + error.what());
+            }
             buildMs = millisecondsSince(started);
 
             auto setStarted = std::chrono::steady_clock::now();
@@ -655,29 +668,7 @@ class DeviationWorker : public PromiseWorker {
             std::vector<size_t> firstOut(plan.chunks.size());
             for (size_t i = 0, at = 0; i < plan.chunks.size(); at += plan.chunks[i].cellCount, i++)
                 firstOut[i] = at;
-            std::atomic<size_t> next{0};
-            std::atomic<bool> failed{false};
-            std::string failure;
-            std::mutex failureMutex;
-            auto work = [&]() {
-                try {
-                    for (size_t i = next++; i < plan.chunks.size() && !failed; i = next++)
-                        scoreChunk(plan.chunks[i], firstOut[i]);
-                } catch (const std::exception& error) {
-                    std::lock_guard<std::mutex> lock(failureMutex);
-                    failed = true;
-                    failure = error.what();
-                }
-            };
-            const uint32_t threadCount = std::max<uint32_t>(1, std::min<uint32_t>(plan.threads, (uint32_t) plan.chunks.size()));
-            std::vector<std::thread> pool;
-            for (uint32_t t = 1; t < threadCount; t++)
-                pool.emplace_back(work);
-            work();
-            for (std::thread& thread : pool)
-                thread.join();
-            if (failed)
-                throw std::runtime_error(failure);
+            forEachOnThreads(plan.chunks.size(), plan.threads, [&](size_t i, std::vector<float>&) { scoreChunk(plan.chunks[i], firstOut[i]); });
         }
 
         void scoreChunk(const DeviationChunk& chunk, size_t out) {

@@ -1,22 +1,17 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
-import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
 import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
 
-const sources = [
-    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",
-    "Tom was a big dog. He liked to run and jump in the garden. One day Tom found a shiny stick under a tree.",
-    "The sun was hot, so Mom made cold lemonade. Lily and Tom sat in the shade and drank it all up."
-].map((text, index) => ({n: index + 1, path: `story-${index + 1}.txt`, text}));
-const question = "What did Lily and Tom drink?";
+const sources = storySources;
+const question = storyQuestion;
 
 /**
  * Ratio 1.0 recomputes every reused token in one scattered decode, so its logits differ from a full prefill only
@@ -25,21 +20,8 @@ const question = "What did Lily and Tom drink?";
  */
 const ratioOneTolerance = 1e-2;
 
-/** Evaluates tokens after whatever the sequence holds and returns the next-token logits. */
-async function nextLogits(sequence: LlamaContextSequence, tokens: Token[], vocabSize: number): Promise<Float64Array> {
-    const results = await sequence.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
-    const logits = results.at(-1)?.next?.logits;
-    assert.ok(logits != null && logits.size > 0, "no logits");
-    const out = new Float64Array(vocabSize);
-    for (const [token, value] of logits)
-        out[token] = value;
 
-    return out;
-}
-
-const patched = detectPatchedBuild({gpu: false});
-const addon = loadNativeAddon();
-const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+const skip = blendSkipReason();
 
 describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;

@@ -5,26 +5,22 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
-import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
 import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
 import {
-    getContextSequenceState, loadNativeAddon, releaseResidentKv, residentKvSupported, sequenceIdOf, uploadResidentKv
+    getContextSequenceState, releaseResidentKv, residentKvSupported, sequenceIdOf, uploadResidentKv
 } from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
 import {spliceIntoSequence} from "../../main/engine/blend/splice.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
+import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 
-const sources = [
-    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",
-    "Tom was a big dog. He liked to run and jump in the garden. One day Tom found a shiny stick under a tree.",
-    "The sun was hot, so Mom made cold lemonade. Lily and Tom sat in the shade and drank it all up."
-].map((text, index) => ({n: index + 1, path: `story-${index + 1}.txt`, text}));
-const question = "What did Lily and Tom drink?";
+const sources = storySources;
+const question = storyQuestion;
 
 /**
  * The resident path rotates K with llama.cpp's K-shift graph, the host path with the addon's C++ rotation: both are
@@ -33,19 +29,8 @@ const question = "What did Lily and Tom drink?";
  */
 const samePromptTolerance = 1e-2;
 
-async function nextLogits(sequence: LlamaContextSequence, tokens: Token[], vocabSize: number): Promise<Float64Array> {
-    const results = await sequence.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
-    const logits = results.at(-1)?.next?.logits;
-    assert.ok(logits != null && logits.size > 0, "no logits");
-    const out = new Float64Array(vocabSize);
-    for (const [token, value] of logits)
-        out[token] = value;
-    return out;
-}
 
-const patched = detectPatchedBuild({gpu: false});
-const addon = loadNativeAddon();
-const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+const skip = blendSkipReason();
 
 describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
