@@ -9,7 +9,7 @@ import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
 import path from "node:path";
-import {type BlendContext, chunkCachedOnDisk, chunkKv, closeResidentTier, openBlendContext, prepareBlend} from "./blend/blend.js";
+import {type BlendContext, chunkCachedOnDisk, chunkKv, closeResidentTier, openBlendContext, prepareBlend, warmResidentChunk} from "./blend/blend.js";
 import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
@@ -360,11 +360,14 @@ export class Engine implements EngineApi {
                 throw new WarmUnavailable(blend);
 
             const tokens = loaded.model.tokenize(text);
-            // An empty chunk has no KV; a chunk whose file is there needs no read (a full pass stays cheap).
-            if (tokens.length === 0 || await chunkCachedOnDisk(blend, tokens))
+            // An empty chunk has no KV; a chunk whose file is there needs no read (a full pass stays cheap), unless the
+            // resident tier has room for it.
+            if (tokens.length === 0)
                 return "cached";
-
-            return (await chunkKv(blend, tokens)).hit ? "cached" : "computed";
+            const outcome = await chunkCachedOnDisk(blend, tokens) ? "cached" : (await chunkKv(blend, tokens)).hit ? "cached" : "computed";
+            // On a GPU, also into the resident tier while it has free room (a no-op without one).
+            await warmResidentChunk(blend, tokens);
+            return outcome;
         } finally {
             release();
         }

@@ -198,3 +198,26 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
         assert.equal((await engine.getStatus()).cacheWarm.state, "idle");
     });
 });
+
+describe("background warming fills the resident (GPU) tier (patched build)", {skip, timeout: 300_000}, () => {
+    it("after warming, the first naive question places its chunks from the tier", async () => {
+        // On CPU the tier is RAM in the KV cache's buffer type: the same code path as GPU memory on a GPU.
+        const setup = await openEngineWithFolder(Object.fromEntries(Array.from({length: 8}, (_, index) => [`story-${index + 1}.txt`, `${story(index)}\n`])),
+            {residentKvBytes: 64 * 1024 ** 2});
+        try {
+            setup.engine.startCacheWarming();
+            let chunks = 0;
+            for await (const event of setup.engine.ingestFolder({path: setup.folder}, new AbortController().signal))
+                if (event.type === "done")
+                    chunks = event.summary.chunks;
+            await warmStatus(setup.engine, finishedPass(chunks), "all chunks warmed");
+            const answer = lastEvent(await collectEvents(setup.engine.chat(ChatRequest.parse({question: "Lily found a red ball", maxTokens: 8,
+                strategy: "naive", topK: 3}), new AbortController().signal)), "done");
+            assert.equal(answer.stats.strategy, "naive", answer.stats.strategyFallbackReason);
+            assert.ok(answer.stats.kvResidentBytes > 0, JSON.stringify(answer.stats));
+            assert.equal(answer.stats.kvBytesLoaded, 0, "every retrieved chunk was already resident");
+        } finally {
+            await setup.cleanup();
+        }
+    });
+});

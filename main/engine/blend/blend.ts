@@ -182,6 +182,20 @@ export async function chunkCachedOnDisk(blend: BlendContext, tokens: readonly To
     return stat(blend.cache.pathOf(chunkKey(blend, tokens))).then((info) => info.isFile() && info.size > 0, () => false);
 }
 
+/**
+ * Background warming's share of the resident tier: copies a chunk's KV (from the RAM or disk tier, computing it if
+ * need be) into the tier while it has free room, never evicting (chunks that questions used come first). So on a GPU
+ * the first question after start-up or an ingest already finds its chunks in GPU memory. Returns whether it was copied.
+ */
+export async function warmResidentChunk(blend: BlendContext, tokens: Token[]): Promise<boolean> {
+    const tier = blend.resident;
+    const key = `chunk:${chunkKeyHash(tokens)}`;
+    if (tier == null || tier.has(key) || !tier.hasRoomFor(1))
+        return false;
+    const {body} = await chunkKv(blend, tokens);
+    return tier.admit(blend.sequence, key, body, {evict: false});
+}
+
 /** The header's KV, evaluated once per distinct header (it is the same for every question). */
 async function headerKv(blend: BlendContext, tokens: Token[]): Promise<KvBody> {
     const key = chunkKeyHash(tokens);

@@ -40,15 +40,21 @@ export class ResidentTier {
         return this.entries.has(key);
     }
 
+    /** Whether `bytes` more fit without evicting anything. */
+    hasRoomFor(bytes: number): boolean {
+        return this.usedBytes + bytes <= this.budgetBytes;
+    }
+
     /**
-     * Copies `body` into the tier (evicting the least recently used entries to make room). Skips bodies the tier
-     * cannot hold: larger than the budget, transposed V (flash attention off) or empty. Returns whether it was admitted.
+     * Copies `body` into the tier, evicting the least recently used entries to make room (unless `evict` is false:
+     * then only into free room). Skips bodies the tier cannot hold: larger than the budget, transposed V (flash
+     * attention off) or empty. Returns whether it was admitted.
      */
-    async admit(sequence: LlamaContextSequence, key: string, body: KvBody): Promise<boolean> {
+    async admit(sequence: LlamaContextSequence, key: string, body: KvBody, options: {evict?: boolean} = {}): Promise<boolean> {
         if (this.entries.has(key) || body.cells.length === 0 || body.vTrans)
             return false;
         const bytes = body.layers.reduce((sum, {k, v}) => sum + k.rows.byteLength + (isTransposed(v) ? v.data.byteLength : v.rows.byteLength), 0);
-        if (bytes > this.budgetBytes)
+        if (bytes > this.budgetBytes || (options.evict === false && this.usedBytes + bytes > this.budgetBytes))
             return false;
         while (this.usedBytes + bytes > this.budgetBytes && this.entries.size > 0)
             this.evictOldest();
