@@ -364,10 +364,10 @@ export class Engine implements EngineApi {
             // resident tier has room for it.
             if (tokens.length === 0)
                 return "cached";
-            const outcome = await chunkCachedOnDisk(blend, tokens) ? "cached" : (await chunkKv(blend, tokens)).hit ? "cached" : "computed";
+            const loadedKv = await chunkCachedOnDisk(blend, tokens) ? null : await chunkKv(blend, tokens);
             // On a GPU, also into the resident tier while it has free room (a no-op without one).
-            await warmResidentChunk(blend, tokens);
-            return outcome;
+            await warmResidentChunk(blend, tokens, loadedKv?.body);
+            return loadedKv == null || loadedKv.hit ? "cached" : "computed";
         } finally {
             release();
         }

@@ -184,16 +184,15 @@ export async function chunkCachedOnDisk(blend: BlendContext, tokens: readonly To
 
 /**
  * Background warming's share of the resident tier: copies a chunk's KV (from the RAM or disk tier, computing it if
- * need be) into the tier while it has free room, never evicting (chunks that questions used come first). So on a GPU
+ * need be; `body` when the caller has it) into the tier while it has free room, never evicting (chunks that questions used come first). So on a GPU
  * the first question after start-up or an ingest already finds its chunks in GPU memory. Returns whether it was copied.
  */
-export async function warmResidentChunk(blend: BlendContext, tokens: Token[]): Promise<boolean> {
+export async function warmResidentChunk(blend: BlendContext, tokens: Token[], body?: KvBody): Promise<boolean> {
     const tier = blend.resident;
     const key = `chunk:${chunkKeyHash(tokens)}`;
-    if (tier == null || tier.has(key) || !tier.hasRoomFor(1))
+    if (tier == null || tier.has(key) || tier.full)
         return false;
-    const {body} = await chunkKv(blend, tokens);
-    return tier.admit(blend.sequence, key, body, {evict: false});
+    return tier.admit(blend.sequence, key, body ?? (await chunkKv(blend, tokens)).body, {evict: false});
 }
 
 /** The header's KV, evaluated once per distinct header (it is the same for every question). */

@@ -40,9 +40,9 @@ export class ResidentTier {
         return this.entries.has(key);
     }
 
-    /** Whether `bytes` more fit without evicting anything. */
-    hasRoomFor(bytes: number): boolean {
-        return this.usedBytes + bytes <= this.budgetBytes;
+    /** Whether the budget is used up (nothing more fits without evicting). */
+    get full(): boolean {
+        return this.usedBytes >= this.budgetBytes;
     }
 
     /**
