@@ -92,7 +92,10 @@ std::vector<CacheLayer> cacheLayers(const LlamaFunctions& functions, llama_conte
 
 } // namespace
 
-struct ResidentKv {
+// The rows and the device buffers that hold them; freed when the last holder lets go. The JS handle is one holder,
+// and every splice that places them holds them too until its copies are done, so an eviction while a splice is in
+// flight (background admission runs beside questions) cannot free memory a copy still reads.
+struct ResidentRows {
     const LlamaFunctions* functions = nullptr;
     llama_context* ctx = nullptr;  // the context whose cache layout the rows match
     uint32_t cellCount = 0;
@@ -108,16 +111,15 @@ struct ResidentKv {
     };
     std::vector<Layer> layers;
 
-    void release() {
+    ~ResidentRows() {
         for (ggml_backend_buffer_t buffer : buffers)
             functions->ggml_backend_buffer_free(buffer);
-        buffers.clear();
-        layers.clear();
     }
+};
 
-    ~ResidentKv() {
-        release();
-    }
+// What a JS handle wraps: released handles hold nothing.
+struct ResidentKv {
+    std::shared_ptr<const ResidentRows> rows;
 };
 
 bool residentKvSupported() {
@@ -125,16 +127,19 @@ bool residentKvSupported() {
     return patch.kvTensors != nullptr && patch.placeCells != nullptr;
 }
 
-const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx, uint32_t& cellCount) {
+std::shared_ptr<const ResidentRows> residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx) {
     if (!value.IsExternal() || !value.As<Napi::External<ResidentKv>>().CheckTypeTag(&residentTag))
         throw Napi::TypeError::New(value.Env(), where + " is not a resident KV handle");
-    const ResidentKv* kv = value.As<Napi::External<ResidentKv>>().Data();
-    if (kv->layers.empty())
+    std::shared_ptr<const ResidentRows> rows = value.As<Napi::External<ResidentKv>>().Data()->rows;
+    if (rows == nullptr)
         throw Napi::Error::New(value.Env(), where + ": the resident KV was released");
-    if (kv->ctx != ctx)
+    if (rows->ctx != ctx)
         throw Napi::Error::New(value.Env(), where + ": the resident KV was made for another context");
-    cellCount = kv->cellCount;
-    return kv;
+    return rows;
+}
+
+uint32_t residentCellCount(const ResidentRows& rows) {
+    return rows.cellCount;
 }
 
 ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
@@ -191,7 +196,7 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
     for (const ResidentPlacement& part : parts) {
         for (size_t il = 0; il < layers.size(); il++) {
             const CacheLayer& target = layers[il];
-            const ResidentKv::Layer& source = part.kv->layers[il];
+            const ResidentRows::Layer& source = part.kv->layers[il];
             const size_t kBytes = (size_t) part.cellCount * source.kRowSize;
             const size_t vBytes = (size_t) part.cellCount * source.vRowSize;
             ggml_tensor kFrom = byteView(source.kBuffer, source.k, kBytes);
@@ -247,7 +252,7 @@ class UploadWorker : public PromiseWorker {
                 sizes[functions.ggml_backend_buffer_get_type(target.k->buffer)] += alignUp(cellCount * layer.kRowSize);
                 sizes[functions.ggml_backend_buffer_get_type(target.v->buffer)] += alignUp(cellCount * layer.vRowSize);
             }
-            auto kv = std::make_unique<ResidentKv>();
+            auto kv = std::make_shared<ResidentRows>();
             kv->functions = &functions;
             kv->ctx = ctx;
             kv->cellCount = cellCount;
@@ -261,7 +266,7 @@ class UploadWorker : public PromiseWorker {
             }
             for (size_t il = 0; il < layers.size(); il++) {
                 const UploadLayer& layer = layers[il];
-                ResidentKv::Layer resident;
+                ResidentRows::Layer resident;
                 resident.kRowSize = layer.kRowSize;
                 resident.vRowSize = layer.vRowSize;
                 place(cursor[functions.ggml_backend_buffer_get_type(cache[il].k->buffer)], layer.k, cellCount * layer.kRowSize, resident.kBuffer, resident.k);
@@ -274,8 +279,8 @@ class UploadWorker : public PromiseWorker {
 
         void OnOK() override {
             Napi::Env env = Env();
-            ResidentKv* kv = result.release();
-            Napi::External<ResidentKv> handle = Napi::External<ResidentKv>::New(env, kv, [](Napi::Env, ResidentKv* data) { delete data; });
+            Napi::External<ResidentKv> handle = Napi::External<ResidentKv>::New(env, new ResidentKv{std::move(result)},
+                [](Napi::Env, ResidentKv* data) { delete data; });
             handle.TypeTag(&residentTag);
             deferred.Resolve(handle);
         }
@@ -288,7 +293,7 @@ class UploadWorker : public PromiseWorker {
         std::vector<UploadLayer> layers;
         Napi::ObjectReference contextRef;
         Napi::ObjectReference specRef;  // keeps the typed arrays alive while the worker reads them
-        std::unique_ptr<ResidentKv> result;
+        std::shared_ptr<const ResidentRows> result;
 
         static size_t alignUp(size_t bytes) {
             return (bytes + 255) & ~(size_t) 255;
@@ -361,8 +366,8 @@ Napi::Value ResidentKvRelease(const Napi::CallbackInfo& info) {
     if (!info[0].IsExternal() || !info[0].As<Napi::External<ResidentKv>>().CheckTypeTag(&residentTag))
         throw Napi::TypeError::New(env, "handle is not a resident KV handle");
     ResidentKv* kv = info[0].As<Napi::External<ResidentKv>>().Data();
-    const uint64_t freed = kv->layers.empty() ? 0 : kv->bytes;
-    kv->release();
+    const uint64_t freed = kv->rows == nullptr ? 0 : kv->rows->bytes;
+    kv->rows.reset();
     return Napi::Number::New(env, (double) freed);
 }
 

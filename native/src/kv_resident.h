@@ -12,10 +12,12 @@
 
 #include "llama_functions.h"
 
-struct ResidentKv;
+#include <memory>
+
+struct ResidentRows;
 
 struct ResidentPlacement {
-    const ResidentKv* kv = nullptr;
+    std::shared_ptr<const ResidentRows> kv;  // held until the placement's copies are done
     const int32_t* positions = nullptr;  // final positions, kv's cell count of them
     uint32_t cellCount = 0;
     int32_t delta = 0;                   // K was cached at positions[i] - delta
@@ -24,8 +26,11 @@ struct ResidentPlacement {
 /** Whether the loaded llama.cpp build has patch 0002's functions. */
 bool residentKvSupported();
 
-/** The resident KV behind a handle made by residentKvUpload (throws a Napi::TypeError otherwise, or if released). */
-const ResidentKv* residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx, uint32_t& cellCount);
+/** The rows behind a handle made by residentKvUpload (throws a Napi::TypeError otherwise, or if released). */
+std::shared_ptr<const ResidentRows> residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx);
+
+/** Cells in `rows`. */
+uint32_t residentCellCount(const ResidentRows& rows);
 
 /**
  * Places every part's cells in `seqId` (one contiguous run of free cells after what the sequence already holds,

@@ -550,7 +550,8 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
         Napi::Int32Array positionArray = positions.As<Napi::Int32Array>();
         if (object.Has("resident") && !object.Get("resident").IsUndefined()) {
             ResidentPlacement placement;
-            placement.kv = residentOfHandle(object.Get("resident"), where + ".resident", ctx, placement.cellCount);
+            placement.kv = residentOfHandle(object.Get("resident"), where + ".resident", ctx);
+            placement.cellCount = residentCellCount(*placement.kv);
             if (positionArray.ElementLength() != placement.cellCount)
                 throw Napi::RangeError::New(env, where + ": " + std::to_string(positionArray.ElementLength()) + " positions for a resident KV of " +
                     std::to_string(placement.cellCount) + " cells");
