@@ -626,7 +626,7 @@ export class Engine implements EngineApi {
         if (found == null) {
             found = (async () => openBlendContext({
                 llama: await this.llama(), model: loaded.model, context: loaded.context, sequence: loaded.sequence,
-                modelPath: loaded.info.path, cache: await this.chunkCache(), threads: this.threads,
+                modelPath: loaded.info.path, modelName: loaded.info.name, cache: await this.chunkCache(), threads: this.threads,
                 ...(this.residentKvBytes != null ? {residentBudgetBytes: this.residentKvBytes} : {})
             }))();
             this.blendContexts.set(loaded, found);

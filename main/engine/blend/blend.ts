@@ -11,7 +11,8 @@ import {
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
 import {ResidentTier} from "./resident-tier.js";
-import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
+import {blendSupportOf} from "./blend-support.js";
+import type {RopeParams} from "./rope-shift.js";
 import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
@@ -68,6 +69,8 @@ const aloneContextSize = 1024;
 export async function openBlendContext(options: {
     llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
     cache: ChunkKvCache, threads: number,
+    /** How refusals name the model (the registry's name); default its GGUF name or file name. */
+    modelName?: string,
     /** Byte budget of the resident (GPU) tier; default {@link defaultResidentBudgetBytes}. 0 turns it off. */
     residentBudgetBytes?: number
 }): Promise<BlendContext | string> {
@@ -82,12 +85,10 @@ export async function openBlendContext(options: {
     if (addon.addon == null)
         return addon.error;
 
-    let rope: RopeParams;
-    try {
-        rope = ropeParamsFromGguf(options.model.fileInfo);
-    } catch (error) {
-        return `this model's RoPE cannot be re-positioned: ${(error as Error).message}`;
-    }
+    const support = await blendSupportOf(options.modelPath, options.model.fileInfo, options.modelName != null ? {name: options.modelName} : {});
+    if (!support.canBlend)
+        return support.reason;
+    const rope = support.rope;
 
     const {flashAttention, nStream} = await chatKvLayout(options.sequence, options.model);
     const residentBudgetBytes = options.residentBudgetBytes ?? await defaultResidentBudgetBytes(options.llama);

@@ -132,6 +132,9 @@ export function ropeParamsFromGguf(info: GgufInfoLike | object, options: {freqFa
         throw new RopeUnsupportedError(`cannot re-position cached keys for architecture "${architecture}": its RoPE has not been checked against llama.cpp`);
 
     for (const name of ["attention.sliding_window", "attention.sliding_window_pattern", "rope.freq_base_swa", "rope.dimension_count_swa"]) {
+        // Phi-3 files carry a sliding window that llama.cpp ignores (every layer attends fully: src/models/phi3.cpp).
+        if (architecture === "phi3" && name === "attention.sliding_window")
+            continue;
         if (lookup(metadata, key(name)) !== undefined)
             throw new RopeUnsupportedError(`cannot re-position cached keys: the model has sliding-window layers (${key(name)})`);
     }
