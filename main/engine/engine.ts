@@ -3,7 +3,7 @@ import {setTimeout as delay} from "node:timers/promises";
 import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
     type AnswerStats, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
-    EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
+    EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo, type Strategy, toErrorShape
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
@@ -19,6 +19,7 @@ import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
 import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
+import {ModelBlendSupportCache} from "./model-blend-support.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
 import {buildPrompt, type BuiltPrompt} from "./prompt.js";
@@ -47,6 +48,7 @@ export class Engine implements EngineApi {
     private llamaPromise: Promise<Llama> | null = null;
     private loaded: LoadedModel | null = null;
     private readonly modelLock = new Mutex();
+    private readonly blendSupport = new ModelBlendSupportCache();
     private closed = false;
     private vocabModels = new Map<string, Promise<LlamaModel>>();
     private embedderPromise: Promise<Embedder> | null = null;
@@ -115,8 +117,9 @@ export class Engine implements EngineApi {
         };
     }
 
-    public async listModels(): Promise<ModelInfo[]> {
-        return this.registry.list();
+    /** The registered models, each with whether it can blend (and why not). */
+    public async listModels(): Promise<ListedModel[]> {
+        return Promise.all(this.registry.list().map(async (info) => ({...info, blend: await this.blendSupport.of(info)})));
     }
 
     public async addModel(input: {path: string}): Promise<ModelInfo> {
@@ -543,12 +546,19 @@ export class Engine implements EngineApi {
             if (!prompt.segments.some((segment) => segment.kind === "chunk"))
                 fallbackReason = "no retrieved chunks to blend for this question";
             else {
-                const blend = await this.blendContext(loaded);
+                const blend = await this.blendContext(loaded).catch((error: unknown) => `the blend path could not start (${(error as Error).message})`);
                 if (typeof blend === "string")
                     fallbackReason = blend;
                 else {
                     loaded.sequenceKvExact = false;
-                    return prepareBlend(blend, prompt, requested, ratio);
+                    try {
+                        return await prepareBlend(blend, prompt, requested, ratio);
+                    } catch (error) {
+                        // The answer still comes, by exact prefix reuse on a cleared sequence, and says why.
+                        await loaded.sequence.clearHistory();
+                        loaded.sequenceKvExact = true;
+                        fallbackReason = `the blend failed (${(error as Error).message})`;
+                    }
                 }
             }
         }

@@ -1,0 +1,92 @@
+// Model families through the engine and the CLI: `listModels` (and `weft models list`) says for each model whether it
+// can blend and why not; a Llama 3 model (rope_freqs.weight) answers with hkvd reusing chunk KVs; a gemma3 model
+// (sliding-window layers) answers with exact prefix reuse, and its stats name the model and the reason, no error.
+import assert from "node:assert/strict";
+import {existsSync} from "node:fs";
+import {after, before, describe, it} from "node:test";
+import {AnswerStats, ChatRequest, ListedModel} from "../../main/contract/index.js";
+import {ensureFixtureModel} from "../fixtures/make-tiny-models.js";
+import {blendSkipReason} from "../helpers/blend-prompt.js";
+import {collectEvents, lastEvent} from "../helpers/collect.js";
+import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
+import {weftBin} from "../helpers/paths.js";
+import {weft} from "../helpers/weft-cli.js";
+
+const stories = [
+    "Lily had a red ball. She played with it in the park every morning before school.",
+    "Tom the dog liked to dig holes in the garden. One day he found an old shiny key.",
+    "Mom baked cookies for the party. Lily and Tom ate them under the big green tree."
+];
+
+const gemmaReason = /^model "weft tiny gemma3 [^"]+" \(gemma3\) cannot blend: .*sliding-window layers/;
+
+describe("model families through the engine (patched build)", {skip: blendSkipReason()}, () => {
+    let setup: EngineFolder;
+    let llama3Path: string;
+    let gemma3Path: string;
+
+    before(async () => {
+        llama3Path = await ensureFixtureModel("llama3-tiny");
+        gemma3Path = await ensureFixtureModel("gemma3-tiny");
+        setup = await openEngineWithFolder(Object.fromEntries(stories.map((text, index) => [`story-${index + 1}.txt`, `${text}\n`])),
+            {models: [llama3Path, gemma3Path]});
+        await collectEvents(setup.engine.ingestFolder({path: setup.folder}, new AbortController().signal) as never);
+    });
+
+    after(async () => {
+        await setup?.cleanup();
+    });
+
+    const idOf = async (modelPath: string) => (await setup.engine.listModels()).find((model) => model.path === modelPath)!.id;
+
+    const ask = async (modelId: string, strategy: ChatRequest["strategy"]) =>
+        lastEvent(await collectEvents(setup.engine.chat(ChatRequest.parse({question: "Lily Tom", maxTokens: 8, strategy, ratio: 0.15, topK: 3, modelId}),
+            new AbortController().signal)), "done");
+
+    it("listModels says which models can blend, and why the others cannot", async () => {
+        const models = ListedModel.array().parse(await setup.engine.listModels());
+        const byPath = new Map(models.map((model) => [model.path, model.blend]));
+        assert.deepEqual(byPath.get(llama3Path), {canBlend: true, reason: null});
+        assert.equal(models[0]!.blend.canBlend, true, "stories260K");
+        const gemma = byPath.get(gemma3Path)!;
+        assert.equal(gemma.canBlend, false);
+        assert.match(gemma.reason!, gemmaReason);
+    });
+
+    it("a Llama 3 model (rope_freqs.weight) answers with hkvd, reusing chunk KVs", async () => {
+        const done = await ask(await idOf(llama3Path), "hkvd");
+        const stats = AnswerStats.parse(done.stats);
+        assert.equal(stats.strategy, "hkvd", stats.strategyFallbackReason);
+        assert.equal(stats.strategyFallbackReason, undefined);
+        assert.ok(stats.reusedTokens > 0 && stats.recomputedTokens > 0, JSON.stringify(stats));
+        assert.equal(done.citations.length, 3);
+    });
+
+    for (const strategy of ["hkvd", "naive"] as const)
+        it(`a gemma3 model answers a ${strategy} question with prefix reuse and says why`, async () => {
+            const done = await ask(await idOf(gemma3Path), strategy);
+            const stats = AnswerStats.parse(done.stats);
+            // (Prefix reuse may reuse the previous question's prompt: reused tokens are exact here.)
+            assert.equal(stats.strategy, "prefix");
+            assert.equal(stats.recomputedTokens, 0);
+            assert.match(stats.strategyFallbackReason ?? "",
+                new RegExp(`^${strategy} unavailable: model "weft tiny gemma3 [^"]+" \\(gemma3\\) cannot blend: .*sliding-window layers.*; used exact prefix reuse$`));
+            assert.equal(stats.completionTokens, 8);
+        });
+
+    it("`weft models list` shows whether each model can blend, with the reason", {skip: existsSync(weftBin.replace(/bin\/weft\.js$/, "dist/weft.js")) ? false : "needs `npm run build`"}, async () => {
+        const text = await weft(["models", "list", "--data", setup.dataDir]);
+        assert.equal(text.code, 0, text.stderr);
+        const lines = text.stdout.trimEnd().split("\n");
+        const llama3 = lines.find((line) => line.includes(llama3Path))!;
+        assert.match(llama3, /\s blend\s+\//);
+        const gemmaAt = lines.findIndex((line) => line.includes(gemma3Path));
+        assert.match(lines[gemmaAt]!, /\sno blend\s+\//);
+        assert.match(lines[gemmaAt + 1]!.trim(), new RegExp(`${gemmaReason.source.slice(1)}.*; it answers with exact prefix reuse$`));
+
+        const json = await weft(["models", "list", "--json", "--data", setup.dataDir]);
+        assert.equal(json.code, 0, json.stderr);
+        const listed = ListedModel.array().parse(JSON.parse(json.stdout));
+        assert.deepEqual(listed.map((model) => model.blend.canBlend), [true, true, false]);
+    });
+});
