@@ -72,13 +72,15 @@ for (const {preset, family, rope: ropeType} of blending) {
         let scratch: LlamaContextSequence;
         let blend: BlendContext;
         let vocabSize: number;
+        let modelPath: string;
 
         before(async () => {
             temp = await makeTempDir();
-            const modelPath = await ensureFixtureModel(preset);
+            modelPath = await ensureFixtureModel(preset);
             llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never", logLevel: LlamaLogLevel.error});
             model = await llama.loadModel({modelPath});
-            context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1});
+            // Flash attention: V rows, so the resident tier (llama.cpp's own K-shift) can be checked too.
+            context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: true});
             sequence = context.getSequence();
             const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
             const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads: testThreads, residentBudgetBytes: 0});
@@ -177,6 +179,29 @@ for (const {preset, family, rope: ropeType} of blending) {
             assert.ok(naive.reusedTokens > 0);
             const naiveLogits = await nextLogits(sequence, naive.tokensToEvaluate, vocabSize);
             t.diagnostic(`naive KL vs full ${klDivergence(fullLogits, naiveLogits).toExponential(2)}`);
+        });
+
+        it("the resident tier (K re-positioned by llama.cpp's K-shift) places the chunks as the host splice does", async (t) => {
+            const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "resident"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
+            const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads: testThreads,
+                residentBudgetBytes: 64 * 1024 ** 2});
+            assert.notEqual(typeof opened, "string", String(opened));
+            const withTier = opened as BlendContext;
+            try {
+                assert.ok(withTier.resident != null);
+                const prompt = buildPrompt(model, storyQuestion, storySources, false);
+                const host = await prepareBlend(withTier, prompt, "naive", 0);
+                const hostLogits = await nextLogits(sequence, host.tokensToEvaluate, vocabSize);
+                await withTier.residentAdmission;
+                const resident = await prepareBlend(withTier, prompt, "naive", 0);
+                assert.ok((resident.splice?.residentBytes ?? 0) > 0 && resident.splice?.blobBytes === 0, JSON.stringify(resident.splice));
+                const residentLogits = await nextLogits(sequence, resident.tokensToEvaluate, vocabSize);
+                const kl = klDivergence(hostLogits, residentLogits);
+                t.diagnostic(`resident vs host naive: KL ${kl.toExponential(2)}, max |logit diff| ${maxAbsDiff(hostLogits, residentLogits).toExponential(2)}`);
+                assert.ok(kl < repositionKl, `KL ${kl}`);
+            } finally {
+                withTier.resident?.clear();
+            }
         });
     });
 }
