@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import {existsSync} from "node:fs";
 import {after, before, describe, it} from "node:test";
-import {AnswerStats, ChatRequest, ListedModel} from "../../main/contract/index.js";
+import {AnswerStats, AskResult, ChatRequest, ListedModel} from "../../main/contract/index.js";
 import {ensureFixtureModel} from "../fixtures/make-tiny-models.js";
 import {blendSkipReason} from "../helpers/blend-prompt.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
@@ -74,7 +74,7 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
             assert.equal(stats.completionTokens, 8);
         });
 
-    it("`weft models list` shows whether each model can blend, with the reason", {skip: existsSync(weftBin.replace(/bin\/weft\.js$/, "dist/weft.js")) ? false : "needs `npm run build`"}, async () => {
+    it("`weft models list` shows whether each model can blend, with the reason; `weft ask --strategy hkvd --json` on llama3-tiny blends", {skip: existsSync(weftBin.replace(/bin\/weft\.js$/, "dist/weft.js")) ? false : "needs `npm run build`"}, async () => {
         const text = await weft(["models", "list", "--data", setup.dataDir]);
         assert.equal(text.code, 0, text.stderr);
         const lines = text.stdout.trimEnd().split("\n");
@@ -83,6 +83,13 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
         const gemmaAt = lines.findIndex((line) => line.includes(gemma3Path));
         assert.match(lines[gemmaAt]!, /\sno blend\s+\//);
         assert.match(lines[gemmaAt + 1]!.trim(), new RegExp(`${gemmaReason.source.slice(1)}.*; it answers with exact prefix reuse$`));
+
+        const asked = await weft(["ask", "--data", setup.dataDir, "--model", await idOf(llama3Path), "--strategy", "hkvd", "--json",
+            "--max-tokens", "4", "--threads", "1", "--gpu", "cpu", "Lily Tom"]);
+        assert.equal(asked.code, 0, asked.stderr);
+        const answer = AskResult.parse(JSON.parse(asked.stdout.trim().split("\n").at(-1)!));
+        assert.equal(answer.stats.strategy, "hkvd", answer.stats.strategyFallbackReason);
+        assert.ok(answer.stats.reusedTokens > 0, JSON.stringify(answer.stats));
 
         const json = await weft(["models", "list", "--json", "--data", setup.dataDir]);
         assert.equal(json.code, 0, json.stderr);
