@@ -9,7 +9,7 @@
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   llamaFunctionsAvailable(): {ok, missing, library}
-// The TypeScript side is main/engine/blend/native-addon.ts.
+// The TypeScript side is main/engine/native/native-addon.ts.
 #include <napi.h>
 
 #include "kv_resident.h"

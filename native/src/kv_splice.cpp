@@ -8,7 +8,7 @@
 // has it; on a GPU build that buffer is pinned host memory (the GPU backend's host buffer type), so the
 // host-to-device copies inside llama_state_seq_set_data run at DMA speed.
 //
-// The blob layout is llama.cpp's in-memory sequence state (see main/engine/blend/kv-blob.ts):
+// The blob layout is llama.cpp's in-memory sequence state (see main/engine/kv/kv-blob.ts):
 //   u32 magic, i32 seq_id, u32 n_stream, per stream u32 cell_count (0 except `stream`), cells (i32 pos, u32 1,
 //   i32 seq_id), u32 v_trans, u32 n_layer, per layer K (i32 type, u64 row_size, rows), per layer V (rows like K, or
 //   transposed: i32 type, u32 elem_size, u32 n_embd, then per dimension every cell's element).

@@ -2,16 +2,16 @@ import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
-import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
-import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
+import {type ChunkKvCache, modelFingerprint} from "../kv/chunk-cache.js";
+import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {
     captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, residentKvSupported, sequenceIdOf,
     withContextLock
-} from "./native-addon.js";
-import {detectPatchedBuild} from "./patched-build.js";
+} from "../native/native-addon.js";
+import {detectPatchedBuild} from "../native/patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
-import {ResidentTier} from "./resident-tier.js";
-import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
+import {ResidentTier} from "../kv/resident-tier.js";
+import {type RopeParams, ropeParamsFromGguf} from "../kv/rope-params.js";
 import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";

@@ -181,7 +181,7 @@ export type NativeAddonLoad = {addon: WeftNativeAddon, error: null} | {addon: nu
 const addonRelativePath = path.join("native", "build", "Release", "weft_native.node");
 
 /**
- * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/blend/ from source
+ * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/native/ from source
  * via tsx, dist/ or dist/electron/ from the bundles), app.asar.unpacked in a packaged app, or $WEFT_NATIVE_ADDON.
  */
 export function nativeAddonCandidates(): string[] {
