@@ -29,5 +29,5 @@ export async function nextLogits(sequence: LlamaContextSequence, tokens: Token[]
 export function blendSkipReason(): string | false {
     const patched = detectPatchedBuild({gpu: false});
     const addon = loadNativeAddon();
-    return !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+    return !patched.available ? `needs the patched llama.cpp build: ${patched.reason}` : !addon.available ? addon.reason : false;
 }

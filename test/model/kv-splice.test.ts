@@ -27,7 +27,9 @@ function childEnv(): NodeJS.ProcessEnv {
 
 type Setup = {name: string, context: LlamaContext, sequence: LlamaContextSequence};
 
-describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error ?? false}, () => {
+const addonLoad = loadNativeAddon();
+
+describe("native KV splice on stories260K (CPU)", {skip: addonLoad.available ? false : addonLoad.reason}, () => {
     let llama: Llama;
     let model: LlamaModel;
     let rope: RopeParams;

@@ -143,8 +143,9 @@ function registerTests(): void {
         const logs: string[] = [];
 
         before(async () => {
-            const status = detectPatchedBuild({gpu: false});
-            assert.ok(status.patched, `marker present but no usable patched CPU build: ${status.patched ? "" : status.reason}`);
+            const found = detectPatchedBuild({gpu: false});
+            assert.ok(found.available, `marker present but no usable patched CPU build: ${found.available ? "" : found.reason}`);
+            const status = found.value;
             assert.ok(status.patches.includes(scatteredPositionsPatch), `the build lacks ${scatteredPositionsPatch}`);
             llama = await getPatchedLlama({gpu: false, maxThreads: testThreads, logger: (_level, message) => { logs.push(message); }});
             model = await llama.loadModel({modelPath: stories260kPath});

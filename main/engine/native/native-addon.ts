@@ -17,6 +17,7 @@ import {createRequire} from "node:module";
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import {available, type Capability, unavailable} from "./capability.js";
 
 /** node-llama-cpp's native context object (`LlamaContext._ctx`), as the addon takes it. */
 export type ContextHandle = object & {readonly __brand: "LlamaContextHandle"};
@@ -176,7 +177,7 @@ export interface WeftNativeAddon {
     llamaFunctionsAvailable(): LlamaFunctionsReport;
 }
 
-export type NativeAddonLoad = {addon: WeftNativeAddon, error: null} | {addon: null, error: string};
+export type NativeAddonLoad = Capability<WeftNativeAddon>;
 
 const addonRelativePath = path.join("native", "build", "Release", "weft_native.node");
 
@@ -212,18 +213,15 @@ export function loadNativeAddon(): NativeAddonLoad {
     const candidates = nativeAddonCandidates();
     const found = candidates.find((candidate) => existsSync(candidate));
     if (found === undefined) {
-        loaded = {
-            addon: null,
-            error: `weft_native.node is not built (run \`node scripts/build-native.mjs\`); looked in ${candidates.join(", ")}`
-        };
+        loaded = unavailable(`weft_native.node is not built (run \`node scripts/build-native.mjs\`); looked in ${candidates.join(", ")}`);
         return loaded;
     }
 
     try {
         const addon = createRequire(import.meta.url)(found) as WeftNativeAddon;
-        loaded = {addon, error: null};
+        loaded = available(addon);
     } catch (error) {
-        loaded = {addon: null, error: `could not load ${found}: ${(error as Error).message}`};
+        loaded = unavailable(`could not load ${found}: ${(error as Error).message}`);
     }
     return loaded;
 }
@@ -234,9 +232,9 @@ export class NativeAddonUnavailableError extends Error {
 
 function requireAddon(): WeftNativeAddon {
     const load = loadNativeAddon();
-    if (load.addon === null)
-        throw new NativeAddonUnavailableError(load.error);
-    return load.addon;
+    if (!load.available)
+        throw new NativeAddonUnavailableError(load.reason);
+    return load.value;
 }
 
 // node-llama-cpp internals this file relies on (version pinned to 3.22.1 in package.json).
@@ -390,7 +388,7 @@ export async function spliceSequenceState(sequence: LlamaContextSequence, spec: 
 /** Whether resident KVs can be used in this process (the addon is loaded and llama.cpp has Weft's patch 0002). */
 export function residentKvSupported(): boolean {
     const load = loadNativeAddon();
-    return load.addon !== null && typeof load.addon.residentKvSupported === "function" && load.addon.residentKvSupported();
+    return load.available && typeof load.value.residentKvSupported === "function" && load.value.residentKvSupported();
 }
 
 /** Keeps `spec`'s rows in buffers of `sequence`'s context's KV cache type (device memory on a GPU build). */
@@ -487,7 +485,7 @@ export async function captureLayerKV(model: LlamaModel, tokens: readonly Token[]
 /** Frees the cached private capture contexts of `model` (or of every model); returns how many. */
 export function releaseLayerCaptureContexts(model?: LlamaModel): number {
     const load = loadNativeAddon();
-    if (load.addon === null)
+    if (!load.available)
         return 0;
-    return load.addon.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
+    return load.value.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
 }
