@@ -29,8 +29,10 @@ export type SpliceTrace = {
     residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
 };
 
-/** hkvd's selection, split: the capture pass (its decodes, and copying K/V out of them) and the scoring. */
-export type SelectTrace = {captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number};
+/** hkvd's selection: the prompt positions it chose, and its time split into the capture pass (its decodes, and copying K/V out of them) and the scoring. */
+export type SelectTrace = {
+    positions: readonly number[], captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number
+};
 
 /** An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none). */
 export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void};

@@ -41,11 +41,11 @@ export async function selectByKvDeviation(options: {model: LlamaModel, rope: Rop
         flashAttention: options.flashAttention
     });
     const captureMs = performance.now() - captureStartedAt;
-    const traceOf = (scoreMs: number) => ({captureMs, captureDecodeMs: captured.decodeMs, captureCopyMs: captured.copyMs,
-        captureDecodes: captured.decodes, scoreMs});
+    const traceOf = (positions: readonly number[], scoreMs: number) => ({positions, captureMs, captureDecodeMs: captured.decodeMs,
+        captureCopyMs: captured.copyMs, captureDecodes: captured.decodes, scoreMs});
     const placed = chunks.filter(({body}) => body.layers[selectionLayer] != null && body.cells.length > 0);
     if (placed.length === 0)
-        return {positions: [], captured, trace: traceOf(0)};
+        return {positions: [], captured, trace: traceOf([], 0)};
     const scoreStartedAt = performance.now();
 
     const first = placed[0]!.body.layers[selectionLayer]!;
@@ -74,5 +74,6 @@ export async function selectByKvDeviation(options: {model: LlamaModel, rope: Rop
     for (const {start, body} of placed)
         for (let cell = 0; cell < body.cells.length; cell++)
             positions[at++] = start + cell;
-    return {positions: topKPositions(scores, positions, budget), captured, trace: traceOf(performance.now() - scoreStartedAt)};
+    const chosen = topKPositions(scores, positions, budget);
+    return {positions: chosen, captured, trace: traceOf(chosen, performance.now() - scoreStartedAt)};
 }
