@@ -2,10 +2,8 @@
 // rows as llama.cpp's K-shift does (ropeShiftRows / ropeShiftBody) and concatenating sequence-state bodies
 // (concatBlobs). The engine no longer uses them (the addon does this work in one native pass); the tests compare the
 // two paths element by element.
-import {
-    f16ToF32, f32ToF16, ggmlTypeF16, ggmlTypeF32, ggmlTypeName, isTransposed, type KvBody, KvBlobError, type KvCell, type KvLayer,
-    type KvRows, type KvTransposed, layerShape, validateKvBody
-} from "../../main/engine/kv/kv-blob.js";
+import {ggmlTypeF16, ggmlTypeF32, ggmlTypeName, isTransposed, type KvBody, KvBlobError, type KvCell, type KvLayer, type KvRows, type KvTransposed, layerShape, validateKvBody} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32, f32ToF16} from "./f16.js";
 import {type RopeParams, type RopeType, RopeUnsupportedError} from "../../main/engine/kv/rope-params.js";
 
 /** llama.cpp's LLAMA_MAX_SEQ. */

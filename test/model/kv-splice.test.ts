@@ -7,7 +7,8 @@ import {spawnSync} from "node:child_process";
 import {fileURLToPath} from "node:url";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {f16ToF32, floatToHalf, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
+import {isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32, floatToHalf, halfToFloat} from "../helpers/f16.js";
 import {
     captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState,
     withContextLock
