@@ -6,14 +6,14 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {type BlendContext, chunkKv, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
+import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
 import {blendSupportOf} from "../../main/engine/blend/blend-support.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
-import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
-import {getContextSequenceState, sequenceIdOf, withContextLock} from "../../main/engine/blend/native-addon.js";
 import {prepareFull} from "../../main/engine/blend/prepare.js";
-import type {RopeParams} from "../../main/engine/blend/rope-shift.js";
 import {spliceIntoSequence} from "../../main/engine/blend/splice.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
+import type {RopeParams} from "../../main/engine/kv/rope-params.js";
+import {decodeAtPositions, getContextSequenceState, sequenceIdOf} from "../../main/engine/native/native-addon.js";
 import {buildPrompt} from "../../main/engine/prompt.js";
 import {ensureFixtureModel, type FixturePresetName} from "../fixtures/make-tiny-models.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
@@ -39,20 +39,9 @@ const blending: Array<{preset: FixturePresetName, family: string, rope: RopePara
 const chunkText = "Tom was a big dog. He liked to run and jump in the garden. One day Tom found a shiny stick under a tree.";
 const questionText = " Question: what did Tom find? Answer:";
 
-type AddonContext = {
-    initBatch(size: number): void;
-    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
-    decodeBatch(): Promise<void>;
-};
-
-/** node-llama-cpp's own batch API (what blend.ts decodes scattered positions with): decode `tokens` from `first` on. */
+/** Decodes `tokens` at positions first.. on an empty sequence (patch 0001 lets a sequence start anywhere). */
 async function decodeAt(sequence: LlamaContextSequence, first: number, tokens: readonly Token[]): Promise<void> {
-    const ctx = (sequence.context as unknown as {_ctx: AddonContext})._ctx;
-    await withContextLock(sequence.context, async () => {
-        ctx.initBatch(tokens.length);
-        ctx.addToBatch(sequenceIdOf(sequence), first, Uint32Array.from(tokens), new Uint32Array(0));
-        await ctx.decodeBatch();
-    });
+    await decodeAtPositions(sequence.context, sequenceIdOf(sequence), [], [[{firstPosition: first, tokens: Uint32Array.from(tokens)}]]);
 }
 
 async function stateBody(sequence: LlamaContextSequence): Promise<KvBody> {
@@ -70,7 +59,7 @@ for (const {preset, family, rope: ropeType} of blending) {
         let sequence: LlamaContextSequence;
         let scratchContext: LlamaContext;
         let scratch: LlamaContextSequence;
-        let blend: BlendContext;
+        let blend: BlendSession;
         let vocabSize: number;
         let modelPath: string;
 
@@ -83,9 +72,9 @@ for (const {preset, family, rope: ropeType} of blending) {
             context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: true});
             sequence = context.getSequence();
             const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
-            const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads: testThreads, residentBudgetBytes: 0});
-            assert.notEqual(typeof opened, "string", String(opened));
-            blend = opened as BlendContext;
+            const opened = await openBlendSession({llama, model, context, sequence, modelPath, cache, threads: testThreads, residentBudgetBytes: 0});
+            assert.ok(opened.available, opened.available ? "" : opened.reason);
+            blend = opened.value;
             scratchContext = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: blend.flashAttention});
             scratch = scratchContext.getSequence();
             vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
@@ -129,7 +118,7 @@ for (const {preset, family, rope: ropeType} of blending) {
             const fresh = await stateBody(scratch);
             assert.deepEqual(fresh.cells.map((cell) => cell.pos), Array.from({length: chunk.length + 1}, (_, i) => k - 1 + i));
             const freshAtK = sliceCells(fresh, 1, fresh.cells.length);
-            const {body: cached} = await chunkKv(blend, chunk);
+            const {body: cached} = await blend.chunkKv(chunk);
             assert.equal(cached.cells[0]!.pos, 1);
 
             const tokens = [...prefix, ...chunk];
@@ -164,7 +153,7 @@ for (const {preset, family, rope: ropeType} of blending) {
             const fullLogits = await nextLogits(sequence, prompt.tokens, vocabSize);
             const fullAnswer = await greedy(sequence, argmax(fullLogits) as Token);
 
-            const prepared = await prepareBlend(blend, prompt, "hkvd", 1);
+            const prepared = await blend.prepare(prompt, "hkvd", 1);
             assert.equal(prepared.strategy, "hkvd");
             assert.equal(prepared.reusedTokens, 0);
             assert.ok(prepared.recomputedTokens > 0);
@@ -175,7 +164,7 @@ for (const {preset, family, rope: ropeType} of blending) {
             assert.deepEqual(await greedy(sequence, argmax(logits) as Token), fullAnswer);
 
             // naive (every chunk token reused, re-positioned) stays close: a diagnostic of the rotation at scale.
-            const naive = await prepareBlend(blend, prompt, "naive", 0);
+            const naive = await blend.prepare(prompt, "naive", 0);
             assert.ok(naive.reusedTokens > 0);
             const naiveLogits = await nextLogits(sequence, naive.tokensToEvaluate, vocabSize);
             t.diagnostic(`naive KL vs full ${klDivergence(fullLogits, naiveLogits).toExponential(2)}`);
@@ -183,24 +172,24 @@ for (const {preset, family, rope: ropeType} of blending) {
 
         it("the resident tier (K re-positioned by llama.cpp's K-shift) places the chunks as the host splice does", async (t) => {
             const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "resident"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
-            const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads: testThreads,
+            const opened = await openBlendSession({llama, model, context, sequence, modelPath, cache, threads: testThreads,
                 residentBudgetBytes: 64 * 1024 ** 2});
-            assert.notEqual(typeof opened, "string", String(opened));
-            const withTier = opened as BlendContext;
+            assert.ok(opened.available, opened.available ? "" : opened.reason);
+            const withTier = opened.value;
             try {
                 assert.ok(withTier.resident != null);
                 const prompt = buildPrompt(model, storyQuestion, storySources, false);
-                const host = await prepareBlend(withTier, prompt, "naive", 0);
+                const host = await withTier.prepare(prompt, "naive", 0);
                 const hostLogits = await nextLogits(sequence, host.tokensToEvaluate, vocabSize);
-                await withTier.residentAdmission;
-                const resident = await prepareBlend(withTier, prompt, "naive", 0);
-                assert.ok((resident.splice?.residentBytes ?? 0) > 0 && resident.splice?.blobBytes === 0, JSON.stringify(resident.splice));
+                await withTier.admissionsSettled();
+                const resident = await withTier.prepare(prompt, "naive", 0);
+                assert.ok((resident.kvResidentBytes ?? 0) > 0 && resident.kvBlobBytes === 0, JSON.stringify(resident));
                 const residentLogits = await nextLogits(sequence, resident.tokensToEvaluate, vocabSize);
                 const kl = klDivergence(hostLogits, residentLogits);
                 t.diagnostic(`resident vs host naive: KL ${kl.toExponential(2)}, max |logit diff| ${maxAbsDiff(hostLogits, residentLogits).toExponential(2)}`);
                 assert.ok(kl < repositionKl, `KL ${kl}`);
             } finally {
-                withTier.resident?.clear();
+                await withTier.close();
             }
         });
     });

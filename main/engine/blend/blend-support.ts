@@ -5,7 +5,7 @@
  * refused.
  */
 import path from "node:path";
-import {readRopeFreqFactors, type RopeParams, ropeParamsFromGguf, RopeUnsupportedError} from "./rope-shift.js";
+import {readRopeFreqFactors, type RopeParams, ropeParamsFromGguf, RopeUnsupportedError} from "../kv/rope-params.js";
 
 export type GgufFileInfoLike = {
     metadata: object;
