@@ -212,6 +212,37 @@ describe("a model family that cannot blend (gemma3-tiny: sliding-window layers)"
         const {readGgufFileInfo} = await import("node-llama-cpp");
         const support = await blendSupportOf(modelPath, await readGgufFileInfo(modelPath, {readTensorInfo: true, logWarnings: false}));
         assert.equal(support.canBlend, false);
-        assert.match(support.canBlend ? "" : support.reason, /^model "weft tiny gemma3 [^"]+" \(gemma3\) cannot blend: .*sliding-window/);
+        assert.match(support.canBlend ? "" : support.reason, /^model "weft tiny gemma3 [^"]+" \(gemma3\) cannot blend: .*sliding-window attention layers/);
+    });
+});
+
+describe("refusals from the model's metadata alone", () => {
+    const refusal = async (metadata: object, tensorNames: string[] = []) => {
+        const support = await blendSupportOf("/models/some-model.gguf", {
+            metadata, tensorInfo: tensorNames.map((name) => ({name, dimensions: [8], ggmlType: 0, fileOffset: 0, filePart: 1}))
+        });
+        assert.equal(support.canBlend, false);
+        return support.canBlend ? "" : support.reason;
+    };
+    const phi3 = {general: {architecture: "phi3", name: "Phi 3 Mini 128k"}, phi3: {embedding_length: 64, attention: {head_count: 4}}};
+
+    it("gemma2 (sliding-window layers), named by its file when general.name only repeats the architecture", async () => {
+        assert.match(await refusal({general: {architecture: "gemma2", name: "gemma2"}}),
+            /^model "some-model" \(gemma2\) cannot blend: .*sliding-window attention layers/);
+    });
+
+    it("phi3 with LongRoPE factors", async () => {
+        assert.match(await refusal(phi3, ["rope_factors_long.weight", "rope_factors_short.weight"]),
+            /^model "Phi 3 Mini 128k" \(phi3\) cannot blend: .*LongRoPE/);
+    });
+
+    it("phi3 without LongRoPE can blend, its sliding_window key notwithstanding (llama.cpp ignores it)", async () => {
+        const support = await blendSupportOf("/models/phi3.gguf", {metadata: {...phi3, phi3: {...phi3.phi3, attention: {head_count: 4, sliding_window: 2047}}}});
+        assert.ok(support.canBlend && support.rope.ropeType === "neox", JSON.stringify(support));
+    });
+
+    it("an unreadable rope_freqs.weight is a reason, not an exception", async () => {
+        assert.match(await refusal({general: {architecture: "llama", name: "L3"}, llama: {embedding_length: 64, attention: {head_count: 4}}}, ["rope_freqs.weight"]),
+            /^model "L3" \(llama\) cannot blend: its RoPE frequency factors could not be read/);
     });
 });

@@ -18,7 +18,7 @@ const stories = [
     "Mom baked cookies for the party. Lily and Tom ate them under the big green tree."
 ];
 
-const gemmaReason = /^model "weft tiny gemma3 [^"]+" \(gemma3\) cannot blend: .*sliding-window layers/;
+const gemmaReason = /^model "weft tiny gemma3 [^"]+" \(gemma3\) cannot blend: .*sliding-window attention layers/;
 
 describe("model families through the engine (patched build)", {skip: blendSkipReason()}, () => {
     let setup: EngineFolder;
@@ -70,7 +70,7 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
             assert.equal(stats.strategy, "prefix");
             assert.equal(stats.recomputedTokens, 0);
             assert.match(stats.strategyFallbackReason ?? "",
-                new RegExp(`^${strategy} unavailable: model "weft tiny gemma3 [^"]+" \\(gemma3\\) cannot blend: .*sliding-window layers.*; used exact prefix reuse$`));
+                new RegExp(`^${strategy} unavailable: model "weft tiny gemma3 [^"]+" \\(gemma3\\) cannot blend: .*sliding-window attention layers.*; used exact prefix reuse$`));
             assert.equal(stats.completionTokens, 8);
         });
 
