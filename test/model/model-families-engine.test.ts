@@ -3,13 +3,16 @@
 // (sliding-window layers) answers with exact prefix reuse, and its stats name the model and the reason, no error.
 import assert from "node:assert/strict";
 import {existsSync} from "node:fs";
+import {copyFile} from "node:fs/promises";
+import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest, ListedModel} from "../../main/contract/index.js";
-import {ensureFixtureModel} from "../fixtures/make-tiny-models.js";
+import {ModelBlendSupportCache} from "../../main/engine/model-blend-support.js";
+import {ensureFixtureModel, fixturePresets, makeTinyLlama} from "../fixtures/make-tiny-models.js";
 import {blendSkipReason} from "../helpers/blend-prompt.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
 import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
-import {weftBin} from "../helpers/paths.js";
+import {makeTempDir, weftBin} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
 
 const stories = [
@@ -95,5 +98,29 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
         assert.equal(json.code, 0, json.stderr);
         const listed = ListedModel.array().parse(JSON.parse(json.stdout));
         assert.deepEqual(listed.map((model) => model.blend.canBlend), [true, true, false]);
+    });
+});
+
+describe("whether a model can blend, as listModels reads it from the file", () => {
+    it("says so for a missing file, and reads a replaced file again", async () => {
+        const temp = await makeTempDir();
+        try {
+            const modelPath = path.join(temp.dir, "model.gguf");
+            const info = {id: "m", name: "My Model", path: modelPath, sizeBytes: 0, architecture: null, contextLength: null,
+                hasChatTemplate: false, addedAt: new Date(0).toISOString()};
+            const supports = new ModelBlendSupportCache();
+            assert.match((await supports.of(info)).reason ?? "", /^model "My Model" cannot blend: its file is missing/);
+
+            await copyFile(await ensureFixtureModel("phi3-tiny"), modelPath);
+            assert.deepEqual(await supports.of(info), {canBlend: true, reason: null});
+
+            // The same path now holds a gemma3 model (a smaller vocab than the preset's; only the metadata matters here).
+            await makeTinyLlama({...fixturePresets["gemma3-tiny"], vocab: "phi-3", outPath: modelPath});
+            const replaced = await supports.of(info);
+            assert.equal(replaced.canBlend, false);
+            assert.match(replaced.reason ?? "", /^model "My Model" \(gemma3\) cannot blend: .*sliding-window attention layers/);
+        } finally {
+            await temp.cleanup();
+        }
     });
 });
