@@ -7,6 +7,7 @@ import {copyFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest, ListedModel} from "../../main/contract/index.js";
+import {BlendSession} from "../../main/engine/blend/blend.js";
 import {ModelBlendSupportCache} from "../../main/engine/model-blend-support.js";
 import {ensureFixtureModel, fixturePresets, makeTinyLlama} from "../fixtures/make-tiny-models.js";
 import {blendSkipReason} from "../helpers/blend-prompt.js";
@@ -63,6 +64,22 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
         assert.equal(stats.strategyFallbackReason, undefined);
         assert.ok(stats.reusedTokens > 0 && stats.recomputedTokens > 0, JSON.stringify(stats));
         assert.equal(done.citations.length, 3);
+    });
+
+    it("a blend that fails mid-way answers with prefix reuse and says why; the next question blends again", async () => {
+        const prepare = BlendSession.prototype.prepare;
+        BlendSession.prototype.prepare = () => Promise.reject(new Error("device lost"));
+        let done;
+        try {
+            done = await ask(await idOf(llama3Path), "hkvd");
+        } finally {
+            BlendSession.prototype.prepare = prepare;
+        }
+        assert.equal(done.stats.strategy, "prefix");
+        assert.equal(done.stats.strategyFallbackReason, "hkvd unavailable: the blend failed (device lost); used exact prefix reuse");
+        assert.equal(done.stats.completionTokens, 8);
+        const again = await ask(await idOf(llama3Path), "hkvd");
+        assert.equal(again.stats.strategy, "hkvd", again.stats.strategyFallbackReason);
     });
 
     for (const strategy of ["hkvd", "naive"] as const)
