@@ -48,6 +48,9 @@ export async function modelsCommand(argv: string[]): Promise<number> {
             case "add": {
                 const model = await engine.addModel({path: target!});
                 print(model, `Added ${model.id} (${model.name}, ${formatBytes(model.sizeBytes)})`);
+                const listed = values.json === true ? undefined : (await engine.listModels()).find((entry) => entry.id === model.id);
+                if (listed?.blend.reason != null)
+                    console.log(`Note: ${listed.blend.reason}; it answers with exact prefix reuse`);
                 return 0;
             }
             case "remove": {

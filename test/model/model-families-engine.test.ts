@@ -111,6 +111,10 @@ describe("model families through the engine (patched build)", {skip: blendSkipRe
         assert.equal(answer.stats.strategy, "hkvd", answer.stats.strategyFallbackReason);
         assert.ok(answer.stats.reusedTokens > 0, JSON.stringify(answer.stats));
 
+        const added = await weft(["models", "add", gemma3Path, "--data", setup.dataDir]);
+        assert.equal(added.code, 0, added.stderr);
+        assert.match(added.stdout, new RegExp(`\\nNote: ${gemmaReason.source.slice(1)}.*; it answers with exact prefix reuse\\n$`));
+
         const json = await weft(["models", "list", "--json", "--data", setup.dataDir]);
         assert.equal(json.code, 0, json.stderr);
         const listed = ListedModel.array().parse(JSON.parse(json.stdout));
