@@ -4,22 +4,32 @@ import type {
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
-/** What store actions ask of the engine; implemented by the bridge, the only code that talks to it. */
-export interface EngineActions {
+export interface ModelsActions {
     refresh(): Promise<void>;
     selectModel(id: string): Promise<void>;
     addModel(path: string): Promise<boolean>;
+}
+
+export interface ChatActions {
     ask(question: string): void;
     cancel(): void;
-    retryConnection(): void;
+}
+
+export interface LibraryActions {
     loadFolders(): Promise<void>;
     /** Starts indexing `path` (a new folder, or one already in the library); false when one is already running. */
     ingestFolder(path: string): boolean;
     cancelIngest(): void;
     removeFolder(id: string): Promise<void>;
+}
+
+export interface CacheWarmActions {
     pauseCacheWarm(): Promise<void>;
     resumeCacheWarm(): Promise<void>;
 }
+
+/** What store actions ask of the engine; each slice's wiring (renderer/wiring/) implements its part. */
+export type EngineActions = ModelsActions & ChatActions & LibraryActions & CacheWarmActions & {retryConnection(): void};
 
 export type ConnectionSlice = {
     transport: TransportKind;
