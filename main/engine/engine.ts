@@ -2,9 +2,15 @@ import {mkdir} from "node:fs/promises";
 import {setTimeout as delay} from "node:timers/promises";
 import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
-    type AnswerStats, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
-    EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape
+    type AnswerStats, type CacheOverview, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
+    EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape,
+    type Conversation, type ConversationSummary, type DownloadEvent, type OpenedDocument, type SettingsView, type StoredTurn, type UserSettings
 } from "../contract/index.js";
+import {cacheOverview} from "./cache-overview.js";
+import {ConversationStore} from "./conversations.js";
+import {openLibraryDocument} from "./documents.js";
+import {downloadEvents} from "./model-downloads.js";
+import {settingsView, startupThreads} from "./user-settings.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
@@ -60,6 +66,9 @@ export class Engine implements EngineApi {
     private foreground = 0;
     private foregroundIdleWaiters: (() => void)[] = [];
     private readonly cacheWarmer: CacheWarmer;
+    private readonly conversations: ConversationStore;
+    /** The settings this run started with: budgets, threads and GPU layers apply from the next start. */
+    private readonly startedWith: Settings;
 
     private constructor(
         public readonly dataDir: string,
@@ -68,7 +77,9 @@ export class Engine implements EngineApi {
         private readonly registry: ModelRegistry,
         private settings: Settings
     ) {
-        this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder());
+        this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder(), () => this.settings.chunkTokens);
+        this.conversations = new ConversationStore(dataDir);
+        this.startedWith = settings;
         this.cacheWarmer = new CacheWarmer({
             activeModelId: () => this.resolveModelId(undefined, false),
             listChunks: () => this.listChunkTexts(),
@@ -81,8 +92,9 @@ export class Engine implements EngineApi {
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
         const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
-        const engine = new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings);
-        engine.residentKvBytes = options.residentKvBytes;
+        const engine = new Engine(options.dataDir, resolveThreads(startupThreads(options.threads, settings)), options.gpu ?? "auto",
+            registry, settings);
+        engine.residentKvBytes = options.residentKvBytes ?? settings.residentCacheBytes ?? undefined;
         return engine;
     }
 
@@ -561,7 +573,9 @@ export class Engine implements EngineApi {
     }
 
     private chunkCache(): Promise<ChunkKvCache> {
-        this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.dataDir, ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
+        this.chunkCachePromise ??= ChunkKvCache.open({
+            dataDir: this.dataDir, ramBudgetBytes: this.startedWith.ramCacheBytes, diskBudgetBytes: this.startedWith.diskCacheBytes
+        });
         return this.chunkCachePromise;
     }
 
@@ -703,9 +717,58 @@ export class Engine implements EngineApi {
         const llama = await this.llama();
         this.loaded = await loadModel(llama, this.registry.require(modelId), {
             contextSize: this.settings.contextSize,
-            threads: this.threads
+            threads: this.threads,
+            gpuLayers: this.startedWith.gpuLayers ?? undefined
         });
         return this.loaded;
+    }
+
+    // The app's endpoints: each delegates to its own service.
+    public listConversations(): Promise<ConversationSummary[]> {
+        return this.conversations.list();
+    }
+
+    public getConversation(input: {id: string}): Promise<Conversation> {
+        return this.conversations.get(input.id);
+    }
+
+    public createConversation(input: {title?: string}): Promise<Conversation> {
+        return this.conversations.create(input.title);
+    }
+
+    public renameConversation(input: {id: string, title: string}): Promise<ConversationSummary> {
+        return this.conversations.rename(input.id, input.title);
+    }
+
+    public deleteConversation(input: {id: string}): Promise<{removed: boolean}> {
+        return this.conversations.remove(input.id);
+    }
+
+    public appendTurn(input: {id: string, turn: StoredTurn}): Promise<ConversationSummary> {
+        return this.conversations.appendTurn(input.id, input.turn);
+    }
+
+    public async getSettings(): Promise<SettingsView> {
+        return settingsView(this.settings, this.startedWith, this.dataDir);
+    }
+
+    public async changeSettings(patch: Partial<UserSettings>): Promise<SettingsView> {
+        await this.updateSettings(patch);
+        return this.getSettings();
+    }
+
+    public async getCacheOverview(): Promise<CacheOverview> {
+        const blend = this.loaded != null ? await this.blendContexts.get(this.loaded)?.catch(() => null) : null;
+        const resident = blend != null && typeof blend !== "string" ? blend.resident?.stats() ?? null : null;
+        return cacheOverview(await this.cacheStats(), resident);
+    }
+
+    public async openDocument(input: {path: string}): Promise<OpenedDocument> {
+        return openLibraryDocument(input.path, (await this.library.listFolders()).map((folder) => folder.path));
+    }
+
+    public downloadModel(input: {source: string}, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
+        return downloadEvents(input.source, signal, (source, options) => this.pullModel(source, options));
     }
 
     private async updateSettings(patch: Partial<Settings>): Promise<void> {
