@@ -2,7 +2,12 @@ import type {EngineClient} from "../main/contract/index.js";
 import type {AppStore, EngineActions} from "./store/index.js";
 import type {ConnectionSource} from "./transport/connection.js";
 import {wireCacheWarm} from "./wiring/cache-warm.js";
+import {wireCache} from "./wiring/cache.js";
 import {wireChat} from "./wiring/chat.js";
+import {wireConversations} from "./wiring/conversations.js";
+import {wireDocuments} from "./wiring/documents.js";
+import {wireDownloads} from "./wiring/downloads.js";
+import {wireSettings} from "./wiring/settings.js";
 import type {Wiring, WiringContext} from "./wiring/context.js";
 import {wireLibrary} from "./wiring/library.js";
 import {wireModels} from "./wiring/models.js";
@@ -23,8 +28,20 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
     const cacheWarm = wireCacheWarm(context);
     const models = wireModels(context, cacheWarm.live);
     const library = wireLibrary(context);
-    const chat = wireChat(context, {refreshStatus: models.refreshStatus, onTurnFinished: () => {}});
-    const wirings: Wiring<object>[] = [models, library, cacheWarm, chat];
+    const conversations = wireConversations(context);
+    const settings = wireSettings(context);
+    const cache = wireCache(context);
+    const documents = wireDocuments(context);
+    const downloads = wireDownloads(context, models.actions.refresh);
+    const chat = wireChat(context, {
+        refreshStatus: models.refreshStatus,
+        onTurnFinished: (turn) => {
+            conversations.saveTurn(turn);
+            if (store.getState().view === "cache")
+                void cache.actions.loadCacheOverview();
+        }
+    });
+    const wirings: Wiring<object>[] = [models, library, cacheWarm, settings, conversations, chat, cache, documents, downloads];
 
     const onOpen = () => {
         for (const wiring of wirings)
@@ -44,6 +61,11 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
         ...library.actions,
         ...cacheWarm.actions,
         ...chat.actions,
+        ...conversations.actions,
+        ...settings.actions,
+        ...cache.actions,
+        ...documents.actions,
+        ...downloads.actions,
         retryConnection: () => connection.retryNow(),
         dispose() {
             unsubscribe();

@@ -46,3 +46,7 @@ await Promise.all([
 await cp(at("renderer/index.html"), at("dist/renderer/index.html"));
 await cp(at("renderer/styles.css"), at("dist/renderer/styles.css"));
 await cp(at("assets"), at("dist/renderer/assets"), {recursive: true});
+// pdf.js for the document viewer, loaded by the renderer only when a PDF is opened (not bundled: it is large).
+await mkdir(at("dist/renderer/pdfjs"), {recursive: true});
+for (const file of ["pdf.min.mjs", "pdf.worker.min.mjs"])
+    await cp(at("node_modules/pdfjs-dist/build", file), at("dist/renderer/pdfjs", file));

@@ -5,6 +5,7 @@ import {ChatEvent, ChatRequest} from "./chat.js";
 import {conversationEndpoints} from "./conversations.js";
 import {documentEndpoints} from "./documents.js";
 import {downloadStreamEndpoints} from "./downloads.js";
+import {hardwareEndpoints} from "./hardware.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ModelInfo} from "./models.js";
 import {settingsEndpoints} from "./settings.js";
@@ -29,7 +30,8 @@ export const rpcEndpoints = {
     ...conversationEndpoints,
     ...settingsEndpoints,
     ...cacheEndpoints,
-    ...documentEndpoints
+    ...documentEndpoints,
+    ...hardwareEndpoints
 } as const;
 
 /**

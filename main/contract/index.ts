@@ -10,6 +10,7 @@ export * from "./settings.js";
 export * from "./cache.js";
 export * from "./documents.js";
 export * from "./downloads.js";
+export * from "./hardware.js";
 export * from "./endpoints.js";
 export * from "./wire.js";
 export * from "./client.js";

@@ -4,11 +4,12 @@ import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
     type AnswerStats, type CacheOverview, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
     EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape,
-    type Conversation, type ConversationSummary, type DownloadEvent, type OpenedDocument, type SettingsView, type StoredTurn, type UserSettings
+    type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type OpenedDocument, type SettingsView, type StoredTurn, type UserSettings
 } from "../contract/index.js";
 import {cacheOverview} from "./cache-overview.js";
 import {ConversationStore} from "./conversations.js";
 import {openLibraryDocument} from "./documents.js";
+import {describeHardware} from "./hardware.js";
 import {downloadEvents} from "./model-downloads.js";
 import {settingsView, startupThreads} from "./user-settings.js";
 import packageJson from "../../package.json" with {type: "json"};
@@ -765,6 +766,10 @@ export class Engine implements EngineApi {
 
     public async openDocument(input: {path: string}): Promise<OpenedDocument> {
         return openLibraryDocument(input.path, (await this.library.listFolders()).map((folder) => folder.path));
+    }
+
+    public async getHardware(): Promise<Hardware> {
+        return describeHardware(await this.llama(), this.threads);
     }
 
     public downloadModel(input: {source: string}, signal: AbortSignal): AsyncGenerator<DownloadEvent> {

@@ -1,6 +1,7 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, CacheWarmStatus, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo, Strategy
+    AnswerStats, CacheOverview, CacheStats, CacheWarmStatus, Citation, ConversationSummary, DownloadProgress, EngineErrorShape, EngineStatus,
+    FolderInfo, Hardware, IngestProgress, IngestSummary, ModelInfo, OpenedDocument, SettingsView, Strategy, UserSettings
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -8,6 +9,7 @@ export interface ModelsActions {
     refresh(): Promise<void>;
     selectModel(id: string): Promise<void>;
     addModel(path: string): Promise<boolean>;
+    loadHardware(): Promise<void>;
 }
 
 export interface ChatActions {
@@ -28,8 +30,34 @@ export interface CacheWarmActions {
     resumeCacheWarm(): Promise<void>;
 }
 
+export interface ConversationActions {
+    loadConversations(): Promise<void>;
+    openConversation(id: string): Promise<void>;
+    renameConversation(id: string, title: string): Promise<void>;
+    deleteConversation(id: string): Promise<void>;
+}
+
+export interface SettingsActions {
+    loadSettings(): Promise<void>;
+    changeSettings(patch: Partial<UserSettings>): Promise<void>;
+}
+
+export interface CacheActions {
+    loadCacheOverview(): Promise<void>;
+}
+
+export interface DocumentActions {
+    openDocument(citation: Citation): void;
+}
+
+export interface DownloadActions {
+    startDownload(source: string): void;
+    cancelDownload(source: string): void;
+}
+
 /** What store actions ask of the engine; each slice's wiring (renderer/wiring/) implements its part. */
-export type EngineActions = ModelsActions & ChatActions & LibraryActions & CacheWarmActions & {retryConnection(): void};
+export type EngineActions = ModelsActions & ChatActions & LibraryActions & CacheWarmActions & ConversationActions & SettingsActions &
+    CacheActions & DocumentActions & DownloadActions & {retryConnection(): void};
 
 export type ConnectionSlice = {
     transport: TransportKind;
@@ -50,6 +78,9 @@ export type ModelsSlice = {
     selectModel(id: string): void;
     addModel(path: string): Promise<boolean>;
     refresh(): void;
+    /** The backend and GPUs, read when the Models view opens. */
+    hardware: Hardware | null;
+    loadHardware(): void;
 };
 
 export type TurnStatus = "waiting" | "streaming" | "done" | "cancelled" | "error";
@@ -132,6 +163,69 @@ export type CacheWarmSlice = {
     resumeCacheWarm(): void;
 };
 
-export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice & CacheWarmSlice;
+export type ViewName = "chat" | "models" | "cache" | "settings";
+
+/** Which main view shows; the library panel and the conversation list stay beside it. */
+export type ViewSlice = {
+    view: ViewName;
+    setView(view: ViewName): void;
+};
+
+export type ConversationsSlice = {
+    conversations: ConversationSummary[];
+    conversationsLoaded: boolean;
+    /** The conversation on screen; null for a new chat not yet saved (it is saved with its first answer). */
+    conversationId: string | null;
+    /** The conversation whose title is being edited. */
+    renamingId: string | null;
+    newChat(): void;
+    openConversation(id: string): void;
+    startRename(id: string | null): void;
+    renameConversation(id: string, title: string): void;
+    deleteConversation(id: string): void;
+};
+
+export type SettingsSlice = {
+    settingsView: SettingsView | null;
+    settingsSaving: boolean;
+    changeSettings(patch: Partial<UserSettings>): void;
+};
+
+export type CacheSlice = {
+    cacheOverview: CacheOverview | null;
+    loadCacheOverview(): void;
+};
+
+export type DocumentViewer = {
+    citation: Citation;
+    document: OpenedDocument | null;
+    error: string | null;
+};
+
+export type DocumentSlice = {
+    viewer: DocumentViewer | null;
+    openDocument(citation: Citation): void;
+    closeDocument(): void;
+};
+
+export type DownloadState = "running" | "done" | "cancelled" | "error";
+
+export type Download = {
+    source: string;
+    state: DownloadState;
+    progress: DownloadProgress | null;
+    error: string | null;
+    model: ModelInfo | null;
+};
+
+export type DownloadsSlice = {
+    /** Newest first, one per source: downloading a source again (a resume) replaces its entry. */
+    downloads: Download[];
+    startDownload(source: string): void;
+    cancelDownload(source: string): void;
+};
+
+export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice & CacheWarmSlice & ViewSlice & ConversationsSlice & SettingsSlice &
+    CacheSlice & DocumentSlice & DownloadsSlice;
 
 export type SliceCreator<T> = StateCreator<AppState, [], [], T>;

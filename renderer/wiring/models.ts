@@ -52,6 +52,14 @@ export function wireModels({client, store, connection, notify}: WiringContext, c
                 }
             },
 
+            async loadHardware() {
+                try {
+                    store.setState({hardware: await client.getHardware({})});
+                } catch (error) {
+                    notify(`Could not read the backend and GPUs: ${messageOf(error)}`);
+                }
+            },
+
             async addModel(path) {
                 if (path === "")
                     return false;

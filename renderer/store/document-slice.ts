@@ -1,0 +1,8 @@
+import type {DocumentSlice, EngineActions, SliceCreator} from "./types.js";
+
+export const createDocumentSlice = (engine: () => EngineActions): SliceCreator<DocumentSlice> =>
+    (set) => ({
+        viewer: null,
+        openDocument: (citation) => engine().openDocument(citation),
+        closeDocument: () => set({viewer: null})
+    });
