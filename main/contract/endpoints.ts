@@ -9,6 +9,7 @@ import {hardwareEndpoints} from "./hardware.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ModelInfo} from "./models.js";
 import {settingsEndpoints} from "./settings.js";
+import {shellEndpoints, shellStreamEndpoints} from "./shell.js";
 
 /**
  * Every engine endpoint, in one place. The serve socket, the Electron preload and the renderer client
@@ -31,7 +32,8 @@ export const rpcEndpoints = {
     ...settingsEndpoints,
     ...cacheEndpoints,
     ...documentEndpoints,
-    ...hardwareEndpoints
+    ...hardwareEndpoints,
+    ...shellEndpoints
 } as const;
 
 /**
@@ -45,7 +47,8 @@ export const streamEndpoints = {
     ingestFolder: {input: IngestRequest, event: IngestEvent},
     /** Background chunk-cache warming: the status now, then every change, until cancelled (which ends in `done`). */
     watchCacheWarm: {input: z.object({}), event: CacheWarmEvent},
-    ...downloadStreamEndpoints
+    ...downloadStreamEndpoints,
+    ...shellStreamEndpoints
 } as const;
 
 export type RpcName = keyof typeof rpcEndpoints;

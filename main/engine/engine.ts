@@ -4,7 +4,7 @@ import type {Llama, LlamaModel} from "node-llama-cpp";
 import {
     type AnswerStats, type CacheOverview, type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type Citation, type EngineApi,
     EngineError, type EngineStatus, type FolderInfo, type IngestEvent, type ModelInfo, type Strategy, toErrorShape,
-    type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type OpenedDocument, type SettingsView, type StoredTurn, type UserSettings
+    type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type HostEvent, type OpenedDocument, type SettingsView, type StoredTurn, type UserSettings
 } from "../contract/index.js";
 import {cacheOverview} from "./cache-overview.js";
 import {ConversationStore} from "./conversations.js";
@@ -770,6 +770,19 @@ export class Engine implements EngineApi {
 
     public async getHardware(): Promise<Hardware> {
         return describeHardware(await this.llama(), this.threads);
+    }
+
+    /** The desktop shell answers this with its native picker; here there is none. */
+    public async pickFolder(): Promise<{path: string | null}> {
+        throw new EngineError("bad_request", "there is no folder picker here: type the folder's path");
+    }
+
+    /** Hosting the engine in-process (serve, CLI), it runs until the client stops watching. */
+    public async* watchHost(_input: Record<string, never>, signal: AbortSignal): AsyncGenerator<HostEvent> {
+        yield {type: "state", state: "running"};
+        if (!signal.aborted)
+            await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), {once: true}));
+        yield {type: "done"};
     }
 
     public downloadModel(input: {source: string}, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
