@@ -7,6 +7,7 @@ import {wireChat} from "./wiring/chat.js";
 import {wireConversations} from "./wiring/conversations.js";
 import {wireDocuments} from "./wiring/documents.js";
 import {wireDownloads} from "./wiring/downloads.js";
+import {wireHost} from "./wiring/host.js";
 import {wireSettings} from "./wiring/settings.js";
 import type {Wiring, WiringContext} from "./wiring/context.js";
 import {wireLibrary} from "./wiring/library.js";
@@ -41,7 +42,12 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
                 void cache.actions.loadCacheOverview();
         }
     });
-    const wirings: Wiring<object>[] = [models, library, cacheWarm, settings, conversations, chat, cache, documents, downloads];
+    const host = wireHost(context, () => {
+        for (const wiring of wirings)
+            if (wiring !== host)
+                wiring.onOpen?.();
+    }, () => void models.actions.refresh());
+    const wirings: Wiring<object>[] = [models, library, cacheWarm, settings, conversations, chat, cache, documents, downloads, host];
 
     const onOpen = () => {
         for (const wiring of wirings)

@@ -23,6 +23,8 @@ const nodeCommon = {
 await Promise.all([
     build({...nodeCommon, entryPoints: [at("main/cli/weft.ts")], outfile: at("dist/weft.js"), format: "esm"}),
     build({...nodeCommon, entryPoints: [at("main/electron/main.ts")], outfile: at("dist/electron/main.js"), format: "esm"}),
+    // The engine's own process in the desktop app (Electron's utilityProcess).
+    build({...nodeCommon, entryPoints: [at("main/electron/engine-host.ts")], outfile: at("dist/electron/engine-host.js"), format: "esm"}),
     // A sandboxed preload cannot require project files, so it is bundled into one CommonJS file (zod included).
     build({
         ...nodeCommon, packages: undefined, external: ["electron"],

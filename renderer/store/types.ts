@@ -18,6 +18,8 @@ export interface ChatActions {
 }
 
 export interface LibraryActions {
+    /** The desktop app's native folder picker: the chosen path, or null (cancelled, or not available). */
+    pickFolder(): Promise<string | null>;
     loadFolders(): Promise<void>;
     /** Starts indexing `path` (a new folder, or one already in the library); false when one is already running. */
     ingestFolder(path: string): boolean;
@@ -63,6 +65,8 @@ export type ConnectionSlice = {
     transport: TransportKind;
     connection: ConnectionState;
     status: EngineStatus | null;
+    /** Why the engine is restarting (desktop app, after a crash); null while it runs. */
+    engineState: string | null;
     /** The last failed request that is not tied to an answer, shown as a dismissible banner. */
     notice: {id: number; message: string} | null;
     retryConnection(): void;
@@ -144,6 +148,8 @@ export type LibrarySlice = {
     toggleLibrary(open?: boolean): void;
     /** Adds (or re-indexes) a folder; false when it cannot start now (empty path, offline, or already indexing). */
     addFolder(path: string): boolean;
+    /** The desktop app's folder picker; null when cancelled. */
+    pickFolder(): Promise<string | null>;
     cancelIngest(): void;
     /** Asks for confirmation first: the folder is removed only by confirmRemoveFolder. */
     requestRemoveFolder(id: string): void;

@@ -68,6 +68,15 @@ export function wireLibrary({client, store, connection}: WiringContext): Wiring<
         actions: {
             loadFolders,
 
+            async pickFolder() {
+                try {
+                    return (await client.pickFolder({})).path;
+                } catch (error) {
+                    store.setState({libraryError: `Could not open the folder picker: ${messageOf(error)}`});
+                    return null;
+                }
+            },
+
             ingestFolder(path) {
                 if (ingestStream !== null || store.getState().ingest?.state === "running")
                     return false;

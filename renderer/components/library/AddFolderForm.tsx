@@ -8,6 +8,9 @@ export function AddFolderForm() {
     const addFolder = useApp((state) => state.addFolder);
     const indexing = useApp((state) => state.ingest?.state === "running");
     const online = useApp((state) => state.connection.kind === "open");
+    // The desktop app has a native picker; a browser tab cannot see the file system, so the path is typed there.
+    const canBrowse = useApp((state) => state.transport === "ipc");
+    const pickFolder = useApp((state) => state.pickFolder);
 
     // The panel opens for typing a path.
     useEffect(() => input.current?.focus(), []);
@@ -35,6 +38,15 @@ export function AddFolderForm() {
                     autoComplete="off"
                     onChange={(event) => setPath(event.target.value)}
                 />
+                {canBrowse && (
+                    <button type="button" className="ghost-button" disabled={!online || indexing}
+                        onClick={() => void pickFolder().then((picked) => {
+                            if (picked !== null && addFolder(picked))
+                                setPath("");
+                        })}>
+                        Browse…
+                    </button>
+                )}
                 <button
                     type="submit"
                     className="primary-button"
