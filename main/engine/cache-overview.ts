@@ -1,6 +1,6 @@
 import type {CacheOverview} from "../contract/index.js";
-import type {ChunkCacheStats} from "./blend/chunk-cache.js";
-import type {ResidentTierStats} from "./blend/resident-tier.js";
+import type {ChunkCacheStats} from "./kv/chunk-cache.js";
+import type {ResidentTierStats} from "./kv/resident-tier.js";
 
 /**
  * The Cache view's totals from the chunk cache's counters and the loaded model's GPU-resident tier (none when no
