@@ -166,6 +166,15 @@ describe("the app around the chat (weft serve)", () => {
 
             await app.rename("zanzibar lighthouse keepers", "Islands and lighthouses");
 
+            // Shift+Enter adds a line instead of sending.
+            const question = page.getByRole("textbox", {name: "Question"});
+            await question.fill("first line");
+            await question.press("Shift+Enter");
+            await question.pressSequentially("second line");
+            assert.equal(await question.inputValue(), "first line\nsecond line");
+            assert.equal(await page.getByTestId("turn").count(), 2, "Shift+Enter must not send");
+            await question.fill("");
+
             // Ctrl+K starts a new chat; its first answer saves it as a second conversation, on top.
             await page.keyboard.press("Control+k");
             await page.getByRole("heading", {name: "Ask your documents"}).waitFor();

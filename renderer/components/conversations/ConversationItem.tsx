@@ -32,7 +32,7 @@ export function ConversationItem({conversation}: {conversation: ConversationSumm
                 aria-current={current ? "true" : undefined}
                 disabled={busy && !current}
                 onClick={() => open(conversation.id)}
-                title={`${conversation.turnCount} question${conversation.turnCount === 1 ? "" : "s"} · ${formatWhen(conversation.updatedAt)}`}
+                title={`${conversation.title}\n${conversation.turnCount} question${conversation.turnCount === 1 ? "" : "s"} · ${formatWhen(conversation.updatedAt)}`}
             >
                 {conversation.title}
             </button>
