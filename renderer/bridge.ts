@@ -33,7 +33,10 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
     const settings = wireSettings(context);
     const cache = wireCache(context);
     const documents = wireDocuments(context);
-    const downloads = wireDownloads(context, models.actions.refresh);
+    const downloads = wireDownloads(context, async () => {
+        await models.actions.refresh();
+        await models.actions.loadHardware();
+    });
     const chat = wireChat(context, {
         refreshStatus: models.refreshStatus,
         onTurnFinished: (turn) => {

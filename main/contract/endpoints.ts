@@ -6,6 +6,7 @@ import {conversationEndpoints} from "./conversations.js";
 import {documentEndpoints} from "./documents.js";
 import {downloadStreamEndpoints} from "./downloads.js";
 import {hardwareEndpoints} from "./hardware.js";
+import {modelDetailsEndpoints} from "./model-details.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ModelInfo} from "./models.js";
 import {settingsEndpoints} from "./settings.js";
@@ -33,6 +34,7 @@ export const rpcEndpoints = {
     ...cacheEndpoints,
     ...documentEndpoints,
     ...hardwareEndpoints,
+    ...modelDetailsEndpoints,
     ...shellEndpoints
 } as const;
 

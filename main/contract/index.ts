@@ -11,6 +11,7 @@ export * from "./cache.js";
 export * from "./documents.js";
 export * from "./downloads.js";
 export * from "./hardware.js";
+export * from "./model-details.js";
 export * from "./shell.js";
 export * from "./endpoints.js";
 export * from "./wire.js";

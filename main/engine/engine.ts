@@ -3,13 +3,14 @@ import path from "node:path";
 import {
     type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus,
     type FolderInfo, type IngestEvent, type ModelInfo,
-    type CacheOverview, type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type HostEvent, type OpenedDocument,
+    type CacheOverview, type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type HostEvent, type ModelDetails, type OpenedDocument,
     type SettingsView, type StoredTurn, type UserSettings
 } from "../contract/index.js";
 import {cacheOverview} from "./cache-overview.js";
 import {ConversationStore} from "./conversations.js";
 import {openLibraryDocument} from "./documents.js";
 import {describeHardware} from "./hardware.js";
+import {modelDetails} from "./model-details.js";
 import {downloadEvents} from "./model-downloads.js";
 import {settingsView, startupThreads} from "./user-settings.js";
 import packageJson from "../../package.json" with {type: "json"};
@@ -304,6 +305,10 @@ export class Engine implements EngineApi {
 
     public async openDocument(input: {path: string}): Promise<OpenedDocument> {
         return openLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path));
+    }
+
+    public listModelDetails(): Promise<ModelDetails[]> {
+        return modelDetails(this.registry.list());
     }
 
     public async getHardware(): Promise<Hardware> {

@@ -13,5 +13,6 @@ export const createModelsSlice = (engine: () => EngineActions): SliceCreator<Mod
         addModel: (path) => engine().addModel(path.trim()),
         refresh: () => void engine().refresh(),
         hardware: null,
+        modelDetails: {},
         loadHardware: () => void engine().loadHardware()
     });

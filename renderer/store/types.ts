@@ -1,7 +1,7 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
     AnswerStats, CacheOverview, CacheStats, CacheWarmStatus, Citation, ConversationSummary, DownloadProgress, EngineErrorShape, EngineStatus,
-    FolderInfo, Hardware, IngestProgress, IngestSummary, ModelInfo, OpenedDocument, SettingsView, Strategy, UserSettings
+    FolderInfo, Hardware, IngestProgress, ModelDetails, IngestSummary, ModelInfo, OpenedDocument, SettingsView, Strategy, UserSettings
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -84,6 +84,8 @@ export type ModelsSlice = {
     refresh(): void;
     /** The backend and GPUs, read when the Models view opens. */
     hardware: Hardware | null;
+    /** Quantization per model id, from the files' metadata (read when the Models view opens). */
+    modelDetails: Record<string, ModelDetails>;
     loadHardware(): void;
 };
 

@@ -54,7 +54,8 @@ export function wireModels({client, store, connection, notify}: WiringContext, c
 
             async loadHardware() {
                 try {
-                    store.setState({hardware: await client.getHardware({})});
+                    const [hardware, details] = await Promise.all([client.getHardware({}), client.listModelDetails({})]);
+                    store.setState({hardware, modelDetails: Object.fromEntries(details.map((detail) => [detail.id, detail]))});
                 } catch (error) {
                     notify(`Could not read the backend and GPUs: ${messageOf(error)}`);
                 }

@@ -268,6 +268,9 @@ describe("the app around the chat (weft serve)", () => {
                 await app.openView("Models");
                 await page.getByLabel("Backend").getByText("CPU").waitFor({timeout: 60_000});
                 await app.localModel("stories").first().waitFor();
+                // Quantization from the file's tensors (stories260K has no general.file_type) and the context length.
+                await app.localModel("stories260K").getByRole("cell", {name: "F32", exact: true}).waitFor();
+                await app.localModel("stories260K").getByRole("cell", {name: "2,048", exact: true}).waitFor();
                 await shot(page, "models");
 
                 await app.downloadInput.fill(files.url);

@@ -6,8 +6,10 @@ import {modelLabel} from "../ModelPicker.js";
 /** The registry may carry more than the contract's ModelInfo (a can-blend flag, a quantization); shown when present. */
 type Extra = {canBlend?: boolean; quantization?: string | null};
 
-/** "Q4_K_M", "F16", … from the metadata when the registry has it, else from the file name. */
-export function quantizationOf(model: ModelInfo & Extra): string | null {
+/** "Q4_K_M", "F16", … from the file's metadata, else from the registry or the file name. */
+export function quantizationOf(model: ModelInfo & Extra, fromMetadata: string | null | undefined): string | null {
+    if (fromMetadata != null)
+        return fromMetadata;
     if (typeof model.quantization === "string")
         return model.quantization;
     const match = /(?:^|[-_.])((?:I?Q\d+(?:_[A-Z0-9]+)*)|F16|BF16|F32)(?=\.gguf$|[-_.])/i.exec(model.path.split(/[\\/]/).pop() ?? "");
@@ -17,6 +19,7 @@ export function quantizationOf(model: ModelInfo & Extra): string | null {
 export function LocalModels() {
     const models = useApp((state) => state.models) as (ModelInfo & Extra)[];
     const activeModelId = useApp((state) => state.activeModelId);
+    const details = useApp((state) => state.modelDetails);
     const selectModel = useApp((state) => state.selectModel);
     const busy = useApp((state) => state.modelBusy || state.activeTurnId !== null);
     const showBlend = models.some((model) => typeof model.canBlend === "boolean");
@@ -41,7 +44,7 @@ export function LocalModels() {
                                 <tr key={model.id} data-model={model.id}>
                                     <th scope="row" title={model.path}>{label}{model.architecture !== null && <span className="dim"> · {model.architecture}</span>}</th>
                                     <td>{formatBytes(model.sizeBytes)}</td>
-                                    <td>{quantizationOf(model) ?? "—"}</td>
+                                    <td>{quantizationOf(model, details[model.id]?.quantization) ?? "—"}</td>
                                     <td>{model.contextLength === null ? "—" : formatCount(model.contextLength)}</td>
                                     {showBlend && <td>{model.canBlend === undefined ? "—" : model.canBlend ? "yes" : "no"}</td>}
                                     <td>
