@@ -15,5 +15,7 @@ export type OpenedDocument = z.infer<typeof OpenedDocument>;
 
 export const documentEndpoints = {
     /** Only files inside a folder of the library (after resolving links); anything else is `not_found`. */
-    openDocument: {input: z.object({path: z.string().min(1).max(4096)}), output: OpenedDocument}
+    openDocument: {input: z.object({path: z.string().min(1).max(4096)}), output: OpenedDocument},
+    /** The document's real path after the same check (for the desktop app's system viewer). */
+    resolveDocument: {input: z.object({path: z.string().min(1).max(4096)}), output: z.object({path: z.string()})}
 } as const;

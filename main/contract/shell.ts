@@ -16,7 +16,9 @@ export type HostEvent = z.infer<typeof HostEvent>;
 
 export const shellEndpoints = {
     /** The desktop app's native folder picker; `weft serve` answers bad_request (a browser types the path). */
-    pickFolder: {input: z.object({}), output: z.object({path: z.string().nullable()})}
+    pickFolder: {input: z.object({}), output: z.object({path: z.string().nullable()})},
+    /** Opens a library document in the system's viewer (desktop app only; `weft serve` answers bad_request). */
+    showInSystemViewer: {input: z.object({path: z.string().min(1).max(4096)}), output: z.object({opened: z.boolean()})}
 } as const;
 
 export const shellStreamEndpoints = {

@@ -93,7 +93,15 @@ async function start(): Promise<void> {
             return current;
         },
         log: (line) => console.error(`weft: ${line}`)
-    }, {pickFolder: () => pickFolder()});
+    }, {
+        pickFolder: () => pickFolder(),
+        // The engine checks the path is inside the library (links resolved) before the system opens it.
+        showInSystemViewer: async ({path: requested}) => {
+            const {path: real} = await engine.api.resolveDocument({path: requested});
+            const failure = await shell.openPath(real);
+            return {opened: failure === ""};
+        }
+    });
     try {
         await engine.start();
     } catch (error) {

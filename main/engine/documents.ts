@@ -16,6 +16,26 @@ function isInside(parent: string, child: string): boolean {
  * Anything outside (or missing) is `not_found`, so the answer does not tell which files exist elsewhere.
  */
 export async function openLibraryDocument(requested: string, folders: string[]): Promise<OpenedDocument> {
+    const real = await resolveLibraryDocument(requested, folders);
+    const info = await stat(real);
+    if (info.size > maxDocumentBytes)
+        throw new EngineError("bad_request", `${path.basename(real)} is ${Math.round(info.size / 1024 ** 2)} MiB, too large to show in the app`);
+
+    const detected = detectType(real);
+    if (detected.kind === "known" && detected.type === "pdf") {
+        const bytes = await readFile(real);
+        return {kind: "pdf", path: requested, base64: bytes.toString("base64"), byteLength: bytes.byteLength};
+    }
+
+    // The same parser as ingest, so a citation's span marks the same characters here.
+    const outcome = await parseDocument(real);
+    if (outcome.kind !== "parsed")
+        throw new EngineError("bad_request", `cannot show ${path.basename(real)}: ${outcome.reason}`);
+    return {kind: "text", path: requested, type: outcome.doc.type, text: outcome.doc.text};
+}
+
+/** The real path of a file inside one of the library's folders; anything else is `not_found`. */
+export async function resolveLibraryDocument(requested: string, folders: string[]): Promise<string> {
     const notFound = () => new EngineError("not_found", `${requested} is not a document in the library`);
     if (!path.isAbsolute(requested))
         throw notFound();
@@ -33,18 +53,5 @@ export async function openLibraryDocument(requested: string, folders: string[]):
     const info = await stat(real);
     if (!info.isFile())
         throw notFound();
-    if (info.size > maxDocumentBytes)
-        throw new EngineError("bad_request", `${path.basename(real)} is ${Math.round(info.size / 1024 ** 2)} MiB, too large to show in the app`);
-
-    const detected = detectType(real);
-    if (detected.kind === "known" && detected.type === "pdf") {
-        const bytes = await readFile(real);
-        return {kind: "pdf", path: requested, base64: bytes.toString("base64"), byteLength: bytes.byteLength};
-    }
-
-    // The same parser as ingest, so a citation's span marks the same characters here.
-    const outcome = await parseDocument(real);
-    if (outcome.kind !== "parsed")
-        throw new EngineError("bad_request", `cannot show ${path.basename(real)}: ${outcome.reason}`);
-    return {kind: "text", path: requested, type: outcome.doc.type, text: outcome.doc.text};
+    return real;
 }

@@ -7,7 +7,7 @@ import {
 } from "../contract/index.js";
 import {cacheOverview} from "./cache-overview.js";
 import {ConversationStore} from "./conversations.js";
-import {openLibraryDocument} from "./documents.js";
+import {openLibraryDocument, resolveLibraryDocument} from "./documents.js";
 import {describeHardware} from "./hardware.js";
 import {modelDetails} from "./model-details.js";
 import {downloadEvents} from "./model-downloads.js";
@@ -300,6 +300,15 @@ export class Engine implements EngineApi {
 
     public async openDocument(input: {path: string}): Promise<OpenedDocument> {
         return openLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path));
+    }
+
+    public async resolveDocument(input: {path: string}): Promise<{path: string}> {
+        return {path: await resolveLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path))};
+    }
+
+    /** Only the desktop shell has a system viewer to hand documents to. */
+    public async showInSystemViewer(): Promise<{opened: boolean}> {
+        throw new EngineError("bad_request", "opening documents in the system viewer needs the desktop app");
     }
 
     public listModelDetails(): Promise<ModelDetails[]> {

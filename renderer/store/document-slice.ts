@@ -4,5 +4,6 @@ export const createDocumentSlice = (engine: () => EngineActions): SliceCreator<D
     (set) => ({
         viewer: null,
         openDocument: (citation) => engine().openDocument(citation),
+        showInSystemViewer: (path) => void engine().showInSystemViewer(path),
         closeDocument: () => set({viewer: null})
     });

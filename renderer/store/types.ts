@@ -50,6 +50,7 @@ export interface CacheActions {
 
 export interface DocumentActions {
     openDocument(citation: Citation): void;
+    showInSystemViewer(path: string): Promise<void>;
 }
 
 export interface DownloadActions {
@@ -213,6 +214,8 @@ export type DocumentViewer = {
 export type DocumentSlice = {
     viewer: DocumentViewer | null;
     openDocument(citation: Citation): void;
+    /** Desktop app only: hands the document to the system's viewer. */
+    showInSystemViewer(path: string): void;
     closeDocument(): void;
 };
 

@@ -1,7 +1,7 @@
 // The app's engine services without a model: conversations, settings, the cache overview and the document viewer's
 // file access, through the real Engine and (for validation on the wire) the real serve socket.
 import assert from "node:assert/strict";
-import {mkdir, readdir, readFile, symlink, writeFile} from "node:fs/promises";
+import {mkdir, readdir, readFile, realpath, symlink, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {apiSocketPath, type StoredTurn} from "../../main/contract/index.js";
@@ -153,5 +153,9 @@ describe("app endpoints on the engine and the serve socket (no model)", () => {
         for (const outside of [path.join(temp.dir, "secret.txt"), path.join(docs, "escape.txt"), path.join(docs, "..", "secret.txt"), "guide.md",
             path.join(docs, "missing.md")])
             await assert.rejects(engine.openDocument({path: outside}), (error: Error & {code?: string}) => error.code === "not_found", outside);
+        assert.equal((await engine.resolveDocument({path: path.join(docs, "guide.md")})).path, await realpath(path.join(docs, "guide.md")));
+        await assert.rejects(engine.resolveDocument({path: path.join(docs, "escape.txt")}), /not a document in the library/);
+        // In-process hosts (serve) have no system viewer: the desktop shell answers this one.
+        await assert.rejects(engine.showInSystemViewer(), /desktop app/);
     });
 });

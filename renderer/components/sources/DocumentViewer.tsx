@@ -8,6 +8,9 @@ import {TextDocument} from "./TextDocument.js";
 export function DocumentViewer() {
     const viewer = useApp((state) => state.viewer);
     const close = useApp((state) => state.closeDocument);
+    const showInSystemViewer = useApp((state) => state.showInSystemViewer);
+    // A browser tab has no system viewer to hand the file to; the desktop app does.
+    const desktop = useApp((state) => state.transport === "ipc");
     const closeButton = useRef<HTMLButtonElement>(null);
 
     useEffect(() => {
@@ -39,6 +42,11 @@ export function DocumentViewer() {
                         {name}
                         {citation.page !== null && <span className="viewer-page-note"> · cited p. {formatCount(citation.page)}</span>}
                     </h2>
+                    {desktop && (
+                        <button type="button" className="ghost-button small" onClick={() => showInSystemViewer(citation.path)}>
+                            Open in system viewer
+                        </button>
+                    )}
                     <button ref={closeButton} type="button" className="icon-button" aria-label="Close the document" onClick={close}>×</button>
                 </div>
                 <div className="viewer-body">
