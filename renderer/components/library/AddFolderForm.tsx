@@ -25,7 +25,18 @@ export function AddFolderForm() {
                     setPath("");
             }}
         >
-            <label htmlFor="folder-path-input">Folder path</label>
+            <div className="add-folder-label">
+                <label htmlFor="folder-path-input">Folder path</label>
+                {canBrowse && (
+                    <button type="button" className="link-button" disabled={!online || indexing}
+                        onClick={() => void pickFolder().then((picked) => {
+                            if (picked !== null && addFolder(picked))
+                                setPath("");
+                        })}>
+                        Browse…
+                    </button>
+                )}
+            </div>
             <div className="add-folder-row">
                 <input
                     ref={input}
@@ -38,15 +49,6 @@ export function AddFolderForm() {
                     autoComplete="off"
                     onChange={(event) => setPath(event.target.value)}
                 />
-                {canBrowse && (
-                    <button type="button" className="ghost-button" disabled={!online || indexing}
-                        onClick={() => void pickFolder().then((picked) => {
-                            if (picked !== null && addFolder(picked))
-                                setPath("");
-                        })}>
-                        Browse…
-                    </button>
-                )}
                 <button
                     type="submit"
                     className="primary-button"
