@@ -1,6 +1,7 @@
 import {
     type EngineApi, EngineError, type HostEvent, isTerminalEvent, rpcNames, ServerMessage, type StreamName, streamNames
 } from "../contract/index.js";
+import {AsyncQueue} from "../engine/async-queue.js";
 import type {HostCommand, HostControlMessage} from "./engine-host.js";
 
 /** The child as the main process sees it: Electron's UtilityProcess, or (in tests) an adapter over a Node child. */
@@ -188,14 +189,8 @@ export class EngineProcess {
 
     private async* stream(method: StreamName, input: unknown, signal: AbortSignal): AsyncGenerator<unknown> {
         const id = this.nextId++;
-        const queue: unknown[] = [];
-        let wake: (() => void) | null = null;
-        this.streams.set(id, {
-            push: (event) => {
-                queue.push(event);
-                wake?.();
-            }
-        });
+        const queue = new AsyncQueue<unknown>();
+        this.streams.set(id, {push: (event) => queue.push(event)});
         const onAbort = () => {
             if (this.streams.has(id))
                 this.child?.postMessage({type: "cancel", id});
@@ -205,19 +200,7 @@ export class EngineProcess {
             await this.send({type: "stream", id, method, input});
             if (signal.aborted)
                 onAbort();
-            for (;;) {
-                const event = queue.shift();
-                if (event === undefined) {
-                    await new Promise<void>((resolve) => {
-                        wake = resolve;
-                    });
-                    wake = null;
-                    continue;
-                }
-                yield event;
-                if (isTerminalEvent(event as {type: string}))
-                    return;
-            }
+            yield* queue.drain((event) => isTerminalEvent(event as {type: string}));
         } finally {
             signal.removeEventListener("abort", onAbort);
             this.streams.delete(id);
@@ -225,29 +208,14 @@ export class EngineProcess {
     }
 
     private async* watchHost(signal: AbortSignal): AsyncGenerator<HostEvent> {
-        const queue: HostEvent[] = [this.state];
-        let wake: (() => void) | null = null;
-        const watcher = (event: HostEvent) => {
-            queue.push(event);
-            wake?.();
-        };
+        const queue = new AsyncQueue<HostEvent>();
+        queue.push(this.state);
+        const watcher = (event: HostEvent) => queue.push(event);
         const onAbort = () => watcher({type: "done"});
         this.hostWatchers.add(watcher);
         signal.addEventListener("abort", onAbort, {once: true});
         try {
-            for (;;) {
-                const event = queue.shift();
-                if (event === undefined) {
-                    await new Promise<void>((resolve) => {
-                        wake = resolve;
-                    });
-                    wake = null;
-                    continue;
-                }
-                yield event;
-                if (event.type === "done")
-                    return;
-            }
+            yield* queue.drain((event) => event.type === "done");
         } finally {
             this.hostWatchers.delete(watcher);
             signal.removeEventListener("abort", onAbort);

@@ -1,5 +1,6 @@
 import type {DownloadEvent, ModelInfo} from "../contract/index.js";
 import {toErrorShape} from "../contract/index.js";
+import {AsyncQueue} from "./async-queue.js";
 import type {DownloadProgress} from "./download.js";
 
 /** The most progress events a second: the downloader reports every block. */
@@ -12,16 +13,9 @@ type Pull = (source: string, options: {onProgress: (progress: DownloadProgress) 
  * signal keeps the partial file; pulling the same source again resumes it.
  */
 export async function* downloadEvents(source: string, signal: AbortSignal, pull: Pull): AsyncGenerator<DownloadEvent> {
-    const queue: DownloadEvent[] = [];
-    let wake: (() => void) | null = null;
+    const queue = new AsyncQueue<DownloadEvent>();
     let lastProgressAt = 0;
     let latest: DownloadProgress | null = null;
-    const push = (event: DownloadEvent) => {
-        queue.push(event);
-        wake?.();
-    };
-
-    let finished = false;
     void pull(source, {
         signal,
         onProgress: (progress) => {
@@ -29,34 +23,16 @@ export async function* downloadEvents(source: string, signal: AbortSignal, pull:
             const now = performance.now();
             if (now - lastProgressAt >= progressEveryMs) {
                 lastProgressAt = now;
-                push({type: "progress", progress});
+                queue.push({type: "progress", progress});
             }
         }
     }).then(
         (model) => {
             if (latest !== null)
-                push({type: "progress", progress: {...latest, downloadedBytes: latest.totalBytes || latest.downloadedBytes}});
-            push({type: "done", model});
+                queue.push({type: "progress", progress: {...latest, downloadedBytes: latest.totalBytes || latest.downloadedBytes}});
+            queue.push({type: "done", model});
         },
-        (error: unknown) => push({type: "error", error: toErrorShape(error)})
-    ).finally(() => {
-        finished = true;
-        wake?.();
-    });
-
-    for (;;) {
-        const event = queue.shift();
-        if (event !== undefined) {
-            yield event;
-            if (event.type === "done" || event.type === "error")
-                return;
-            continue;
-        }
-        if (finished)
-            return;
-        await new Promise<void>((resolve) => {
-            wake = resolve;
-        });
-        wake = null;
-    }
+        (error: unknown) => queue.push({type: "error", error: toErrorShape(error)})
+    );
+    yield* queue.drain((event) => event.type === "done" || event.type === "error");
 }
