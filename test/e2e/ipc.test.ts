@@ -85,7 +85,9 @@ const fakePreload = `(() => {
         deleteConversation: async (input) => ({removed: conversations.delete(input.id)}),
         getSettings: async () => ({settings, dataDir: "/data", pendingRestart: []}),
         changeSettings: async (patch) => (settings = {...settings, ...patch}, {settings, dataDir: "/data", pendingRestart: []}),
+        // The test plays the shell's part (a crash and restart, a model added from the menu) through this hook.
         watchHost: (input, onEvent) => {
+            window.__weftHost = onEvent;
             setTimeout(() => onEvent({type: "state", state: "running"}), 0);
             return {cancel() { onEvent({type: "done"}); }};
         },
@@ -95,7 +97,7 @@ const fakePreload = `(() => {
         ...appEndpoints,
         getStatus: async () => ({version: "0.0.0-test", backend: "cuda", threads: 4, dataDir: "/data",
                                  activeModelId: active, embeddingModelId: null, loadedModelId: active, cacheWarm: warm}),
-        listModels: async () => models,
+        listModels: async () => (window.__weftListModels = (window.__weftListModels ?? 0) + 1, models),
         addModel: (input) => reject("model_invalid", "not a GGUF file: " + input.path),
         removeModel: async () => ({removed: false}),
         selectModel: (input) => input.id === "ghost"
@@ -375,6 +377,34 @@ describe("chat in Electron's renderer (window.weft)", () => {
             await library.cacheWarmIn("running").waitFor();
             // Finished: the section goes away.
             await library.cacheWarm.waitFor({state: "detached"});
+        });
+    });
+
+    it("shows the engine's crash with its reason while it restarts, then reloads; a model added from the menu refreshes the list", {timeout: 60_000}, async () => {
+        await withPage(async (page) => {
+            const chat = new ChatPage(page);
+            await chat.open(`${origin}/`);
+            await chat.waitUntilConnected();
+            await chat.ensureModelSelected();
+            const host = (event: object) => page.evaluate(`window.__weftHost(${JSON.stringify(event)})`);
+            const listed = async () => Number(await page.evaluate("window.__weftListModels ?? 0"));
+
+            await host({type: "state", state: "restarting", reason: "crashed, exit code 11"});
+            const notice = page.getByTestId("notice");
+            await notice.waitFor();
+            assert.match((await notice.textContent()) ?? "", /The engine stopped \(crashed, exit code 11\) and is restarting/);
+            assert.equal(await chat.connectionState.textContent(), "Engine restarting…");
+            await page.screenshot({path: path.join(repoRoot, "test/.tmp/screenshots/ipc-engine-crash.png")});
+
+            // Back up: everything is read again (the models among it).
+            const before = await listed();
+            await host({type: "state", state: "running"});
+            await page.waitForFunction(`(window.__weftListModels ?? 0) > ${before}`);
+            assert.equal(await chat.connectionState.textContent(), "Connected");
+
+            const beforeMenu = await listed();
+            await host({type: "modelsChanged"});
+            await page.waitForFunction(`(window.__weftListModels ?? 0) > ${beforeMenu}`);
         });
     });
 });
