@@ -23,6 +23,8 @@ const nodeCommon = {
 await Promise.all([
     build({...nodeCommon, entryPoints: [at("main/cli/weft.ts")], outfile: at("dist/weft.js"), format: "esm"}),
     build({...nodeCommon, entryPoints: [at("main/electron/main.ts")], outfile: at("dist/electron/main.js"), format: "esm"}),
+    // The engine's own process in the desktop app (Electron's utilityProcess).
+    build({...nodeCommon, entryPoints: [at("main/electron/engine-host.ts")], outfile: at("dist/electron/engine-host.js"), format: "esm"}),
     // A sandboxed preload cannot require project files, so it is bundled into one CommonJS file (zod included).
     build({
         ...nodeCommon, packages: undefined, external: ["electron"],
@@ -46,3 +48,7 @@ await Promise.all([
 await cp(at("renderer/index.html"), at("dist/renderer/index.html"));
 await cp(at("renderer/styles.css"), at("dist/renderer/styles.css"));
 await cp(at("assets"), at("dist/renderer/assets"), {recursive: true});
+// pdf.js for the document viewer, loaded by the renderer only when a PDF is opened (not bundled: it is large).
+await mkdir(at("dist/renderer/pdfjs"), {recursive: true});
+for (const file of ["pdf.min.mjs", "pdf.worker.min.mjs"])
+    await cp(at("node_modules/pdfjs-dist/build", file), at("dist/renderer/pdfjs", file));

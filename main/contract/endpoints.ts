@@ -1,8 +1,16 @@
 import {z} from "zod";
 import {CacheWarmEvent, CacheWarmStatus} from "./cache-warm.js";
+import {cacheEndpoints} from "./cache.js";
 import {ChatEvent, ChatRequest} from "./chat.js";
+import {conversationEndpoints} from "./conversations.js";
+import {documentEndpoints} from "./documents.js";
+import {downloadStreamEndpoints} from "./downloads.js";
+import {hardwareEndpoints} from "./hardware.js";
+import {modelDetailsEndpoints} from "./model-details.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
 import {EngineStatus, ListedModel, ModelInfo} from "./models.js";
+import {settingsEndpoints} from "./settings.js";
+import {shellEndpoints, shellStreamEndpoints} from "./shell.js";
 
 /**
  * Every engine endpoint, in one place. The serve socket, the Electron preload and the renderer client
@@ -20,7 +28,14 @@ export const rpcEndpoints = {
     /** Stops background chunk-cache warming after the chunk in progress, until resumed. */
     pauseCacheWarm: {input: z.object({}), output: CacheWarmStatus},
     /** Carries on with paused warming (and runs a pass asked for while paused). */
-    resumeCacheWarm: {input: z.object({}), output: CacheWarmStatus}
+    resumeCacheWarm: {input: z.object({}), output: CacheWarmStatus},
+    ...conversationEndpoints,
+    ...settingsEndpoints,
+    ...cacheEndpoints,
+    ...documentEndpoints,
+    ...hardwareEndpoints,
+    ...modelDetailsEndpoints,
+    ...shellEndpoints
 } as const;
 
 /**
@@ -33,7 +48,9 @@ export const streamEndpoints = {
     /** Adds a folder (or refreshes one already added) and indexes it incrementally. */
     ingestFolder: {input: IngestRequest, event: IngestEvent},
     /** Background chunk-cache warming: the status now, then every change, until cancelled (which ends in `done`). */
-    watchCacheWarm: {input: z.object({}), event: CacheWarmEvent}
+    watchCacheWarm: {input: z.object({}), event: CacheWarmEvent},
+    ...downloadStreamEndpoints,
+    ...shellStreamEndpoints
 } as const;
 
 export type RpcName = keyof typeof rpcEndpoints;

@@ -1,14 +1,19 @@
-import {app, BrowserWindow, dialog, ipcMain, Menu, type MenuItemConstructorOptions, type OpenDialogOptions, session, shell} from "electron";
+import {
+    app, BrowserWindow, dialog, ipcMain, Menu, type MenuItemConstructorOptions, type OpenDialogOptions, screen, session, shell, utilityProcess
+} from "electron";
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
 import {toErrorShape} from "../contract/index.js";
 import {appName, resolveDataDir} from "../engine/data-dir.js";
-import {Engine} from "../engine/engine.js";
+import {EngineProcess} from "./engine-process.js";
 import {registerIpc} from "./ipc.js";
+import {engineServiceName, spawnUtilityEngine} from "./utility-engine.js";
+import {loadWindowState, saveWindowState, windowStatePath} from "./window-state.js";
 
 // Paths are relative to the bundle, dist/electron/main.js (inside app.asar when packaged).
 const here = path.dirname(fileURLToPath(import.meta.url));
 const preloadPath = path.join(here, "preload.cjs");
+const engineHostPath = path.join(here, "engine-host.js");
 const rendererDir = path.join(here, "..", "renderer");
 const rendererUrlPrefix = `${pathToFileURL(rendererDir).href}/`;
 const iconPath = path.join(rendererDir, "assets", "icon.png");
@@ -74,9 +79,31 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function start(): Promise<void> {
-    let engine: Engine;
+    await app.whenReady();
+    // The engine (llama.cpp, the native addon, LanceDB) runs in a utility process: a crash there ends the answers in
+    // flight with its reason and the engine restarts, while the window stays.
+    let current: ReturnType<typeof spawnUtilityEngine> | null = null;
+    app.on("child-process-gone", (_event, details) => {
+        if (details.type === "Utility" && details.serviceName === engineServiceName)
+            current?.noteGone(details.reason, details.exitCode);
+    });
+    const engine = new EngineProcess({
+        spawn: () => {
+            current = spawnUtilityEngine((...args) => utilityProcess.fork(...args), engineHostPath, dataDir);
+            return current;
+        },
+        log: (line) => console.error(`weft: ${line}`)
+    }, {
+        pickFolder: () => pickFolder(),
+        // The engine checks the path is inside the library (links resolved) before the system opens it.
+        showInSystemViewer: async ({path: requested}) => {
+            const {path: real} = await engine.api.resolveDocument({path: requested});
+            const failure = await shell.openPath(real);
+            return {opened: failure === ""};
+        }
+    });
     try {
-        [engine] = await Promise.all([Engine.open({dataDir}), app.whenReady()]);
+        await engine.start();
     } catch (error) {
         dialog.showErrorBox("Weft could not start", `The library folder ${dataDir} could not be opened: ${toErrorShape(error).message}`);
         app.exit(1);
@@ -84,13 +111,13 @@ async function start(): Promise<void> {
     }
 
     hardenSession();
-    const ipc = registerIpc(ipcMain, engine, {trustedUrlPrefix: rendererUrlPrefix});
+    const ipc = registerIpc(ipcMain, engine.api, {trustedUrlPrefix: rendererUrlPrefix});
     Menu.setApplicationMenu(buildMenu(engine));
-    createWindow(engine);
+    await createWindow();
 
     app.on("activate", () => {
         if (BrowserWindow.getAllWindows().length === 0)
-            createWindow(engine);
+            void createWindow();
     });
 
     // Electron does not wait for async listeners, so quitting is held until the engine has let go of the model.
@@ -131,12 +158,20 @@ function openInBrowser(url: string): void {
         shell.openExternal(url).catch((error: unknown) => console.error(`weft: could not open ${url}:`, error));
 }
 
-let warmUpStarted = false;
+async function pickFolder(): Promise<{path: string | null}> {
+    const owner = BrowserWindow.getFocusedWindow() ?? mainWindow;
+    const options: OpenDialogOptions = {title: "Add a folder of documents", buttonLabel: "Add Folder", properties: ["openDirectory"]};
+    const result = owner != null ? await dialog.showOpenDialog(owner, options) : await dialog.showOpenDialog(options);
+    return {path: result.canceled ? null : result.filePaths[0] ?? null};
+}
 
-function createWindow(engine: Engine): void {
+async function createWindow(): Promise<void> {
+    const stateFile = windowStatePath(dataDir);
+    const saved = await loadWindowState(stateFile, screen.getAllDisplays().map((display) => display.workArea));
     const window = new BrowserWindow({
-        width: 1180,
-        height: 820,
+        ...(saved.x !== undefined && saved.y !== undefined ? {x: saved.x, y: saved.y} : {}),
+        width: saved.width,
+        height: saved.height,
         minWidth: 640,
         minHeight: 480,
         title: "Weft",
@@ -154,15 +189,15 @@ function createWindow(engine: Engine): void {
     mainWindow = window;
 
     window.once("ready-to-show", () => {
+        if (saved.maximized)
+            window.maximize();
         window.show();
-        // Loading the model takes seconds; doing it after the window is up keeps startup snappy.
-        if (!warmUpStarted) {
-            warmUpStarted = true;
-            engine.warmUp()
-                .catch((error: unknown) => console.error("weft: warming up the engine failed:", error))
-                // Then the chunk KV caches of the library, in the background (after every ingest and model change too).
-                .finally(() => engine.startCacheWarming((line) => console.log(`weft: ${line}`)));
-        }
+    });
+    // Remembered on close, as it was before maximizing (the engine process warms the model up on its own).
+    window.on("close", () => {
+        const bounds = window.getNormalBounds();
+        void saveWindowState(stateFile, {...bounds, maximized: window.isMaximized()})
+            .catch((error: unknown) => console.error("weft: could not save the window state:", error));
     });
     window.on("closed", () => {
         if (mainWindow === window)
@@ -172,7 +207,7 @@ function createWindow(engine: Engine): void {
         .catch((error: unknown) => console.error("weft: could not load the interface:", error));
 }
 
-async function addModelFromDialog(engine: Engine): Promise<void> {
+async function addModelFromDialog(engine: EngineProcess): Promise<void> {
     const owner = BrowserWindow.getFocusedWindow() ?? mainWindow;
     const options: OpenDialogOptions = {
         title: "Add a GGUF model",
@@ -186,14 +221,15 @@ async function addModelFromDialog(engine: Engine): Promise<void> {
         return;
 
     try {
-        await engine.addModel({path: modelPath});
+        await engine.api.addModel({path: modelPath});
+        engine.notifyModelsChanged();
     } catch (error) {
         const message = {type: "error" as const, message: "Could not add the model", detail: toErrorShape(error).message};
         await (owner != null ? dialog.showMessageBox(owner, message) : dialog.showMessageBox(message));
     }
 }
 
-function buildMenu(engine: Engine): Menu {
+function buildMenu(engine: EngineProcess): Menu {
     const isMac = process.platform === "darwin";
     const addModel: MenuItemConstructorOptions = {
         label: "Add Model…",

@@ -1,8 +1,17 @@
 import {mkdir} from "node:fs/promises";
 import {
     type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus,
-    type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo
+    type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo,
+    type CacheOverview, type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type HostEvent, type ModelDetails, type OpenedDocument,
+    type SettingsView, type StoredTurn, type UserSettings
 } from "../contract/index.js";
+import {cacheOverview} from "./cache-overview.js";
+import {ConversationStore} from "./conversations.js";
+import {openLibraryDocument, resolveLibraryDocument} from "./documents.js";
+import {describeHardware} from "./hardware.js";
+import {modelDetails} from "./model-details.js";
+import {downloadEvents} from "./model-downloads.js";
+import {settingsView, startupThreads} from "./user-settings.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {CacheWarming, type WarmCacheResult} from "./cache-warming.js";
 import {ChatService} from "./chat/chat-service.js";
@@ -39,15 +48,22 @@ export class Engine implements EngineApi {
     private readonly libraryHost: LibraryHost;
     private readonly warming: CacheWarming;
     private readonly chatService: ChatService;
+    private readonly conversations: ConversationStore;
+    /** The settings this run started with: budgets, threads and GPU layers apply from the next start. */
+    private readonly startedWith: Settings;
 
     private constructor(public readonly dataDir: string, public readonly threads: number, options: EngineOptions,
         private readonly registry: ModelRegistry, private settings: Settings) {
         this.host = new ModelHost({
-            dataDir, threads, gpu: options.gpu ?? "auto", ...(options.residentKvBytes != null ? {residentKvBytes: options.residentKvBytes} : {}),
-            modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize
+            dataDir, threads, gpu: options.gpu ?? "auto", modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize,
+            ...residentBudget(options.residentKvBytes ?? settings.residentCacheBytes ?? undefined),
+            ramCacheBytes: settings.ramCacheBytes, diskCacheBytes: settings.diskCacheBytes, ...(settings.gpuLayers != null ? {gpuLayers: settings.gpuLayers} : {})
         });
+        this.conversations = new ConversationStore(dataDir);
+        this.startedWith = settings;
         this.libraryHost = new LibraryHost(dataDir, {
-            foreground: this.foreground, tokenizer: () => this.ingestTokenizer(), embedder: () => this.embedder(), changed: () => this.warming.trigger()
+            foreground: this.foreground, tokenizer: () => this.ingestTokenizer(), embedder: () => this.embedder(), changed: () => this.warming.trigger(),
+            chunkTokens: () => this.settings.chunkTokens
         });
         this.warming = new CacheWarming({
             host: this.host, library: this.libraryHost, foreground: this.foreground, isClosed: () => this.closed,
@@ -61,7 +77,7 @@ export class Engine implements EngineApi {
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
         const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
-        return new Engine(options.dataDir, resolveThreads(options.threads), options, registry, settings);
+        return new Engine(options.dataDir, resolveThreads(startupThreads(options.threads, settings)), options, registry, settings);
     }
 
     /** Starts llama.cpp and loads the active model ahead of the first question (serve and the app call this). */
@@ -247,8 +263,88 @@ export class Engine implements EngineApi {
         return result;
     }
 
+    // The app's endpoints: each delegates to its own service.
+    public listConversations(): Promise<ConversationSummary[]> {
+        return this.conversations.list();
+    }
+
+    public getConversation(input: {id: string}): Promise<Conversation> {
+        return this.conversations.get(input.id);
+    }
+
+    public createConversation(input: {title?: string}): Promise<Conversation> {
+        return this.conversations.create(input.title);
+    }
+
+    public renameConversation(input: {id: string, title: string}): Promise<ConversationSummary> {
+        return this.conversations.rename(input.id, input.title);
+    }
+
+    public deleteConversation(input: {id: string}): Promise<{removed: boolean}> {
+        return this.conversations.remove(input.id);
+    }
+
+    public appendTurn(input: {id: string, turn: StoredTurn}): Promise<ConversationSummary> {
+        return this.conversations.appendTurn(input.id, input.turn);
+    }
+
+    public async getSettings(): Promise<SettingsView> {
+        return settingsView(this.settings, this.startedWith, this.dataDir);
+    }
+
+    public async changeSettings(patch: Partial<UserSettings>): Promise<SettingsView> {
+        await this.updateSettings(patch);
+        return this.getSettings();
+    }
+
+    public async getCacheOverview(): Promise<CacheOverview> {
+        return cacheOverview((await this.host.chunkCache()).stats(), await this.host.residentStats());
+    }
+
+    public async openDocument(input: {path: string}): Promise<OpenedDocument> {
+        return openLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path));
+    }
+
+    public async resolveDocument(input: {path: string}): Promise<{path: string}> {
+        return {path: await resolveLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path))};
+    }
+
+    /** Only the desktop shell has a system viewer to hand documents to. */
+    public async showInSystemViewer(): Promise<{opened: boolean}> {
+        throw new EngineError("bad_request", "opening documents in the system viewer needs the desktop app");
+    }
+
+    public listModelDetails(): Promise<ModelDetails[]> {
+        return modelDetails(this.registry.list());
+    }
+
+    public async getHardware(): Promise<Hardware> {
+        return describeHardware(await this.host.llama(), this.threads);
+    }
+
+    /** The desktop shell answers this with its native picker; here there is none. */
+    public async pickFolder(): Promise<{path: string | null}> {
+        throw new EngineError("bad_request", "there is no folder picker here: type the folder's path");
+    }
+
+    /** Hosting the engine in-process (serve, CLI), it runs until the client stops watching. */
+    public async* watchHost(_input: Record<string, never>, signal: AbortSignal): AsyncGenerator<HostEvent> {
+        yield {type: "state", state: "running"};
+        if (!signal.aborted)
+            await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), {once: true}));
+        yield {type: "done"};
+    }
+
+    public downloadModel(input: {source: string}, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
+        return downloadEvents(input.source, signal, (source, options) => this.pullModel(source, options));
+    }
+
     private async updateSettings(patch: Partial<Settings>): Promise<void> {
         this.settings = {...this.settings, ...patch};
         await saveSettings(this.dataDir, this.settings);
     }
+}
+
+function residentBudget(bytes: number | undefined): {residentKvBytes?: number} {
+    return bytes != null ? {residentKvBytes: bytes} : {};
 }

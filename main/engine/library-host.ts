@@ -16,9 +16,11 @@ export class LibraryHost {
     public constructor(dataDir: string, private readonly deps: {
         foreground: Foreground, tokenizer(): Promise<Tokenizer>, embedder(): Promise<Embedder | null>,
         /** Called after an ingest that changed the library (cache warming starts a pass). */
-        changed(): void
+        changed(): void,
+        /** The size chunks are packed to (a setting). */
+        chunkTokens?(): number
     }) {
-        this.library = new Library(dataDir, () => deps.tokenizer(), () => deps.embedder());
+        this.library = new Library(dataDir, () => deps.tokenizer(), () => deps.embedder(), deps.chunkTokens);
     }
 
     public listFolders(): Promise<FolderInfo[]> {

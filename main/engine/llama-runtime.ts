@@ -27,7 +27,7 @@ export type LoadedModel = {
  * Loads a registered model with one context. Memory is checked up front so a model that cannot fit
  * fails with `model_too_large` instead of the process being killed.
  */
-export async function loadModel(llama: Llama, info: ModelInfo, options: {contextSize: number, threads: number}): Promise<LoadedModel> {
+export async function loadModel(llama: Llama, info: ModelInfo, options: {contextSize: number, threads: number, gpuLayers?: number}): Promise<LoadedModel> {
     const summary = await inspectGguf(info.path);
     if (llama.gpu === false) {
         const insights = await GgufInsights.from(summary.info, llama);
@@ -41,7 +41,7 @@ export async function loadModel(llama: Llama, info: ModelInfo, options: {context
 
     let model: LlamaModel;
     try {
-        model = await llama.loadModel({modelPath: info.path});
+        model = await llama.loadModel({modelPath: info.path, ...(options.gpuLayers != null ? {gpuLayers: options.gpuLayers} : {})});
     } catch (error) {
         if (error instanceof InsufficientMemoryError)
             throw new EngineError("model_too_large", `${info.name} does not fit in memory: ${error.message}`, {cause: error});

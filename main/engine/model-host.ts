@@ -4,6 +4,7 @@ import type {Llama, LlamaModel} from "node-llama-cpp";
 import type {ModelInfo} from "../contract/index.js";
 import {type BlendSession, openBlendSession} from "./blend/blend.js";
 import {type ChunkCacheStats, ChunkKvCache} from "./kv/chunk-cache.js";
+import type {ResidentTierStats} from "./kv/resident-tier.js";
 import {StoreFailures, type StoreFailureStats} from "./kv/store-failures.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {type GpuChoice, type LlamaLoad, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
@@ -20,6 +21,11 @@ export type ModelHostOptions = {
     modelInfo(id: string): ModelInfo;
     /** The context size to load chat models with (a setting). */
     contextSize(): number;
+    /** Byte budgets of the chunk cache's RAM and disk tiers (settings; defaults below). */
+    ramCacheBytes?: number;
+    diskCacheBytes?: number;
+    /** Layers offloaded to the GPU (a setting); node-llama-cpp chooses when absent. */
+    gpuLayers?: number;
 };
 
 /** The chunk cache's counters, and the failures to store chunk KVs that questions did not wait for. */
@@ -99,7 +105,10 @@ export class ModelHost {
 
         await this.unloadCurrent();
         const llama = await this.llama();
-        this.loaded = await loadModel(llama, this.options.modelInfo(modelId), {contextSize: this.options.contextSize(), threads: this.options.threads});
+        this.loaded = await loadModel(llama, this.options.modelInfo(modelId), {
+            contextSize: this.options.contextSize(), threads: this.options.threads,
+            ...(this.options.gpuLayers != null ? {gpuLayers: this.options.gpuLayers} : {})
+        });
         return this.loaded;
     }
 
@@ -146,8 +155,17 @@ export class ModelHost {
         return found;
     }
 
+    /** The loaded model's GPU-resident tier, if it has one (the Cache view). */
+    public async residentStats(): Promise<ResidentTierStats | null> {
+        const session = this.loaded != null ? await this.blendSessions.get(this.loaded)?.catch(() => null) : null;
+        return session?.available === true ? session.value.resident?.stats() ?? null : null;
+    }
+
     public chunkCache(): Promise<ChunkKvCache> {
-        this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.options.dataDir, ramBudgetBytes: chunkCacheRamBytes, diskBudgetBytes: chunkCacheDiskBytes});
+        this.chunkCachePromise ??= ChunkKvCache.open({
+            dataDir: this.options.dataDir, ramBudgetBytes: this.options.ramCacheBytes ?? chunkCacheRamBytes,
+            diskBudgetBytes: this.options.diskCacheBytes ?? chunkCacheDiskBytes
+        });
         return this.chunkCachePromise;
     }
 

@@ -1,13 +1,14 @@
 import os from "node:os";
 import path from "node:path";
 import {z} from "zod";
+import {UserSettings} from "../contract/index.js";
 import {readJsonOr, writeJsonAtomic} from "./json-file.js";
 
 export const Settings = z.object({
     activeModelId: z.string().nullable().default(null),
     embeddingModelId: z.string().nullable().default(null),
     contextSize: z.number().int().min(256).max(131_072).default(4096)
-});
+}).merge(UserSettings);
 export type Settings = z.infer<typeof Settings>;
 
 export function settingsPath(dataDir: string): string {

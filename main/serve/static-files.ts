@@ -7,6 +7,7 @@ import {fileURLToPath} from "node:url";
 const contentTypes: Record<string, string> = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".map": "application/json; charset=utf-8",
     ".png": "image/png",

@@ -1,5 +1,6 @@
 import {useLayoutEffect, useRef} from "react";
 import {useApp} from "../store/index.js";
+import {shortcutKey} from "./keys.js";
 import {NoModels} from "./NoModels.js";
 import {TurnView} from "./TurnView.js";
 
@@ -32,7 +33,8 @@ export function ChatView() {
                         <h1>Ask your documents</h1>
                         <p>Answers stream as they are generated, with their sources and timing underneath.</p>
                         <p className="keys">
-                            <kbd>Enter</kbd> sends · <kbd>Shift</kbd>+<kbd>Enter</kbd> new line · <kbd>Esc</kbd> stops the answer
+                            <kbd>Enter</kbd> sends · <kbd>Shift</kbd>+<kbd>Enter</kbd> new line · <kbd>Esc</kbd> stops the answer ·{" "}
+                            <kbd>{shortcutKey}</kbd>+<kbd>K</kbd> new chat
                         </p>
                     </div>
                 )}

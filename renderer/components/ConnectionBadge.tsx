@@ -18,14 +18,17 @@ export function ConnectionBadge() {
     const connection = useApp((state) => state.connection);
     const transport = useApp((state) => state.transport);
     const retryConnection = useApp((state) => state.retryConnection);
+    // The desktop app's engine process restarting after a crash (the banner says why).
+    const engineRestarting = useApp((state) => state.engineState);
     const seconds = useCountdown(connection.kind === "reconnecting" ? connection.retryAt : null);
 
     let label: string;
     let title: string;
     switch (connection.kind) {
         case "open":
-            label = "Connected";
-            title = transport === "ipc" ? "Connected to the built-in engine" : "Connected to weft serve";
+            label = engineRestarting !== null ? "Engine restarting…" : "Connected";
+            title = engineRestarting !== null ? `The engine stopped (${engineRestarting}) and is restarting`
+                : transport === "ipc" ? "Connected to the built-in engine" : "Connected to weft serve";
             break;
         case "connecting":
             label = connection.attempt > 1 ? "Reconnecting…" : "Connecting…";
@@ -42,7 +45,8 @@ export function ConnectionBadge() {
     }
 
     return (
-        <div className="connection" data-testid="connection-state" data-state={connection.kind} title={title}>
+        <div className="connection" data-testid="connection-state" data-state={connection.kind}
+            data-engine={engineRestarting !== null ? "restarting" : "running"} title={title}>
             <span className="connection-dot" aria-hidden="true" />
             <span>{label}</span>
             {connection.kind === "reconnecting" && (

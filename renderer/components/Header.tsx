@@ -1,14 +1,29 @@
 import {useApp} from "../store/index.js";
 import {ConnectionBadge} from "./ConnectionBadge.js";
+import {shortcutKey as shortcutLabel} from "./keys.js";
 import {ModelPicker} from "./ModelPicker.js";
+import type {ViewName} from "../store/index.js";
 
-const shortcutLabel = typeof navigator !== "undefined" && /Mac|iPhone|iPad/.test(navigator.platform) ? "⌘" : "Ctrl";
+const views: [ViewName, string][] = [["chat", "Chat"], ["models", "Models"], ["cache", "Cache"], ["settings", "Settings"]];
+
+/** The main views; the current one is marked for assistive technology with aria-current. */
+function ViewNav() {
+    const view = useApp((state) => state.view);
+    const setView = useApp((state) => state.setView);
+    return (
+        <nav className="view-nav" aria-label="Views">
+            {views.map(([name, label]) => (
+                <button key={name} type="button" className={`ghost-button${view === name ? " active" : ""}`}
+                    aria-current={view === name ? "page" : undefined} onClick={() => setView(name)}>
+                    {label}
+                </button>
+            ))}
+        </nav>
+    );
+}
 
 export function Header() {
     const status = useApp((state) => state.status);
-    const hasTurns = useApp((state) => state.turns.length > 0);
-    const streaming = useApp((state) => state.activeTurnId !== null);
-    const clearChat = useApp((state) => state.clearChat);
     const libraryOpen = useApp((state) => state.libraryOpen);
     const folderCount = useApp((state) => state.folders.length);
     const indexing = useApp((state) => state.ingest?.state === "running");
@@ -30,6 +45,7 @@ export function Header() {
                     {status.backend ?? "no backend yet"}
                 </span>
             )}
+            <ViewNav />
             <div className="header-spacer" />
             <ModelPicker />
             <button
@@ -44,9 +60,6 @@ export function Header() {
                 {indexing && <span className="activity-dot" aria-hidden="true" />}
                 Library
                 {folderCount > 0 && <span className="count">{folderCount}</span>}
-            </button>
-            <button type="button" className="ghost-button" onClick={clearChat} disabled={!hasTurns || streaming}>
-                New chat
             </button>
         </header>
     );

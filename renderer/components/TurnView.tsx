@@ -1,7 +1,8 @@
 import {memo} from "react";
 import type {Turn} from "../store/index.js";
-import {AnswerStats} from "./AnswerStats.js";
-import {Citations} from "./Citations.js";
+import {AnswerStrip} from "./chat/AnswerStrip.js";
+import {AnswerText} from "./sources/AnswerText.js";
+import {Citations} from "./sources/Citations.js";
 
 /** One question and its answer: the bubble streams tokens, then citations, errors and stats follow. */
 export const TurnView = memo(function TurnView({turn}: {turn: Turn}) {
@@ -17,7 +18,7 @@ export const TurnView = memo(function TurnView({turn}: {turn: Turn}) {
                     aria-live="polite"
                     aria-busy={!finished}
                 >
-                    {turn.answer}
+                    {finished ? <AnswerText text={turn.answer} citations={turn.citations} /> : turn.answer}
                 </div>
                 {turn.status === "cancelled" && <p className="answer-note">Stopped.</p>}
                 {!finished && turn.cancelRequested && <p className="answer-note">Stopping…</p>}
@@ -27,7 +28,7 @@ export const TurnView = memo(function TurnView({turn}: {turn: Turn}) {
                     </p>
                 )}
                 <Citations citations={turn.citations} />
-                {turn.stats !== null && <AnswerStats stats={turn.stats} />}
+                {turn.stats !== null && <AnswerStrip stats={turn.stats} />}
             </div>
         </article>
     );

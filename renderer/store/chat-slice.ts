@@ -5,7 +5,11 @@ export const createChatSlice = (engine: () => EngineActions): SliceCreator<ChatS
         turns: [],
         strategy: "auto",
         ratio: 0.15,
-        setStrategy: (strategy, ratio) => set((state) => ({strategy, ratio: ratio ?? state.ratio})),
+        setStrategy: (strategy, ratio) => {
+            set((state) => ({strategy, ratio: ratio ?? state.ratio}));
+            // Kept in the engine's settings, so the next start (and the Settings view) has the same choice.
+            void engine().changeSettings({strategy, ratio: get().ratio});
+        },
         activeTurnId: null,
         ask: (question) => {
             if (question.trim() === "" || get().activeTurnId !== null)
@@ -17,8 +21,5 @@ export const createChatSlice = (engine: () => EngineActions): SliceCreator<ChatS
             if (get().activeTurnId !== null)
                 engine().cancel();
         },
-        clearChat: () => {
-            if (get().activeTurnId === null)
-                set({turns: []});
-        }
+        clearChat: () => get().newChat()
     });

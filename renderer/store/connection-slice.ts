@@ -6,6 +6,7 @@ export const createConnectionSlice = (connection: ConnectionSource, engine: () =
         transport: connection.transport,
         connection: connection.get(),
         status: null,
+        engineState: null,
         notice: null,
         retryConnection: () => engine().retryConnection(),
         dismissNotice: () => set({notice: null})

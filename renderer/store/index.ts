@@ -7,6 +7,12 @@ import {createChatSlice} from "./chat-slice.js";
 import {createConnectionSlice} from "./connection-slice.js";
 import {createLibrarySlice} from "./library-slice.js";
 import {createModelsSlice} from "./models-slice.js";
+import {createCacheSlice} from "./cache-slice.js";
+import {createConversationsSlice} from "./conversations-slice.js";
+import {createDocumentSlice} from "./document-slice.js";
+import {createDownloadsSlice} from "./downloads-slice.js";
+import {createSettingsSlice} from "./settings-slice.js";
+import {createViewSlice} from "./view-slice.js";
 import type {AppState, EngineActions} from "./types.js";
 
 export type * from "./types.js";
@@ -22,7 +28,13 @@ export function createAppStore(connection: ConnectionSource, engine: () => Engin
         ...createModelsSlice(engine)(...a),
         ...createChatSlice(engine)(...a),
         ...createLibrarySlice(engine)(...a),
-        ...createCacheWarmSlice(engine)(...a)
+        ...createCacheWarmSlice(engine)(...a),
+        ...createViewSlice()(...a),
+        ...createConversationsSlice(engine)(...a),
+        ...createSettingsSlice(engine)(...a),
+        ...createCacheSlice(engine)(...a),
+        ...createDocumentSlice(engine)(...a),
+        ...createDownloadsSlice(engine)(...a)
     }));
 }
 

@@ -16,6 +16,7 @@ export const createLibrarySlice = (engine: () => EngineActions): SliceCreator<Li
                 return false;
             return engine().ingestFolder(trimmed);
         },
+        pickFolder: () => engine().pickFolder(),
         cancelIngest: () => {
             if (get().ingest?.state === "running")
                 engine().cancelIngest();

@@ -11,5 +11,8 @@ export const createModelsSlice = (engine: () => EngineActions): SliceCreator<Mod
                 void engine().selectModel(id);
         },
         addModel: (path) => engine().addModel(path.trim()),
-        refresh: () => void engine().refresh()
+        refresh: () => void engine().refresh(),
+        hardware: null,
+        modelDetails: {},
+        loadHardware: () => void engine().loadHardware()
     });

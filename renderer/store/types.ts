@@ -1,30 +1,73 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, CacheWarmStatus, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ListedModel, Strategy
+    AnswerStats, CacheOverview, CacheStats, CacheWarmStatus, Citation, ConversationSummary, DownloadProgress, EngineErrorShape, EngineStatus,
+    FolderInfo, Hardware, IngestProgress, ModelDetails, IngestSummary, ListedModel, ModelInfo, OpenedDocument, SettingsView, Strategy, UserSettings
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
-/** What store actions ask of the engine; implemented by the bridge, the only code that talks to it. */
-export interface EngineActions {
+export interface ModelsActions {
     refresh(): Promise<void>;
     selectModel(id: string): Promise<void>;
     addModel(path: string): Promise<boolean>;
+    loadHardware(): Promise<void>;
+}
+
+export interface ChatActions {
     ask(question: string): void;
     cancel(): void;
-    retryConnection(): void;
+}
+
+export interface LibraryActions {
+    /** The desktop app's native folder picker: the chosen path, or null (cancelled, or not available). */
+    pickFolder(): Promise<string | null>;
     loadFolders(): Promise<void>;
     /** Starts indexing `path` (a new folder, or one already in the library); false when one is already running. */
     ingestFolder(path: string): boolean;
     cancelIngest(): void;
     removeFolder(id: string): Promise<void>;
+}
+
+export interface CacheWarmActions {
     pauseCacheWarm(): Promise<void>;
     resumeCacheWarm(): Promise<void>;
 }
+
+export interface ConversationActions {
+    loadConversations(): Promise<void>;
+    openConversation(id: string): Promise<void>;
+    renameConversation(id: string, title: string): Promise<void>;
+    deleteConversation(id: string): Promise<void>;
+}
+
+export interface SettingsActions {
+    loadSettings(): Promise<void>;
+    changeSettings(patch: Partial<UserSettings>): Promise<void>;
+}
+
+export interface CacheActions {
+    loadCacheOverview(): Promise<void>;
+}
+
+export interface DocumentActions {
+    openDocument(citation: Citation): void;
+    showInSystemViewer(path: string): Promise<void>;
+}
+
+export interface DownloadActions {
+    startDownload(source: string): void;
+    cancelDownload(source: string): void;
+}
+
+/** What store actions ask of the engine; each slice's wiring (renderer/wiring/) implements its part. */
+export type EngineActions = ModelsActions & ChatActions & LibraryActions & CacheWarmActions & ConversationActions & SettingsActions &
+    CacheActions & DocumentActions & DownloadActions & {retryConnection(): void};
 
 export type ConnectionSlice = {
     transport: TransportKind;
     connection: ConnectionState;
     status: EngineStatus | null;
+    /** Why the engine is restarting (desktop app, after a crash); null while it runs. */
+    engineState: string | null;
     /** The last failed request that is not tied to an answer, shown as a dismissible banner. */
     notice: {id: number; message: string} | null;
     retryConnection(): void;
@@ -40,6 +83,11 @@ export type ModelsSlice = {
     selectModel(id: string): void;
     addModel(path: string): Promise<boolean>;
     refresh(): void;
+    /** The backend and GPUs, read when the Models view opens. */
+    hardware: Hardware | null;
+    /** Quantization per model id, from the files' metadata (read when the Models view opens). */
+    modelDetails: Record<string, ModelDetails>;
+    loadHardware(): void;
 };
 
 export type TurnStatus = "waiting" | "streaming" | "done" | "cancelled" | "error";
@@ -103,6 +151,8 @@ export type LibrarySlice = {
     toggleLibrary(open?: boolean): void;
     /** Adds (or re-indexes) a folder; false when it cannot start now (empty path, offline, or already indexing). */
     addFolder(path: string): boolean;
+    /** The desktop app's folder picker; null when cancelled. */
+    pickFolder(): Promise<string | null>;
     cancelIngest(): void;
     /** Asks for confirmation first: the folder is removed only by confirmRemoveFolder. */
     requestRemoveFolder(id: string): void;
@@ -122,6 +172,71 @@ export type CacheWarmSlice = {
     resumeCacheWarm(): void;
 };
 
-export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice & CacheWarmSlice;
+export type ViewName = "chat" | "models" | "cache" | "settings";
+
+/** Which main view shows; the library panel and the conversation list stay beside it. */
+export type ViewSlice = {
+    view: ViewName;
+    setView(view: ViewName): void;
+};
+
+export type ConversationsSlice = {
+    conversations: ConversationSummary[];
+    conversationsLoaded: boolean;
+    /** The conversation on screen; null for a new chat not yet saved (it is saved with its first answer). */
+    conversationId: string | null;
+    /** The conversation whose title is being edited. */
+    renamingId: string | null;
+    newChat(): void;
+    openConversation(id: string): void;
+    startRename(id: string | null): void;
+    renameConversation(id: string, title: string): void;
+    deleteConversation(id: string): void;
+};
+
+export type SettingsSlice = {
+    settingsView: SettingsView | null;
+    settingsSaving: boolean;
+    changeSettings(patch: Partial<UserSettings>): void;
+};
+
+export type CacheSlice = {
+    cacheOverview: CacheOverview | null;
+    loadCacheOverview(): void;
+};
+
+export type DocumentViewer = {
+    citation: Citation;
+    document: OpenedDocument | null;
+    error: string | null;
+};
+
+export type DocumentSlice = {
+    viewer: DocumentViewer | null;
+    openDocument(citation: Citation): void;
+    /** Desktop app only: hands the document to the system's viewer. */
+    showInSystemViewer(path: string): void;
+    closeDocument(): void;
+};
+
+export type DownloadState = "running" | "done" | "cancelled" | "error";
+
+export type Download = {
+    source: string;
+    state: DownloadState;
+    progress: DownloadProgress | null;
+    error: string | null;
+    model: ModelInfo | null;
+};
+
+export type DownloadsSlice = {
+    /** Newest first, one per source: downloading a source again (a resume) replaces its entry. */
+    downloads: Download[];
+    startDownload(source: string): void;
+    cancelDownload(source: string): void;
+};
+
+export type AppState = ConnectionSlice & ModelsSlice & ChatSlice & LibrarySlice & CacheWarmSlice & ViewSlice & ConversationsSlice & SettingsSlice &
+    CacheSlice & DocumentSlice & DownloadsSlice;
 
 export type SliceCreator<T> = StateCreator<AppState, [], [], T>;

@@ -71,7 +71,7 @@ describe("chat in the browser (weft serve)", () => {
                 assert.ok(distinct[i]!.startsWith(distinct[i - 1]!) && distinct[i]!.length > distinct[i - 1]!.length,
                     `partial answers should only grow: ${JSON.stringify(distinct[i - 1])} then ${JSON.stringify(distinct[i])}`);
 
-            await chat.stats().waitFor();
+            await chat.showStats();
             const promptTokens = Number(await chat.stat("promptTokens"));
             assert.ok(Number.isInteger(promptTokens) && promptTokens > 0, `promptTokens should be positive, got ${promptTokens}`);
             const ttftMs = Number(await chat.stat("ttftMs"));

@@ -59,10 +59,46 @@ const fakePreload = `(() => {
         ratio: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvLoadGBps: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0,
         fullPrefillEstimateMs: 0
     });
+    // The app's other endpoints, kept in memory as the engine would keep them on disk.
+    const conversations = new Map();
+    let settings = {strategy: "auto", ratio: 0.15, ramCacheBytes: 1073741824, diskCacheBytes: 8589934592, residentCacheBytes: null,
+                    chunkTokens: 384, threads: null, gpuLayers: null, theme: "dark"};
+    const summaryOf = ({turns, ...summary}) => summary;
+    const appEndpoints = {
+        listConversations: async () => [...conversations.values()].map(summaryOf),
+        getConversation: async (input) => conversations.get(input.id) ?? reject("not_found", "no conversation"),
+        createConversation: async () => {
+            const now = new Date().toISOString();
+            const conversation = {id: "c" + (conversations.size + 1), title: "New chat", titledByUser: false, createdAt: now, updatedAt: now,
+                                  turnCount: 0, turns: []};
+            conversations.set(conversation.id, conversation);
+            return conversation;
+        },
+        appendTurn: async (input) => {
+            const conversation = conversations.get(input.id);
+            conversation.turns.push(input.turn);
+            conversation.turnCount++;
+            if (conversation.turnCount === 1)
+                conversation.title = input.turn.question;
+            return summaryOf(conversation);
+        },
+        renameConversation: async (input) => summaryOf(Object.assign(conversations.get(input.id), {title: input.title, titledByUser: true})),
+        deleteConversation: async (input) => ({removed: conversations.delete(input.id)}),
+        getSettings: async () => ({settings, dataDir: "/data", pendingRestart: []}),
+        changeSettings: async (patch) => (settings = {...settings, ...patch}, {settings, dataDir: "/data", pendingRestart: []}),
+        // The test plays the shell's part (a crash and restart, a model added from the menu) through this hook.
+        watchHost: (input, onEvent) => {
+            window.__weftHost = onEvent;
+            setTimeout(() => onEvent({type: "state", state: "running"}), 0);
+            return {cancel() { onEvent({type: "done"}); }};
+        },
+        pickFolder: async () => ({path: null})
+    };
     window.weft = {
+        ...appEndpoints,
         getStatus: async () => ({version: "0.0.0-test", backend: "cuda", threads: 4, dataDir: "/data",
                                  activeModelId: active, embeddingModelId: null, loadedModelId: active, cacheWarm: warm}),
-        listModels: async () => models,
+        listModels: async () => (window.__weftListModels = (window.__weftListModels ?? 0) + 1, models),
         addModel: (input) => reject("model_invalid", "not a GGUF file: " + input.path),
         removeModel: async () => ({removed: false}),
         selectModel: (input) => input.id === "ghost"
@@ -209,12 +245,13 @@ describe("chat in Electron's renderer (window.weft)", () => {
             // Citations: "[n] file name (p. N)", the full path as tooltip, the passage behind a click.
             const citations = chat.turn().getByTestId("citation");
             assert.equal(await citations.count(), 2);
-            assert.equal(((await citations.nth(0).locator(".citation-line").textContent()) ?? "").trim(), "[1] guide.pdf (p. 4)");
+            // innerText: what is shown, without the [n] preview that appears on hover.
+            assert.equal((await citations.nth(0).locator(".citation-line").innerText()).trim(), "[1] guide.pdf (p. 4)");
             assert.equal(await citations.nth(0).locator(".citation-path").getAttribute("title"), "/docs/notes/guide.pdf");
             assert.equal(await citations.nth(0).getByTestId("citation-text").isVisible(), false, "the passage starts folded");
             await citations.nth(0).locator("summary").click();
             assert.equal(await citations.nth(0).getByTestId("citation-text").textContent(), "Chapter four of the guide.");
-            assert.equal(((await citations.nth(1).textContent()) ?? "").trim(), "[2] todo.md", "no page, no passage: a plain line");
+            assert.equal((await citations.nth(1).locator(".citation-line").innerText()).trim(), "[2] todo.md", "no page, no passage: a plain line");
             assert.equal(await citations.nth(1).locator("summary").count(), 0);
 
             // A failed stream shows its message inline, under its question.
@@ -347,6 +384,34 @@ describe("chat in Electron's renderer (window.weft)", () => {
             await library.cacheWarmIn("running").waitFor();
             // Finished: the section goes away.
             await library.cacheWarm.waitFor({state: "detached"});
+        });
+    });
+
+    it("shows the engine's crash with its reason while it restarts, then reloads; a model added from the menu refreshes the list", {timeout: 60_000}, async () => {
+        await withPage(async (page) => {
+            const chat = new ChatPage(page);
+            await chat.open(`${origin}/`);
+            await chat.waitUntilConnected();
+            await chat.ensureModelSelected();
+            const host = (event: object) => page.evaluate(`window.__weftHost(${JSON.stringify(event)})`);
+            const listed = async () => Number(await page.evaluate("window.__weftListModels ?? 0"));
+
+            await host({type: "state", state: "restarting", reason: "crashed, exit code 11"});
+            const notice = page.getByTestId("notice");
+            await notice.waitFor();
+            assert.match((await notice.textContent()) ?? "", /The engine stopped \(crashed, exit code 11\) and is restarting/);
+            assert.equal(await chat.connectionState.textContent(), "Engine restarting…");
+            await page.screenshot({path: path.join(repoRoot, "test/.tmp/screenshots/ipc-engine-crash.png")});
+
+            // Back up: everything is read again (the models among it).
+            const before = await listed();
+            await host({type: "state", state: "running"});
+            await page.waitForFunction(`(window.__weftListModels ?? 0) > ${before}`);
+            assert.equal(await chat.connectionState.textContent(), "Connected");
+
+            const beforeMenu = await listed();
+            await host({type: "modelsChanged"});
+            await page.waitForFunction(`(window.__weftListModels ?? 0) > ${beforeMenu}`);
         });
     });
 });

@@ -116,7 +116,7 @@ describe("the library in the browser (weft serve)", () => {
             const zanzibarPath = path.join(docsDir, "zanzibar.md");
             const citation = chat.turn().locator(`[data-testid="citation"][data-path=${JSON.stringify(zanzibarPath)}]`).first();
             await citation.waitFor();
-            assert.match(((await citation.locator(".citation-line").textContent()) ?? "").trim(), /^\[\d+\] zanzibar\.md$/);
+            assert.match((await citation.locator(".citation-line").innerText()).trim(), /^\[\d+\] zanzibar\.md$/);
             assert.equal(await citation.locator(".citation-path").getAttribute("title"), zanzibarPath);
             const firstCited = chat.turn().getByTestId("citation").first();
             assert.equal(await firstCited.getAttribute("data-path"), zanzibarPath, "the best match is the zanzibar file");

@@ -19,8 +19,16 @@ export class Library {
     public constructor(
         private readonly dataDir: string,
         private readonly tokenizer: () => Promise<Tokenizer>,
-        private readonly embedder: () => Promise<Embedder | null>
+        private readonly embedder: () => Promise<Embedder | null>,
+        /** The size chunks are packed to (the setting); the chunker's default when absent. */
+        private readonly chunkTokens?: () => number
     ) {}
+
+    /** Chunks may grow a third past the target to end at a sentence or paragraph, as with the chunker's defaults. */
+    private chunkSize(): {targetTokens?: number, maxTokens?: number} {
+        const target = this.chunkTokens?.();
+        return target == null ? {} : {targetTokens: target, maxTokens: Math.ceil(target * 4 / 3)};
+    }
 
     public store(): Promise<LibraryStore> {
         if (this.storePromise == null) {
@@ -73,6 +81,7 @@ export class Library {
                 dataDir: this.dataDir,
                 countTokens: tokenizer.countTokens,
                 tokenizer: tokenizer.kind,
+                ...this.chunkSize(),
                 embedder: await this.embedder(),
                 signal,
                 onlyPaths,

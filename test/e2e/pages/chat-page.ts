@@ -143,7 +143,15 @@ export class ChatPage {
         return this.page.evaluate<RecordedAnswer[]>("window.__weftAnswers ?? []");
     }
 
-    /** The stats panel under the answer to the last question. */
+    /** Opens the full breakdown under the answer to the last question (the strip's Details) and waits for it. */
+    public async showStats(): Promise<void> {
+        const toggle = this.turn().getByRole("region", {name: "Answer summary"}).getByRole("button", {name: "Details"});
+        await toggle.waitFor();
+        await toggle.click();
+        await this.stats().waitFor();
+    }
+
+    /** The stats panel under the answer to the last question (hidden until showStats). */
     public stats(): Locator {
         return this.turn().getByTestId("answer-stats");
     }

@@ -1,0 +1,7 @@
+import type {SliceCreator, ViewSlice} from "./types.js";
+
+export const createViewSlice = (): SliceCreator<ViewSlice> =>
+    (set) => ({
+        view: "chat",
+        setView: (view) => set({view})
+    });
