@@ -17,7 +17,9 @@
         "src/kv_splice.cpp",
         "src/kv_resident.cpp",
         "src/layer_capture.cpp",
-        "src/stack_dump.cpp"
+        "src/stack_dump.cpp",
+        "src/kv_codec.cpp",
+        "src/kv_codec_addon.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
