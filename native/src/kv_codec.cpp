@@ -21,23 +21,26 @@ namespace {
 
 constexpr uint32_t kScaleBits = 12;
 constexpr uint32_t kScale = 1u << kScaleBits;
-constexpr uint32_t kRansL = 1u << 23;
+constexpr uint32_t kRansL = 1u << 16;  // 32-bit state, 16-bit renormalization: at most one read per symbol
 constexpr int kRange = 15;
 constexpr uint32_t kSymbols = 2 * kRange + 2;
 constexpr uint32_t kEscape = kSymbols - 1;
 constexpr uint32_t kClasses = 32;
-constexpr uint32_t kMaxShift = 24;
+constexpr uint32_t kMaxShift = 7;  // raw low bits per value (3 bits of the channel's code byte)
 constexpr uint32_t kGroup = 16;
 
 struct Table {
     uint16_t freq[kSymbols];
     uint16_t cum[kSymbols];
     float cost[kSymbols];  // bits
-    uint8_t symbolOf[kScale];
+    // Per slot: symbol (bits 0-5), slot - cum (bits 6-17), freq (bits 18-30): one load per decoded symbol.
+    uint32_t slot[kScale];
 };
 
 struct Tables {
     Table table[kClasses];
+    float stepScale[256];  // a channel's step is the section's base step times stepScale[code]: 2^((code - 128) / 8)
+    float minBits;  // the fewest bits any value can cost (the likeliest symbol of the narrowest table)
     float classMean[kClasses];
     float halfToFloat[65536];
 };
@@ -83,10 +86,16 @@ const Tables& tables() {
                 table.cum[s] = (uint16_t) cum;
                 table.cost[s] = (float) (kScaleBits - std::log2((double) table.freq[s]));
                 for (uint32_t slot = cum; slot < cum + table.freq[s]; slot++)
-                    table.symbolOf[slot] = (uint8_t) s;
+                    table.slot[slot] = s | ((slot - cum) << 6) | ((uint32_t) table.freq[s] << 18);
                 cum += table.freq[s];
             }
         }
+        for (int code = 0; code < 256; code++)
+            t->stepScale[code] = (float) std::pow(2.0, (code - 128) / 8.0);
+        t->minBits = 32;
+        for (uint32_t i = 0; i < kClasses; i++)
+            for (uint32_t s = 0; s < kSymbols; s++)
+                t->minBits = std::min(t->minBits, t->table[i].cost[s]);
         return t;
     }();
     return *built;
@@ -94,7 +103,7 @@ const Tables& tables() {
 
 // Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta). Finer steps for the first layers
 // (CacheGen keeps twice the levels for K in the first 10 of 32 layers and V in the first 2).
-constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 1.5f};
+constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 1.7f};
 constexpr float kSpreadExponent = 0.5f;
 
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK) {
@@ -116,7 +125,7 @@ uint64_t get64(const uint8_t* p) { return (uint64_t) get32(p) | ((uint64_t) get3
 const uint8_t kMagic[8] = {'W', 'E', 'F', 'T', 'K', 'V', 'Z', 0};
 constexpr size_t kFixedHeader = 56;
 constexpr size_t kLayerEntry = 32;
-constexpr size_t kSectionHead = 16;
+constexpr size_t kSectionHead = 20;
 
 template <typename Work>
 void onThreads(size_t count, uint32_t threads, Work work) {
@@ -256,22 +265,23 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     const double tensorSpread = std::sqrt(tensorSq / C);
     const double scale = kLevelScale[std::min(options.level, kLevelCount - 1)] * layerFactor(layer, nLayer, isK);
 
-    std::vector<uint16_t> meanHalf(C), stepHalf(C);
-    std::vector<float> meanF(C), stepF(C);
+    // Steps: the section's base step times 2^(k/8) per channel (one byte); means: whole steps (two bytes).
+    const float base = (float) std::min(std::max(scale * tensorSpread, 1.0 / 16384), 60000.0);
+    std::vector<uint8_t> stepCode(C);
+    std::vector<int16_t> meanSteps(C);
+    std::vector<float> stepF(C);
     for (uint32_t c = 0; c < C; c++) {
         const double spread = std::sqrt(sq[c] / nTokens);
-        double step = scale * std::pow(spread, kSpreadExponent) * std::pow(tensorSpread, 1 - kSpreadExponent);
-        step = std::min(std::max(step, 1.0 / 16384), 60000.0);
-        meanHalf[c] = floatToHalf((float) mean[c]);
-        stepHalf[c] = floatToHalf((float) step);
-        meanF[c] = t.halfToFloat[meanHalf[c]];
-        stepF[c] = t.halfToFloat[stepHalf[c]];
+        const double step = std::max(scale * std::pow(spread, kSpreadExponent) * std::pow(tensorSpread, 1 - kSpreadExponent), 1.0 / 16384);
+        stepCode[c] = (uint8_t) std::min(255.0, std::max(0.0, std::nearbyint(8 * std::log2(step / base)) + 128));
+        stepF[c] = base * t.stepScale[stepCode[c]];
+        meanSteps[c] = (int16_t) std::min(32767.0, std::max(-32768.0, std::nearbyint(mean[c] / stepF[c])));
     }
 
     std::vector<int32_t> q(n);
     for (size_t i = 0; i < n; i++) {
         const uint32_t c = (uint32_t) (i % C);
-        const double v = std::nearbyint(((double) x[i] - meanF[c]) / stepF[c]);
+        const double v = std::nearbyint((double) x[i] / stepF[c]) - meanSteps[c];
         q[i] = (int32_t) std::max(-1e9, std::min(1e9, v));
     }
     std::vector<float>().swap(x);
@@ -310,7 +320,7 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         }
     }
     const uint32_t rawBytes = (uint32_t) ((rawBits + 7) / 8);
-    const size_t perChannel = mode == 0 ? 6 : 8;
+    const size_t perChannel = mode == 0 ? 4 : 5;
     const size_t ransCapacity = n * 2 + 32;
     std::vector<uint8_t> rans(ransCapacity);
     std::vector<uint8_t> raw(rawBytes + 8, 0);
@@ -359,10 +369,12 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         const uint32_t s = symbols[i];
         const uint32_t freq = table.freq[s];
         uint32_t& x = state[i & 3];
-        const uint32_t xMax = ((kRansL >> kScaleBits) << 8) * freq;
-        while (x >= xMax) {
-            *--ptr = (uint8_t) x;
-            x >>= 8;
+        const uint32_t xMax = ((kRansL >> kScaleBits) << 16) * freq;
+        if (x >= xMax) {
+            ptr -= 2;
+            ptr[0] = (uint8_t) x;
+            ptr[1] = (uint8_t) (x >> 8);
+            x >>= 16;
         }
         x = ((x / freq) << kScaleBits) + (x % freq) + table.cum[s];
     }
@@ -378,16 +390,16 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     put32(out, ransBytes);
     put32(out, rawBytes);
     put32(out, escapes);
+    uint32_t baseBits;
+    std::memcpy(&baseBits, &base, 4);
+    put32(out, baseBits);
     out.reserve(out.size() + perChannel * C + ransBytes + rawBytes + esc.size());
     for (uint32_t c = 0; c < C; c++) {
-        put16(out, meanHalf[c]);
-        put16(out, stepHalf[c]);
-        out.push_back(best.anchor[c].cls);
-        out.push_back(best.anchor[c].shift);
-        if (mode != 0) {
-            out.push_back(best.delta[c].cls);
-            out.push_back(best.delta[c].shift);
-        }
+        put16(out, (uint16_t) meanSteps[c]);
+        out.push_back(stepCode[c]);
+        out.push_back((uint8_t) (best.anchor[c].cls | (best.anchor[c].shift << 5)));
+        if (mode != 0)
+            out.push_back((uint8_t) (best.delta[c].cls | (best.delta[c].shift << 5)));
     }
     out.insert(out.end(), ptr, end);
     out.insert(out.end(), raw.begin(), raw.begin() + rawBytes);
@@ -398,15 +410,120 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
 // Decoder
 
 struct ChannelDecode {
-    float mean, step;
-    const Table* anchorTable;
-    const Table* deltaTable;
-    uint32_t anchorShift, deltaShift;
+    const uint32_t* table;
+    uint32_t shift;
+    int32_t mean;  // in steps
+    float step;
 };
+
+inline float dequantize(const ChannelDecode& d, int32_t v) {
+    return (float) (int32_t) ((uint32_t) v + (uint32_t) d.mean) * d.step;
+}
 
 Error fail(std::string& detail, Error error, const std::string& what) {
     detail = what;
     return error;
+}
+
+struct StreamState {
+    uint32_t x[4];
+    const uint8_t* rp;
+    const uint8_t* rEnd;
+    const uint8_t* bp;
+    const uint8_t* bEnd;
+    const uint8_t* ep;
+    const uint8_t* eEnd;
+    uint64_t bitBuffer = 0;
+    uint32_t bitCount = 0;
+    uint64_t bitsUsed = 0;
+    bool overrun = false;
+};
+
+// One value: the rANS symbol, then its raw low bits or its escape. `Shifts` false: no channel of the row has low bits.
+template <bool Shifts>
+inline int32_t decodeValue(StreamState& st, uint32_t& x, const ChannelDecode& d) {
+    const uint32_t e = d.table[x & (kScale - 1)];
+    x = (e >> 18) * (x >> kScaleBits) + ((e >> 6) & (kScale - 1));
+    if (x < kRansL) {
+        if (st.rp + 2 <= st.rEnd) {
+            x = (x << 16) | st.rp[0] | ((uint32_t) st.rp[1] << 8);
+            st.rp += 2;
+        } else {
+            st.overrun = true;
+        }
+    }
+    const uint32_t s = e & 63;
+    if (__builtin_expect(s == kEscape, 0)) {
+        if (st.ep == st.eEnd) {
+            st.overrun = true;
+            return 0;
+        }
+        const int32_t v = (int32_t) get32(st.ep);
+        st.ep += 4;
+        return v;
+    }
+    const int32_t h = (int32_t) s - kRange;
+    if (!Shifts)
+        return h;
+    const uint32_t k = d.shift;
+    if (k == 0)
+        return h;
+    if (st.bitCount < k) {
+        while (st.bitCount <= 56) {
+            st.bitBuffer |= (uint64_t) (st.bp < st.bEnd ? *st.bp++ : 0) << st.bitCount;
+            st.bitCount += 8;
+        }
+    }
+    const uint32_t low = (uint32_t) (st.bitBuffer & ((1ull << k) - 1));
+    st.bitBuffer >>= k;
+    st.bitCount -= k;
+    st.bitsUsed += k;
+    return (int32_t) (uint32_t) ((int64_t) h * ((int64_t) 1 << k) + low - ((int64_t) 1 << (k - 1)));
+}
+
+// One token's row: values into `ints` (the quantized integers, delta undone), then dequantized into `row`.
+template <bool Shifts>
+void decodeRow(StreamState& st, uint32_t& j, const ChannelDecode* params, uint32_t C, bool anchor, uint32_t mode, int32_t* prev,
+        float* row) {
+    uint32_t c = 0;
+    if (j == 0) {
+        uint32_t x0 = st.x[0], x1 = st.x[1], x2 = st.x[2], x3 = st.x[3];
+        for (; c + 4 <= C; c += 4) {
+            const int32_t v0 = decodeValue<Shifts>(st, x0, params[c]);
+            const int32_t v1 = decodeValue<Shifts>(st, x1, params[c + 1]);
+            const int32_t v2 = decodeValue<Shifts>(st, x2, params[c + 2]);
+            const int32_t v3 = decodeValue<Shifts>(st, x3, params[c + 3]);
+            if (mode == 0) {
+                row[c] = dequantize(params[c], v0);
+                row[c + 1] = dequantize(params[c + 1], v1);
+                row[c + 2] = dequantize(params[c + 2], v2);
+                row[c + 3] = dequantize(params[c + 3], v3);
+            } else {
+                const int32_t v[4] = {v0, v1, v2, v3};
+                for (uint32_t i = 0; i < 4; i++) {
+                    int32_t q = anchor ? v[i] : (int32_t) ((uint32_t) v[i] + (uint32_t) prev[c + i]);
+                    if (mode == 1 || anchor)
+                        prev[c + i] = q;
+                    row[c + i] = dequantize(params[c + i], q);
+                }
+            }
+        }
+        st.x[0] = x0;
+        st.x[1] = x1;
+        st.x[2] = x2;
+        st.x[3] = x3;
+    }
+    for (; c < C; c++) {
+        int32_t v = decodeValue<Shifts>(st, st.x[j], params[c]);
+        j = (j + 1) & 3;
+        if (mode != 0) {
+            if (!anchor)
+                v = (int32_t) ((uint32_t) v + (uint32_t) prev[c]);
+            if (mode == 1 || anchor)
+                prev[c] = v;
+        }
+        row[c] = dequantize(params[c], v);
+    }
 }
 
 // Decodes one section of `size` bytes; output element (t, c) at out[t * rowStride + c * colStride].
@@ -419,48 +536,46 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     if (mode > 2 || (mode == 2 && group == 0) || get16(p + 2) != 0)
         return fail(detail, Error::corrupt, "unknown section mode " + std::to_string(mode));
     const uint64_t ransBytes = get32(p + 4), rawBytes = get32(p + 8), escapes = get32(p + 12);
-    const uint64_t perChannel = mode == 0 ? 6 : 8;
+    const uint64_t perChannel = mode == 0 ? 4 : 5;
     const uint64_t need = kSectionHead + perChannel * C + ransBytes + rawBytes + escapes * 4;
     if (need != size)
         return fail(detail, Error::corrupt, "section sizes add up to " + std::to_string(need) + " bytes, not " + std::to_string(size));
-    if (ransBytes < 16)
-        return fail(detail, Error::corrupt, "rANS stream shorter than its states");
+    if (ransBytes < 16 || ransBytes % 2 != 0)
+        return fail(detail, Error::corrupt, "invalid rANS stream length");
     if (escapes > (uint64_t) nTokens * C)
         return fail(detail, Error::corrupt, "more escapes than values");
 
-    std::vector<ChannelDecode> ch(C);
+    float base;
+    std::memcpy(&base, p + 16, 4);
+    if (!std::isfinite(base) || !(base > 0) || base > 1e6f)
+        return fail(detail, Error::corrupt, "invalid base step");
+    std::vector<ChannelDecode> anchorParams(C), deltaParams(C);
+    bool anchorShifts = false, deltaShifts = false;
     const uint8_t* params = p + kSectionHead;
     for (uint32_t c = 0; c < C; c++, params += perChannel) {
-        ChannelDecode& d = ch[c];
-        d.mean = t.halfToFloat[get16(params)];
-        d.step = t.halfToFloat[get16(params + 2)];
-        const uint32_t cls = params[4], shift = params[5];
-        const uint32_t dcls = mode ? params[6] : cls, dshift = mode ? params[7] : shift;
-        if (!std::isfinite(d.mean) || !std::isfinite(d.step) || !(d.step > 0) || cls >= kClasses || dcls >= kClasses || shift > kMaxShift ||
-            dshift > kMaxShift)
+        const int32_t mean = (int16_t) get16(params);
+        const float step = base * t.stepScale[params[2]];
+        const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
+        const uint32_t dcls = mode ? params[4] & 31 : cls, dshift = mode ? params[4] >> 5 : shift;
+        if (!std::isfinite(step) || !(step > 0))
             return fail(detail, Error::corrupt, "channel " + std::to_string(c) + " has invalid parameters");
-        d.anchorTable = &t.table[cls];
-        d.deltaTable = &t.table[dcls];
-        d.anchorShift = shift;
-        d.deltaShift = dshift;
+        anchorParams[c] = ChannelDecode{t.table[cls].slot, shift, mean, step};
+        deltaParams[c] = ChannelDecode{t.table[dcls].slot, dshift, mean, step};
+        anchorShifts |= shift != 0;
+        deltaShifts |= dshift != 0;
     }
-    const uint8_t* rp = params;
-    const uint8_t* rEnd = rp + ransBytes;
-    const uint8_t* bp = rEnd;
-    const uint8_t* bEnd = bp + rawBytes;
-    const uint8_t* ep = bEnd;
-    const uint8_t* eEnd = ep + escapes * 4;
-
-    uint32_t state[4];
-    for (int j = 0; j < 4; j++, rp += 4) {
-        state[j] = get32(rp);
-        if (state[j] < kRansL)
+    StreamState st;
+    st.rp = params;
+    st.rEnd = st.rp + ransBytes;
+    st.bp = st.rEnd;
+    st.bEnd = st.bp + rawBytes;
+    st.ep = st.bEnd;
+    st.eEnd = st.ep + escapes * 4;
+    for (int j = 0; j < 4; j++, st.rp += 4) {
+        st.x[j] = get32(st.rp);
+        if (st.x[j] < kRansL)
             return fail(detail, Error::corrupt, "invalid rANS state");
     }
-    uint64_t bitBuffer = 0;
-    uint32_t bitCount = 0;
-    uint64_t bitsUsed = 0;
-    bool overrun = false;
 
     std::vector<int32_t> prev(C, 0);
     std::vector<float> row(C);
@@ -468,57 +583,12 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     uint32_t j = 0;
     for (uint32_t tok = 0; tok < nTokens; tok++) {
         const bool anchor = mode == 0 || (mode == 1 ? tok == 0 : tok % group == 0);
-        for (uint32_t c = 0; c < C; c++) {
-            const ChannelDecode& d = ch[c];
-            const Table& table = *(anchor ? d.anchorTable : d.deltaTable);
-            uint32_t x = state[j];
-            const uint32_t slot = x & (kScale - 1);
-            const uint32_t s = table.symbolOf[slot];
-            x = table.freq[s] * (x >> kScaleBits) + slot - table.cum[s];
-            while (x < kRansL) {
-                if (rp == rEnd) {
-                    overrun = true;
-                    break;
-                }
-                x = (x << 8) | *rp++;
-            }
-            state[j] = x;
-            j = (j + 1) & 3;
-            int32_t v;
-            if (s == kEscape) {
-                if (ep == eEnd) {
-                    overrun = true;
-                    v = 0;
-                } else {
-                    v = (int32_t) get32(ep);
-                    ep += 4;
-                }
-            } else {
-                const uint32_t k = anchor ? d.anchorShift : d.deltaShift;
-                const int32_t h = (int32_t) s - kRange;
-                if (k) {
-                    if (bitCount < k) {
-                        while (bitCount <= 56) {
-                            bitBuffer |= (uint64_t) (bp < bEnd ? *bp++ : 0) << bitCount;
-                            bitCount += 8;
-                        }
-                    }
-                    const uint32_t low = (uint32_t) (bitBuffer & ((1ull << k) - 1));
-                    bitBuffer >>= k;
-                    bitCount -= k;
-                    bitsUsed += k;
-                    v = (int32_t) (uint32_t) ((int64_t) h * ((int64_t) 1 << k) + low - ((int64_t) 1 << (k - 1)));
-                } else {
-                    v = h;
-                }
-            }
-            if (!anchor)
-                v = (int32_t) ((uint32_t) v + (uint32_t) prev[c]);
-            if (mode == 1 || anchor)
-                prev[c] = v;
-            row[c] = d.mean + (float) v * d.step;
-        }
-        if (overrun)
+        const ChannelDecode* rowParams = anchor ? anchorParams.data() : deltaParams.data();
+        if (anchor ? anchorShifts : deltaShifts)
+            decodeRow<true>(st, j, rowParams, C, anchor, mode, prev.data(), row.data());
+        else
+            decodeRow<false>(st, j, rowParams, C, anchor, mode, prev.data(), row.data());
+        if (st.overrun)
             return fail(detail, Error::corrupt, "stream ends before its values");
         if (colStride == 1) {
             floatsToHalves(row.data(), out + (size_t) tok * rowStride, C);
@@ -528,8 +598,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
                 out[(size_t) tok * rowStride + (size_t) c * colStride] = halves[c];
         }
     }
-    if (rp != rEnd || ep != eEnd || bitsUsed > rawBytes * 8 || bitsUsed + 8 <= rawBytes * 8 || state[0] != kRansL || state[1] != kRansL ||
-        state[2] != kRansL || state[3] != kRansL)
+    if (st.rp != st.rEnd || st.ep != st.eEnd || st.bitsUsed > rawBytes * 8 || st.bitsUsed + 8 <= rawBytes * 8 || st.x[0] != kRansL ||
+        st.x[1] != kRansL || st.x[2] != kRansL || st.x[3] != kRansL)
         return fail(detail, Error::corrupt, "stream does not end where its values do");
     return Error::none;
 }
@@ -538,7 +608,7 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
 Error sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail) {
     if (size < kSectionHead)
         return fail(detail, Error::corrupt, "section shorter than its head");
-    const uint64_t perChannel = p[0] == 0 ? 6 : 8;
+    const uint64_t perChannel = p[0] == 0 ? 4 : 5;
     length = kSectionHead + perChannel * C + (uint64_t) get32(p + 4) + get32(p + 8) + (uint64_t) get32(p + 12) * 4;
     if (length > size)
         return fail(detail, Error::corrupt, "K section runs past its layer");
@@ -709,7 +779,9 @@ Error parseHeader(const uint8_t* data, size_t size, const DecodeExpect& expect, 
         // escape per value.
         const uint64_t values = (uint64_t) header.nTokens * (info.nEmbdK + info.nEmbdV);
         const uint64_t maxBytes = 2 * (kSectionHead + 16) + 8ull * (info.nEmbdK + info.nEmbdV) + 9 * values;
-        if (info.offset != offset || info.bytes < 2 * (kSectionHead + 16) || info.bytes > maxBytes)
+        // ...and never falls below the fewest bits its values can take: a small file cannot claim a huge shape.
+        const double minBytes = (double) values * tables().minBits / 8 / 2;
+        if (info.offset != offset || info.bytes < 2 * (kSectionHead + 16) || info.bytes > maxBytes || (double) info.bytes < minBytes)
             return fail(detail, Error::badSizes, "layer " + std::to_string(il) + " offset or size out of range");
         offset += info.bytes;
     }

@@ -10,8 +10,9 @@
 //       meta (opaque to the codec: the caller's key and tokens), u32 crc32 of everything before it
 //   payload: per layer its K section then its V section, each:
 //       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 0,
-//       u32 ransBytes, u32 rawBytes, u32 escapes,
-//       per channel: f16 mean, f16 step, u8 class, u8 shift [, u8 deltaClass, u8 deltaShift when mode != 0],
+//       u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step,
+//       per channel: i16 mean (in steps), u8 step code (step = base * 2^((code - 128) / 8)), u8 class | shift << 5
+//       [, u8 delta class | shift << 5 when mode != 0],
 //       rANS bytes (4 interleaved states), raw low bits, escapes (i32 each)
 // A layer decodes from its own bytes alone (offsets and a checksum per layer), so layers can decode as they arrive.
 #pragma once
