@@ -19,8 +19,7 @@ import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, t
 import {parseSeqStateFile, serializeSeqStateFile, type KvBody} from "../main/engine/blend/kv-blob.js";
 import {decodeKvBody, encodeKvBody, kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/blend/kv-codec.js";
 import {kvCodecDecode, kvCodecEncode} from "../main/engine/blend/native-addon.js";
-import {ropeParamsFromGguf, type RopeParams} from "../main/engine/blend/rope-shift.js";
-import {ropeShiftRows} from "../test/helpers/kv-reference.js";
+import {ropeParamsFromGguf} from "../main/engine/blend/rope-shift.js";
 import {ggmlQuantRoundTrip} from "../test/helpers/ggml-quant.js";
 import {klDivergence} from "../test/helpers/logits.js";
 import {benchArgs, loadNote, log, Report, withTempDir} from "./harness.js";
@@ -31,12 +30,17 @@ const args = benchArgs({
     threads: {type: "string", default: "2"},
     shape: {type: "string", default: "32 512 1024"},
     modes: {type: "string", default: "7"},
-    /** Experiment: code keys un-rotated (RoPE undone at each cell's position before encoding, redone after decoding). */
-    unrotate: {type: "boolean", default: false}
+    /** Experiment: code keys as stored (after RoPE), not un-rotated. */
+    rotated: {type: "boolean", default: false},
+    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR). */
+    beta: {type: "string", default: "0.5"},
+    kfactor: {type: "string", default: "1"},
+    vfactor: {type: "string", default: "1"}
 });
 const span = Number.parseInt(args.span, 10);
 const threads = Number.parseInt(args.threads, 10);
 const modeMask = Number.parseInt(args.modes, 10);
+const tuning = {spreadExponent: Number(args.beta), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor)};
 const [shapeLayers, shapeTokens, shapeWidth] = args.shape.split(/\s+/).map((n) => Number.parseInt(n, 10)) as [number, number, number];
 const loadAtStart = os.loadavg()[0]!;
 const modelPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "shared", "models", "stories260K.gguf");
@@ -90,12 +94,6 @@ async function distributions(context: LlamaContext, vocab: number, c: Case, load
             return out;
         });
     }
-}
-
-/** K rows rotated by `sign` times each cell's position (-1 un-rotates, +1 rotates back). */
-function rotateKeys(body: KvBody, rope: RopeParams, sign: 1 | -1): KvBody {
-    const deltas = body.cells.map((cell) => sign * cell.pos);
-    return {...body, layers: body.layers.map(({k, v}) => ({k: ropeShiftRows(k, deltas, rope), v}))};
 }
 
 function meanKl(reference: Float64Array[][], other: Float64Array[][]): number {
@@ -161,16 +159,17 @@ async function main(): Promise<void> {
             let compressed = 0, values = 0;
             const rows: Float64Array[][] = [];
             for (const [i, c] of cases.entries()) {
-                const source = args.unrotate ? rotateKeys(bodies[i]!, rope, -1) : bodies[i]!;
-                const file = await encodeKvBody(source, {level, fingerprint, threads, modeMask});
+                const file = await encodeKvBody(bodies[i]!, {level, fingerprint, threads, modeMask, rope: args.rotated ? null : rope, tuning});
                 compressed += file.byteLength;
                 values += bodies[i]!.layers.reduce((sum, layer) => sum + layer.k.rows.byteLength / 2 * 2, 0);
                 const decoded = await decodeKvBody(file, {fingerprint, threads});
-                rows.push(await distributions(f16, vocab, c, args.unrotate ? rotateKeys(decoded.body, rope, 1) : decoded.body, dir));
+                rows.push(await distributions(f16, vocab, c, decoded.body, dir));
             }
             const start = performance.now();
+            // The synthetic KV has no positions: RoPE un-rotation is timed with Llama 3 8B's parameters (128-wide heads).
             const encoded = await kvCodecEncode({
-                nTokens: shapeTokens, vTrans: false, level, fingerprint: Buffer.from(fingerprint, "hex"), layers: synthetic, threads, modeMask
+                nTokens: shapeTokens, vTrans: false, level, fingerprint: Buffer.from(fingerprint, "hex"), layers: synthetic, threads, modeMask, tuning,
+                rope: args.rotated ? undefined : {kind: 2, nRot: 128, headDim: 128, firstPos: 0, freqBase: 500000, freqScale: 1, freqFactors: null}
             });
             const encodeSeconds = (performance.now() - start) / 1000;
             let decodeSeconds = Infinity;
@@ -183,7 +182,7 @@ async function main(): Promise<void> {
             }
             log(`level ${level}: synthetic ${(syntheticBytes / encoded.bytes.byteLength).toFixed(2)}x smaller, modes ${encoded.modes.join("/")} (direct/prev/anchor)`);
             report.add({
-                row: `weft L${level}${level === kvCodecDefaultLevel ? " (default)" : ""}${args.unrotate ? " K un-rotated" : ""}`, codec: `weft-L${level}${args.unrotate ? "-unrotated" : ""}`,
+                row: `weft L${level}${level === kvCodecDefaultLevel ? " (default)" : ""}${args.rotated ? " K rotated" : ""}`, codec: `weft-L${level}${args.rotated ? "-rotated" : ""}`,
                 bitsPerValue: compressed * 8 / values, ratioToF16: values * 2 / compressed, klMnat: meanKl(reference, rows),
                 encodeMBps: syntheticBytes / 1e6 / encodeSeconds, decodeMBps: syntheticBytes / 1e6 / decodeSeconds
             });

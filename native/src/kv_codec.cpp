@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -104,7 +105,6 @@ const Tables& tables() {
 // Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta). Finer steps for the first layers
 // (CacheGen keeps twice the levels for K in the first 10 of 32 layers and V in the first 2).
 constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 1.7f};
-constexpr float kSpreadExponent = 0.5f;
 
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK) {
     const uint32_t fine = isK ? (nLayer * 10 + 31) / 32 : (nLayer * 2 + 31) / 32;
@@ -153,6 +153,40 @@ void onThreads(size_t count, uint32_t threads, Work work) {
         thread.join();
     if (failed)
         throw std::runtime_error(failure);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// RoPE
+
+void rotationTable(const RopeSpec& rope, uint32_t nTokens, std::vector<float>& cs) {
+    const uint32_t pairs = rope.nRot / 2;
+    cs.resize((size_t) nTokens * pairs * 2);
+    std::vector<double> freq(pairs);
+    for (uint32_t i = 0; i < pairs; i++)
+        freq[i] = rope.freqScale * std::pow((double) rope.freqBase, -2.0 * i / rope.nRot) / (rope.factors.empty() ? 1.0 : rope.factors[i]);
+    for (uint32_t t = 0; t < nTokens; t++)
+        for (uint32_t i = 0; i < pairs; i++) {
+            const double angle = ((double) rope.firstPos + t) * freq[i];
+            cs[((size_t) t * pairs + i) * 2] = (float) std::cos(angle);
+            cs[((size_t) t * pairs + i) * 2 + 1] = (float) std::sin(angle);
+        }
+}
+
+// Rotates every head of a K row by its position's angles (sign -1: back to position 0).
+void rotateRow(float* row, uint32_t C, const RopeSpec& rope, const float* cs, float sign) {
+    const uint32_t pairs = rope.nRot / 2;
+    for (uint32_t head = 0; head + rope.headDim <= C; head += rope.headDim)
+        for (uint32_t i = 0; i < pairs; i++) {
+            const uint32_t a = head + (rope.kind == 1 ? 2 * i : i), b = rope.kind == 1 ? a + 1 : a + pairs;
+            const float c = cs[2 * i], sn = sign * cs[2 * i + 1];
+            const float x0 = row[a], x1 = row[b];
+            row[a] = x0 * c - x1 * sn;
+            row[b] = x0 * sn + x1 * c;
+        }
+}
+
+size_t ropeBlockBytes(const RopeSpec& rope) {
+    return rope.kind == 0 ? 0 : 28 + 4 * rope.factors.size();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -237,7 +271,7 @@ double planRows(const int32_t* q, uint32_t nTokens, uint32_t channels, uint32_t 
 }
 
 void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options,
-        std::vector<uint8_t>& out, uint32_t& modeChosen) {
+        const float* rotation, std::vector<uint8_t>& out, uint32_t& modeChosen) {
     const Tables& t = tables();
     const uint32_t C = in.channels;
     const size_t n = (size_t) nTokens * C;
@@ -251,8 +285,13 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
             if (!std::isfinite(value))
                 value = 0;
             x[(size_t) tok * C + c] = value;
-            mean[c] += value;
         }
+    if (rotation != nullptr)
+        for (uint32_t tok = 0; tok < nTokens; tok++)
+            rotateRow(&x[(size_t) tok * C], C, options.rope, rotation + (size_t) tok * (options.rope.nRot / 2) * 2, -1);
+    for (uint32_t tok = 0; tok < nTokens; tok++)
+        for (uint32_t c = 0; c < C; c++)
+            mean[c] += x[(size_t) tok * C + c];
     for (uint32_t c = 0; c < C; c++)
         mean[c] /= nTokens;
     for (size_t i = 0; i < n; i++) {
@@ -263,7 +302,9 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     for (uint32_t c = 0; c < C; c++)
         tensorSq += sq[c] / nTokens;
     const double tensorSpread = std::sqrt(tensorSq / C);
-    const double scale = kLevelScale[std::min(options.level, kLevelCount - 1)] * layerFactor(layer, nLayer, isK);
+    const double scale = kLevelScale[std::min(options.level, kLevelCount - 1)] * layerFactor(layer, nLayer, isK) *
+        (isK ? options.kStepFactor : options.vStepFactor);
+    const double beta = options.spreadExponent;
 
     // Steps: the section's base step times 2^(k/8) per channel (one byte); means: whole steps (two bytes).
     const float base = (float) std::min(std::max(scale * tensorSpread, 1.0 / 16384), 60000.0);
@@ -272,7 +313,7 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     std::vector<float> stepF(C);
     for (uint32_t c = 0; c < C; c++) {
         const double spread = std::sqrt(sq[c] / nTokens);
-        const double step = std::max(scale * std::pow(spread, kSpreadExponent) * std::pow(tensorSpread, 1 - kSpreadExponent), 1.0 / 16384);
+        const double step = std::max(scale * std::pow(spread, beta) * std::pow(tensorSpread, 1 - beta), 1.0 / 16384);
         stepCode[c] = (uint8_t) std::min(255.0, std::max(0.0, std::nearbyint(8 * std::log2(step / base)) + 128));
         stepF[c] = base * t.stepScale[stepCode[c]];
         meanSteps[c] = (int16_t) std::min(32767.0, std::max(-32768.0, std::nearbyint(mean[c] / stepF[c])));
@@ -528,7 +569,7 @@ void decodeRow(StreamState& st, uint32_t& j, const ChannelDecode* params, uint32
 
 // Decodes one section of `size` bytes; output element (t, c) at out[t * rowStride + c * colStride].
 Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, uint16_t* out, size_t rowStride, size_t colStride,
-        std::string& detail) {
+        const RopeSpec* rope, const float* rotation, std::string& detail) {
     const Tables& t = tables();
     if (size < kSectionHead)
         return fail(detail, Error::corrupt, "section shorter than its head");
@@ -590,6 +631,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
             decodeRow<false>(st, j, rowParams, C, anchor, mode, prev.data(), row.data());
         if (st.overrun)
             return fail(detail, Error::corrupt, "stream ends before its values");
+        if (rotation != nullptr)
+            rotateRow(row.data(), C, *rope, rotation + (size_t) tok * (rope->nRot / 2) * 2, 1);
         if (colStride == 1) {
             floatsToHalves(row.data(), out + (size_t) tok * rowStride, C);
         } else {
@@ -672,19 +715,37 @@ std::vector<uint8_t> encode(uint32_t nTokens, const std::vector<LayerIn>& layers
     for (const LayerIn& layer : layers)
         if (layer.k.channels == 0 || layer.v.channels == 0 || layer.k.channels > kMaxEmbd || layer.v.channels > kMaxEmbd)
             throw std::invalid_argument("layer widths must be in [1, 65536]");
+    const RopeSpec& rope = options.rope;
+    if (rope.kind > 2)
+        throw std::invalid_argument("rope kind must be 0, 1 or 2");
+    std::vector<float> rotation;
+    if (rope.kind != 0) {
+        if (rope.headDim == 0 || rope.nRot == 0 || rope.nRot % 2 != 0 || rope.nRot > rope.headDim || rope.headDim > kMaxEmbd ||
+            !(rope.freqBase > 0) || !std::isfinite(rope.freqBase) || !(rope.freqScale > 0) || !std::isfinite(rope.freqScale) ||
+            (!rope.factors.empty() && rope.factors.size() != rope.nRot / 2) || (int64_t) rope.firstPos + nTokens > INT32_MAX)
+            throw std::invalid_argument("invalid rope parameters");
+        for (float f : rope.factors)
+            if (!(f > 0) || !std::isfinite(f))
+                throw std::invalid_argument("invalid rope frequency factor");
+        for (const LayerIn& layer : layers)
+            if (layer.k.channels % rope.headDim != 0)
+                throw std::invalid_argument("K width is not a whole number of heads");
+        rotationTable(rope, nTokens, rotation);
+    }
     const uint32_t nLayer = (uint32_t) layers.size();
     std::vector<std::vector<uint8_t>> sections((size_t) nLayer * 2);
     std::vector<uint32_t> modes(sections.size());
     onThreads(sections.size(), options.threads, [&](size_t item) {
         const uint32_t il = (uint32_t) (item / 2);
         const bool isK = item % 2 == 0;
-        encodeTensor(isK ? layers[il].k : layers[il].v, nTokens, il, nLayer, isK, options, sections[item], modes[item]);
+        encodeTensor(isK ? layers[il].k : layers[il].v, nTokens, il, nLayer, isK, options, isK && !rotation.empty() ? rotation.data() : nullptr,
+            sections[item], modes[item]);
     });
     if (stats)
         for (uint32_t m : modes)
             stats->modes[m]++;
 
-    const size_t headerBytes = kFixedHeader + kLayerEntry * nLayer + options.metaBytes + 4;
+    const size_t headerBytes = kFixedHeader + kLayerEntry * nLayer + ropeBlockBytes(rope) + options.metaBytes + 4;
     uint64_t payload = 0;
     for (const auto& s : sections)
         payload += s.size();
@@ -696,7 +757,7 @@ std::vector<uint8_t> encode(uint32_t nTokens, const std::vector<LayerIn>& layers
     out.insert(out.end(), options.fingerprint, options.fingerprint + 16);
     put32(out, nTokens);
     put32(out, nLayer);
-    put32(out, options.vTrans ? 1 : 0);
+    put32(out, (options.vTrans ? 1 : 0) | (rope.kind != 0 ? 2 : 0));
     put32(out, options.metaBytes);
     put64(out, payload);
     uint64_t offset = 0;
@@ -713,6 +774,22 @@ std::vector<uint8_t> encode(uint32_t nTokens, const std::vector<LayerIn>& layers
         put32(out, crc);
         put32(out, 0);
         offset += bytes;
+    }
+    if (rope.kind != 0) {
+        put32(out, rope.kind);
+        put32(out, rope.nRot);
+        put32(out, rope.headDim);
+        put32(out, (uint32_t) rope.firstPos);
+        uint32_t bits;
+        std::memcpy(&bits, &rope.freqBase, 4);
+        put32(out, bits);
+        std::memcpy(&bits, &rope.freqScale, 4);
+        put32(out, bits);
+        put32(out, (uint32_t) rope.factors.size());
+        for (float f : rope.factors) {
+            std::memcpy(&bits, &f, 4);
+            put32(out, bits);
+        }
     }
     if (options.metaBytes)
         out.insert(out.end(), options.meta, options.meta + options.metaBytes);
@@ -744,10 +821,37 @@ Error parseHeader(const uint8_t* data, size_t size, const DecodeExpect& expect, 
     header.metaBytes = get32(data + 44);
     header.payloadBytes = get64(data + 48);
     if (header.nLayer == 0 || header.nLayer > kMaxLayers || header.metaBytes > kMaxMetaBytes || header.nTokens == 0 ||
-        header.nTokens > kMaxTokens || header.flags > 1 || header.level >= kLevelCount)
+        header.nTokens > kMaxTokens || header.flags > 3 || header.level >= kLevelCount)
         return fail(detail, Error::badSizes, "header fields out of range (layers " + std::to_string(header.nLayer) + ", tokens " +
             std::to_string(header.nTokens) + ", meta " + std::to_string(header.metaBytes) + ")");
-    header.headerBytes = kFixedHeader + (uint64_t) kLayerEntry * header.nLayer + header.metaBytes + 4;
+    uint64_t ropeBytes = 0;
+    if (header.flags & 2) {
+        const uint64_t at = kFixedHeader + (uint64_t) kLayerEntry * header.nLayer;
+        if (size < at + 28)
+            return fail(detail, Error::truncated, "file ends inside its RoPE parameters");
+        RopeSpec& rope = header.rope;
+        rope.kind = get32(data + at);
+        rope.nRot = get32(data + at + 4);
+        rope.headDim = get32(data + at + 8);
+        rope.firstPos = (int32_t) get32(data + at + 12);
+        std::memcpy(&rope.freqBase, data + at + 16, 4);
+        std::memcpy(&rope.freqScale, data + at + 20, 4);
+        const uint32_t nFactors = get32(data + at + 24);
+        if (rope.kind < 1 || rope.kind > 2 || rope.headDim == 0 || rope.headDim > kMaxEmbd || rope.nRot == 0 || rope.nRot % 2 != 0 ||
+            rope.nRot > rope.headDim || !(rope.freqBase > 0) || !std::isfinite(rope.freqBase) || !(rope.freqScale > 0) ||
+            !std::isfinite(rope.freqScale) || (nFactors != 0 && nFactors != rope.nRot / 2))
+            return fail(detail, Error::badSizes, "RoPE parameters out of range");
+        ropeBytes = 28 + 4ull * nFactors;
+        if (size < at + ropeBytes)
+            return fail(detail, Error::truncated, "file ends inside its RoPE frequency factors");
+        rope.factors.resize(nFactors);
+        for (uint32_t i = 0; i < nFactors; i++) {
+            std::memcpy(&rope.factors[i], data + at + 28 + 4 * i, 4);
+            if (!(rope.factors[i] > 0) || !std::isfinite(rope.factors[i]))
+                return fail(detail, Error::badSizes, "RoPE frequency factor out of range");
+        }
+    }
+    header.headerBytes = kFixedHeader + (uint64_t) kLayerEntry * header.nLayer + ropeBytes + header.metaBytes + 4;
     if (size < header.headerBytes)
         return fail(detail, Error::truncated, "file of " + std::to_string(size) + " bytes is shorter than its " +
             std::to_string(header.headerBytes) + "-byte header");
@@ -769,7 +873,8 @@ Error parseHeader(const uint8_t* data, size_t size, const DecodeExpect& expect, 
         info.offset = get64(e + 8);
         info.bytes = get64(e + 16);
         info.crc = get32(e + 24);
-        if (info.nEmbdK == 0 || info.nEmbdV == 0 || info.nEmbdK > kMaxEmbd || info.nEmbdV > kMaxEmbd)
+        if (info.nEmbdK == 0 || info.nEmbdV == 0 || info.nEmbdK > kMaxEmbd || info.nEmbdV > kMaxEmbd ||
+            (header.rope.kind != 0 && info.nEmbdK % header.rope.headDim != 0))
             return fail(detail, Error::badSizes, "layer " + std::to_string(il) + " width out of range");
         if (!expect.layers.empty() && (expect.layers[il].first != info.nEmbdK || expect.layers[il].second != info.nEmbdV))
             return fail(detail, Error::wrongShape, "layer " + std::to_string(il) + " is " + std::to_string(info.nEmbdK) + "/" +
@@ -794,7 +899,9 @@ Error parseHeader(const uint8_t* data, size_t size, const DecodeExpect& expect, 
     if (size - header.headerBytes > header.payloadBytes)
         return fail(detail, Error::badSizes, "file has " + std::to_string(size - header.headerBytes - header.payloadBytes) +
             " bytes after its payload");
-    header.meta = data + kFixedHeader + (size_t) kLayerEntry * header.nLayer;
+    header.meta = data + kFixedHeader + (size_t) kLayerEntry * header.nLayer + ropeBytes;
+    if (header.rope.kind != 0)
+        rotationTable(header.rope, header.nTokens, header.rotation);
     return Error::none;
 }
 
@@ -807,11 +914,12 @@ Error decodeLayer(const uint8_t* data, size_t size, const Header& header, uint32
     uint64_t kBytes;
     Error error = sectionLength(p, info.bytes, info.nEmbdK, kBytes, detail);
     if (error == Error::none)
-        error = decodeTensor(p, kBytes, header.nTokens, info.nEmbdK, out.k, info.nEmbdK, 1, detail);
+        error = decodeTensor(p, kBytes, header.nTokens, info.nEmbdK, out.k, info.nEmbdK, 1, &header.rope,
+            header.rotation.empty() ? nullptr : header.rotation.data(), detail);
     if (error == Error::none)
         error = header.vTrans()
-            ? decodeTensor(p + kBytes, info.bytes - kBytes, header.nTokens, info.nEmbdV, out.v, 1, header.nTokens, detail)
-            : decodeTensor(p + kBytes, info.bytes - kBytes, header.nTokens, info.nEmbdV, out.v, info.nEmbdV, 1, detail);
+            ? decodeTensor(p + kBytes, info.bytes - kBytes, header.nTokens, info.nEmbdV, out.v, 1, header.nTokens, nullptr, nullptr, detail)
+            : decodeTensor(p + kBytes, info.bytes - kBytes, header.nTokens, info.nEmbdV, out.v, info.nEmbdV, 1, nullptr, nullptr, detail);
     if (error != Error::none)
         detail = "layer " + std::to_string(il) + ": " + detail;
     return error;

@@ -4,9 +4,11 @@
 //
 // Container ("WEFTKVZ\0", little-endian; version 1):
 //   0   magic[8]
-//   8   u32 version, u32 level, u8 fingerprint[16], u32 nTokens, u32 nLayer, u32 flags (bit 0: V transposed),
-//       u32 metaBytes, u64 payloadBytes
+//   8   u32 version, u32 level, u8 fingerprint[16], u32 nTokens, u32 nLayer, u32 flags (bit 0: V transposed, bit 1:
+//       K coded un-rotated), u32 metaBytes, u64 payloadBytes
 //   56  per layer: u32 nEmbdK, u32 nEmbdV, u64 offset (from the payload's start), u64 bytes, u32 crc32, u32 0
+//       with flag bit 1: u32 rope kind (1 norm, 2 neox), u32 nRot, u32 headDim, i32 first position, f32 freqBase,
+//       f32 freqScale, u32 nFactors (0 or nRot / 2), f32 factors[nFactors]
 //       meta (opaque to the codec: the caller's key and tokens), u32 crc32 of everything before it
 //   payload: per layer its K section then its V section, each:
 //       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 0,
@@ -45,6 +47,18 @@ struct LayerIn {
     TensorIn v;
 };
 
+/**
+ * RoPE as llama.cpp applies it to K (no YaRN): cell t sits at firstPos + t. With kind != 0 the encoder un-rotates K
+ * before coding (a channel then keeps its statistics from token to token) and the decoder rotates it back.
+ */
+struct RopeSpec {
+    uint32_t kind = 0;  // 0 none, 1 norm (pairs 2i, 2i+1), 2 neox (pairs i, i + nRot/2)
+    uint32_t nRot = 0, headDim = 0;
+    int32_t firstPos = 0;
+    float freqBase = 10000, freqScale = 1;
+    std::vector<float> factors;
+};
+
 struct EncodeOptions {
     uint32_t level = kDefaultLevel;
     uint32_t threads = 1;
@@ -54,6 +68,11 @@ struct EncodeOptions {
     uint32_t metaBytes = 0;
     /** Modes the encoder may pick from per tensor (bit i: mode i); it takes the cheapest. Default all. */
     uint32_t modeMask = 7;
+    RopeSpec rope;
+    /** Tuning (the benchmark's experiments): exponent of the channel's own spread in its step, K and V step factors. */
+    float spreadExponent = 0.5f;
+    float kStepFactor = 1.0f;
+    float vStepFactor = 1.0f;
 };
 
 struct EncodeStats {
@@ -83,6 +102,9 @@ struct Header {
     uint32_t metaBytes = 0;
     uint64_t headerBytes = 0, payloadBytes = 0;
     std::vector<LayerInfo> layers;
+    RopeSpec rope;
+    /** cos, sin per (token, pair) when K was coded un-rotated. */
+    std::vector<float> rotation;
     bool vTrans() const { return (flags & 1) != 0; }
 };
 

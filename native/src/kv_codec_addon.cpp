@@ -3,6 +3,8 @@
 // never a rejection: reasons are typed on the TypeScript side (main/engine/blend/kv-codec.ts).
 #include "kv_codec_addon.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -40,6 +42,37 @@ class EncodeWorker : public PromiseWorker {
             if (spec.Has("modeMask") && !spec.Get("modeMask").IsUndefined())
                 options.modeMask = (uint32_t) integerArgument(spec.Get("modeMask"), "modeMask", 1, 7);
             fingerprintArgument(spec.Get("fingerprint"), options.fingerprint);
+            if (spec.Has("rope") && spec.Get("rope").IsObject()) {
+                Napi::Object rope = spec.Get("rope").As<Napi::Object>();
+                options.rope.kind = (uint32_t) integerArgument(rope.Get("kind"), "rope.kind", 0, 2);
+                options.rope.nRot = (uint32_t) integerArgument(rope.Get("nRot"), "rope.nRot", 0, kMaxEmbd);
+                options.rope.headDim = (uint32_t) integerArgument(rope.Get("headDim"), "rope.headDim", 0, kMaxEmbd);
+                options.rope.firstPos = (int32_t) integerArgument(rope.Get("firstPos"), "rope.firstPos", INT32_MIN, INT32_MAX);
+                options.rope.freqBase = rope.Get("freqBase").ToNumber().FloatValue();
+                options.rope.freqScale = rope.Get("freqScale").ToNumber().FloatValue();
+                Napi::Value factors = rope.Get("freqFactors");
+                if (factors.IsTypedArray() && factors.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+                    Napi::Float32Array array = factors.As<Napi::Float32Array>();
+                    options.rope.factors.assign(array.Data(), array.Data() + std::min<size_t>(array.ElementLength(), options.rope.nRot / 2));
+                } else if (!factors.IsNull() && !factors.IsUndefined()) {
+                    throw Napi::TypeError::New(env, "rope.freqFactors must be a Float32Array or null");
+                }
+            }
+            if (spec.Has("tuning") && spec.Get("tuning").IsObject()) {
+                Napi::Object tuning = spec.Get("tuning").As<Napi::Object>();
+                auto number = [&](const char* name, float& out, double min, double max) {
+                    Napi::Value value = tuning.Get(name);
+                    if (value.IsUndefined())
+                        return;
+                    const double x = value.ToNumber().DoubleValue();
+                    if (!(x >= min && x <= max))
+                        throw Napi::RangeError::New(env, std::string("tuning.") + name + " out of range");
+                    out = (float) x;
+                };
+                number("spreadExponent", options.spreadExponent, 0, 1);
+                number("kStepFactor", options.kStepFactor, 0.01, 100);
+                number("vStepFactor", options.vStepFactor, 0.01, 100);
+            }
             if (spec.Has("meta") && !spec.Get("meta").IsUndefined()) {
                 Napi::Uint8Array meta = bytesArgument(spec.Get("meta"), "meta");
                 if (meta.ByteLength() > kMaxMetaBytes)
@@ -76,7 +109,11 @@ class EncodeWorker : public PromiseWorker {
 
     protected:
         void Run() override {
-            out = encode(nTokens, layers, options, &stats);
+            try {
+                out = encode(nTokens, layers, options, &stats);
+            } catch (const std::invalid_argument& error) {
+                throw std::runtime_error(std::string("kvCodecEncode: ") + error.what());
+            }
         }
 
         void OnOK() override {

@@ -9,6 +9,7 @@ import {after, before, describe, it} from "node:test";
 import {crc32} from "node:zlib";
 import {getLlama, type Llama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
 import {modelFingerprint} from "../../main/engine/blend/chunk-cache.js";
+import {ropeParamsFromGguf, type RopeParams} from "../../main/engine/blend/rope-shift.js";
 import {f16ToF32, isTransposed, type KvBody, parseSeqStateFile, serializeSeqStateFile} from "../../main/engine/blend/kv-blob.js";
 import {decodeKvBody, encodeKvBody, fingerprintBytes, KvCodecError, kvCodecLevelCount} from "../../main/engine/blend/kv-codec.js";
 import {kvCodecDecodeSync, loadNativeAddon} from "../../main/engine/blend/native-addon.js";
@@ -42,9 +43,15 @@ function relativeError(a: KvBody, b: KvBody): number {
 }
 
 // Header offsets (native/src/kv_codec.h).
+function ropeBytesOf(view: DataView, nLayer: number): number {
+    const at = 56 + 32 * nLayer;
+    return (view.getUint32(40, true) & 2) === 0 ? 0 : at + 28 <= view.byteLength ? 28 + 4 * view.getUint32(at + 24, true) : 28;
+}
+
 const headerBytesOf = (file: Uint8Array) => {
     const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-    return 56 + 32 * view.getUint32(36, true) + view.getUint32(44, true) + 4;
+    const nLayer = view.getUint32(36, true);
+    return 56 + 32 * nLayer + ropeBytesOf(view, nLayer) + view.getUint32(44, true) + 4;
 };
 
 /** Recomputes every checksum a mutation may have broken, so the fuzz also reaches the stream decoder. */
@@ -53,8 +60,10 @@ function repairChecksums(file: Uint8Array): void {
     if (file.byteLength < 56)
         return;
     const nLayer = view.getUint32(36, true), metaBytes = view.getUint32(44, true);
-    const headerBytes = 56 + 32 * nLayer + metaBytes + 4;
-    if (nLayer > 4096 || headerBytes > file.byteLength)
+    if (nLayer > 4096 || 56 + 32 * nLayer + 28 > file.byteLength)
+        return;
+    const headerBytes = 56 + 32 * nLayer + ropeBytesOf(view, nLayer) + metaBytes + 4;
+    if (headerBytes > file.byteLength)
         return;
     for (let il = 0; il < nLayer; il++) {
         const entry = 56 + 32 * il;
@@ -107,12 +116,14 @@ describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loa
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
     let llama: Llama;
     let model: LlamaModel;
+    let rope: RopeParams;
     const states = new Map<boolean, {tokens: Int32Array, body: KvBody, fingerprint: string, context: LlamaContext, sequence: LlamaContextSequence}>();
 
     before(async () => {
         temp = await makeTempDir("weft-kv-codec-");
         llama = await getLlama({gpu: false, maxThreads: testThreads, logLevel: LlamaLogLevel.error});
         model = await llama.loadModel({modelPath: stories260kPath});
+        rope = ropeParamsFromGguf(model.fileInfo);
         for (const flashAttention of [false, true]) {
             const context = await model.createContext({contextSize: 256, threads: testThreads, sequences: 1, flashAttention});
             const sequence = context.getSequence();
@@ -153,7 +164,7 @@ describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loa
             const sizes: number[] = [], errors: number[] = [];
             for (let level = 0; level < kvCodecLevelCount; level++) {
                 const extra = Buffer.from(`chunk-key-${level}`);
-                const file = await encodeKvBody(body, {level, fingerprint, extra, threads: testThreads});
+                const file = await encodeKvBody(body, {level, fingerprint, extra, threads: testThreads, rope});
                 const decoded = await decodeKvBody(file, {fingerprint, threads: testThreads});
                 assert.equal(decoded.level, level);
                 assert.equal(Buffer.from(decoded.extra).toString(), `chunk-key-${level}`);
@@ -165,7 +176,7 @@ describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loa
                 const kl = klDivergence(reference, await nextLogits(flashAttention, tokens, decoded.body));
                 if (level === 0) {
                     assert.ok(errors[0]! < 0.02, `level 0 relative error ${errors[0]}`);
-                    assert.ok(kl < 1e-3, `level 0 KL ${kl}`);
+                    assert.ok(kl < 5e-3, `level 0 KL ${kl}`);
                 }
             }
             for (let level = 1; level < kvCodecLevelCount; level++) {
@@ -177,7 +188,7 @@ describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loa
 
     it("refuses a bad container with a typed reason", async () => {
         const {body, fingerprint} = states.get(true)!;
-        const file = await encodeKvBody(body, {level: 3, fingerprint, threads: testThreads});
+        const file = await encodeKvBody(body, {level: 3, fingerprint, threads: testThreads, rope});
         const refuse = async (bytes: Uint8Array, reason: string, options: {fingerprint?: string, maxTokens?: number} = {}) => {
             await assert.rejects(decodeKvBody(bytes, {fingerprint, threads: 1, ...options}),
                 (error: unknown) => error instanceof KvCodecError && error.reason === reason, `expected ${reason}`);
@@ -224,7 +235,8 @@ describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loa
         for (const flashAttention of [false, true]) {
             const {body, fingerprint} = states.get(flashAttention)!;
             for (const level of [0, 3, 5]) {
-                const file = await encodeKvBody(body, {level, fingerprint, threads: 1});
+                // Keys un-rotated at two levels (the RoPE block in the header), as stored at the third.
+                const file = await encodeKvBody(body, {level, fingerprint, threads: 1, rope: level === 5 ? null : rope});
                 const intact = kvCodecDecodeSync(file, {fingerprint: fingerprintBytes(fingerprint), maxTokens: 4096});
                 assert.ok(intact.ok);
                 files.push({file, fingerprint: fingerprintBytes(fingerprint), decoded: Buffer.concat(intact.layers.flatMap((l) => [l.k, l.v]))});

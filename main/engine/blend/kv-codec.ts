@@ -7,9 +7,10 @@
  * its cells (positions and sequence ids, compactly when they are the usual 0..n-1 of one sequence) and the caller's
  * own bytes (the chunk cache's key and tokens).
  */
+import type {RopeParams} from "./rope-shift.js";
 import {isTransposed, type KvBody, type KvCell, ggmlTypeF16, ggmlTypeName} from "./kv-blob.js";
 import {
-    type KvCodecExpect, type KvCodecFailure, type KvCodecLayer, kvCodecDecode, kvCodecDecodeSync, kvCodecEncode
+    type KvCodecEncodeSpec, type KvCodecExpect, type KvCodecFailure, type KvCodecLayer, kvCodecDecode, kvCodecDecodeSync, kvCodecEncode
 } from "./native-addon.js";
 
 export type {KvCodecFailure} from "./native-addon.js";
@@ -34,7 +35,13 @@ export type KvEncodeOptions = {
     extra?: Uint8Array,
     threads: number,
     /** Grouping modes the encoder may try (bit 0 direct, 1 previous-token delta, 2 group-anchor delta); default all. */
-    modeMask?: number
+    modeMask?: number,
+    /**
+     * The model's RoPE (rope-shift.ts ropeParamsFromGguf): K is then coded un-rotated (back at position 0) and rotated
+     * again on decode; without it, or when the cells are not consecutive positions, K is coded as stored.
+     */
+    rope?: RopeParams | null,
+    tuning?: KvCodecEncodeSpec["tuning"]
 };
 
 export type KvDecodeOptions = {
@@ -118,10 +125,16 @@ export async function encodeKvBody(body: KvBody, options: KvEncodeOptions): Prom
             throw new KvCodecError("unsupported", `layer ${il} is ${ggmlTypeName(k.type)}/${ggmlTypeName(v.type)}: the codec takes f16 caches`);
         return {k: aligned(k.rows), v: aligned(isTransposed(v) ? v.data : v.rows), nEmbdK: k.rowSize / 2, nEmbdV: isTransposed(v) ? v.nEmbd : v.rowSize / 2};
     });
-    const meta = packMeta({v: 1, nStream: body.nStream, stream: body.stream, cells: compactCells(body.cells)}, options.extra ?? new Uint8Array());
+    const cells = compactCells(body.cells);
+    const rope = options.rope;
+    const ropeSpec: KvCodecEncodeSpec["rope"] = rope == null || rope.ropeType === "none" || typeof cells[0] !== "number" ? undefined : {
+        kind: rope.ropeType === "norm" ? 1 : 2, nRot: rope.nRot, headDim: rope.headDim, firstPos: cells[0], freqBase: rope.freqBase,
+        freqScale: rope.freqScale, freqFactors: rope.freqFactors
+    };
+    const meta = packMeta({v: 1, nStream: body.nStream, stream: body.stream, cells}, options.extra ?? new Uint8Array());
     const result = await kvCodecEncode({
         nTokens, vTrans: body.vTrans, level: options.level, fingerprint: fingerprintBytes(options.fingerprint), meta, layers,
-        threads: options.threads, modeMask: options.modeMask
+        threads: options.threads, modeMask: options.modeMask, rope: ropeSpec, tuning: options.tuning
     });
     return result.bytes;
 }
