@@ -1,8 +1,8 @@
 // A synthetic chunk KV with the statistics that matter to the codec, for throughput runs at a real model's shape
 // (stories260K is 5 layers of 64): per channel a mean and a spread drawn log-normally (a few outlier channels, as
 // keys have), and per token a slowly drifting component shared by neighbours (AR(1), rho 0.8) plus noise.
-import {f32ToF16} from "../main/engine/blend/kv-blob.js";
-import type {KvCodecLayer} from "../main/engine/blend/native-addon.js";
+import {f32ToF16} from "../test/helpers/f16.js";
+import type {KvCodecLayer} from "../main/engine/native/native-addon.js";
 
 export function mulberry32(seed: number): () => number {
     let a = seed >>> 0;

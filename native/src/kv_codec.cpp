@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "half.h"
+#include "thread_pool.h"
 
 namespace weft_codec {
 
@@ -104,7 +105,7 @@ const Tables& tables() {
 
 // Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta). Finer steps for the first layers
 // (CacheGen keeps twice the levels for K in the first 10 of 32 layers and V in the first 2).
-constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 1.7f};
+constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
 
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK) {
     const uint32_t fine = isK ? (nLayer * 10 + 31) / 32 : (nLayer * 2 + 31) / 32;
@@ -126,34 +127,6 @@ const uint8_t kMagic[8] = {'W', 'E', 'F', 'T', 'K', 'V', 'Z', 0};
 constexpr size_t kFixedHeader = 56;
 constexpr size_t kLayerEntry = 32;
 constexpr size_t kSectionHead = 20;
-
-template <typename Work>
-void onThreads(size_t count, uint32_t threads, Work work) {
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::string failure;
-    std::mutex failureMutex;
-    auto run = [&]() {
-        try {
-            for (size_t item = next++; item < count && !failed; item = next++)
-                work(item);
-        } catch (const std::exception& error) {
-            std::lock_guard<std::mutex> lock(failureMutex);
-            if (!failed)
-                failure = error.what();
-            failed = true;
-        }
-    };
-    const uint32_t n = (uint32_t) std::max<size_t>(1, std::min<size_t>(threads, count));
-    std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < n; t++)
-        pool.emplace_back(run);
-    run();
-    for (std::thread& thread : pool)
-        thread.join();
-    if (failed)
-        throw std::runtime_error(failure);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // RoPE
@@ -735,7 +708,7 @@ std::vector<uint8_t> encode(uint32_t nTokens, const std::vector<LayerIn>& layers
     const uint32_t nLayer = (uint32_t) layers.size();
     std::vector<std::vector<uint8_t>> sections((size_t) nLayer * 2);
     std::vector<uint32_t> modes(sections.size());
-    onThreads(sections.size(), options.threads, [&](size_t item) {
+    forEachOnThreads(sections.size(), options.threads, [&](size_t item, std::vector<float>&) {
         const uint32_t il = (uint32_t) (item / 2);
         const bool isK = item % 2 == 0;
         encodeTensor(isK ? layers[il].k : layers[il].v, nTokens, il, nLayer, isK, options, isK && !rotation.empty() ? rotation.data() : nullptr,
@@ -929,7 +902,7 @@ Error decodeAll(const uint8_t* data, size_t size, const Header& header, const st
     std::vector<Error> errors(header.nLayer, Error::none);
     std::vector<std::string> details(header.nLayer);
     std::atomic<bool> failed{false};
-    onThreads(header.nLayer, threads, [&](size_t il) {
+    forEachOnThreads(header.nLayer, threads, [&](size_t il, std::vector<float>&) {
         if (failed)
             return;
         errors[il] = decodeLayer(data, size, header, (uint32_t) il, out[il], details[il]);

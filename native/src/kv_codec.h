@@ -28,7 +28,7 @@ namespace weft_codec {
 
 constexpr uint32_t kFormatVersion = 1;
 constexpr uint32_t kLevelCount = 6;
-constexpr uint32_t kDefaultLevel = 3;
+constexpr uint32_t kDefaultLevel = 4;
 constexpr uint32_t kMaxLayers = 4096;
 constexpr uint32_t kMaxEmbd = 1u << 16;
 constexpr uint32_t kMaxMetaBytes = 1u << 20;

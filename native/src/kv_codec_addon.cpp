@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kv_codec.h"
+#include "napi_args.h"
 #include "promise_worker.h"
 
 namespace {

@@ -1,7 +1,8 @@
 // llama.cpp's q8_0 and q4_0 block formats applied to f16 KV rows (ggml-quants.c quantize_row_q8_0_ref /
 // quantize_row_q4_0_ref, then dequantized): what a KV cache of that type stores, for models whose head size (8 in
 // stories260K) llama.cpp's quantized KV cache refuses ("block size 32 does not divide n_embd_head_k").
-import {f16ToF32, f32ToF16, floatToHalf, halfToFloat, isTransposed, type KvBody} from "../../main/engine/blend/kv-blob.js";
+import {isTransposed, type KvBody} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32, f32ToF16, floatToHalf, halfToFloat} from "./f16.js";
 
 const block = 32;
 

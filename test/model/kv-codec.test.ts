@@ -8,11 +8,13 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {crc32} from "node:zlib";
 import {getLlama, type Llama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
-import {modelFingerprint} from "../../main/engine/blend/chunk-cache.js";
-import {ropeParamsFromGguf, type RopeParams} from "../../main/engine/blend/rope-shift.js";
-import {f16ToF32, isTransposed, type KvBody, parseSeqStateFile, serializeSeqStateFile} from "../../main/engine/blend/kv-blob.js";
-import {decodeKvBody, encodeKvBody, fingerprintBytes, KvCodecError, kvCodecLevelCount} from "../../main/engine/blend/kv-codec.js";
-import {kvCodecDecodeSync, loadNativeAddon} from "../../main/engine/blend/native-addon.js";
+import {modelFingerprint} from "../../main/engine/kv/chunk-cache.js";
+import {ropeParamsFromGguf, type RopeParams} from "../../main/engine/kv/rope-params.js";
+import {isTransposed, type KvBody} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32} from "../helpers/f16.js";
+import {parseSeqStateFile, serializeSeqStateFile} from "../helpers/seq-state-file.js";
+import {decodeKvBody, encodeKvBody, fingerprintBytes, KvCodecError, kvCodecLevelCount} from "../../main/engine/kv/kv-codec.js";
+import {kvCodecDecodeSync, loadNativeAddon} from "../../main/engine/native/native-addon.js";
 import {klDivergence} from "../helpers/logits.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 
@@ -112,7 +114,9 @@ function mutate(file: Uint8Array, random: () => number): Uint8Array {
     return out;
 }
 
-describe("KV codec on stories260K", {skip: loadNativeAddon().addon == null ? loadNativeAddon().error ?? "no addon" : false}, () => {
+const addonLoad = loadNativeAddon();
+
+describe("KV codec on stories260K", {skip: addonLoad.available ? false : addonLoad.reason}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
     let llama: Llama;
     let model: LlamaModel;

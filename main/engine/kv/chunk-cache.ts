@@ -1,10 +1,11 @@
 /**
- * The chunk KV cache: the KV of each document chunk, computed alone at positions 0..n-1, kept for reuse by the blend
+ * The chunk KV cache: the KV of each document chunk, computed alone after a BOS (so at positions 1..n), kept for reuse by the blend
  * engine. Two tiers, each LRU under a byte budget: RAM (parsed bodies, zero-copy on a hit) and disk
  * (`<dataDir>/kvcache/<fingerprint>/<chunkHash>.wkv`, written to a temp file and renamed, checksummed).
  *
  * A key is the model fingerprint (see {@link modelFingerprint}: the model file's identity plus every context
- * setting that changes the KV layout), the chunk's content hash and the prompt-format version.
+ * setting that changes the KV layout), a hash of the chunk's token ids (not of its text: the tokenizer is part of it) and
+ * the prompt-format version.
  *
  * `.wkv` file: "WEFTKV\0\x01" | u32 format version | u32 header length | JSON header | KV body | sha256(header+body).
  * The body is a llama.cpp sequence-state body (see kv-blob.ts). {@link ChunkKvCache.get} checks magic, version,
@@ -72,7 +73,7 @@ export async function modelFingerprint(options: ModelFingerprintOptions): Promis
 
 export type ChunkKey = {
     fingerprint: string;
-    /** The chunk's content hash (hex or another filename-safe string). */
+    /** A hash of the chunk's token ids (hex or another filename-safe string). */
     chunkHash: string;
     promptFormatVersion: string | number;
 };
@@ -80,7 +81,7 @@ export type ChunkKey = {
 export type ChunkKvEntry = {
     /** The chunk's tokens (one per cell, in cell order). */
     tokens: ArrayLike<number>;
-    /** The chunk's KV, normally at positions 0..n-1. */
+    /** The chunk's KV, at positions 1..n (computed after a BOS whose cell is dropped). */
     body: KvBody;
 };
 

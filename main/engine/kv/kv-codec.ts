@@ -7,17 +7,17 @@
  * its cells (positions and sequence ids, compactly when they are the usual 0..n-1 of one sequence) and the caller's
  * own bytes (the chunk cache's key and tokens).
  */
-import type {RopeParams} from "./rope-shift.js";
+import type {RopeParams} from "./rope-params.js";
 import {isTransposed, type KvBody, type KvCell, ggmlTypeF16, ggmlTypeName} from "./kv-blob.js";
 import {
     type KvCodecEncodeSpec, type KvCodecExpect, type KvCodecFailure, type KvCodecLayer, kvCodecDecode, kvCodecDecodeSync, kvCodecEncode
-} from "./native-addon.js";
+} from "../native/native-addon.js";
 
-export type {KvCodecFailure} from "./native-addon.js";
+export type {KvCodecFailure} from "../native/native-addon.js";
 
 /** Levels 0 (near-lossless) to 5 (most compact); see bench/RESULTS.md for each one's size and KL. */
 export const kvCodecLevelCount = 6;
-export const kvCodecDefaultLevel = 3;
+export const kvCodecDefaultLevel = 4;
 
 export class KvCodecError extends Error {
     override name = "KvCodecError";
@@ -37,7 +37,7 @@ export type KvEncodeOptions = {
     /** Grouping modes the encoder may try (bit 0 direct, 1 previous-token delta, 2 group-anchor delta); default all. */
     modeMask?: number,
     /**
-     * The model's RoPE (rope-shift.ts ropeParamsFromGguf): K is then coded un-rotated (back at position 0) and rotated
+     * The model's RoPE (rope-params.ts ropeParamsFromGguf): K is then coded un-rotated (back at position 0) and rotated
      * again on decode; without it, or when the cells are not consecutive positions, K is coded as stored.
      */
     rope?: RopeParams | null,
