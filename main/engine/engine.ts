@@ -25,6 +25,8 @@ export type EngineOptions = {
     gpu?: GpuChoice;
     /** Byte budget of the GPU-resident tier of chunk KVs (default: a share of free VRAM; none on CPU; tests set it on CPU). */
     residentKvBytes?: number;
+    /** Level of the KV codec for chunk caches on disk; null stores them as raw f16 (default: level 2, see model-host.ts). */
+    kvCodecLevel?: number | null;
 };
 
 /** The chunk cache's counters, and the failures to store chunk KVs that questions did not wait for. */
@@ -46,6 +48,7 @@ export class Engine implements EngineApi {
         private readonly registry: ModelRegistry, private settings: Settings) {
         this.host = new ModelHost({
             dataDir, threads, gpu: options.gpu ?? "auto", ...(options.residentKvBytes != null ? {residentKvBytes: options.residentKvBytes} : {}),
+            ...(options.kvCodecLevel !== undefined ? {kvCodecLevel: options.kvCodecLevel} : {}),
             modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize
         });
         this.libraryHost = new LibraryHost(dataDir, {

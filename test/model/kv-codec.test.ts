@@ -3,12 +3,13 @@
 // version, another model's cache, absurd header sizes, plus a fuzz of 100k mutations of real encoded files, each of
 // which must be refused with a reason or decode to exactly what the intact file decodes to.
 import assert from "node:assert/strict";
-import {readFile, writeFile} from "node:fs/promises";
+import {readdir, readFile, stat, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {crc32} from "node:zlib";
 import {getLlama, type Llama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
-import {modelFingerprint} from "../../main/engine/kv/chunk-cache.js";
+import {ChunkKvCache, modelFingerprint} from "../../main/engine/kv/chunk-cache.js";
+import {kvBodySize} from "../../main/engine/kv/kv-blob.js";
 import {ropeParamsFromGguf, type RopeParams} from "../../main/engine/kv/rope-params.js";
 import {isTransposed, type KvBody} from "../../main/engine/kv/kv-blob.js";
 import {f16ToF32} from "../helpers/f16.js";
@@ -189,6 +190,40 @@ describe("KV codec on stories260K", {skip: addonLoad.available ? false : addonLo
             }
         });
     }
+
+    it("stores the disk tier as the container: several times smaller, read back with its level, a damaged file dropped", async () => {
+        const {tokens, body, fingerprint} = states.get(true)!;
+        const key = {fingerprint, chunkHash: "c0dec", promptFormatVersion: 1};
+        const dataDir = path.join(temp.dir, "cache-codec");
+        const options = {dataDir, ramBudgetBytes: 0, diskBudgetBytes: 1 << 20, codec: {level: 2, threads: 1}};
+        const cache = await ChunkKvCache.open(options);
+        assert.deepEqual(await cache.put(key, {tokens, body, rope}), {ram: false, disk: true});
+        const dir = path.join(dataDir, "kvcache", fingerprint);
+        const [name] = await readdir(dir);
+        const fileBytes = (await stat(path.join(dir, name!))).size;
+        assert.ok(fileBytes * 3 < kvBodySize(body), `the file holds ${fileBytes} bytes for a ${kvBodySize(body)}-byte f16 body`);
+
+        const hit = await (await ChunkKvCache.open(options)).get(key);
+        assert.ok(hit.hit && hit.tier === "disk", JSON.stringify(hit));
+        assert.equal(hit.codecLevel, 2);
+        assert.equal(hit.readBytes, fileBytes);
+        assert.deepEqual(Array.from(hit.tokens), Array.from(tokens));
+        const kl = klDivergence(await nextLogits(true, tokens, body), await nextLogits(true, hit.tokens, hit.body));
+        assert.ok(kl < 0.05, `KL ${kl} after the disk round trip`);
+
+        const bytes = await readFile(path.join(dir, name!));
+        bytes[bytes.byteLength - 3] = bytes[bytes.byteLength - 3]! ^ 0x55;
+        await writeFile(path.join(dir, name!), bytes);
+        const reopened = await ChunkKvCache.open(options);
+        const miss = await reopened.get(key);
+        assert.ok(!miss.hit && miss.reason === "checksum", JSON.stringify(miss));
+        assert.equal(reopened.stats().droppedCorrupt, 1);
+        assert.deepEqual(await readdir(dir), [], "the damaged file was dropped");
+        // The key inside the container is checked too: another prompt format under the same file name is a miss.
+        await reopened.put(key, {tokens, body, rope});
+        const other = await (await ChunkKvCache.open(options)).get({...key, promptFormatVersion: 2});
+        assert.ok(!other.hit && other.reason === "wrong-prompt-format", JSON.stringify(other));
+    });
 
     it("refuses a bad container with a typed reason", async () => {
         const {body, fingerprint} = states.get(true)!;

@@ -276,7 +276,7 @@ export class BlendSession {
 
         const body = sliceCells(full, prefix.length, full.cells.length);
         try {
-            const stored = await this.cache.put(key, {tokens: Int32Array.from(tokens), body});
+            const stored = await this.cache.put(key, {tokens: Int32Array.from(tokens), body, rope: this.rope});
             if (stored.error != null)
                 this.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {

@@ -19,6 +19,9 @@ import path from "node:path";
 import {
     isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody
 } from "./kv-blob.js";
+import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
+import type {RopeParams} from "./rope-params.js";
+import {loadNativeAddon} from "../native/native-addon.js";
 
 export const wkvMagic = Buffer.from("WEFTKV\0\x01", "latin1");
 export const wkvFormatVersion = 1;
@@ -83,6 +86,8 @@ export type ChunkKvEntry = {
     tokens: ArrayLike<number>;
     /** The chunk's KV, at positions 1..n (computed after a BOS whose cell is dropped). */
     body: KvBody;
+    /** The model's RoPE: with the codec on, keys are stored un-rotated (smaller at equal quality). */
+    rope?: RopeParams | null;
 };
 
 export type MissReason =
@@ -90,7 +95,13 @@ export type MissReason =
     | "wrong-model" | "wrong-chunk" | "wrong-prompt-format" | "bad-body" | "io-error";
 
 /** A hit shares the cache's own arrays: treat `tokens` and `body` as read-only (rope-shift copies by default). */
-export type ChunkKvHit = {hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number};
+export type ChunkKvHit = {
+    hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number,
+    /** The codec level the disk copy was stored at (absent: raw f16 .wkv). */
+    codecLevel?: number,
+    /** Bytes read from disk for this hit (disk hits only). */
+    readBytes?: number
+};
 export type ChunkKvMiss = {hit: false, reason: MissReason, detail: string};
 export type ChunkKvLookup = ChunkKvHit | ChunkKvMiss;
 
@@ -111,6 +122,12 @@ export type ChunkCacheOptions = {
     ramBudgetBytes: number;
     /** Disk tier budget; 0 disables the tier (leaving its files alone). Opening with a smaller budget evicts down to it. */
     diskBudgetBytes: number;
+    /**
+     * Store disk files as the KV codec's container at `level` (kv-codec.ts) where the native addon is loaded, so the
+     * disk budget (counted in file bytes) holds several times more chunks; absent or null: raw f16 `.wkv`. Either kind
+     * of file is read back whatever the setting.
+     */
+    codec?: {level: number, threads: number} | null;
 };
 
 export type PutResult = {ram: boolean, disk: boolean, error?: string};
@@ -130,7 +147,7 @@ export type WkvHeader = {
     bodyBytes: number;
 };
 
-type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number};
+type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number, codecLevel?: number, readBytes?: number};
 type DiskEntry = {bytes: number};
 
 class Miss extends Error {
@@ -297,8 +314,36 @@ export class ChunkKvCache {
             }
             throw error;
         }
+        if (startsWithCodecMagic(bytes))
+            return this.decodeCodecFile(bytes, key);
         const {header, body, tokens} = decodeWkv(bytes, key);
-        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens};
+        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: bytes.byteLength};
+    }
+
+    /** A codec container (see {@link ChunkCacheOptions.codec}), decoded off the JS thread; a refused one is a Miss. */
+    private async decodeCodecFile(bytes: Uint8Array, key: ChunkKey): Promise<RamEntry> {
+        let decoded: Awaited<ReturnType<typeof decodeKvBody>>;
+        try {
+            decoded = await decodeKvBody(bytes, {fingerprint: key.fingerprint, threads: this.options.codec?.threads ?? 1});
+        } catch (error) {
+            if (error instanceof KvCodecError)
+                throw new Miss(codecMissReasons[error.reason], error.message);
+            throw error;
+        }
+        let extra: {chunkHash?: unknown, promptFormatVersion?: unknown, tokens?: unknown};
+        try {
+            extra = JSON.parse(Buffer.from(decoded.extra).toString("utf8")) as typeof extra;
+        } catch (error) {
+            throw new Miss("bad-header", `container key is not JSON: ${(error as Error).message}`);
+        }
+        if (extra.chunkHash !== key.chunkHash)
+            throw new Miss("wrong-chunk", `file holds chunk ${String(extra.chunkHash)}, expected ${key.chunkHash}`);
+        if (extra.promptFormatVersion !== String(key.promptFormatVersion))
+            throw new Miss("wrong-prompt-format", `file has prompt format ${String(extra.promptFormatVersion)}, expected ${String(key.promptFormatVersion)}`);
+        if (!Array.isArray(extra.tokens) || extra.tokens.length !== decoded.body.cells.length || !extra.tokens.every((t) => Number.isInteger(t)))
+            throw new Miss("bad-sizes", "container tokens do not match its KV cells");
+        const tokens = Int32Array.from(extra.tokens as number[]);
+        return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
     }
 
     private async drop(file: string, reason: MissReason): Promise<void> {
@@ -364,6 +409,7 @@ export class ChunkKvCache {
         if (!(tiers.disk ?? true) || this.options.diskBudgetBytes <= 0)
             return {ram, disk: false};
 
+        const encoded = await this.encodeForDisk(key, compact, entry.rope ?? null);
         const header: WkvHeader = {
             fingerprint: key.fingerprint,
             chunkHash: key.chunkHash,
@@ -377,7 +423,7 @@ export class ChunkKvCache {
             bodyBytes: bodyBytes.byteLength
         };
         const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
-        const fileBytes = prefixBytes + headerBytes.byteLength + bodyBytes.byteLength + digestBytes;
+        const fileBytes = encoded?.byteLength ?? prefixBytes + headerBytes.byteLength + bodyBytes.byteLength + digestBytes;
         if (fileBytes > this.options.diskBudgetBytes)
             return {ram, disk: false, error: `${fileBytes} bytes exceed the disk budget`};
 
@@ -392,7 +438,7 @@ export class ChunkKvCache {
             const digest = createHash("sha256").update(headerBytes).update(bodyBytes).digest();
             const handle = await open(temp, "w");
             try {
-                await handle.writev([prefix, headerBytes, bodyBytes, digest]);
+                await handle.writev(encoded != null ? [encoded] : [prefix, headerBytes, bodyBytes, digest]);
             } finally {
                 await handle.close();
             }
@@ -408,6 +454,19 @@ export class ChunkKvCache {
         this.diskBytes += fileBytes;
         await this.evictDisk(0, file);
         return {ram, disk: true};
+    }
+
+    /** The codec container for the disk copy, or null for a raw `.wkv` (codec off, addon missing, or the encoder refused). */
+    private async encodeForDisk(key: ChunkKey, entry: RamEntry, rope: RopeParams | null): Promise<Uint8Array | null> {
+        const codec = this.options.codec;
+        if (codec == null || !loadNativeAddon().available || !/^[0-9a-f]{32}$/.test(key.fingerprint))
+            return null;
+        const extra = Buffer.from(JSON.stringify({chunkHash: key.chunkHash, promptFormatVersion: String(key.promptFormatVersion), tokens: Array.from(entry.tokens)}));
+        try {
+            return await encodeKvBody(entry.body, {level: codec.level, fingerprint: key.fingerprint, extra, threads: codec.threads, rope});
+        } catch {
+            return null;
+        }
     }
 
     /** Evicts least recently used files until `extra` more bytes fit the budget (never `keep`). */
@@ -539,6 +598,19 @@ function decodeWkv(bytes: Uint8Array, key: ChunkKey): {header: WkvHeader, body: 
         throw new Miss("bad-sizes", "header does not describe the KV body");
     return {header, body, tokens: Int32Array.from(header.tokens)};
 }
+
+const codecMagic = Buffer.from("WEFTKVZ\0", "latin1");
+
+function startsWithCodecMagic(bytes: Uint8Array): boolean {
+    return bytes.byteLength >= codecMagic.byteLength && codecMagic.equals(bytes.subarray(0, codecMagic.byteLength));
+}
+
+/** The codec's refusal reasons as the cache's miss reasons. */
+const codecMissReasons: Record<KvCodecError["reason"], MissReason> = {
+    "truncated": "truncated", "bad-magic": "bad-magic", "wrong-version": "wrong-version", "bad-header": "bad-header",
+    "bad-sizes": "bad-sizes", "wrong-model": "wrong-model", "wrong-shape": "bad-sizes", "checksum": "checksum", "corrupt": "bad-body",
+    "bad-meta": "bad-header", "unsupported": "bad-body"
+};
 
 function startsWithMagic(bytes: Uint8Array): boolean {
     return bytes.byteLength >= wkvMagic.byteLength && wkvMagic.equals(bytes.subarray(0, wkvMagic.byteLength));
