@@ -4,6 +4,7 @@
 import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "../kv/chunk-cache.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
@@ -261,11 +262,14 @@ export class BlendSession {
      * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
      * cache it is counted, not thrown (the KV is still good for this question).
      */
-    public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
+    public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats}> {
         const key = this.chunkKey(tokens);
         const found = await this.cache.get(key);
         if (found.hit)
-            return {body: found.body, loadedBytes: found.bytes, hit: true};
+            return {
+                body: found.body, loadedBytes: found.bytes, hit: true,
+                source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
+            };
 
         const bos = this.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
@@ -282,7 +286,7 @@ export class BlendSession {
         } catch (error) {
             this.failures.record("chunkCachePut", error);
         }
-        return {body, loadedBytes: 0, hit: false};
+        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }
 
     /**
@@ -306,6 +310,7 @@ export class BlendSession {
 
         const loadStartedAt = performance.now();
         let kvBytesLoaded = 0;
+        const chunkSources: ChunkKvStats[] = [];
         // hkvd scores host rows and overrides its check layer's rows on the host: it does not use the resident tier.
         const tier = strategy === "hkvd" ? undefined : this.residentTier;
         const headerTokens = prompt.tokens.slice(0, headerEnd);
@@ -325,10 +330,12 @@ export class BlendSession {
             const resident = tier?.get(key);
             if (resident != null) {
                 parts.push({resident, delta: start - 1});
+                chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes} = await this.chunkKv(segment.tokens);
+            const {body, loadedBytes, source} = await this.chunkKv(segment.tokens);
             kvBytesLoaded += loadedBytes;
+            chunkSources.push(source);
             parts.push({body, delta: start - 1});
             chunks.push({start, body});
             if (tier != null)
@@ -415,7 +422,9 @@ export class BlendSession {
             kvResidentBytes,
             kvResidentMs,
             selectMs,
-            recomputeMs
+            recomputeMs,
+            chunkKv: chunkSources,
+            kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0)
         };
     }
 
