@@ -3,17 +3,7 @@
 // keys have), and per token a slowly drifting component shared by neighbours (AR(1), rho 0.8) plus noise.
 import {f32ToF16} from "../test/helpers/f16.js";
 import type {KvCodecLayer} from "../main/engine/native/native-addon.js";
-
-export function mulberry32(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-}
+import {seededRandom} from "./harness.js";
 
 function gaussian(random: () => number): number {
     return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
@@ -35,7 +25,7 @@ function tensor(random: () => number, nTokens: number, channels: number, outlier
 
 /** Layers of `width` K and V channels over `nTokens` tokens, K and V token-major, seeded. */
 export function syntheticKv(nLayer: number, nTokens: number, width: number, seed = 1): KvCodecLayer[] {
-    const random = mulberry32(seed);
+    const random = seededRandom(seed);
     return Array.from({length: nLayer}, () => ({
         k: tensor(random, nTokens, width, true),
         v: tensor(random, nTokens, width, false),
