@@ -1,5 +1,4 @@
-import {mkdir, rm} from "node:fs/promises";
-import path from "node:path";
+import {mkdir} from "node:fs/promises";
 import {
     type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus,
     type FolderInfo, type IngestEvent, type ModelInfo
@@ -9,14 +8,14 @@ import {CacheWarming, type WarmCacheResult} from "./cache-warming.js";
 import {ChatService} from "./chat/chat-service.js";
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {Foreground} from "./foreground.js";
-import type {ChunkCacheStats} from "./kv/chunk-cache.js";
-import type {StoreFailureStats} from "./kv/store-failures.js";
 import {estimateTokenizer, type Tokenizer} from "./library/library.js";
 import {LibraryHost} from "./library-host.js";
 import {backendOf, type GpuChoice} from "./llama-runtime.js";
-import {ModelHost} from "./model-host.js";
+import {type CacheStats, ModelHost} from "./model-host.js";
 import {ModelRegistry} from "./model-registry.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
+
+export type {CacheStats} from "./model-host.js";
 
 export type EngineOptions = {
     dataDir: string;
@@ -28,9 +27,6 @@ export type EngineOptions = {
     /** Level of the KV codec for chunk caches on disk; null stores them as raw f16 (default: level 2, see model-host.ts). */
     kvCodecLevel?: number | null;
 };
-
-/** The chunk cache's counters, and the failures to store chunk KVs that questions did not wait for. */
-export type CacheStats = ChunkCacheStats & {failures: StoreFailureStats};
 
 /**
  * The headless engine: a facade over the model host (loading, locking), the chat service, the library host and cache
@@ -184,14 +180,13 @@ export class Engine implements EngineApi {
         return this.chatService.chat(request, signal);
     }
 
-    public async cacheStats(): Promise<CacheStats> {
-        return {...(await this.host.chunkCache()).stats(), failures: this.host.storeFailures.snapshot()};
+    public cacheStats(): Promise<CacheStats> {
+        return this.host.cacheStats();
     }
 
     /** Drops every chunk KV cache, in RAM and on disk, for every model. */
-    public async clearCache(): Promise<void> {
-        (await this.host.chunkCache()).clearRam();
-        await rm(path.join(this.dataDir, "kvcache"), {recursive: true, force: true});
+    public clearCache(): Promise<void> {
+        return this.host.clearChunkCache();
     }
 
     /** Computes the chunk KV caches of a folder (or the whole library) for the active model (see CacheWarming.warmCache). */
