@@ -12,6 +12,7 @@ import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
 import {type RopeParams, ropeParamsFromGguf} from "../kv/rope-params.js";
 import {StoreFailures} from "../kv/store-failures.js";
+import {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
@@ -143,6 +144,8 @@ export class BlendSession {
     private residentAdmission: Promise<void> = Promise.resolve();
     /** The prompt header's KV (the same for every question), by token hash. */
     private readonly headers = new Map<string, KvBody>();
+    /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
+    public readonly kvController = new KvController();
     /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
     private alone?: Promise<LlamaContextSequence | null>;
 
@@ -265,7 +268,15 @@ export class BlendSession {
      */
     public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats}> {
         const key = this.chunkKey(tokens);
-        const found = await this.cache.get(key);
+        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
+        const fileBytes = this.cache.diskOnlyBytes(key);
+        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.cache.codecOn}).source === "recompute";
+        const found = skipDisk ? {hit: false as const} : await this.cache.get(key);
+        if (found.hit && found.tier === "disk") {
+            this.kvController.observeDiskRead(found.readBytes ?? 0, found.readMs ?? 0);
+            if (found.codecLevel != null)
+                this.kvController.observeDecode(found.bytes, tokens.length, found.decodeMs ?? 0);
+        }
         if (found.hit)
             return {
                 body: found.body, loadedBytes: found.bytes, hit: true,
@@ -274,7 +285,9 @@ export class BlendSession {
 
         const bos = this.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
+        const prefillStartedAt = performance.now();
         const full = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
         if (order.some((entry, index) => entry.index !== index))
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");

@@ -40,8 +40,10 @@ export type ChunkKvHit = {
     hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number,
     /** The codec level the disk copy was stored at (absent: raw f16 .wkv). */
     codecLevel?: number,
-    /** Bytes read from disk for this hit (disk hits only). */
-    readBytes?: number
+    /** Bytes read from disk for this hit (disk hits only), the time the read took and the codec's decode. */
+    readBytes?: number,
+    readMs?: number,
+    decodeMs?: number
 };
 export type ChunkKvMiss = {hit: false, reason: MissReason, detail: string};
 export type ChunkKvLookup = ChunkKvHit | ChunkKvMiss;
@@ -73,7 +75,7 @@ export type ChunkCacheOptions = {
 
 export type PutResult = {ram: boolean, disk: boolean, error?: string};
 
-type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number, codecLevel?: number, readBytes?: number};
+type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number, codecLevel?: number, readBytes?: number, readMs?: number, decodeMs?: number};
 type DiskEntry = {bytes: number};
 
 const safeName = /^[A-Za-z0-9_-]{1,128}$/;
@@ -218,6 +220,7 @@ export class ChunkKvCache {
 
     private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
         let bytes: Buffer;
+        const readStartedAt = performance.now();
         try {
             bytes = await readFile(file);
         } catch (error) {
@@ -227,10 +230,14 @@ export class ChunkKvCache {
             }
             throw error;
         }
-        if (startsWithCodecMagic(bytes))
-            return this.decodeCodecFile(bytes, key);
+        const readMs = performance.now() - readStartedAt;
+        if (startsWithCodecMagic(bytes)) {
+            const decodeStartedAt = performance.now();
+            const entry = await this.decodeCodecFile(bytes, key);
+            return {...entry, readMs, decodeMs: performance.now() - decodeStartedAt};
+        }
         const {header, body, tokens} = decodeWkv(bytes, key);
-        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: bytes.byteLength};
+        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: bytes.byteLength, readMs};
     }
 
     /** A codec container (see {@link ChunkCacheOptions.codec}), decoded off the JS thread; a refused one is a Miss. */
@@ -257,6 +264,22 @@ export class ChunkKvCache {
             throw new WkvMiss("bad-sizes", "container tokens do not match its KV cells");
         const tokens = Int32Array.from(extra.tokens as number[]);
         return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
+    }
+
+    /** Size of the chunk's disk file when the disk tier indexes one and RAM does not hold the chunk (what a get would read). */
+    diskOnlyBytes(key: ChunkKey): number | undefined {
+        if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0)
+            return undefined;
+        try {
+            return this.disk.get(this.pathOf(key))?.bytes;
+        } catch {
+            return undefined;
+        }
+    }
+
+    /** Whether new disk files are codec containers (which cost a decode on reading). */
+    get codecOn(): boolean {
+        return this.options.codec != null && loadNativeAddon().available;
     }
 
     private async drop(file: string, reason: MissReason): Promise<void> {
