@@ -90,6 +90,10 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         const text = await weft(["cache", "stats", "--data", dataDir]);
         assert.equal(text.code, 0, text.stderr);
         assert.match(text.stdout, /0 chunk KVs not cached, 0 not kept resident/);
+        // The disk copies are codec containers: the other process reads their shapes and reports what they save.
+        assert.ok(stats.disk.entries > 0 && stats.disk.f16Bytes > 2 * stats.disk.bytes, JSON.stringify(stats.disk));
+        const saved = /, ([\d.]+ [KMG]?i?B) saved by the KV codec\)/.exec(text.stdout);
+        assert.ok(saved != null && !saved[1]!.startsWith("0 "), text.stdout);
     });
 
     it("hkvd at 0.15 reuses most chunk tokens, and its stats add up", async () => {

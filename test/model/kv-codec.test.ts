@@ -202,6 +202,10 @@ describe("KV codec on stories260K", {skip: addonLoad.available ? false : addonLo
         const [name] = await readdir(dir);
         const fileBytes = (await stat(path.join(dir, name!))).size;
         assert.ok(fileBytes * 3 < kvBodySize(body), `the file holds ${fileBytes} bytes for a ${kvBodySize(body)}-byte f16 body`);
+        const f16Bytes = body.layers.reduce((sum, {k, v}) => sum + k.rows.byteLength + (isTransposed(v) ? v.data : v.rows).byteLength, 0);
+        assert.deepEqual([cache.stats().disk.bytes, cache.stats().disk.f16Bytes], [fileBytes, f16Bytes]);
+        // Reopened, the shape comes from the file's header.
+        assert.equal((await ChunkKvCache.open(options)).stats().disk.f16Bytes, f16Bytes);
 
         const hit = await (await ChunkKvCache.open(options)).get(key);
         assert.ok(hit.hit && hit.tier === "disk", JSON.stringify(hit));

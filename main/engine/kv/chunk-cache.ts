@@ -13,7 +13,7 @@
 import {randomBytes} from "node:crypto";
 import {mkdir, open, readdir, readFile, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
-import {type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
+import {isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
 import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
 import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
@@ -52,7 +52,9 @@ export type ChunkCacheStats = {
     ram: {hits: number, misses: number, entries: number, bytes: number, budgetBytes: number, evictions: number};
     disk: {
         hits: number, misses: number, entries: number, bytes: number, budgetBytes: number, evictions: number,
-        writes: number, writeErrors: number
+        writes: number, writeErrors: number,
+        /** What the files' KV takes as f16: `f16Bytes - bytes` is what the KV codec saves on disk. */
+        f16Bytes: number
     };
     /** Files deleted because they failed validation (any reason but "absent"). */
     droppedCorrupt: number;
@@ -76,7 +78,7 @@ export type ChunkCacheOptions = {
 export type PutResult = {ram: boolean, disk: boolean, error?: string};
 
 type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number, codecLevel?: number, readBytes?: number, readMs?: number, decodeMs?: number};
-type DiskEntry = {bytes: number};
+type DiskEntry = {bytes: number, f16Bytes: number};
 
 const safeName = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -90,6 +92,7 @@ export class ChunkKvCache {
     /** Path → size; Map order is least recently used first. */
     private readonly disk = new Map<string, DiskEntry>();
     private diskBytes = 0;
+    private diskF16Bytes = 0;
     private readonly counters = {
         ramHits: 0, ramMisses: 0, ramEvictions: 0,
         diskHits: 0, diskMisses: 0, diskEvictions: 0, diskWrites: 0, diskWriteErrors: 0,
@@ -148,8 +151,10 @@ export class ChunkKvCache {
         }
         found.sort((a, b) => a.mtimeMs - b.mtimeMs);
         for (const {file, bytes} of found) {
-            this.disk.set(file, {bytes});
+            const f16Bytes = await f16BytesOf(file, bytes);
+            this.disk.set(file, {bytes, f16Bytes});
             this.diskBytes += bytes;
+            this.diskF16Bytes += f16Bytes;
         }
     }
 
@@ -294,6 +299,7 @@ export class ChunkKvCache {
         if (known != null) {
             this.disk.delete(file);
             this.diskBytes -= known.bytes;
+            this.diskF16Bytes -= known.f16Bytes;
         }
     }
 
@@ -370,8 +376,10 @@ export class ChunkKvCache {
         }
         this.counters.diskWrites++;
         this.forgetDisk(file);
-        this.disk.set(file, {bytes: fileBytes});
+        const f16Bytes = encoded != null ? valueBytes(compact.body) : fileBytes;
+        this.disk.set(file, {bytes: fileBytes, f16Bytes});
         this.diskBytes += fileBytes;
+        this.diskF16Bytes += f16Bytes;
         await this.evictDisk(0, file);
         return {ram, disk: true};
     }
@@ -398,6 +406,7 @@ export class ChunkKvCache {
                 continue;
             this.disk.delete(file);
             this.diskBytes -= entry.bytes;
+            this.diskF16Bytes -= entry.f16Bytes;
             this.counters.diskEvictions++;
             await rm(file, {force: true}).catch(() => {});
         }
@@ -451,7 +460,7 @@ export class ChunkKvCache {
             disk: {
                 hits: c.diskHits, misses: c.diskMisses, entries: this.disk.size, bytes: this.diskBytes,
                 budgetBytes: this.options.diskBudgetBytes, evictions: c.diskEvictions, writes: c.diskWrites,
-                writeErrors: c.diskWriteErrors
+                writeErrors: c.diskWriteErrors, f16Bytes: this.diskF16Bytes
             },
             droppedCorrupt: c.droppedCorrupt,
             dropReasons: {...this.dropReasons}
@@ -459,6 +468,37 @@ export class ChunkKvCache {
     }
 }
 const codecMagic = Buffer.from("WEFTKVZ\0", "latin1");
+
+/** Bytes of a body's K and V values (what the codec's header shape gives, f16). */
+function valueBytes(body: KvBody): number {
+    return body.layers.reduce((sum, {k, v}) => sum + k.rows.byteLength + (isTransposed(v) ? v.data : v.rows).byteLength, 0);
+}
+
+/** The f16 size of the KV in a disk file: from a codec container's header (shape), else the file's own size. */
+async function f16BytesOf(file: string, size: number): Promise<number> {
+    try {
+        const handle = await open(file, "r");
+        try {
+            const head = Buffer.alloc(56);
+            if ((await handle.read(head, 0, 56, 0)).bytesRead < 56 || !startsWithCodecMagic(head))
+                return size;
+            const nTokens = head.readUInt32LE(32), nLayer = head.readUInt32LE(36);
+            if (nLayer === 0 || nLayer > 4096)
+                return size;
+            const table = Buffer.alloc(32 * nLayer);
+            if ((await handle.read(table, 0, table.byteLength, 56)).bytesRead < table.byteLength)
+                return size;
+            let widths = 0;
+            for (let il = 0; il < nLayer; il++)
+                widths += table.readUInt32LE(32 * il) + table.readUInt32LE(32 * il + 4);
+            return nTokens * widths * 2;
+        } finally {
+            await handle.close();
+        }
+    } catch {
+        return size;
+    }
+}
 
 function startsWithCodecMagic(bytes: Uint8Array): boolean {
     return bytes.byteLength >= codecMagic.byteLength && codecMagic.equals(bytes.subarray(0, codecMagic.byteLength));
