@@ -22,7 +22,9 @@
         "src/kv_deviation.cpp",
         "src/kv_resident.cpp",
         "src/capture_graph.cpp",
-        "src/layer_capture.cpp"
+        "src/layer_capture.cpp",
+        "src/kv_codec.cpp",
+        "src/kv_codec_addon.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -23,7 +23,8 @@ export async function cacheCommand(argv: string[]): Promise<number> {
                     console.log(JSON.stringify(stats));
                 else
                     console.log(`Chunk KV cache: RAM ${stats.ram.entries} entries (${formatBytes(stats.ram.bytes)} of ${formatBytes(stats.ram.budgetBytes)}), ` +
-                        `disk ${stats.disk.entries} entries (${formatBytes(stats.disk.bytes)} of ${formatBytes(stats.disk.budgetBytes)}), ` +
+                        `disk ${stats.disk.entries} entries (${formatBytes(stats.disk.bytes)} of ${formatBytes(stats.disk.budgetBytes)}, ` +
+                        `${formatBytes(Math.max(0, stats.disk.f16Bytes - stats.disk.bytes))} saved by the KV codec), ` +
                         `${stats.droppedCorrupt} damaged files dropped; ` +
                         `${stats.failures.chunkCachePut.count} chunk KVs not cached, ${stats.failures.residentAdmission.count} not kept resident` +
                         [stats.failures.chunkCachePut.lastError, stats.failures.residentAdmission.lastError]

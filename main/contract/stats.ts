@@ -13,6 +13,20 @@ export type Strategy = z.infer<typeof Strategy>;
 const count = z.number().int().nonnegative();
 const ms = z.number().nonnegative();
 
+/** Where a retrieved chunk's KV came from: the GPU-resident tier, the RAM or disk tier of the chunk cache, or computed from its text. */
+export const KvSource = z.enum(["resident", "ram", "disk", "recompute"]);
+export type KvSource = z.infer<typeof KvSource>;
+
+/** One retrieved chunk's KV, in prompt order. `codecLevel` is the KV codec level its disk copy was stored at (null: raw f16 or not from disk). */
+export const ChunkKvStats = z.object({
+    kvSource: KvSource,
+    codecLevel: z.number().int().nonnegative().nullable(),
+    tokens: count,
+    /** Bytes read from disk for it (0 unless kvSource is disk). */
+    bytesRead: count
+});
+export type ChunkKvStats = z.infer<typeof ChunkKvStats>;
+
 /**
  * Per-answer statistics. Units are in the names.
  * Invariant: reusedTokens + recomputedTokens + freshTokens === promptTokens.
@@ -41,6 +55,10 @@ export const AnswerStats = z.object({
     /** KV bytes placed from the GPU-resident tier by device-to-device copies (not part of kvBytesLoaded), and how long that took. */
     kvResidentBytes: count,
     kvResidentMs: ms,
+    /** Per retrieved chunk, where its KV came from (blend strategies only). */
+    chunkKv: z.array(ChunkKvStats).optional(),
+    /** Bytes read from the disk tier for this prompt (compressed when the codec stored them). */
+    kvBytesRead: count.optional(),
     /** Choosing the tokens to recompute (hkvd's early-layer pass). */
     selectMs: ms,
     recomputeMs: ms,

@@ -34,6 +34,8 @@ export type EngineOptions = {
     gpu?: GpuChoice;
     /** Byte budget of the GPU-resident tier of chunk KVs (default: a share of free VRAM; none on CPU; tests set it on CPU). */
     residentKvBytes?: number;
+    /** Level of the KV codec for chunk caches on disk; null stores them as raw f16 (default: level 2, see model-host.ts). */
+    kvCodecLevel?: number | null;
 };
 
 /**
@@ -57,6 +59,7 @@ export class Engine implements EngineApi {
         this.host = new ModelHost({
             dataDir, threads, gpu: options.gpu ?? "auto", modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize,
             ...residentBudget(options.residentKvBytes ?? settings.residentCacheBytes ?? undefined),
+            ...(options.kvCodecLevel !== undefined ? {kvCodecLevel: options.kvCodecLevel} : {}),
             ramCacheBytes: settings.ramCacheBytes, diskCacheBytes: settings.diskCacheBytes, ...(settings.gpuLayers != null ? {gpuLayers: settings.gpuLayers} : {})
         });
         this.conversations = new ConversationStore(dataDir);

@@ -9,10 +9,12 @@
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   llamaFunctionsAvailable(): {ok, missing, library}
+//   kvCodecEncode / kvCodecDecode / kvCodecDecodeSync / kvCodecLevels: the KV codec (kv_codec.h)
 // The TypeScript side is main/engine/native/native-addon.ts.
 #include <napi.h>
 
 #include "half.h"
+#include "kv_codec_addon.h"
 #include "kv_deviation.h"
 #include "kv_resident.h"
 #include "kv_splice.h"
@@ -62,6 +64,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("residentKvSupported", Napi::Function::New(env, ResidentKvSupported, "residentKvSupported"));
     exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
     exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));
+    exports.Set("kvCodecEncode", Napi::Function::New(env, KvCodecEncode, "kvCodecEncode"));
+    exports.Set("kvCodecDecode", Napi::Function::New(env, KvCodecDecode, "kvCodecDecode"));
+    exports.Set("kvCodecDecodeSync", Napi::Function::New(env, KvCodecDecodeSync, "kvCodecDecodeSync"));
+    exports.Set("kvCodecLevels", Napi::Function::New(env, KvCodecLevels, "kvCodecLevels"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
     return exports;
 }

@@ -90,6 +90,10 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         const text = await weft(["cache", "stats", "--data", dataDir]);
         assert.equal(text.code, 0, text.stderr);
         assert.match(text.stdout, /0 chunk KVs not cached, 0 not kept resident/);
+        // The disk copies are codec containers: the other process reads their shapes and reports what they save.
+        assert.ok(stats.disk.entries > 0 && stats.disk.f16Bytes > 2 * stats.disk.bytes, JSON.stringify(stats.disk));
+        const saved = /, ([\d.]+ [KMG]?i?B) saved by the KV codec\)/.exec(text.stdout);
+        assert.ok(saved != null && !saved[1]!.startsWith("0 "), text.stdout);
     });
 
     it("hkvd at 0.15 reuses most chunk tokens, and its stats add up", async () => {
@@ -164,12 +168,21 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
         const again = await ask(engine, "hkvd", 1);
         assert.equal(again.answer, reference.answer);
+        assert.ok((AnswerStats.parse(again.stats).chunkKv ?? []).every((chunk) => chunk.kvSource === "recompute"), "every chunk's file was damaged");
         const stats = await engine.cacheStats();
         assert.equal(stats.droppedCorrupt, 3, JSON.stringify(stats.dropReasons));
         assert.deepEqual(Object.keys(stats.dropReasons).sort(), ["checksum", "truncated", "wrong-model"].sort());
         // Recomputed and written back whole.
         for (const [index, file] of files.slice(0, 2).entries())
             assert.equal((await stat(file)).size, sizes[index]);
+        // The engine stores disk copies through the KV codec: a fresh engine reads them back at its level.
+        await engine.close();
+        engine = await Engine.open({dataDir, threads: testThreads, gpu: false});
+        const fromDisk = AnswerStats.parse((await ask(engine, "hkvd", 1)).stats);
+        const chunkKv = fromDisk.chunkKv ?? [];
+        assert.ok(chunkKv.length >= 3 && chunkKv.every((chunk) => chunk.kvSource === "disk" && chunk.codecLevel === 2 && chunk.bytesRead > 0),
+            JSON.stringify(chunkKv));
+        assert.equal(fromDisk.kvBytesRead, chunkKv.reduce((sum, chunk) => sum + chunk.bytesRead, 0));
     });
 
     it("weft ask --strategy hkvd --json reports the blend stats with the invariant holding", async () => {

@@ -4,6 +4,7 @@
 import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
 import type {ChunkKvCache} from "../kv/chunk-cache.js";
 import {modelFingerprint} from "../kv/fingerprint.js";
@@ -11,6 +12,7 @@ import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
 import {StoreFailures} from "../kv/store-failures.js";
+import {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
@@ -143,6 +145,8 @@ export class BlendSession {
     private residentAdmission: Promise<void> = Promise.resolve();
     /** The prompt header's KV (the same for every question), by token hash. */
     private readonly headers = new Map<string, KvBody>();
+    /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
+    public readonly kvController = new KvController();
     /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
     private alone?: Promise<LlamaContextSequence | null>;
 
@@ -263,28 +267,41 @@ export class BlendSession {
      * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
      * cache it is counted, not thrown (the KV is still good for this question).
      */
-    public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean}> {
+    public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats}> {
         const key = this.chunkKey(tokens);
-        const found = await this.cache.get(key);
+        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
+        const fileBytes = this.cache.diskOnlyBytes(key);
+        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.cache.codecOn}).source === "recompute";
+        const found = skipDisk ? {hit: false as const} : await this.cache.get(key);
+        if (found.hit && found.tier === "disk") {
+            this.kvController.observeDiskRead(found.readBytes ?? 0, found.readMs ?? 0);
+            if (found.codecLevel != null)
+                this.kvController.observeDecode(found.bytes, tokens.length, found.decodeMs ?? 0);
+        }
         if (found.hit)
-            return {body: found.body, loadedBytes: found.bytes, hit: true};
+            return {
+                body: found.body, loadedBytes: found.bytes, hit: true,
+                source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
+            };
 
         const bos = this.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
+        const prefillStartedAt = performance.now();
         const full = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
         if (order.some((entry, index) => entry.index !== index))
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
 
         const body = sliceCells(full, prefix.length, full.cells.length);
         try {
-            const stored = await this.cache.put(key, {tokens: Int32Array.from(tokens), body});
+            const stored = await this.cache.put(key, {tokens: Int32Array.from(tokens), body, rope: this.rope});
             if (stored.error != null)
                 this.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {
             this.failures.record("chunkCachePut", error);
         }
-        return {body, loadedBytes: 0, hit: false};
+        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }
 
     /**
@@ -308,6 +325,7 @@ export class BlendSession {
 
         const loadStartedAt = performance.now();
         let kvBytesLoaded = 0;
+        const chunkSources: ChunkKvStats[] = [];
         // hkvd scores host rows and overrides its check layer's rows on the host: it does not use the resident tier.
         const tier = strategy === "hkvd" ? undefined : this.residentTier;
         const headerTokens = prompt.tokens.slice(0, headerEnd);
@@ -327,10 +345,12 @@ export class BlendSession {
             const resident = tier?.get(key);
             if (resident != null) {
                 parts.push({resident, delta: start - 1});
+                chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes} = await this.chunkKv(segment.tokens);
+            const {body, loadedBytes, source} = await this.chunkKv(segment.tokens);
             kvBytesLoaded += loadedBytes;
+            chunkSources.push(source);
             parts.push({body, delta: start - 1});
             chunks.push({start, body});
             if (tier != null)
@@ -417,7 +437,9 @@ export class BlendSession {
             kvResidentBytes,
             kvResidentMs,
             selectMs,
-            recomputeMs
+            recomputeMs,
+            chunkKv: chunkSources,
+            kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0)
         };
     }
 

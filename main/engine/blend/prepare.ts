@@ -1,5 +1,5 @@
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import type {Strategy} from "../../contract/index.js";
+import type {ChunkKvStats, Strategy} from "../../contract/index.js";
 
 /** How the prompt's KV cache was set up before the remaining tokens are evaluated. */
 export type PreparedPrompt = {
@@ -21,6 +21,10 @@ export type PreparedPrompt = {
     kvResidentMs: number;
     selectMs: number;
     recomputeMs: number;
+    /** Per chunk, where its KV came from (blend strategies). */
+    chunkKv?: ChunkKvStats[];
+    /** Bytes read from the disk tier. */
+    kvBytesRead?: number;
 };
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */

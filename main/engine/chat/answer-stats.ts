@@ -49,6 +49,7 @@ export function answerStats(input: {
         kvLoadGBps: prepared.kvLoadMs > 0 ? prepared.kvBytesLoaded / 1e6 / prepared.kvLoadMs : 0,
         kvResidentBytes: prepared.kvResidentBytes,
         kvResidentMs: prepared.kvResidentMs,
+        ...(prepared.chunkKv != null ? {chunkKv: prepared.chunkKv, kvBytesRead: prepared.kvBytesRead ?? 0} : {}),
         selectMs: prepared.selectMs,
         recomputeMs: prepared.recomputeMs,
         fullPrefillEstimateMs: msPerToken * input.promptTokens,

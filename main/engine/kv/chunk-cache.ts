@@ -13,7 +13,10 @@
 import {randomBytes} from "node:crypto";
 import {mkdir, open, readdir, readFile, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
-import {type KvBody, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
+import {isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
+import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
+import type {RopeParams} from "./rope-params.js";
+import {loadNativeAddon} from "../native/native-addon.js";
 import {type ChunkKey, decodeWkv, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
 
 export {modelFingerprint, type ModelFingerprintOptions} from "./fingerprint.js";
@@ -28,10 +31,20 @@ export type ChunkKvEntry = {
     tokens: ArrayLike<number>;
     /** The chunk's KV, at positions 1..n (computed after a BOS whose cell is dropped). */
     body: KvBody;
+    /** The model's RoPE: with the codec on, keys are stored un-rotated (smaller at equal quality). */
+    rope?: RopeParams | null;
 };
 
 /** A hit shares the cache's own arrays: treat `tokens` and `body` as read-only (rope-shift copies by default). */
-export type ChunkKvHit = {hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number};
+export type ChunkKvHit = {
+    hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number,
+    /** The codec level the disk copy was stored at (absent: raw f16 .wkv). */
+    codecLevel?: number,
+    /** Bytes read from disk for this hit (disk hits only), the time the read took and the codec's decode. */
+    readBytes?: number,
+    readMs?: number,
+    decodeMs?: number
+};
 export type ChunkKvMiss = {hit: false, reason: MissReason, detail: string};
 export type ChunkKvLookup = ChunkKvHit | ChunkKvMiss;
 
@@ -39,7 +52,9 @@ export type ChunkCacheStats = {
     ram: {hits: number, misses: number, entries: number, bytes: number, budgetBytes: number, evictions: number};
     disk: {
         hits: number, misses: number, entries: number, bytes: number, budgetBytes: number, evictions: number,
-        writes: number, writeErrors: number
+        writes: number, writeErrors: number,
+        /** What the files' KV takes as f16: `f16Bytes - bytes` is what the KV codec saves on disk. */
+        f16Bytes: number
     };
     /** Files deleted because they failed validation (any reason but "absent"). */
     droppedCorrupt: number;
@@ -52,12 +67,18 @@ export type ChunkCacheOptions = {
     ramBudgetBytes: number;
     /** Disk tier budget; 0 disables the tier (leaving its files alone). Opening with a smaller budget evicts down to it. */
     diskBudgetBytes: number;
+    /**
+     * Store disk files as the KV codec's container at `level` (kv-codec.ts) where the native addon is loaded, so the
+     * disk budget (counted in file bytes) holds several times more chunks; absent or null: raw f16 `.wkv`. Either kind
+     * of file is read back whatever the setting.
+     */
+    codec?: {level: number, threads: number} | null;
 };
 
 export type PutResult = {ram: boolean, disk: boolean, error?: string};
 
-type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number};
-type DiskEntry = {bytes: number};
+type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number, codecLevel?: number, readBytes?: number, readMs?: number, decodeMs?: number};
+type DiskEntry = {bytes: number, f16Bytes: number};
 
 const safeName = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -71,6 +92,7 @@ export class ChunkKvCache {
     /** Path → size; Map order is least recently used first. */
     private readonly disk = new Map<string, DiskEntry>();
     private diskBytes = 0;
+    private diskF16Bytes = 0;
     private readonly counters = {
         ramHits: 0, ramMisses: 0, ramEvictions: 0,
         diskHits: 0, diskMisses: 0, diskEvictions: 0, diskWrites: 0, diskWriteErrors: 0,
@@ -129,8 +151,10 @@ export class ChunkKvCache {
         }
         found.sort((a, b) => a.mtimeMs - b.mtimeMs);
         for (const {file, bytes} of found) {
-            this.disk.set(file, {bytes});
+            const f16Bytes = await f16BytesOf(file, bytes);
+            this.disk.set(file, {bytes, f16Bytes});
             this.diskBytes += bytes;
+            this.diskF16Bytes += f16Bytes;
         }
     }
 
@@ -201,6 +225,7 @@ export class ChunkKvCache {
 
     private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
         let bytes: Buffer;
+        const readStartedAt = performance.now();
         try {
             bytes = await readFile(file);
         } catch (error) {
@@ -210,8 +235,56 @@ export class ChunkKvCache {
             }
             throw error;
         }
+        const readMs = performance.now() - readStartedAt;
+        if (startsWithCodecMagic(bytes)) {
+            const decodeStartedAt = performance.now();
+            const entry = await this.decodeCodecFile(bytes, key);
+            return {...entry, readMs, decodeMs: performance.now() - decodeStartedAt};
+        }
         const {header, body, tokens} = decodeWkv(bytes, key);
-        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens};
+        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: bytes.byteLength, readMs};
+    }
+
+    /** A codec container (see {@link ChunkCacheOptions.codec}), decoded off the JS thread; a refused one is a Miss. */
+    private async decodeCodecFile(bytes: Uint8Array, key: ChunkKey): Promise<RamEntry> {
+        let decoded: Awaited<ReturnType<typeof decodeKvBody>>;
+        try {
+            decoded = await decodeKvBody(bytes, {fingerprint: key.fingerprint, threads: this.options.codec?.threads ?? 1});
+        } catch (error) {
+            if (error instanceof KvCodecError)
+                throw new WkvMiss(codecMissReasons[error.reason], error.message);
+            throw error;
+        }
+        let extra: {chunkHash?: unknown, promptFormatVersion?: unknown, tokens?: unknown};
+        try {
+            extra = JSON.parse(Buffer.from(decoded.extra).toString("utf8")) as typeof extra;
+        } catch (error) {
+            throw new WkvMiss("bad-header", `container key is not JSON: ${(error as Error).message}`);
+        }
+        if (extra.chunkHash !== key.chunkHash)
+            throw new WkvMiss("wrong-chunk", `file holds chunk ${String(extra.chunkHash)}, expected ${key.chunkHash}`);
+        if (extra.promptFormatVersion !== String(key.promptFormatVersion))
+            throw new WkvMiss("wrong-prompt-format", `file has prompt format ${String(extra.promptFormatVersion)}, expected ${String(key.promptFormatVersion)}`);
+        if (!Array.isArray(extra.tokens) || extra.tokens.length !== decoded.body.cells.length || !extra.tokens.every((t) => Number.isInteger(t)))
+            throw new WkvMiss("bad-sizes", "container tokens do not match its KV cells");
+        const tokens = Int32Array.from(extra.tokens as number[]);
+        return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
+    }
+
+    /** Size of the chunk's disk file when the disk tier indexes one and RAM does not hold the chunk (what a get would read). */
+    diskOnlyBytes(key: ChunkKey): number | undefined {
+        if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0)
+            return undefined;
+        try {
+            return this.disk.get(this.pathOf(key))?.bytes;
+        } catch {
+            return undefined;
+        }
+    }
+
+    /** Whether new disk files are codec containers (which cost a decode on reading). */
+    get codecOn(): boolean {
+        return this.options.codec != null && loadNativeAddon().available;
     }
 
     private async drop(file: string, reason: MissReason): Promise<void> {
@@ -226,6 +299,7 @@ export class ChunkKvCache {
         if (known != null) {
             this.disk.delete(file);
             this.diskBytes -= known.bytes;
+            this.diskF16Bytes -= known.f16Bytes;
         }
     }
 
@@ -277,8 +351,10 @@ export class ChunkKvCache {
         if (!(tiers.disk ?? true) || this.options.diskBudgetBytes <= 0)
             return {ram, disk: false};
 
-        const encoded = encodeWkv(key, tokens, compact.body, bodyBytes);
-        const fileBytes = encoded.bytes;
+        // The codec's container where it is on (and the addon loaded), else the raw f16 .wkv.
+        const encoded = await this.encodeForDisk(key, compact, entry.rope ?? null);
+        const wkv = encoded == null ? encodeWkv(key, tokens, compact.body, bodyBytes) : null;
+        const fileBytes = encoded?.byteLength ?? wkv!.bytes;
         if (fileBytes > this.options.diskBudgetBytes)
             return {ram, disk: false, error: `${fileBytes} bytes exceed the disk budget`};
 
@@ -288,7 +364,7 @@ export class ChunkKvCache {
             await mkdir(path.dirname(file), {recursive: true});
             const handle = await open(temp, "w");
             try {
-                await handle.writev(encoded.parts);
+                await handle.writev(encoded != null ? [encoded] : wkv!.parts);
             } finally {
                 await handle.close();
             }
@@ -300,10 +376,25 @@ export class ChunkKvCache {
         }
         this.counters.diskWrites++;
         this.forgetDisk(file);
-        this.disk.set(file, {bytes: fileBytes});
+        const f16Bytes = encoded != null ? valueBytes(compact.body) : fileBytes;
+        this.disk.set(file, {bytes: fileBytes, f16Bytes});
         this.diskBytes += fileBytes;
+        this.diskF16Bytes += f16Bytes;
         await this.evictDisk(0, file);
         return {ram, disk: true};
+    }
+
+    /** The codec container for the disk copy, or null for a raw `.wkv` (codec off, addon missing, or the encoder refused). */
+    private async encodeForDisk(key: ChunkKey, entry: RamEntry, rope: RopeParams | null): Promise<Uint8Array | null> {
+        const codec = this.options.codec;
+        if (codec == null || !loadNativeAddon().available || !/^[0-9a-f]{32}$/.test(key.fingerprint))
+            return null;
+        const extra = Buffer.from(JSON.stringify({chunkHash: key.chunkHash, promptFormatVersion: String(key.promptFormatVersion), tokens: Array.from(entry.tokens)}));
+        try {
+            return await encodeKvBody(entry.body, {level: codec.level, fingerprint: key.fingerprint, extra, threads: codec.threads, rope});
+        } catch {
+            return null;
+        }
     }
 
     /** Evicts least recently used files until `extra` more bytes fit the budget (never `keep`). */
@@ -315,6 +406,7 @@ export class ChunkKvCache {
                 continue;
             this.disk.delete(file);
             this.diskBytes -= entry.bytes;
+            this.diskF16Bytes -= entry.f16Bytes;
             this.counters.diskEvictions++;
             await rm(file, {force: true}).catch(() => {});
         }
@@ -368,10 +460,53 @@ export class ChunkKvCache {
             disk: {
                 hits: c.diskHits, misses: c.diskMisses, entries: this.disk.size, bytes: this.diskBytes,
                 budgetBytes: this.options.diskBudgetBytes, evictions: c.diskEvictions, writes: c.diskWrites,
-                writeErrors: c.diskWriteErrors
+                writeErrors: c.diskWriteErrors, f16Bytes: this.diskF16Bytes
             },
             droppedCorrupt: c.droppedCorrupt,
             dropReasons: {...this.dropReasons}
         };
     }
 }
+const codecMagic = Buffer.from("WEFTKVZ\0", "latin1");
+
+/** Bytes of a body's K and V values (what the codec's header shape gives, f16). */
+function valueBytes(body: KvBody): number {
+    return body.layers.reduce((sum, {k, v}) => sum + k.rows.byteLength + (isTransposed(v) ? v.data : v.rows).byteLength, 0);
+}
+
+/** The f16 size of the KV in a disk file: from a codec container's header (shape), else the file's own size. */
+async function f16BytesOf(file: string, size: number): Promise<number> {
+    try {
+        const handle = await open(file, "r");
+        try {
+            const head = Buffer.alloc(56);
+            if ((await handle.read(head, 0, 56, 0)).bytesRead < 56 || !startsWithCodecMagic(head))
+                return size;
+            const nTokens = head.readUInt32LE(32), nLayer = head.readUInt32LE(36);
+            if (nLayer === 0 || nLayer > 4096)
+                return size;
+            const table = Buffer.alloc(32 * nLayer);
+            if ((await handle.read(table, 0, table.byteLength, 56)).bytesRead < table.byteLength)
+                return size;
+            let widths = 0;
+            for (let il = 0; il < nLayer; il++)
+                widths += table.readUInt32LE(32 * il) + table.readUInt32LE(32 * il + 4);
+            return nTokens * widths * 2;
+        } finally {
+            await handle.close();
+        }
+    } catch {
+        return size;
+    }
+}
+
+function startsWithCodecMagic(bytes: Uint8Array): boolean {
+    return bytes.byteLength >= codecMagic.byteLength && codecMagic.equals(bytes.subarray(0, codecMagic.byteLength));
+}
+
+/** The codec's refusal reasons as the cache's miss reasons. */
+const codecMissReasons: Record<KvCodecError["reason"], MissReason> = {
+    "truncated": "truncated", "bad-magic": "bad-magic", "wrong-version": "wrong-version", "bad-header": "bad-header",
+    "bad-sizes": "bad-sizes", "wrong-model": "wrong-model", "wrong-shape": "bad-sizes", "checksum": "checksum", "corrupt": "bad-body",
+    "bad-meta": "bad-header", "unsupported": "bad-body"
+};

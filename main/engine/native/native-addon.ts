@@ -152,6 +152,50 @@ export type DeviationSpec = {
 
 export type LlamaFunctionsReport = {ok: boolean, missing: string[], library: string | null};
 
+/** One layer's K and V for the KV codec: f16 values, K token-major; V token-major or, with `vTrans`, channel-major. */
+export type KvCodecLayer = {k: Uint8Array, v: Uint8Array, nEmbdK: number, nEmbdV: number};
+
+export type KvCodecEncodeSpec = {
+    nTokens: number,
+    vTrans: boolean,
+    /** 0 (near-lossless) to levels.count - 1 (most compact). */
+    level: number,
+    /** The model fingerprint (16 bytes) the container is stamped with. */
+    fingerprint: Uint8Array,
+    /** Opaque bytes kept in the checksummed header (the cache key and tokens). */
+    meta?: Uint8Array,
+    layers: KvCodecLayer[],
+    threads: number,
+    /** Grouping modes the encoder may choose from per tensor (bit 0 direct, 1 delta to the previous token, 2 to a group anchor); default all. */
+    modeMask?: number,
+    /**
+     * The model's RoPE (kind 1 norm, 2 neox; cell t at firstPos + t): K is coded un-rotated, which keeps each channel's
+     * statistics across tokens (on stories260K it cut KL several-fold at equal size), and rotated back on decode.
+     */
+    rope?: {kind: 0 | 1 | 2, nRot: number, headDim: number, firstPos: number, freqBase: number, freqScale: number, freqFactors: Float32Array | null},
+    /** Encoder tuning for experiments: exponent of a channel's own spread in its step (default 0.5), K/V step factors (1). */
+    tuning?: {spreadExponent?: number, kStepFactor?: number, vStepFactor?: number}
+};
+
+export type KvCodecEncodeResult = {bytes: Buffer, /** tensors coded in each mode */ modes: [number, number, number]};
+
+export type KvCodecExpect = {
+    /** 16 bytes; a container of another fingerprint is refused (reason "wrong-model"). */
+    fingerprint?: Uint8Array,
+    /** Most tokens accepted; the output is allocated only within it and the layer widths. */
+    maxTokens?: number,
+    /** The model's widths per layer; another shape is refused (reason "wrong-shape"). */
+    layers?: Array<{nEmbdK: number, nEmbdV: number}>,
+    threads?: number
+};
+
+export type KvCodecFailure = "truncated" | "bad-magic" | "wrong-version" | "bad-header" | "bad-sizes" | "wrong-model" | "wrong-shape" |
+    "checksum" | "corrupt";
+
+export type KvCodecDecodeResult =
+    | {ok: true, level: number, nTokens: number, vTrans: boolean, meta: Buffer, layers: KvCodecLayer[]}
+    | {ok: false, reason: KvCodecFailure, detail: string};
+
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
 export interface WeftNativeAddon {
     /** The sequence's KV state: u32 0xaf143cd8, i32 seqId, then the same body as a state file. */
@@ -175,6 +219,12 @@ export interface WeftNativeAddon {
     releaseLayerCaptureContexts(model?: ModelHandle): number;
     /** Whether every llama.cpp / ggml function the addon needs was found in the loaded library (load a model first). */
     llamaFunctionsAvailable(): LlamaFunctionsReport;
+    /** Encodes a chunk's KV into a codec container (native/src/kv_codec.h). */
+    kvCodecEncode(spec: KvCodecEncodeSpec): Promise<KvCodecEncodeResult>;
+    /** Decodes a container; a bad one resolves to {ok: false, reason}, never rejects for it. */
+    kvCodecDecode(bytes: Uint8Array, expect: KvCodecExpect): Promise<KvCodecDecodeResult>;
+    kvCodecDecodeSync(bytes: Uint8Array, expect: KvCodecExpect): KvCodecDecodeResult;
+    kvCodecLevels(): {count: number, defaultLevel: number, formatVersion: number};
 }
 
 export type NativeAddonLoad = Capability<WeftNativeAddon>;
@@ -482,4 +532,23 @@ export function releaseLayerCaptureContexts(model?: LlamaModel): number {
     if (!load.available)
         return 0;
     return load.value.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
+}
+
+/** The KV codec's encoder (see {@link KvCodecEncodeSpec}); kv-codec.ts maps cache bodies onto it. */
+export async function kvCodecEncode(spec: KvCodecEncodeSpec): Promise<KvCodecEncodeResult> {
+    return requireAddon().kvCodecEncode(spec);
+}
+
+/** The KV codec's decoder, off the JS thread. */
+export async function kvCodecDecode(bytes: Uint8Array, expect: KvCodecExpect): Promise<KvCodecDecodeResult> {
+    return requireAddon().kvCodecDecode(bytes, expect);
+}
+
+/** The KV codec's decoder on the calling thread (small containers, tests). */
+export function kvCodecDecodeSync(bytes: Uint8Array, expect: KvCodecExpect): KvCodecDecodeResult {
+    return requireAddon().kvCodecDecodeSync(bytes, expect);
+}
+
+export function kvCodecLevels(): {count: number, defaultLevel: number, formatVersion: number} {
+    return requireAddon().kvCodecLevels();
 }

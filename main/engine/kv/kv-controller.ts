@@ -1,0 +1,80 @@
+/**
+ * Chooses, per retrieved chunk whose KV is on disk, between loading it (read the file, decode it) and recomputing it
+ * from its text, whichever should give the first token sooner. The rates it compares are measured on this machine as
+ * the engine goes (every disk read, codec decode and chunk prefill reports its bytes or tokens and time) and smoothed.
+ * It chooses the disk until every rate in the comparison has been measured at least once: the first chunks read from
+ * disk are what measures it (and a damaged file is found and dropped rather than skipped).
+ */
+
+/** Exponentially weighted rate (units per ms), weighting recent samples by `weight`. */
+class Rate {
+    private value: number;
+    private samples = 0;
+
+    constructor(prior: number, private readonly weight = 0.3) {
+        this.value = prior;
+    }
+
+    observe(units: number, ms: number): void {
+        if (!(units > 0) || !(ms > 0) || !Number.isFinite(units / ms))
+            return;
+        const sample = units / ms;
+        this.value = this.samples === 0 ? sample : this.value + this.weight * (sample - this.value);
+        this.samples++;
+    }
+
+    get perMs(): number {
+        return this.value;
+    }
+
+    get measured(): boolean {
+        return this.samples > 0;
+    }
+}
+
+export type KvRates = {diskBytesPerMs: number, decodeF16BytesPerMs: number, prefillTokensPerMs: number, f16BytesPerToken: number};
+
+export type KvChoice = {source: "disk" | "recompute", diskMs: number, recomputeMs: number};
+
+export class KvController {
+    // Priors: 100 MB/s disk, 100 MB/s decode, 0.1 tokens/ms prefill (a slow CPU), 128 KiB of f16 KV per token (8B).
+    private readonly disk = new Rate(100e3);
+    private readonly decode = new Rate(100e3);
+    private readonly prefill = new Rate(0.1);
+    private readonly f16PerToken = new Rate(128 * 1024, 0.5);
+
+    observeDiskRead(bytes: number, ms: number): void {
+        this.disk.observe(bytes, ms);
+    }
+
+    /** A decode that produced `f16Bytes` of KV for `tokens` tokens. */
+    observeDecode(f16Bytes: number, tokens: number, ms: number): void {
+        this.decode.observe(f16Bytes, ms);
+        this.f16PerToken.observe(f16Bytes, tokens);
+    }
+
+    observePrefill(tokens: number, ms: number): void {
+        this.prefill.observe(tokens, ms);
+    }
+
+    rates(): KvRates {
+        return {
+            diskBytesPerMs: this.disk.perMs, decodeF16BytesPerMs: this.decode.perMs, prefillTokensPerMs: this.prefill.perMs,
+            f16BytesPerToken: this.f16PerToken.perMs
+        };
+    }
+
+    /**
+     * Load a `fileBytes` disk file holding `tokens` tokens' KV (decoded by the codec when `coded`), or recompute it?
+     * Ties go to the disk: its KV is the chunk's own, recomputing alone gives the same, and the disk spares the GPU.
+     */
+    choose(input: {tokens: number, fileBytes: number, coded: boolean}): KvChoice {
+        const rates = this.rates();
+        const readMs = input.fileBytes / rates.diskBytesPerMs;
+        const decodeMs = input.coded ? input.tokens * rates.f16BytesPerToken / rates.decodeF16BytesPerMs : 0;
+        const diskMs = readMs + decodeMs;
+        const recomputeMs = input.tokens / rates.prefillTokensPerMs;
+        const measured = this.disk.measured && this.prefill.measured && (!input.coded || this.decode.measured);
+        return {source: measured && recomputeMs < diskMs ? "recompute" : "disk", diskMs, recomputeMs};
+    }
+}
