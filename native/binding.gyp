@@ -17,6 +17,7 @@
         "src/kv_splice.cpp",
         "src/kv_resident.cpp",
         "src/layer_capture.cpp",
+        "src/fused_blend.cpp",
         "src/stack_dump.cpp"
       ],
       "include_dirs": [

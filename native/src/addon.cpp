@@ -8,10 +8,12 @@
 //   kvDeviation(spec): Promise<Float32Array>
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
+//   fusedBlendDecode(LlamaContext._ctx, seqId, spec): Promise<{selected, deviation, decodeMs}>; fusedBlendSupported(): boolean (patch 0003)
 //   llamaFunctionsAvailable(): {ok, missing, library}
 // The TypeScript side is main/engine/blend/native-addon.ts.
 #include <napi.h>
 
+#include "fused_blend.h"
 #include "kv_resident.h"
 #include "kv_splice.h"
 #include "layer_capture.h"
@@ -52,6 +54,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("residentKvSupported", Napi::Function::New(env, ResidentKvSupported, "residentKvSupported"));
     exports.Set("captureLayerKV", Napi::Function::New(env, CaptureLayerKV, "captureLayerKV"));
     exports.Set("releaseLayerCaptureContexts", Napi::Function::New(env, ReleaseLayerCaptureContexts, "releaseLayerCaptureContexts"));
+    exports.Set("fusedBlendDecode", Napi::Function::New(env, FusedBlendDecode, "fusedBlendDecode"));
+    exports.Set("fusedBlendSupported", Napi::Function::New(env, FusedBlendSupported, "fusedBlendSupported"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
     return exports;
 }
