@@ -3,16 +3,14 @@ import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
 import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
-import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
-import {
-    captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, residentKvSupported, sequenceIdOf,
-    withContextLock
-} from "./native-addon.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
+import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
+import {getContextSequenceState, loadNativeAddon, markTokensEvaluated, residentKvSupported, sequenceIdOf, withContextLock} from "./native-addon.js";
 import {detectPatchedBuild} from "./patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
 import {ResidentTier} from "./resident-tier.js";
 import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
-import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
+import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
@@ -234,7 +232,11 @@ export async function chunkKv(blend: BlendContext, tokens: Token[]): Promise<{bo
  * Builds the prompt's KV from cached chunk KVs and recomputes a selected set of tokens in one pass
  * (CacheBlend). Needs the scattered-positions patch and the native addon; the caller checks both.
  */
-export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, strategy: BlendStrategy, ratio: number): Promise<PreparedPrompt> {
+export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, requested: BlendStrategy, ratio: number): Promise<PreparedPrompt> {
+    // hkvd selects and recomputes inside one fused decode (patch 0003); where that cannot run, chunk-head's selection
+    // (no pass) is the nearest strategy, and the stats say why.
+    const fusedUnavailable = requested === "hkvd" ? fusedBlendUnavailable({flashAttention: blend.flashAttention, architecture: blend.rope.architecture}) : null;
+    const strategy: BlendStrategy = fusedUnavailable != null ? "chunk-head" : requested;
     const segments = prompt.segments;
     const lastChunk = segments.findLastIndex((segment) => segment.kind === "chunk");
     const firstChunk = segments.findIndex((segment) => segment.kind === "chunk");
@@ -252,15 +254,13 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const loadStartedAt = performance.now();
     let kvBytesLoaded = 0;
-    // hkvd scores host rows and overrides its check layer's rows on the host: it does not use the resident tier.
-    const tier = strategy === "hkvd" ? undefined : blend.resident;
+    const tier = blend.resident;
     const headerTokens = prompt.tokens.slice(0, headerEnd);
     const headerKey = `header:${chunkKeyHash(headerTokens)}`;
     const residentHeader = tier?.get(headerKey);
     const header = residentHeader == null ? await headerKv(blend, headerTokens) : undefined;
     const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
     const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
-    const chunks: ChunkPlacement[] = [];
     for (const {segment, start} of layout) {
         if (segment.kind !== "chunk")
             continue;
@@ -276,7 +276,6 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         const {body, loadedBytes} = await chunkKv(blend, segment.tokens);
         kvBytesLoaded += loadedBytes;
         parts.push({body, delta: start - 1});
-        chunks.push({start, body});
         if (tier != null)
             toAdmit.push({key, body});
     }
@@ -302,19 +301,10 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const selectStartedAt = performance.now();
     let selected: number[] = [];
-    let exactLayers: Array<{layer: number, k: Float32Array, v: Float32Array}> = [];
-    let selectDetail: PreparedPrompt["selectDetail"];
     if (strategy === "chunk-head" && budget > 0) {
         for (const range of chunkRanges)
             for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                 selected.push(range.start + index);
-    } else if (strategy === "hkvd" && budget > 0) {
-        const selection = await selectByKvDeviation(blend, prefixTokens, chunks, budget);
-        selected = selection.positions;
-        selectDetail = selection.detail;
-        // The capture pass computed this layer exactly for every prompt token: the spliced cache takes those rows
-        // (CacheBlend keeps its check layer's recomputed KV too).
-        exactLayers = [{layer: selectionLayer, k: selection.captured.k, v: selection.captured.v}];
     }
     const selectMs = performance.now() - selectStartedAt;
 
@@ -325,7 +315,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     else {
         const {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs, residentPlaceMs, residentQueueMs, residentSyncMs} =
             await spliceIntoSequence(blend.sequence, parts, prefixTokens, blend.rope,
-                {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true, overrides: exactLayers});
+                {threads: blend.threads, nStream: blend.nStream, pinned: blend.pinned ?? true});
         splice = {blobBytes, buildMs, setMs, pinned, residentBytes, residentMs, residentPlaceMs, residentQueueMs, residentSyncMs};
     }
     const kvLoadMs = chunkLoadMs + performance.now() - spliceStartedAt;
@@ -337,8 +327,24 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     const tailPositions = tailInBatch.map((_, index) => tailStart + index);
 
     const recomputeStartedAt = performance.now();
-    const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-    await withContextLock(blend.context, () => recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []));
+    let fused: PreparedPrompt["fused"];
+    if (strategy === "hkvd") {
+        // One pass: layers 0..check for every chunk, label and question token, the rest for the selected chunk tokens
+        // and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
+        const fusedSegments: FusedSegment[] = layout
+            .filter(({start}) => start >= headerEnd && start < tailStart)
+            .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk"}))
+            .filter((segment) => segment.length > 0);
+        if (tailInBatch.length > 0)
+            fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
+        const run = await runFusedBlend(blend.sequence, prompt.tokens, fusedSegments,
+            {ratio, batchSize: blend.context.batchSize, checkLayer: selectionLayer});
+        selected = run.selected;
+        fused = {decodes: run.decodes, decodeMs: run.decodeMs, selectedPositions: run.selected};
+    } else {
+        const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
+        await withContextLock(blend.context, () => recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []));
+    }
     markTokensEvaluated(blend.sequence, tailInBatch);
     const recomputeMs = performance.now() - recomputeStartedAt;
     if (tier != null && toAdmit.length > 0)
@@ -348,6 +354,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
     return {
         strategy,
         ratio: strategy === "naive" ? 0 : ratio,
+        ...(fusedUnavailable != null ? {fallbackReason: `hkvd unavailable: ${fusedUnavailable}; used chunk-head`} : {}),
         tokensToEvaluate: tail.slice(tailInBatch.length),
         reusedTokens: chunkTokenCount - recomputedTokens,
         recomputedTokens,
@@ -357,11 +364,9 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
         selectMs,
         recomputeMs,
         ...(splice != null ? {splice} : {}),
-        ...(selectDetail != null ? {selectDetail} : {})
+        ...(fused != null ? {fused} : {})
     };
 }
-
-type ChunkPlacement = {start: number, body: KvBody};
 
 /**
  * Copies the KVs a blend just loaded from host memory into the resident tier, after the blend (it waits for the
@@ -385,67 +390,6 @@ export async function closeResidentTier(blend: BlendContext): Promise<void> {
     delete blend.resident;
     await blend.residentAdmission;
     tier?.clear();
-}
-
-/**
- * The capture context's size for a prompt: rounded up to a multiple of 512 cells, so questions of nearby lengths share
- * one of the addon's cached capture contexts instead of each creating its own (the results do not depend on the
- * context's size, only on the cells in use).
- */
-export function captureContextSize(tokens: number): number {
-    return Math.max(512, Math.ceil(tokens / 512) * 512);
-}
-
-/**
- * CacheBlend's selection: one early layer's K/V for the whole blended prefix under full attention
- * (a private context stopped after that layer), against the chunk-alone K/V now in the cache (K re-positioned
- * like the spliced cache's); the tokens that deviate most are the ones whose cross-chunk attention matters.
- */
-async function selectByKvDeviation(blend: BlendContext, tokens: Token[], chunks: readonly ChunkPlacement[], budget: number): Promise<{
-    positions: number[], captured: LayerKV, detail: NonNullable<PreparedPrompt["selectDetail"]>
-}> {
-    const captureStartedAt = performance.now();
-    const captured = await captureLayerKV(blend.model, tokens, selectionLayer, {
-        contextSize: captureContextSize(tokens.length),
-        threads: blend.threads,
-        flashAttention: blend.flashAttention
-    });
-    const captureMs = performance.now() - captureStartedAt;
-    const detailOf = (scoreMs: number) => ({captureMs, captureDecodeMs: captured.decodeMs, captureCopyMs: captured.copyMs,
-        captureDecodes: captured.decodes, scoreMs});
-    const placed = chunks.filter(({body}) => body.layers[selectionLayer] != null && body.cells.length > 0);
-    if (placed.length === 0)
-        return {positions: [], captured, detail: detailOf(0)};
-    const scoreStartedAt = performance.now();
-
-    const first = placed[0]!.body.layers[selectionLayer]!;
-    const scores = await kvDeviation({
-        capturedK: captured.k,
-        capturedV: captured.v,
-        nEmbdK: captured.nEmbdK,
-        nEmbdV: captured.nEmbdV,
-        kType: first.k.type,
-        vType: first.v.type,
-        vTrans: isTransposed(first.v),
-        rope: spliceRopeOf(blend.rope),
-        threads: blend.threads,
-        // Cells are in position order (chunkKv checks), so cell c sits at start + c once moved by start - 1.
-        chunks: placed.map(({start, body}) => {
-            const layer = body.layers[selectionLayer]!;
-            return {
-                start, cellCount: body.cells.length, delta: start - 1, k: layer.k.rows,
-                v: isTransposed(layer.v) ? layer.v.data : layer.v.rows
-            };
-        })
-    });
-
-    const positions = new Int32Array(scores.length);
-    let at = 0;
-    for (const {start, body} of placed)
-        for (let cell = 0; cell < body.cells.length; cell++)
-            positions[at++] = start + cell;
-    const order = Array.from(scores.keys()).sort((a, b) => scores[b]! - scores[a]!);
-    return {positions: order.slice(0, budget).map((index) => positions[index]!), captured, detail: detailOf(performance.now() - scoreStartedAt)};
 }
 
 /** Removes the cells at `positions` (where they exist) and decodes those tokens again, in as few decodes as the batch allows. */

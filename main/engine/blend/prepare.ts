@@ -26,6 +26,8 @@ export type PreparedPrompt = {
     };
     /** hkvd's selection, split: the capture pass (its decodes, and copying K/V out of them) and the scoring. */
     selectDetail?: {captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number};
+    /** hkvd's fused blend decode (selection and recompute in one pass, Weft patch 0003): its decodes and the chunk positions it recomputed. */
+    fused?: {decodes: number, decodeMs: number, selectedPositions: number[]};
 };
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, selectMs: 0, recomputeMs: 0};
