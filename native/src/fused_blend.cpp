@@ -8,6 +8,7 @@
 
 #include "addon_handles.h"
 #include "llama_functions.h"
+#include "napi_args.h"
 #include "promise_worker.h"
 
 namespace {

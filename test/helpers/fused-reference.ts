@@ -2,9 +2,9 @@
 // from a full prefill's K (captured on a private context) and the cached K the sequence's cells hold, and the naive
 // blend with some layers' rows replaced by exact ones (what the fused decode at ratio 0 must equal).
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {type BlendContext, chunkKv} from "../../main/engine/blend/blend.js";
-import {f16ToF32, ggmlTypeF16, parseSeqStateMemory} from "../../main/engine/blend/kv-blob.js";
-import {captureLayerKV, getContextSequenceState, markTokensEvaluated, sequenceIdOf, withContextLock} from "../../main/engine/blend/native-addon.js";
+import type {BlendSession} from "../../main/engine/blend/blend.js";
+import {f16ToF32, ggmlTypeF16, parseSeqStateMemory} from "../../main/engine/kv/kv-blob.js";
+import {captureLayerKV, decodeAtPositions, getContextSequenceState, markTokensEvaluated, type PositionedRun, sequenceIdOf} from "../../main/engine/native/native-addon.js";
 import {type SplicePartInput, spliceIntoSequence} from "../../main/engine/blend/splice.js";
 import type {BuiltPrompt} from "../../main/engine/prompt.js";
 
@@ -18,7 +18,7 @@ export type PromptLayout = {
     labelPositions: number[]
 };
 
-/** Where prepareBlend puts each part of the prompt ([header][chunk][label][chunk]...[tail]). */
+/** Where BlendSession.prepare puts each part of the prompt ([header][chunk][label][chunk]...[tail]). */
 export function promptLayout(prompt: BuiltPrompt): PromptLayout {
     let offset = 0;
     const placed = prompt.segments.map((segment) => {
@@ -56,7 +56,7 @@ export async function cachedKRows(sequence: LlamaContextSequence, layer: number)
  * Per chunk, each token's squared L2 distance between the K a full prefill of the prompt computes at `layer` and the
  * K its cell in `sequence` holds now (the cached chunk K, re-positioned): the quantity the fused decode sorts by.
  */
-export async function referenceDeviation(blend: BlendContext, prompt: BuiltPrompt, layer: number): Promise<Array<{start: number, deviation: Float64Array}>> {
+export async function referenceDeviation(blend: BlendSession, prompt: BuiltPrompt, layer: number): Promise<Array<{start: number, deviation: Float64Array}>> {
     const layout = promptLayout(prompt);
     const cached = await cachedKRows(blend.sequence, layer);
     const prefix = prompt.tokens.slice(0, layout.tailStart);
@@ -85,18 +85,12 @@ export function topIndices(values: ArrayLike<number>, count: number): number[] {
     return Array.from({length: values.length}, (_, index) => index).sort((a, b) => values[b]! - values[a]! || a - b).slice(0, count);
 }
 
-type AddonContext = {
-    initBatch(size: number): void;
-    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
-    decodeBatch(): Promise<void>;
-};
-
 /**
- * The naive blend with `layers` made exact: the header's and chunks' cached KV spliced as prepareBlend does, those
+ * The naive blend with `layers` made exact: the header's and chunks' cached KV spliced as BlendSession.prepare does, those
  * layers' rows of every prefix position replaced by a full prefill's (captured), then the labels and the question
  * (all but its last token) decoded at their positions. Returns the tokens left to evaluate (the question's last).
  */
-export async function naiveWithExactLayers(blend: BlendContext, prompt: BuiltPrompt, layers: readonly number[]): Promise<Token[]> {
+export async function naiveWithExactLayers(blend: BlendSession, prompt: BuiltPrompt, layers: readonly number[]): Promise<Token[]> {
     const layout = promptLayout(prompt);
     const sequence = blend.sequence;
     const prefix = prompt.tokens.slice(0, layout.tailStart);
@@ -105,7 +99,7 @@ export async function naiveWithExactLayers(blend: BlendContext, prompt: BuiltPro
     const header = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
     const parts: SplicePartInput[] = [{body: header, delta: 0}];
     for (const {start, tokens} of layout.chunks)
-        parts.push({body: (await chunkKv(blend, tokens)).body, delta: start - 1});
+        parts.push({body: (await blend.chunkKv(tokens)).body, delta: start - 1});
     const overrides = [];
     for (const layer of layers) {
         const captured = await captureLayerKV(blend.model, prefix, layer, {
@@ -118,20 +112,16 @@ export async function naiveWithExactLayers(blend: BlendContext, prompt: BuiltPro
     const tail = prompt.tokens.slice(layout.tailStart);
     const tailInBatch = tail.slice(0, -1);
     const positions = [...layout.labelPositions, ...tailInBatch.map((_, index) => layout.tailStart + index)];
-    const ctx = (sequence.context as unknown as {_ctx: AddonContext})._ctx;
-    if (positions.length > 0)
-        await withContextLock(sequence.context, async () => {
-        ctx.initBatch(positions.length);
-        for (let index = 0; index < positions.length;) {
-            let end = index + 1;
-            while (end < positions.length && positions[end] === positions[end - 1]! + 1)
-                end++;
-            const first = positions[index]!;
-            ctx.addToBatch(sequenceIdOf(sequence), first, Uint32Array.from(prompt.tokens.slice(first, positions[end - 1]! + 1)), new Uint32Array(0));
-            index = end;
-        }
-        await ctx.decodeBatch();
-    });
+    const runs: PositionedRun[] = [];
+    for (let index = 0; index < positions.length;) {
+        let end = index + 1;
+        while (end < positions.length && positions[end] === positions[end - 1]! + 1)
+            end++;
+        runs.push({firstPosition: positions[index]!, tokens: Uint32Array.from(prompt.tokens.slice(positions[index]!, positions[end - 1]! + 1))});
+        index = end;
+    }
+    if (runs.length > 0)
+        await decodeAtPositions(sequence.context, sequenceIdOf(sequence), [], [runs]);
     markTokensEvaluated(sequence, tailInBatch);
     return tail.slice(tailInBatch.length);
 }

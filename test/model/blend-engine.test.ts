@@ -3,17 +3,14 @@ import {copyFile, readdir, readFile, stat, truncate, writeFile} from "node:fs/pr
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
 import {testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
+import {blendSkipReason} from "../helpers/blend-prompt.js";
 import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
-const patched = detectPatchedBuild({gpu: false});
-const addon = loadNativeAddon();
-const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+const skip = blendSkipReason();
 
 const stories = [
     "Lily had a red ball. She played with it in the park every morning before school.",

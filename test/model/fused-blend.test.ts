@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
-import {type BlendContext, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
-import {fusedBlendSupported} from "../../main/engine/blend/native-addon.js";
+import {fusedBlendSupported} from "../../main/engine/native/native-addon.js";
 import {prepareFull} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
@@ -32,7 +32,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
     let model: LlamaModel;
     let context: LlamaContext;
     let sequence: LlamaContextSequence;
-    let blend: BlendContext;
+    let blend: BlendSession;
     let prompt: BuiltPrompt;
     let vocabSize: number;
     let fullLogits: Float64Array;
@@ -45,9 +45,9 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         sequence = context.getSequence();
         vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
         const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
-        const opened = await openBlendContext({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
-        assert.notEqual(typeof opened, "string", String(opened));
-        blend = opened as BlendContext;
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        blend = opened.value;
         assert.equal(blend.flashAttention, true);
         prompt = buildPrompt(model, storyQuestion, storySources, false);
         await prepareFull(sequence, prompt.tokens);
@@ -61,13 +61,13 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
     });
 
     it("ratio 1.0 gives full prefill's logits and greedy token, in one fused decode", async (t) => {
-        const prepared = await prepareBlend(blend, prompt, "hkvd", 1);
+        const prepared = await blend.prepare(prompt, "hkvd", 1);
         assert.equal(prepared.strategy, "hkvd");
         assert.equal(prepared.fallbackReason, undefined);
         const chunkTokens = promptLayout(prompt).chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
         assert.equal(prepared.recomputedTokens, chunkTokens);
         assert.equal(prepared.reusedTokens, 0);
-        assert.equal(prepared.fused?.decodes, 1);
+        assert.equal(prepared.selectedPositions?.length, chunkTokens);
         const logits = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
         const diff = maxAbsDiff(logits, fullLogits);
         t.diagnostic(`max |logit diff| vs full: ${diff.toExponential(2)}, KL ${klDivergence(fullLogits, logits).toExponential(2)}`);
@@ -79,11 +79,11 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
 
     it("selects, per chunk, the top share of a deviation computed outside the graph", async (t) => {
         // The cached K the fused decode compares with is what the naive splice leaves in the chunk cells.
-        await prepareBlend(blend, prompt, "naive", 0);
+        await blend.prepare(prompt, "naive", 0);
         const reference = await referenceDeviation(blend, prompt, 1);
         const ratio = 0.25;
-        const prepared = await prepareBlend(blend, prompt, "hkvd", ratio);
-        const selected = new Set(prepared.fused!.selectedPositions);
+        const prepared = await blend.prepare(prompt, "hkvd", ratio);
+        const selected = new Set(prepared.selectedPositions!);
         let compared = 0;
         for (const {start, deviation} of reference) {
             const keep = fusedKeep(deviation.length, ratio);
@@ -102,7 +102,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
     });
 
     it("ratio 0 equals the naive blend with layers 0..1 made exact", async (t) => {
-        const prepared = await prepareBlend(blend, prompt, "hkvd", 0);
+        const prepared = await blend.prepare(prompt, "hkvd", 0);
         assert.equal(prepared.recomputedTokens, 0);
         const fused = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
         const rest = await naiveWithExactLayers(blend, prompt, [0, 1]);
@@ -111,15 +111,15 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         t.diagnostic(`max |logit diff| vs the reference: ${diff.toExponential(2)}; vs full ${maxAbsDiff(fused, fullLogits).toExponential(2)}`);
         assert.ok(diff < ratioZeroTolerance, `max |diff| ${diff}`);
         // The control: the naive blend without the exact layers differs from it by more than the tolerance.
-        const naive = await prepareBlend(blend, prompt, "naive", 0);
+        const naive = await blend.prepare(prompt, "naive", 0);
         const naiveLogits = await nextLogits(sequence, naive.tokensToEvaluate, vocabSize);
         assert.ok(maxAbsDiff(naiveLogits, reference) > ratioZeroTolerance, "naive alone already equals the reference: the test cannot fail");
     });
 
     it("at 0.15 is closer to full than naive (KL)", async (t) => {
-        const naive = await prepareBlend(blend, prompt, "naive", 0);
+        const naive = await blend.prepare(prompt, "naive", 0);
         const naiveKl = klDivergence(fullLogits, await nextLogits(sequence, naive.tokensToEvaluate, vocabSize));
-        const hkvd = await prepareBlend(blend, prompt, "hkvd", 0.15);
+        const hkvd = await blend.prepare(prompt, "hkvd", 0.15);
         const hkvdKl = klDivergence(fullLogits, await nextLogits(sequence, hkvd.tokensToEvaluate, vocabSize));
         t.diagnostic(`KL vs full: naive ${naiveKl.toExponential(3)}, hkvd@0.15 ${hkvdKl.toExponential(3)} (${hkvd.recomputedTokens} recomputed)`);
         assert.ok(hkvdKl < naiveKl, `hkvd ${hkvdKl} >= naive ${naiveKl}`);
@@ -129,9 +129,9 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const plain = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: false});
         try {
             const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data-nofa"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 0});
-            const opened = await openBlendContext({llama, model, context: plain, sequence: plain.getSequence(), modelPath: stories260kPath, cache, threads: testThreads});
-            assert.notEqual(typeof opened, "string", String(opened));
-            const prepared = await prepareBlend(opened as BlendContext, prompt, "hkvd", 0.15);
+            const opened = await openBlendSession({llama, model, context: plain, sequence: plain.getSequence(), modelPath: stories260kPath, cache, threads: testThreads});
+            assert.ok(opened.available, opened.available ? "" : opened.reason);
+            const prepared = await opened.value.prepare(prompt, "hkvd", 0.15);
             assert.equal(prepared.strategy, "chunk-head");
             assert.match(prepared.fallbackReason ?? "", /hkvd unavailable: flash attention is off/);
         } finally {

@@ -17,7 +17,7 @@ import {
 } from "node-llama-cpp";
 import {
     detectPatchedBuild, getPatchedLlama, markerFileName, nodeLlamaCppDir, scatteredPositionsPatch
-} from "../../main/engine/blend/patched-build.js";
+} from "../../main/engine/native/patched-build.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, maxAbsDiff} from "../helpers/logits.js";
 
@@ -143,8 +143,9 @@ function registerTests(): void {
         const logs: string[] = [];
 
         before(async () => {
-            const status = detectPatchedBuild({gpu: false});
-            assert.ok(status.patched, `marker present but no usable patched CPU build: ${status.patched ? "" : status.reason}`);
+            const found = detectPatchedBuild({gpu: false});
+            assert.ok(found.available, `marker present but no usable patched CPU build: ${found.available ? "" : found.reason}`);
+            const status = found.value;
             assert.ok(status.patches.includes(scatteredPositionsPatch), `the build lacks ${scatteredPositionsPatch}`);
             llama = await getPatchedLlama({gpu: false, maxThreads: testThreads, logger: (_level, message) => { logs.push(message); }});
             model = await llama.loadModel({modelPath: stories260kPath});

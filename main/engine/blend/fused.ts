@@ -1,5 +1,5 @@
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {fusedBlendDecode, fusedBlendSupported} from "./native-addon.js";
+import {fusedBlendDecode, fusedBlendSupported} from "../native/native-addon.js";
 
 /** Architectures whose llama.cpp graph carries Weft patch 0003's blend hook. */
 const fusedArchitectures = new Set(["llama", "qwen2", "qwen3", "phi3"]);
