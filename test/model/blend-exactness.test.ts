@@ -4,6 +4,7 @@ import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, openBlendSession} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {fusedKeep} from "../../main/engine/blend/fused.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
@@ -83,11 +84,13 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         assert.ok(Number.isFinite(kl) && kl < 1, `KL ${kl}`);
     });
 
-    it("hkvd at 0.15 recomputes 15% of the chunk tokens, chosen by deviation", async (t) => {
+    it("hkvd at 0.15 recomputes 15% of each chunk's tokens (rounded up), chosen in its fused decode", async (t) => {
         const {prepared} = await blendedLogits("hkvd", 0.15);
+        assert.equal(prepared.strategy, "hkvd", prepared.fallbackReason);
+        const chunkLengths = prompt.segments.filter((segment) => segment.kind === "chunk").map((segment) => segment.tokens.length);
         const chunkTokens = prepared.reusedTokens + prepared.recomputedTokens;
-        assert.equal(prepared.recomputedTokens, Math.round(0.15 * chunkTokens));
-        assert.ok(prepared.selectMs > 0);
+        assert.equal(prepared.recomputedTokens, chunkLengths.reduce((sum, length) => sum + fusedKeep(length, 0.15), 0));
+        assert.equal(prepared.selectedPositions?.length, prepared.recomputedTokens);
         t.diagnostic(`selected ${prepared.recomputedTokens} of ${chunkTokens}`);
     });
 
