@@ -15,16 +15,23 @@ import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 
 /**
  * Ratio 1.0 recomputes every chunk token through every layer in the fused decode, so its logits differ from a full
- * prefill only by float reductions in another batch shape (measured here: see the diagnostics); logits of this model
- * span ~30, and a wrong position, a stale or duplicate cell or a wrong mask row moves them by more than 0.1.
+ * prefill only by float rounding: measured 2.6e-2 max |diff| and KL 1.2e-5 here (chunk-head's scattered decode: 3.1e-3,
+ * KL 7e-8). The fused decode keeps each chunk token's cell and gives the labels and question new cells after them, so
+ * attention sums the cells in another order than a prefill does (the CPU flash-attention kernel accumulates V in f16),
+ * and its later layers take the tokens in selection order. Logits here span ~30; naive's KL is 2.5e-2 and a stale cell,
+ * a wrong position or a wrong mask row moves logits by more than 0.1: 5e-2 and KL 1e-4 keep those out.
  */
-const ratioOneTolerance = 1e-2;
-/** Ratio 0 against the naive blend with layers 0..1 made exact outside the graph: the same rows, other batch shapes. */
-const ratioZeroTolerance = 1e-2;
+const ratioOneTolerance = 5e-2;
+const ratioOneKl = 1e-4;
+/**
+ * Ratio 0 against the naive blend with layers 0..1 made exact outside the graph (rows from a capture context, one
+ * prefill of the prefix): the same values up to the same rounding (measured 1.1e-2); naive without them differs by ~1.
+ */
+const ratioZeroTolerance = 5e-2;
 /** Deviations closer than this (relative) are ties: the graph's f32 sums and the reference's f64 ones may order them either way. */
 const tieTolerance = 1e-3;
 
-const skip = blendSkipReason() || (fusedBlendSupported() ? false : "needs Weft's patch 0003 in the loaded llama.cpp build");
+const skip = blendSkipReason();
 
 describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash attention)", {skip}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -41,6 +48,8 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         temp = await makeTempDir();
         llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never"});
         model = await llama.loadModel({modelPath: stories260kPath});
+        // The patched build carries every native/patches diff (blendSkipReason checks their hashes), 0003 included.
+        assert.ok(fusedBlendSupported(), "the loaded llama.cpp lacks llama_weft_blend_decode");
         context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: true});
         sequence = context.getSequence();
         vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
@@ -72,6 +81,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const diff = maxAbsDiff(logits, fullLogits);
         t.diagnostic(`max |logit diff| vs full: ${diff.toExponential(2)}, KL ${klDivergence(fullLogits, logits).toExponential(2)}`);
         assert.ok(diff < ratioOneTolerance, `max |diff| ${diff}`);
+        assert.ok(klDivergence(fullLogits, logits) < ratioOneKl);
         assert.equal(argmax(logits), argmax(fullLogits));
         // No duplicate cells: the sequence holds exactly one cell per prompt position evaluated so far.
         assert.equal(sequence.contextTokens.length, prompt.tokens.length);
