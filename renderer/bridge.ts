@@ -190,7 +190,7 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
                 const model = await client.selectModel({id});
                 store.setState((state) => ({
                     activeModelId: model.id,
-                    models: state.models.map((m) => (m.id === model.id ? model : m))
+                    models: state.models.map((m) => (m.id === model.id ? {...m, ...model} : m))
                 }));
                 await refreshStatus();
             } catch (error) {
@@ -207,7 +207,8 @@ export function createBridge(client: EngineClient, store: AppStore, connection: 
             store.setState({modelBusy: true});
             try {
                 const model = await client.addModel({path});
-                store.setState((state) => ({models: [...state.models.filter((m) => m.id !== model.id), model]}));
+                // The list says whether each model can blend, which adding does not.
+                store.setState({models: await client.listModels({})});
                 if (store.getState().activeModelId === null)
                     await client.selectModel({id: model.id}).then(() => refreshStatus());
                 return true;

@@ -3,7 +3,7 @@
 // time from the library node-llama-cpp already loaded, and needs only llama.cpp's headers, which it takes from
 // node-llama-cpp's bundled source (cloned, never built, into node_modules/node-llama-cpp/llama/llama.cpp when absent).
 //
-// Exits 0 with a clear message when the build fails (the engine then falls back to full prefill);
+// Exits 0 with a clear message when the build fails (the engine then falls back to exact prefix reuse);
 // `--strict` makes a failure exit 1. Skips the build when the addon is newer than its sources; `--force` rebuilds.
 // `--debug` builds the debug target (diagnostics such as the SIGUSR2 stack dumper; scripts/gpu-run.sh uses it).
 import {spawnSync} from "node:child_process";
@@ -26,7 +26,7 @@ const require = createRequire(path.join(root, "package.json"));
 
 function fail(reason) {
     console.error(`build-native: the native addon was NOT built: ${reason}`);
-    console.error("build-native: Weft still works without it (the blend engine falls back to full prefill).");
+    console.error("build-native: Weft still works without it (the blend strategies fall back to exact prefix reuse).");
     process.exit(strict ? 1 : 0);
 }
 

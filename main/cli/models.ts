@@ -2,7 +2,7 @@ import {commonOptions, parseCommandArgs, UsageError} from "./args.js";
 import {openEngineFromFlags} from "./open-engine.js";
 import {formatBytes, ProgressBar} from "./progress.js";
 
-export const modelsUsage = `weft models list [--json]
+export const modelsUsage = `weft models list [--json]            (each model, and whether the blend strategies can run on it)
 weft models add PATH
 weft models remove ID
 weft models select ID
@@ -36,13 +36,21 @@ export async function modelsCommand(argv: string[]): Promise<number> {
                 else if (models.length === 0)
                     console.log("No models yet. Add a GGUF file with `weft models add PATH` or download one with `weft models pull URL`.");
                 else
-                    for (const model of models)
-                        console.log(`${model.id === activeModelId ? "*" : " "} ${model.id.padEnd(28)} ${formatBytes(model.sizeBytes).padStart(10)}  ${model.path}`);
+                    for (const model of models) {
+                        // Whether the blend strategies (naive, chunk-head, hkvd) can run on it; if not, why on the next line.
+                        const blend = model.blend.canBlend ? "blend   " : "no blend";
+                        console.log(`${model.id === activeModelId ? "*" : " "} ${model.id.padEnd(28)} ${formatBytes(model.sizeBytes).padStart(10)}  ${blend}  ${model.path}`);
+                        if (model.blend.reason != null)
+                            console.log(`    ${model.blend.reason}; it answers with exact prefix reuse`);
+                    }
                 return 0;
             }
             case "add": {
                 const model = await engine.addModel({path: target!});
                 print(model, `Added ${model.id} (${model.name}, ${formatBytes(model.sizeBytes)})`);
+                const listed = values.json === true ? undefined : (await engine.listModels()).find((entry) => entry.id === model.id);
+                if (listed?.blend.reason != null)
+                    console.log(`Note: ${listed.blend.reason}; it answers with exact prefix reuse`);
                 return 0;
             }
             case "remove": {

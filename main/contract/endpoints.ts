@@ -2,7 +2,7 @@ import {z} from "zod";
 import {CacheWarmEvent, CacheWarmStatus} from "./cache-warm.js";
 import {ChatEvent, ChatRequest} from "./chat.js";
 import {FolderInfo, IngestEvent, IngestRequest} from "./library.js";
-import {EngineStatus, ModelInfo} from "./models.js";
+import {EngineStatus, ListedModel, ModelInfo} from "./models.js";
 
 /**
  * Every engine endpoint, in one place. The serve socket, the Electron preload and the renderer client
@@ -10,7 +10,7 @@ import {EngineStatus, ModelInfo} from "./models.js";
  */
 export const rpcEndpoints = {
     getStatus: {input: z.object({}), output: EngineStatus},
-    listModels: {input: z.object({}), output: z.array(ModelInfo)},
+    listModels: {input: z.object({}), output: z.array(ListedModel)},
     addModel: {input: z.object({path: z.string().min(1)}), output: ModelInfo},
     removeModel: {input: z.object({id: z.string().min(1)}), output: z.object({removed: z.boolean()})},
     selectModel: {input: z.object({id: z.string().min(1)}), output: ModelInfo},

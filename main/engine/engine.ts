@@ -1,22 +1,22 @@
-import {mkdir, rm} from "node:fs/promises";
-import path from "node:path";
+import {mkdir} from "node:fs/promises";
 import {
     type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus,
-    type FolderInfo, type IngestEvent, type ModelInfo
+    type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo
 } from "../contract/index.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {CacheWarming, type WarmCacheResult} from "./cache-warming.js";
 import {ChatService} from "./chat/chat-service.js";
 import {downloadModel, type DownloadProgress} from "./download.js";
 import {Foreground} from "./foreground.js";
-import type {ChunkCacheStats} from "./kv/chunk-cache.js";
-import type {StoreFailureStats} from "./kv/store-failures.js";
 import {estimateTokenizer, type Tokenizer} from "./library/library.js";
 import {LibraryHost} from "./library-host.js";
 import {backendOf, type GpuChoice} from "./llama-runtime.js";
-import {ModelHost} from "./model-host.js";
+import {ModelBlendSupportCache} from "./model-blend-support.js";
+import {type CacheStats, ModelHost} from "./model-host.js";
 import {ModelRegistry} from "./model-registry.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
+
+export type {CacheStats} from "./model-host.js";
 
 export type EngineOptions = {
     dataDir: string;
@@ -27,9 +27,6 @@ export type EngineOptions = {
     residentKvBytes?: number;
 };
 
-/** The chunk cache's counters, and the failures to store chunk KVs that questions did not wait for. */
-export type CacheStats = ChunkCacheStats & {failures: StoreFailureStats};
-
 /**
  * The headless engine: a facade over the model host (loading, locking), the chat service, the library host and cache
  * warming. Every transport (CLI, serve socket, Electron IPC) drives this one object through the contract's EngineApi.
@@ -37,6 +34,7 @@ export type CacheStats = ChunkCacheStats & {failures: StoreFailureStats};
 export class Engine implements EngineApi {
     private closed = false;
     private readonly foreground = new Foreground();
+    private readonly blendSupport = new ModelBlendSupportCache();
     private readonly host: ModelHost;
     private readonly libraryHost: LibraryHost;
     private readonly warming: CacheWarming;
@@ -89,8 +87,9 @@ export class Engine implements EngineApi {
         };
     }
 
-    public async listModels(): Promise<ModelInfo[]> {
-        return this.registry.list();
+    /** The registered models, each with whether it can blend (and why not). */
+    public async listModels(): Promise<ListedModel[]> {
+        return Promise.all(this.registry.list().map(async (info) => ({...info, blend: await this.blendSupport.of(info)})));
     }
 
     public async addModel(input: {path: string}): Promise<ModelInfo> {
@@ -181,14 +180,13 @@ export class Engine implements EngineApi {
         return this.chatService.chat(request, signal);
     }
 
-    public async cacheStats(): Promise<CacheStats> {
-        return {...(await this.host.chunkCache()).stats(), failures: this.host.storeFailures.snapshot()};
+    public cacheStats(): Promise<CacheStats> {
+        return this.host.cacheStats();
     }
 
     /** Drops every chunk KV cache, in RAM and on disk, for every model. */
-    public async clearCache(): Promise<void> {
-        (await this.host.chunkCache()).clearRam();
-        await rm(path.join(this.dataDir, "kvcache"), {recursive: true, force: true});
+    public clearCache(): Promise<void> {
+        return this.host.clearChunkCache();
     }
 
     /** Computes the chunk KV caches of a folder (or the whole library) for the active model (see CacheWarming.warmCache). */

@@ -1,8 +1,10 @@
+import {rm} from "node:fs/promises";
+import path from "node:path";
 import type {Llama, LlamaModel} from "node-llama-cpp";
 import type {ModelInfo} from "../contract/index.js";
 import {type BlendSession, openBlendSession} from "./blend/blend.js";
-import {ChunkKvCache} from "./kv/chunk-cache.js";
-import {StoreFailures} from "./kv/store-failures.js";
+import {type ChunkCacheStats, ChunkKvCache} from "./kv/chunk-cache.js";
+import {StoreFailures, type StoreFailureStats} from "./kv/store-failures.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {type GpuChoice, type LlamaLoad, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
 import {Mutex} from "./mutex.js";
@@ -19,6 +21,9 @@ export type ModelHostOptions = {
     /** The context size to load chat models with (a setting). */
     contextSize(): number;
 };
+
+/** The chunk cache's counters, and the failures to store chunk KVs that questions did not wait for. */
+export type CacheStats = ChunkCacheStats & {failures: StoreFailureStats};
 
 /** Byte budgets of the chunk KV cache's host tiers. */
 const chunkCacheRamBytes = 1024 ** 3;
@@ -127,7 +132,7 @@ export class ModelHost {
                 const {llama, blend} = await this.load();
                 return openBlendSession({
                     llama, build: blend, model: loaded.model, context: loaded.context, sequence: loaded.sequence,
-                    modelPath: loaded.info.path, cache: await this.chunkCache(), threads: this.options.threads, failures: this.storeFailures,
+                    modelPath: loaded.info.path, modelName: loaded.info.name, cache: await this.chunkCache(), threads: this.options.threads, failures: this.storeFailures,
                     ...(this.options.residentKvBytes != null ? {residentBudgetBytes: this.options.residentKvBytes} : {})
                 });
             })();
@@ -144,6 +149,16 @@ export class ModelHost {
     public chunkCache(): Promise<ChunkKvCache> {
         this.chunkCachePromise ??= ChunkKvCache.open({dataDir: this.options.dataDir, ramBudgetBytes: chunkCacheRamBytes, diskBudgetBytes: chunkCacheDiskBytes});
         return this.chunkCachePromise;
+    }
+
+    public async cacheStats(): Promise<CacheStats> {
+        return {...(await this.chunkCache()).stats(), failures: this.storeFailures.snapshot()};
+    }
+
+    /** Drops every chunk KV cache, in RAM and on disk, for every model. */
+    public async clearChunkCache(): Promise<void> {
+        (await this.chunkCache()).clearRam();
+        await rm(path.join(this.options.dataDir, "kvcache"), {recursive: true, force: true});
     }
 
     /** `info`'s model loaded vocabulary-only (for counting tokens), once per file. */

@@ -33,7 +33,8 @@ export function ModelPicker() {
                 data-testid="model-picker"
                 value={active?.id ?? ""}
                 disabled={!online || !modelsLoaded || empty || modelBusy || streaming}
-                title={active === undefined ? "Choose the model that answers" : `${active.path}\n${formatBytes(active.sizeBytes)}`}
+                title={active === undefined ? "Choose the model that answers"
+                    : `${active.path}\n${formatBytes(active.sizeBytes)}${active.blend.reason != null ? `\n${active.blend.reason}` : ""}`}
                 onChange={(event) => {
                     if (event.target.value !== "")
                         selectModel(event.target.value);
@@ -43,8 +44,9 @@ export function ModelPicker() {
                 {empty && <option value="">No models</option>}
                 {modelsLoaded && !empty && active === undefined && <option value="">Choose a model…</option>}
                 {models.map((model) => (
-                    <option key={model.id} value={model.id}>
-                        {modelLabel(model, models)} ({formatBytes(model.sizeBytes)})
+                    // A model that cannot blend answers with exact prefix reuse: said here, the reason in the tooltip.
+                    <option key={model.id} value={model.id} title={model.blend.reason ?? undefined}>
+                        {modelLabel(model, models)} ({formatBytes(model.sizeBytes)}){model.blend.canBlend ? "" : " · prefix only"}
                     </option>
                 ))}
             </select>

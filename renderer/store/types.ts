@@ -1,6 +1,6 @@
 import type {StateCreator} from "zustand/vanilla";
 import type {
-    AnswerStats, CacheStats, CacheWarmStatus, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ModelInfo, Strategy
+    AnswerStats, CacheStats, CacheWarmStatus, Citation, EngineErrorShape, EngineStatus, FolderInfo, IngestProgress, IngestSummary, ListedModel, Strategy
 } from "../../main/contract/index.js";
 import type {ConnectionState, TransportKind} from "../transport/connection.js";
 
@@ -32,7 +32,7 @@ export type ConnectionSlice = {
 };
 
 export type ModelsSlice = {
-    models: ModelInfo[];
+    models: ListedModel[];
     modelsLoaded: boolean;
     activeModelId: string | null;
     /** A select or add is in flight. */

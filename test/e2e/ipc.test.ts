@@ -17,9 +17,10 @@ const origin = "http://weft.test";
 const fakePreload = `(() => {
     const models = [
         {id: "tiny", name: "Tiny Stories", path: "/models/tiny.gguf", sizeBytes: 1185376, architecture: "llama",
-         contextLength: 2048, hasChatTemplate: false, addedAt: "2025-01-01T00:00:00.000Z"},
-        {id: "ghost", name: "Ghost", path: "/models/ghost.gguf", sizeBytes: 2048, architecture: "llama",
-         contextLength: 2048, hasChatTemplate: false, addedAt: "2025-01-01T00:00:00.000Z"}
+         contextLength: 2048, hasChatTemplate: false, addedAt: "2025-01-01T00:00:00.000Z", blend: {canBlend: true, reason: null}},
+        {id: "ghost", name: "Ghost", path: "/models/ghost.gguf", sizeBytes: 2048, architecture: "gemma3",
+         contextLength: 2048, hasChatTemplate: false, addedAt: "2025-01-01T00:00:00.000Z",
+         blend: {canBlend: false, reason: 'model "Ghost" (gemma3) cannot blend: sliding-window attention layers'}}
     ];
     let active = "tiny";
     let folders = [
@@ -231,6 +232,12 @@ describe("chat in Electron's renderer (window.weft)", () => {
             assert.ok(stopped.text.length < "Hello from the preload.".length, `stopped early: ${stopped.text}`);
             await chat.turn().getByText("Stopped.").waitFor();
             assert.ok(Number(await chat.stat("completionTokens")) < 5);
+
+            // A model that cannot blend says so in the picker, and why in the option's tooltip.
+            const ghost = chat.modelPicker.locator('option[value="ghost"]');
+            assert.match((await ghost.textContent()) ?? "", /prefix only/);
+            assert.match((await ghost.getAttribute("title")) ?? "", /cannot blend: sliding-window/);
+            assert.doesNotMatch((await chat.modelPicker.locator('option[value="tiny"]').textContent()) ?? "", /prefix only/);
 
             // A rejected rpc: the JSON message of the preload's Error becomes a readable notice,
             // and the picker goes back to the model that is still active.

@@ -3,7 +3,8 @@
 // blend with some layers' rows replaced by exact ones (what the fused decode at ratio 0 must equal).
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
 import type {BlendSession} from "../../main/engine/blend/blend.js";
-import {f16ToF32, ggmlTypeF16, parseSeqStateMemory} from "../../main/engine/kv/kv-blob.js";
+import {ggmlTypeF16, parseSeqStateMemory} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32} from "./f16.js";
 import {captureLayerKV, decodeAtPositions, getContextSequenceState, markTokensEvaluated, type PositionedRun, sequenceIdOf} from "../../main/engine/native/native-addon.js";
 import {type SplicePartInput, spliceIntoSequence} from "../../main/engine/blend/splice.js";
 import type {BuiltPrompt} from "../../main/engine/prompt.js";

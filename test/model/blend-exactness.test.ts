@@ -5,6 +5,7 @@ import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type
 import {type BlendSession, type BlendStrategy, openBlendSession} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
+import {StoreFailures} from "../../main/engine/kv/store-failures.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
@@ -108,5 +109,21 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         t.diagnostic(`prefix max |logit diff| vs full: ${diff.toExponential(2)}`);
         assert.ok(diff < ratioOneTolerance);
         assert.equal(argmax(logits), argmax(fullLogits));
+    });
+
+    it("a chunk KV the cache cannot store is counted and warned about once; the blend still answers", async () => {
+        // A disk budget smaller than any .wkv file and no RAM tier: every put is refused.
+        const tiny = await ChunkKvCache.open({dataDir: path.join(temp.dir, "tiny"), ramBudgetBytes: 0, diskBudgetBytes: 1});
+        const warnings: string[] = [];
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache: tiny, threads: testThreads,
+            failures: new StoreFailures((line) => warnings.push(line))});
+        assert.ok(opened.available);
+        const prepared = await opened.value.prepare(prompt, "naive", 0);
+        assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
+        const {chunkCachePut} = opened.value.failures.snapshot();
+        assert.equal(chunkCachePut.count, sources.length, "each chunk's put failed and was counted");
+        assert.match(chunkCachePut.lastError ?? "", /disk budget/);
+        assert.equal(warnings.length, 1, "warned once, not per chunk");
+        assert.match(warnings[0]!, /could not be cached/);
     });
 });

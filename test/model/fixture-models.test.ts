@@ -2,14 +2,15 @@
 // finite, varied logits, and are reproducible from their seed.
 import assert from "node:assert/strict";
 import {createHash} from "node:crypto";
-import {readFileSync} from "node:fs";
+import {spawnSync} from "node:child_process";
+import {readFileSync, statSync} from "node:fs";
 import {mkdtemp, rm} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, test} from "node:test";
 import {getLlama, LlamaLogLevel, type Llama, type LlamaModel, type Token} from "node-llama-cpp";
 import {readGgufHeader} from "../fixtures/gguf-writer.js";
-import {ensureVocab, fixtureCacheDir} from "../fixtures/llama-source.js";
-import {ensureFixtureModel, fixturePresets, makeTinyLlama} from "../fixtures/make-tiny-models.js";
+import {ensureVocab, fixtureCacheDir, repoRoot} from "../fixtures/llama-source.js";
+import {ensureFixtureModel, familyPresets, fixturePresets, makeTinyLlama} from "../fixtures/make-tiny-models.js";
 
 const preset = fixturePresets["tiny-spm"];
 const sentences = [
@@ -159,4 +160,87 @@ describe("fixture model files", () => {
         for (const t of header.tensors)
             assert.equal(t.offset % header.alignment, 0, t.name);
     });
+});
+
+/** What each family preset must hold beyond the common tensors (llama.cpp's load_arch_tensors for that family). */
+const familyExpectations: Record<(typeof familyPresets)[number], {architecture: string, tensors: string[], metadata: string[], absent: string[]}> = {
+    "llama3-tiny": {architecture: "llama", tensors: ["rope_freqs.weight", "blk.1.attn_q.weight", "blk.1.ffn_gate.weight"], metadata: [], absent: []},
+    "qwen2-tiny": {architecture: "qwen2", tensors: ["blk.1.attn_q.bias", "blk.1.attn_k.bias", "blk.1.attn_v.bias"], metadata: [], absent: ["rope_freqs.weight"]},
+    "qwen3-tiny": {architecture: "qwen3", tensors: ["blk.1.attn_q_norm.weight", "blk.1.attn_k_norm.weight"], metadata: [], absent: ["blk.1.attn_q.bias"]},
+    "phi3-tiny": {architecture: "phi3", tensors: ["blk.1.attn_qkv.weight", "blk.1.ffn_up.weight"], metadata: ["phi3.attention.sliding_window"],
+        absent: ["blk.1.attn_q.weight", "blk.1.ffn_gate.weight", "rope_factors_long.weight"]},
+    "gemma3-tiny": {architecture: "gemma3", tensors: ["blk.1.post_attention_norm.weight", "blk.1.post_ffw_norm.weight", "blk.1.attn_k_norm.weight"],
+        metadata: ["gemma3.attention.sliding_window"], absent: []}
+};
+
+describe("fixture presets per model family", () => {
+    let llama: Llama;
+    before(async () => {
+        llama = await getLlama({gpu: false, maxThreads: 1, logLevel: LlamaLogLevel.error});
+    });
+    after(async () => {
+        await llama?.dispose();
+    });
+
+    test("`npm run fixtures -- NAME...` prints one line per preset whose last tab-separated field is the file", async () => {
+        const names = [...familyPresets];
+        const run = spawnSync(process.execPath, ["--import", "tsx", path.join(repoRoot, "test", "fixtures", "make-tiny-models.ts"), ...names],
+            {encoding: "utf8", cwd: repoRoot});
+        assert.equal(run.status, 0, run.stderr);
+        const lines = run.stdout.trimEnd().split("\n");
+        assert.equal(lines.length, names.length, run.stdout);
+        for (const [index, line] of lines.entries()) {
+            const fields = line.split("\t");
+            assert.equal(fields[0], names[index]);
+            const file = fields.at(-1)!;
+            assert.equal(file, await ensureFixtureModel(names[index]!), "the cached preset's path");
+            assert.ok(path.isAbsolute(file) && statSync(file).isFile(), file);
+        }
+
+        const bad = spawnSync(process.execPath, ["--import", "tsx", path.join(repoRoot, "test", "fixtures", "make-tiny-models.ts"), "gemma9-tiny"],
+            {encoding: "utf8", cwd: repoRoot});
+        assert.equal(bad.status, 2);
+        assert.match(bad.stderr, /unknown preset: gemma9-tiny/);
+        assert.match(bad.stderr, /llama3-tiny, qwen2-tiny, qwen3-tiny, phi3-tiny, gemma3-tiny/);
+    });
+
+    for (const name of familyPresets)
+        test(`${name}: the family's tensors and tokenizer; llama.cpp loads it and tokenizes like the vocab`, async () => {
+            const expected = familyExpectations[name];
+            const modelPath = await ensureFixtureModel(name);
+            const header = readGgufHeader(modelPath);
+            assert.deepEqual(header.metadata.get("general.architecture"), {type: "string", value: expected.architecture});
+            const tensorNames = new Set(header.tensors.map((tensor) => tensor.name));
+            for (const tensor of expected.tensors)
+                assert.ok(tensorNames.has(tensor), `${tensor} is written`);
+            for (const tensor of expected.absent)
+                assert.ok(!tensorNames.has(tensor), `${tensor} is not written`);
+            for (const key of expected.metadata)
+                assert.ok(header.metadata.has(key), key);
+
+            const model = await llama.loadModel({modelPath});
+            const vocabModel = await llama.loadModel({modelPath: await ensureVocab(fixturePresets[name].vocab), vocabOnly: true});
+            try {
+                assert.equal(model.fileInfo.metadata.general.architecture, expected.architecture);
+                assert.equal(model.tokens.bos, vocabModel.tokens.bos);
+                for (const text of sentences)
+                    assert.deepEqual(model.tokenize(text), vocabModel.tokenize(text), text);
+                const context = await model.createContext({threads: 1, contextSize: 128});
+                try {
+                    const sequence = context.getSequence();
+                    const out: Token[] = [];
+                    for await (const token of sequence.evaluate(model.tokenize(sentences[0]!), {temperature: 0})) {
+                        out.push(token);
+                        if (out.length === 4)
+                            break;
+                    }
+                    assert.equal(out.length, 4);
+                } finally {
+                    await context.dispose();
+                }
+            } finally {
+                await vocabModel.dispose();
+                await model.dispose();
+            }
+        });
 });

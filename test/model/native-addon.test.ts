@@ -8,10 +8,11 @@ import {after, before, describe, test} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
 import {
     captureLayerKV, contextHandleOf, getContextSequenceState, loadNativeAddon, loadSequenceState, releaseLayerCaptureContexts,
-    saveSequenceState, sequenceIdOf, setContextSequenceState
+    sequenceIdOf, setContextSequenceState
 } from "../../main/engine/native/native-addon.js";
 import {makeTempDir, stories260kPath} from "../helpers/paths.js";
 import {maxAbsDiff} from "../helpers/logits.js";
+import {saveSequenceState} from "../helpers/sequence-state.js";
 
 const load = loadNativeAddon();
 const skip = !load.available ? `the weft_native addon is not built (node scripts/build-native.mjs): ${load.reason}` : false;

@@ -18,6 +18,8 @@ import {
 import {
     detectPatchedBuild, getPatchedLlama, markerFileName, nodeLlamaCppDir, scatteredPositionsPatch
 } from "../../main/engine/native/patched-build.js";
+import {startLlama} from "../../main/engine/native/llama-loader.js";
+import {loadNativeAddon} from "../../main/engine/native/native-addon.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, maxAbsDiff} from "../helpers/logits.js";
 
@@ -232,6 +234,23 @@ function registerTests(): void {
             assert.match(result.log, /consecutive/);
             assert.equal(result.tailAccepted, true);
             assert.equal(child.status, 0);
+        });
+    });
+
+    describe("the engine's llama.cpp loader (CPU)", {skip}, () => {
+        test("picks the patched local build explicitly and says whether the blend path can run on it", async () => {
+            const {llama, blend} = await startLlama({gpu: false, threads: testThreads});
+            try {
+                assert.equal(llama.buildType, "localBuild");
+                assert.equal(llama.gpu, false);
+                const addon = loadNativeAddon();
+                if (addon.available)
+                    assert.ok(blend.available, blend.available ? "" : blend.reason);
+                else
+                    assert.deepEqual(blend, {available: false, reason: addon.reason}, "without the addon, its reason is the blend path's");
+            } finally {
+                await llama.dispose();
+            }
         });
     });
 }

@@ -14,6 +14,7 @@ import {
     uploadResidentKv
 } from "../../main/engine/native/native-addon.js";
 import {ResidentTier} from "../../main/engine/kv/resident-tier.js";
+import {StoreFailures} from "../../main/engine/kv/store-failures.js";
 import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
@@ -205,6 +206,29 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         assert.ok((await pending).residentBytes > 0);
         markTokensEvaluated(sequence, tokens);
         assert.equal(maxAbsDiff(await nextLogits(sequence, next, vocabSize), expected), 0);
+    });
+
+    it("a failed admission into the resident tier is counted and warned about once, not thrown", async () => {
+        const warnings: string[] = [];
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads,
+            residentBudgetBytes: 64 * 1024 ** 2, failures: new StoreFailures((line) => warnings.push(line))});
+        assert.ok(opened.available);
+        const session = opened.value;
+        try {
+            // KV of another layout (a layer short) than the context's cache: the upload refuses it.
+            const foreign = {...chunkBody, layers: chunkBody.layers.slice(1)};
+            const tokens = model.tokenize(" Tom was a big dog.", false);
+            assert.equal(await session.warmResidentChunk(tokens, foreign), false);
+            assert.equal(await session.warmResidentChunk(model.tokenize(" Lily ran.", false), foreign), false);
+            const {residentAdmission} = session.failures.snapshot();
+            assert.equal(residentAdmission.count, 2);
+            assert.match(residentAdmission.lastError ?? "", /layers/);
+            assert.equal(warnings.length, 1);
+            assert.match(warnings[0]!, /resident tier/);
+            assert.equal(session.resident?.stats().entries, 0);
+        } finally {
+            await session.close();
+        }
     });
 
     it("refuses a released or foreign handle with a clear error and leaves the sequence empty and usable", async () => {

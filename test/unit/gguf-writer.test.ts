@@ -41,7 +41,8 @@ function allTypesMetadata(): GgufMetadata {
         ["t.arr.u64", gguf.arr({elemType: "u64", values: [1n, 0xffffffffffffffffn]})],
         ["t.arr.i64", gguf.arr({elemType: "i64", values: new BigInt64Array([-1n, 2n])})],
         ["t.arr.bool", gguf.arr({elemType: "bool", values: [true, false, true]})],
-        ["t.arr.string", gguf.arr({elemType: "string", values: ["a", "", "Ġ Ġ", "<0x0A>", invalidUtf8]})],
+        // Tokens may start with U+FEFF (Gemma's vocabulary has "\uFEFF//" and "\uFEFF\uFEFF"): the reader keeps it.
+        ["t.arr.string", gguf.arr({elemType: "string", values: ["a", "", "Ġ Ġ", "<0x0A>", invalidUtf8, "\uFEFF//", "\uFEFF\uFEFF", "\uFEFF"]})],
         ["t.arr.empty", gguf.arr({elemType: "f32", values: []})],
         ["t.arr.nested", gguf.arr({elemType: "array", values: [
             {elemType: "u32", values: [1, 2]}, {elemType: "string", values: ["x"]}, {elemType: "bool", values: []}

@@ -5,10 +5,11 @@ import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
-import {type ChunkKvCache, modelFingerprint} from "../kv/chunk-cache.js";
+import type {ChunkKvCache} from "../kv/chunk-cache.js";
+import {modelFingerprint} from "../kv/fingerprint.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
-import {type RopeParams, ropeParamsFromGguf} from "../kv/rope-params.js";
+import type {RopeParams} from "../kv/rope-params.js";
 import {StoreFailures} from "../kv/store-failures.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
@@ -16,6 +17,7 @@ import {
     contextInternalsProblem, decodeAtPositions, getContextSequenceState, markTokensEvaluated, type PositionedRun, residentKvSupported,
     sequenceIdOf
 } from "../native/native-addon.js";
+import {blendSupportOf} from "./blend-support.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import type {BlendTrace, PreparedPrompt} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
@@ -48,6 +50,8 @@ const keptHeaders = 4;
 export type BlendSessionOptions = {
     llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
     cache: ChunkKvCache, threads: number,
+    /** How refusals name the model (the registry's name); default its GGUF name or file name. */
+    modelName?: string,
     /** What the loader found (llama-loader.ts); checked here when absent. */
     build?: Capability<BlendBuild>,
     /** Byte budget of the resident (GPU) tier; default {@link defaultResidentBudgetBytes}. 0 turns it off. */
@@ -77,12 +81,10 @@ export async function openBlendSession(options: BlendSessionOptions): Promise<Ca
     if (internals != null)
         return unavailable(internals);
 
-    let rope: RopeParams;
-    try {
-        rope = ropeParamsFromGguf(options.model.fileInfo);
-    } catch (error) {
-        return unavailable(`this model's RoPE cannot be re-positioned: ${(error as Error).message}`);
-    }
+    const support = await blendSupportOf(options.modelPath, options.model.fileInfo, options.modelName != null ? {name: options.modelName} : {});
+    if (!support.canBlend)
+        return unavailable(support.reason);
+    const rope = support.rope;
 
     const {flashAttention, nStream} = await chatKvLayout(options.sequence, options.model);
     const residentBudgetBytes = options.residentBudgetBytes ?? await defaultResidentBudgetBytes(options.llama);

@@ -112,7 +112,14 @@ export class ChatService {
                     fallbackReason = blend.reason;
                 else {
                     loaded.sequenceKvExact = false;
-                    return blend.value.prepare(prompt, requested, ratio);
+                    try {
+                        return await blend.value.prepare(prompt, requested, ratio);
+                    } catch (error) {
+                        // The answer still comes, by exact prefix reuse on a cleared sequence, and says why.
+                        await loaded.sequence.clearHistory();
+                        loaded.sequenceKvExact = true;
+                        fallbackReason = `the blend failed (${toErrorShape(error).message})`;
+                    }
                 }
             }
         }

@@ -59,7 +59,10 @@ const refusedArchitectures: Record<string, string> = {
     "smollm3": "every fourth layer uses no RoPE",
     "afmoe": "some layers use no RoPE",
     "smallthinker": "some layers use no RoPE",
-    "gemma2": "sliding-window layers", "gemma3": "sliding-window layers with their own RoPE base",
+    // llama.cpp keeps the KV of sliding-window layers in a second, windowed cache that a spliced sequence state does
+    // not fill the way a prefill would (and gemma3's local layers rotate with their own base).
+    "gemma2": "sliding-window attention layers (their KV lives in a separate windowed cache)",
+    "gemma3": "sliding-window attention layers (their KV lives in a separate windowed cache, rotated with their own RoPE base)",
     "gemma3n": "sliding-window layers and shared KV", "gemma4": "sliding-window layers with their own RoPE",
     "cohere2": "sliding-window layers without RoPE", "deepseek2": "multi-head latent attention (MLA)",
     "minicpm3": "multi-head latent attention (MLA)", "qwen2vl": "M-RoPE", "qwen3vl": "interleaved M-RoPE",
@@ -132,6 +135,9 @@ export function ropeParamsFromGguf(info: GgufInfoLike | object, options: {freqFa
         throw new RopeUnsupportedError(`cannot re-position cached keys for architecture "${architecture}": its RoPE has not been checked against llama.cpp`);
 
     for (const name of ["attention.sliding_window", "attention.sliding_window_pattern", "rope.freq_base_swa", "rope.dimension_count_swa"]) {
+        // Phi-3 files carry a sliding window that llama.cpp ignores (every layer attends fully: src/models/phi3.cpp).
+        if (architecture === "phi3" && name === "attention.sliding_window")
+            continue;
         if (lookup(metadata, key(name)) !== undefined)
             throw new RopeUnsupportedError(`cannot re-position cached keys: the model has sliding-window layers (${key(name)})`);
     }

@@ -8,7 +8,7 @@
  * - layer-N K/V capture on a private context of the same model (cb_eval): the exact rows the graph writes into the
  *   layer's KV cache (K after RoPE, `Kcur-<layer>` in llama-style graphs; V `Vcur-<layer>`), as f32, token-major.
  *
- * {@link loadNativeAddon} never throws: the engine falls back to full prefill when the addon is absent. The wrappers
+ * {@link loadNativeAddon} never throws: the engine falls back to exact prefix reuse when the addon is absent. The wrappers
  * below throw {@link NativeAddonUnavailableError} then. None of them takes node-llama-cpp's evaluation locks: call
  * them only while nothing evaluates on that context (the engine's mutex).
  */
@@ -382,15 +382,9 @@ export async function setContextSequenceState(context: LlamaContext, sequenceId:
         () => withContextLock(context, () => addon.setSequenceState(contextHandleOf(context), sequenceId, state)));
 }
 
-/** A sequence's state blob and the tokens it holds (node-llama-cpp's view of them). */
-export async function saveSequenceState(sequence: LlamaContextSequence): Promise<{state: Buffer, tokens: Token[]}> {
-    const tokens = sequence.contextTokens;
-    const state = await getContextSequenceState(sequence.context, sequenceIdOf(sequence));
-    return {state, tokens};
-}
-
 /**
- * Loads a state blob into a sequence and tells node-llama-cpp which tokens it now holds (as its own
+ * Loads a state blob into a sequence (the engine splices instead; the tests load references with it, and it stays here
+ * because it touches node-llama-cpp's internals) and tells node-llama-cpp which tokens it now holds (as its own
  * loadStateFromFile does), so later `evaluate` / `controlledEvaluate` calls continue after them. `tokens` must be the
  * tokens the blob's cells hold, in position order. On failure the sequence is left empty (llama.cpp clears it).
  */
