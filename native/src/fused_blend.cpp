@@ -145,7 +145,7 @@ Napi::Value FusedBlendDecode(const Napi::CallbackInfo& info) {
             throw Napi::RangeError::New(env, std::to_string(tokens.size()) + " tokens exceed the context's batch size " +
                 std::to_string(functions.llama_n_batch(ctx)));
         const int32_t checkLayer = (int32_t) integerArgument(spec.Get("checkLayer"), "spec.checkLayer", 0,
-            (int64_t) functions.llama_model_n_layer(functions.llama_get_model(ctx)) - 2);
+            (int64_t) functions.llama_model_n_layer(functions.llama_get_model(ctx)) - 1);
         const bool wantDeviation = spec.Has("deviation") && spec.Get("deviation").ToBoolean().Value();
         auto* worker = new BlendWorker(env, info[0].As<Napi::Object>(), functions, ctx, seqId, std::move(tokens), std::move(positions),
             std::move(segLen), std::move(segKeep), checkLayer, wantDeviation);
