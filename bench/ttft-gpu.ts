@@ -11,7 +11,7 @@ import {type BlendStrategy, openBlendSession} from "../main/engine/blend/blend.j
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
-import {prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
+import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "./harness.js";
 
@@ -20,7 +20,7 @@ const {values: a} = parseArgs({options: {
     chunk: {type: "string", default: "512"}, ratio: {type: "string", default: "0.15"}, reps: {type: "string", default: "3"},
     threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
     out: {type: "string"}, card: {type: "string", default: "?"},
-    variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd"},
+    variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-resident,hkvd0-resident"},
     deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false}
 }});
 /** Epoch ms after which no new run starts (0: none): the device command has a hard limit, and a partial table beats none. */
@@ -75,7 +75,7 @@ async function firstToken(seq: LlamaContextSequence, tokens: Token[]): Promise<v
 }
 
 /** One timed run: what was prepared and the per-step timings the blend reported to its trace sink. */
-type Run = {ttft: number, prep: PreparedPrompt, splice?: SpliceTrace, select?: SelectTrace};
+type Run = {ttft: number, prep: PreparedPrompt, splice?: SpliceTrace, select?: SelectTrace, fused?: FusedTrace};
 
 /** The native splice's share of load: state MiB, build ms (rotation and copies on the CPU), set ms (llama_state_seq_set_data, host to device) and its GB/s. */
 function spliceColumns(runs: Run[]): Record<string, string | number> {
@@ -92,7 +92,10 @@ function spliceColumns(runs: Run[]): Record<string, string | number> {
 type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
     naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
-    "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true}};
+    "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
+    // hkvd's fused decode (patch 0003) selects and recomputes in one pass; at ratio 0 it runs only the selection's share
+    // (layers 0..check for every token, plus the labels and question), so the two rows split select from recompute.
+    "hkvd-resident": {strategy: "hkvd", ratio, resident: true}, "hkvd0-resident": {strategy: "hkvd", ratio: 0, resident: true}};
 const variants: Variant[] = a.variants!.split(",").map((name) => {
     const variant = known[name];
     if (variant == null)
@@ -134,11 +137,11 @@ for (const size of sizes) {
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
             trace(`${size} ${variant.strategy} rep ${rep}: prepare`);
-            const traced: {splice?: SpliceTrace, select?: SelectTrace} = {};
+            const traced: {splice?: SpliceTrace, select?: SelectTrace, fused?: FusedTrace} = {};
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
                 : await blend.prepare(prompt, variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
-                    trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select}
+                    trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
                 });
             trace(`${size} ${variant.strategy} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
             await firstToken(sequence, prep.tokensToEvaluate);
@@ -155,6 +158,10 @@ for (const size of sizes) {
             log(`  ${variant.strategy} select detail, medians: capture ${median(details.map((d) => d.captureMs)).toFixed(1)} ms ` +
                 `(in llama_decode ${median(details.map((d) => d.captureDecodeMs)).toFixed(1)} ms, of it copying K/V out ` +
                 `${median(details.map((d) => d.captureCopyMs)).toFixed(1)} ms, ${details[0]!.captureDecodes} decodes), score ${median(details.map((d) => d.scoreMs)).toFixed(1)} ms`);
+        const fusedRuns = runs.flatMap((r) => r.fused != null ? [r.fused] : []);
+        if (fusedRuns.length > 0)
+            log(`  ${variant.strategy}@${variant.ratio} fused decode, medians: ${median(fusedRuns.map((f) => f.decodeMs)).toFixed(1)} ms in ` +
+                `${fusedRuns[0]!.decodes} decodes (selection and recompute in one graph; fallback: ${runs[0]!.prep.fallbackReason ?? "none"})`);
         const placements = runs.flatMap((r) => r.splice != null && r.splice.residentBytes > 0 ? [r.splice] : []);
         if (placements.length > 0)
             log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +
@@ -196,7 +203,10 @@ console.log(`\nmodel load ${modelLoadMs.toFixed(0)} ms; median of up to ${reps} 
     "(load covers the cache lookup and the native splice: build = K rotation and copies into one state buffer on the CPU, " +
     "set = llama_state_seq_set_data loading it, host to device; pinned = the buffer is the GPU backend's pinned host memory; " +
     "(pageable) = the same naive run with an ordinary malloc'd buffer; (resident) = parts placed from the resident tier in GPU memory: " +
-    "D2D = their device-to-device copies into the KV cache, K re-positioned by llama.cpp's K-shift inside the next decode).");
+    "D2D = their device-to-device copies into the KV cache, K re-positioned by llama.cpp's K-shift inside the next decode). " +
+    "hkvd runs as one fused decode (patch 0003): its select ms is 0 and its recompute ms holds selection and recompute; the hkvd 0 row " +
+    "(ratio 0: layers 0..1 of every token plus labels and question) is the selection's share, so breakdown: place = load, select = " +
+    "hkvd 0's recompute, recompute = hkvd 0.15's recompute minus it, question = rest.");
 if (a.out) {
     await writeFile(`${a.out}.md`, lines.join("\n") + "\n");
 }

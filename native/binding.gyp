@@ -24,7 +24,8 @@
         "src/capture_graph.cpp",
         "src/layer_capture.cpp",
         "src/kv_codec.cpp",
-        "src/kv_codec_addon.cpp"
+        "src/kv_codec_addon.cpp",
+        "src/fused_blend.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

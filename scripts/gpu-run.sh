@@ -19,7 +19,9 @@
 # whose previous call of this script built everything, keep node_modules, the CUDA build and the model, and only
 # rebuild the native addon; minutes saved), WEFT_TRACE (1: --trace, log each step of each run, to find a hang), WEFT_STALL_S
 # (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
-# strategies: full,naive-pageable,naive,chunk-head,hkvd), WEFT_PROBE (1: short 8k runs that each change one thing).
+# strategies; default bench/ttft-gpu.ts's: full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,
+# hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share), WEFT_PROBE (1: short
+# 8k runs that each change one thing).
 set -uo pipefail
 
 start=$(date +%s)

@@ -8,11 +8,13 @@
 //   kvDeviation(spec): Promise<Float32Array>
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
+//   fusedBlendDecode(LlamaContext._ctx, seqId, spec): Promise<{selected, deviation, decodeMs}>; fusedBlendSupported(): boolean (patch 0003)
 //   llamaFunctionsAvailable(): {ok, missing, library}
 //   kvCodecEncode / kvCodecDecode / kvCodecDecodeSync / kvCodecLevels: the KV codec (kv_codec.h)
 // The TypeScript side is main/engine/native/native-addon.ts.
 #include <napi.h>
 
+#include "fused_blend.h"
 #include "half.h"
 #include "kv_codec_addon.h"
 #include "kv_deviation.h"
@@ -68,6 +70,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("kvCodecDecode", Napi::Function::New(env, KvCodecDecode, "kvCodecDecode"));
     exports.Set("kvCodecDecodeSync", Napi::Function::New(env, KvCodecDecodeSync, "kvCodecDecodeSync"));
     exports.Set("kvCodecLevels", Napi::Function::New(env, KvCodecLevels, "kvCodecLevels"));
+    exports.Set("fusedBlendDecode", Napi::Function::New(env, FusedBlendDecode, "fusedBlendDecode"));
+    exports.Set("fusedBlendSupported", Napi::Function::New(env, FusedBlendSupported, "fusedBlendSupported"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
     return exports;
 }

@@ -193,6 +193,8 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         assert.equal(result.code, 0, result.stderr);
         const parsed = AskResult.parse(JSON.parse(result.stdout));
         assert.equal(parsed.stats.strategy, "hkvd", parsed.stats.strategyFallbackReason);
+        assert.ok(parsed.stats.reusedTokens > 0, "hkvd reused chunk tokens");
+        assert.ok(parsed.stats.recomputedTokens > 0, "hkvd recomputed some");
         for (const key of ["reusedTokens", "recomputedTokens", "freshTokens", "kvBytesLoaded", "kvLoadMs", "kvLoadGBps", "selectMs",
             "recomputeMs", "ttftMs", "fullPrefillEstimateMs", "ratio"] as const)
             assert.ok(key in parsed.stats, key);

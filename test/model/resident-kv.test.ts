@@ -120,10 +120,18 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
     });
 
-    it("hkvd keeps to host rows (it scores and overrides them on the host)", async () => {
-        const {prepared} = await blended("hkvd", 0.15);
-        assert.equal(prepared.kvResidentBytes, 0);
-        assert.ok(prepared.recomputedTokens > 0);
+    it("hkvd places its chunks from the resident tier too and selects and recomputes on top as on host rows", async (t) => {
+        const tier = await blend.replaceResidentTier(undefined);
+        const host = await blended("hkvd", 0.3);
+        await blend.replaceResidentTier(tier);
+        const resident = await blended("hkvd", 0.3);
+        assert.equal(resident.prepared.strategy, "hkvd", resident.prepared.fallbackReason);
+        assert.ok(resident.prepared.kvResidentBytes > 0);
+        assert.ok(resident.prepared.recomputedTokens > 0);
+        assert.deepEqual(resident.prepared.selectedPositions, host.prepared.selectedPositions);
+        const diff = maxAbsDiff(resident.logits, host.logits);
+        t.diagnostic(`hkvd 0.3 resident vs host: max |logit diff| ${diff.toExponential(2)}`);
+        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
     });
 
     it("mixes host and resident parts in one prompt, and evicts the least recently used under its budget", async (t) => {

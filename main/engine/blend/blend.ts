@@ -1,6 +1,6 @@
 // One blend session per loaded model: sources chunk KVs (the resident tier, the chunk cache, or computing them),
 // selects the tokens to recompute, splices the prompt's KV and recomputes (CacheBlend). `full` and `prefix` are in
-// prepare.ts, hkvd's selection in select.ts.
+// prepare.ts; hkvd selects and recomputes in one fused decode (fused.ts, Weft patch 0003).
 import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
@@ -20,14 +20,17 @@ import {
     sequenceIdOf
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
+import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import type {BlendTrace, PreparedPrompt} from "./prepare.js";
-import {type ChunkPlacement, selectByKvDeviation, selectionLayer} from "./select.js";
 import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
 /** Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. */
 export const promptFormatVersion = 1;
+
+/** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
+export const selectionLayer = 1;
 
 /** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
 export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
@@ -307,7 +310,11 @@ export class BlendSession {
     /**
      * Builds the prompt's KV from cached chunk KVs and recomputes a selected set of tokens in one pass (CacheBlend).
      */
-    public async prepare(prompt: BuiltPrompt, strategy: BlendStrategy, ratio: number, options: BlendPrepareOptions = {}): Promise<PreparedPrompt> {
+    public async prepare(prompt: BuiltPrompt, requested: BlendStrategy, ratio: number, options: BlendPrepareOptions = {}): Promise<PreparedPrompt> {
+        // hkvd selects and recomputes inside one fused decode (patch 0003); where that cannot run, chunk-head's selection
+        // (no pass) is the nearest strategy, and the stats say why.
+        const fusedUnavailable = requested === "hkvd" ? fusedBlendUnavailable({flashAttention: this.flashAttention, architecture: this.rope.architecture}) : null;
+        const strategy: BlendStrategy = fusedUnavailable != null ? "chunk-head" : requested;
         const segments = prompt.segments;
         const lastChunk = segments.findLastIndex((segment) => segment.kind === "chunk");
         const firstChunk = segments.findIndex((segment) => segment.kind === "chunk");
@@ -326,15 +333,13 @@ export class BlendSession {
         const loadStartedAt = performance.now();
         let kvBytesLoaded = 0;
         const chunkSources: ChunkKvStats[] = [];
-        // hkvd scores host rows and overrides its check layer's rows on the host: it does not use the resident tier.
-        const tier = strategy === "hkvd" ? undefined : this.residentTier;
+        const tier = this.residentTier;
         const headerTokens = prompt.tokens.slice(0, headerEnd);
         const headerKey = `header:${tokensHash(headerTokens)}`;
         const residentHeader = tier?.get(headerKey);
         const header = residentHeader == null ? await this.headerKv(headerTokens) : undefined;
         const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
         const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
-        const chunks: ChunkPlacement[] = [];
         for (const {segment, start} of layout) {
             if (segment.kind !== "chunk")
                 continue;
@@ -352,7 +357,6 @@ export class BlendSession {
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
             parts.push({body, delta: start - 1});
-            chunks.push({start, body});
             if (tier != null)
                 toAdmit.push({key, body});
         }
@@ -378,18 +382,10 @@ export class BlendSession {
 
         const selectStartedAt = performance.now();
         let selected: number[] = [];
-        let exactLayers: Array<{layer: number, k: Float32Array, v: Float32Array}> = [];
         if (strategy === "chunk-head" && budget > 0) {
             for (const range of chunkRanges)
                 for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                     selected.push(range.start + index);
-        } else if (strategy === "hkvd" && budget > 0) {
-            const selection = await selectByKvDeviation(this, prefixTokens, chunks, budget);
-            selected = selection.positions;
-            options.trace?.select?.(selection.trace);
-            // The capture pass computed this layer exactly for every prompt token: the spliced cache takes those rows
-            // (CacheBlend keeps its check layer's recomputed KV too).
-            exactLayers = [{layer: selectionLayer, k: selection.captured.k, v: selection.captured.v}];
         }
         const selectMs = performance.now() - selectStartedAt;
 
@@ -401,7 +397,7 @@ export class BlendSession {
             await this.sequence.clearHistory();
         else {
             const {bytesRead: _bytesRead, ...splice} = await spliceIntoSequence(this.sequence, parts, prefixTokens, this.rope,
-                {threads: this.threads, nStream: this.nStream, pinned: options.pinned ?? true, overrides: exactLayers});
+                {threads: this.threads, nStream: this.nStream, pinned: options.pinned ?? true});
             kvBlobBytes = splice.blobBytes;
             kvResidentBytes = splice.residentBytes;
             kvResidentMs = splice.residentMs;
@@ -416,8 +412,22 @@ export class BlendSession {
         const tailPositions = tailInBatch.map((_, index) => tailStart + index);
 
         const recomputeStartedAt = performance.now();
-        const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-        await this.recomputeAt(seqId, positions, prompt.tokens, selected);
+        if (strategy === "hkvd") {
+            // One pass: layers 0..check for every chunk, label and question token, the rest for the selected chunk
+            // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
+            const fusedSegments: FusedSegment[] = layout
+                .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0)
+                .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk"}));
+            if (tailInBatch.length > 0)
+                fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
+            const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
+                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer});
+            selected = run.selected;
+            options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs});
+        } else {
+            const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
+            await this.recomputeAt(seqId, positions, prompt.tokens, selected);
+        }
         markTokensEvaluated(this.sequence, tailInBatch);
         const recomputeMs = performance.now() - recomputeStartedAt;
         if (tier != null && toAdmit.length > 0)
@@ -427,6 +437,7 @@ export class BlendSession {
         return {
             strategy,
             ratio: strategy === "naive" ? 0 : ratio,
+            ...(fusedUnavailable != null ? {fallbackReason: `hkvd unavailable: ${fusedUnavailable}; used chunk-head`} : {}),
             tokensToEvaluate: tail.slice(tailInBatch.length),
             reusedTokens: chunkTokenCount - recomputedTokens,
             recomputedTokens,
@@ -439,7 +450,8 @@ export class BlendSession {
             selectMs,
             recomputeMs,
             chunkKv: chunkSources,
-            kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0)
+            kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
+            ...(strategy === "hkvd" ? {selectedPositions: selected} : {})
         };
     }
 

@@ -25,6 +25,8 @@ export type PreparedPrompt = {
     chunkKv?: ChunkKvStats[];
     /** Bytes read from the disk tier. */
     kvBytesRead?: number;
+    /** hkvd: the chunk positions its fused decode recomputed through every layer, ascending (labels and the question not included). */
+    selectedPositions?: number[];
 };
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
@@ -38,8 +40,11 @@ export type SelectTrace = {
     positions: readonly number[], captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number
 };
 
+/** hkvd's fused blend decode (selection and recompute in one pass, Weft patch 0003): how many decodes and their time. */
+export type FusedTrace = {decodes: number, decodeMs: number};
+
 /** An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none). */
-export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void};
+export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void, fused?(trace: FusedTrace): void};
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvBlobBytes: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0};
 

@@ -196,6 +196,30 @@ export type KvCodecDecodeResult =
     | {ok: true, level: number, nTokens: number, vTrans: boolean, meta: Buffer, layers: KvCodecLayer[]}
     | {ok: false, reason: KvCodecFailure, detail: string};
 
+/**
+ * One fused blend decode (Weft patch 0003): `tokens` at `positions` (one sequence, strictly increasing), split into
+ * consecutive segments of `segLen[s]` tokens of which the `segKeep[s]` whose layer-`checkLayer` K deviates most from
+ * their cells' cached K are recomputed through the remaining layers (`segKeep == segLen`: the whole segment, as for
+ * new tokens, whose cells do not exist yet). At most the context's batch size; no logits.
+ */
+export type FusedBlendSpec = {
+    tokens: Int32Array,
+    positions: Int32Array,
+    segLen: Int32Array,
+    segKeep: Int32Array,
+    checkLayer: number,
+    /** Also return each token's deviation (squared K distance at the check layer). */
+    deviation?: boolean
+};
+
+export type FusedBlendResult = {
+    /** Batch indices of the recomputed tokens, segment by segment, largest deviation first within one. */
+    selected: Int32Array,
+    deviation: Float32Array | null,
+    /** Time in llama_weft_blend_decode. */
+    decodeMs: number
+};
+
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
 export interface WeftNativeAddon {
     /** The sequence's KV state: u32 0xaf143cd8, i32 seqId, then the same body as a state file. */
@@ -217,6 +241,10 @@ export interface WeftNativeAddon {
     captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
     /** Frees the cached private capture contexts of one model (or all); returns how many. */
     releaseLayerCaptureContexts(model?: ModelHandle): number;
+    /** Runs one fused blend decode on the sequence (see {@link FusedBlendSpec}); rejects with llama.cpp's reason. */
+    fusedBlendDecode(context: ContextHandle, seqId: number, spec: FusedBlendSpec): Promise<FusedBlendResult>;
+    /** Whether the loaded llama.cpp has Weft's patch 0003 (llama_weft_blend_decode). */
+    fusedBlendSupported(): boolean;
     /** Whether every llama.cpp / ggml function the addon needs was found in the loaded library (load a model first). */
     llamaFunctionsAvailable(): LlamaFunctionsReport;
     /** Encodes a chunk's KV into a codec container (native/src/kv_codec.h). */
@@ -448,6 +476,26 @@ export async function uploadResidentKv(sequence: LlamaContextSequence, spec: Res
 /** Frees a resident KV's buffers; returns the bytes freed. */
 export function releaseResidentKv(handle: ResidentKvHandle): number {
     return requireAddon().residentKvRelease(handle);
+}
+
+/** Whether the fused blend decode can run in this process (the addon is loaded and llama.cpp has Weft's patch 0003). */
+export function fusedBlendSupported(): boolean {
+    const load = loadNativeAddon();
+    return load.available && typeof load.value.fusedBlendSupported === "function" && load.value.fusedBlendSupported();
+}
+
+/**
+ * One fused blend decode on `sequence` (see {@link FusedBlendSpec}), under the context's lock. The sequence's token
+ * list is not changed: the decoded positions already belong to it (their cells are overwritten, or new cells made for
+ * forced segments the caller then reports with {@link markTokensEvaluated}).
+ */
+export async function fusedBlendDecode(sequence: LlamaContextSequence, spec: FusedBlendSpec): Promise<FusedBlendResult> {
+    const addon = requireAddon();
+    const context = sequence.context;
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+        () => withContextLock(context, () => addon.fusedBlendDecode(contextHandleOf(context), sequenceIdOf(sequence), spec)));
 }
 
 /** hkvd's deviation scores, natively (see {@link DeviationSpec}). */

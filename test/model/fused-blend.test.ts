@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import path from "node:path";
+import {after, before, describe, it} from "node:test";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
+import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {fusedKeep} from "../../main/engine/blend/fused.js";
+import {fusedBlendSupported} from "../../main/engine/native/native-addon.js";
+import {prepareFull} from "../../main/engine/blend/prepare.js";
+import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
+import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
+import {naiveWithExactLayers, promptLayout, referenceDeviation, topIndices} from "../helpers/fused-reference.js";
+import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
+import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+
+/**
+ * Ratio 1.0 recomputes every chunk token through every layer in the fused decode, so its logits differ from a full
+ * prefill only by float rounding: measured 2.6e-2 max |diff| and KL 1.2e-5 here (chunk-head's scattered decode: 3.1e-3,
+ * KL 7e-8). The fused decode keeps each chunk token's cell and gives the labels and question new cells after them, so
+ * attention sums the cells in another order than a prefill does (the CPU flash-attention kernel accumulates V in f16),
+ * and its later layers take the tokens in selection order. Logits here span ~30; naive's KL is 2.5e-2 and a stale cell,
+ * a wrong position or a wrong mask row moves logits by more than 0.1: 5e-2 and KL 1e-4 keep those out.
+ */
+const ratioOneTolerance = 5e-2;
+const ratioOneKl = 1e-4;
+/**
+ * Ratio 0 against the naive blend with layers 0..1 made exact outside the graph (rows from a capture context, one
+ * prefill of the prefix): the same values up to the same rounding (measured 1.1e-2); naive without them differs by ~1.
+ */
+const ratioZeroTolerance = 5e-2;
+/** Deviations closer than this (relative) are ties: the graph's f32 sums and the reference's f64 ones may order them either way. */
+const tieTolerance = 1e-3;
+
+const skip = blendSkipReason();
+
+describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash attention)", {skip}, () => {
+    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let llama: Llama;
+    let model: LlamaModel;
+    let context: LlamaContext;
+    let sequence: LlamaContextSequence;
+    let blend: BlendSession;
+    let prompt: BuiltPrompt;
+    let vocabSize: number;
+    let fullLogits: Float64Array;
+
+    before(async () => {
+        temp = await makeTempDir();
+        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never"});
+        model = await llama.loadModel({modelPath: stories260kPath});
+        // The patched build carries every native/patches diff (blendSkipReason checks their hashes), 0003 included.
+        assert.ok(fusedBlendSupported(), "the loaded llama.cpp lacks llama_weft_blend_decode");
+        context = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: true});
+        sequence = context.getSequence();
+        vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+        const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        blend = opened.value;
+        assert.equal(blend.flashAttention, true);
+        prompt = buildPrompt(model, storyQuestion, storySources, false);
+        await prepareFull(sequence, prompt.tokens);
+        fullLogits = await nextLogits(sequence, prompt.tokens, vocabSize);
+    });
+
+    after(async () => {
+        await context?.dispose();
+        await model?.dispose();
+        await temp?.cleanup();
+    });
+
+    it("ratio 1.0 gives full prefill's logits and greedy token, in one fused decode", async (t) => {
+        const prepared = await blend.prepare(prompt, "hkvd", 1);
+        assert.equal(prepared.strategy, "hkvd");
+        assert.equal(prepared.fallbackReason, undefined);
+        const chunkTokens = promptLayout(prompt).chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
+        assert.equal(prepared.recomputedTokens, chunkTokens);
+        assert.equal(prepared.reusedTokens, 0);
+        assert.equal(prepared.selectedPositions?.length, chunkTokens);
+        const logits = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
+        const diff = maxAbsDiff(logits, fullLogits);
+        t.diagnostic(`max |logit diff| vs full: ${diff.toExponential(2)}, KL ${klDivergence(fullLogits, logits).toExponential(2)}`);
+        assert.ok(diff < ratioOneTolerance, `max |diff| ${diff}`);
+        assert.ok(klDivergence(fullLogits, logits) < ratioOneKl);
+        assert.equal(argmax(logits), argmax(fullLogits));
+        // No duplicate cells: the sequence holds exactly one cell per prompt position evaluated so far.
+        assert.equal(sequence.contextTokens.length, prompt.tokens.length);
+    });
+
+    it("selects, per chunk, the top share of a deviation computed outside the graph", async (t) => {
+        // The cached K the fused decode compares with is what the naive splice leaves in the chunk cells.
+        await blend.prepare(prompt, "naive", 0);
+        const reference = await referenceDeviation(blend, prompt, 1);
+        const ratio = 0.25;
+        const prepared = await blend.prepare(prompt, "hkvd", ratio);
+        const selected = new Set(prepared.selectedPositions!);
+        let compared = 0;
+        for (const {start, deviation} of reference) {
+            const keep = fusedKeep(deviation.length, ratio);
+            const expected = topIndices(deviation, keep);
+            const got = Array.from({length: deviation.length}, (_, index) => index).filter((index) => selected.has(start + index));
+            assert.equal(got.length, keep, `chunk at ${start}: ${got.length} selected, expected ${keep}`);
+            const threshold = deviation[expected.at(-1)!]!;
+            for (const index of got)
+                if (!expected.includes(index))
+                    assert.ok(Math.abs(deviation[index]! - threshold) <= tieTolerance * threshold,
+                        `chunk at ${start}: token ${index} (deviation ${deviation[index]}) selected over the reference's top ${keep} (threshold ${threshold})`);
+            compared += keep;
+        }
+        assert.equal(prepared.recomputedTokens, compared);
+        t.diagnostic(`compared ${compared} selected tokens in ${reference.length} chunks`);
+    });
+
+    it("ratio 0 equals the naive blend with layers 0..1 made exact", async (t) => {
+        const prepared = await blend.prepare(prompt, "hkvd", 0);
+        assert.equal(prepared.recomputedTokens, 0);
+        const fused = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
+        const rest = await naiveWithExactLayers(blend, prompt, [0, 1]);
+        const reference = await nextLogits(sequence, rest, vocabSize);
+        const diff = maxAbsDiff(fused, reference);
+        t.diagnostic(`max |logit diff| vs the reference: ${diff.toExponential(2)}; vs full ${maxAbsDiff(fused, fullLogits).toExponential(2)}`);
+        assert.ok(diff < ratioZeroTolerance, `max |diff| ${diff}`);
+        // The control: the naive blend without the exact layers differs from it by more than the tolerance.
+        const naive = await blend.prepare(prompt, "naive", 0);
+        const naiveLogits = await nextLogits(sequence, naive.tokensToEvaluate, vocabSize);
+        assert.ok(maxAbsDiff(naiveLogits, reference) > ratioZeroTolerance, "naive alone already equals the reference: the test cannot fail");
+    });
+
+    it("at 0.15 is closer to full than naive (KL)", async (t) => {
+        const naive = await blend.prepare(prompt, "naive", 0);
+        const naiveKl = klDivergence(fullLogits, await nextLogits(sequence, naive.tokensToEvaluate, vocabSize));
+        const hkvd = await blend.prepare(prompt, "hkvd", 0.15);
+        const hkvdKl = klDivergence(fullLogits, await nextLogits(sequence, hkvd.tokensToEvaluate, vocabSize));
+        t.diagnostic(`KL vs full: naive ${naiveKl.toExponential(3)}, hkvd@0.15 ${hkvdKl.toExponential(3)} (${hkvd.recomputedTokens} recomputed)`);
+        assert.ok(hkvdKl < naiveKl, `hkvd ${hkvdKl} >= naive ${naiveKl}`);
+    });
+
+    it("without flash attention falls back to chunk-head and says why", async () => {
+        const plain = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: false});
+        try {
+            const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data-nofa"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 0});
+            const opened = await openBlendSession({llama, model, context: plain, sequence: plain.getSequence(), modelPath: stories260kPath, cache, threads: testThreads});
+            assert.ok(opened.available, opened.available ? "" : opened.reason);
+            const prepared = await opened.value.prepare(prompt, "hkvd", 0.15);
+            assert.equal(prepared.strategy, "chunk-head");
+            assert.match(prepared.fallbackReason ?? "", /hkvd unavailable: flash attention is off/);
+        } finally {
+            await plain.dispose();
+        }
+    });
+});
