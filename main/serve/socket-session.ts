@@ -46,6 +46,9 @@ export function attachSocketSession(socket: WebSocket, engine: EngineApi, log: (
             void handleStream(message.id, message.method, message.input);
     });
 
+    // Protocol errors (too big: 1009, invalid UTF-8: 1007, bad frames: 1002) close this socket only.
+    socket.on("error", (error) => log(`socket closed on a protocol error: ${error.message}`));
+
     socket.on("close", () => {
         for (const controller of streams.values())
             controller.abort();
