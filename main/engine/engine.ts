@@ -68,7 +68,8 @@ export class Engine implements EngineApi {
         private readonly registry: ModelRegistry,
         private settings: Settings
     ) {
-        this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder());
+        this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder(),
+            () => ({followLinksOutside: this.settings.followLinksOutsideFolder}));
         this.cacheWarmer = new CacheWarmer({
             activeModelId: () => this.resolveModelId(undefined, false),
             listChunks: () => this.listChunkTexts(),

@@ -2,6 +2,7 @@ import {stat} from "node:fs/promises";
 import path from "node:path";
 import {EngineError, type FileProblem, type IngestProgress, type IngestSummary} from "../../contract/index.js";
 import {chunkDocument} from "./chunk.js";
+import {checkFolder} from "./folder-policy.js";
 import {hashFile} from "./file-hash.js";
 import {IngestJournal} from "./journal.js";
 import {parseDocument} from "./parse/index.js";
@@ -25,6 +26,8 @@ export type IngestOptions = {
     embedder?: Embedder | null;
     /** Only these files (absolute paths) are looked at; the rest of the folder is left as it is (the watcher uses this). */
     onlyPaths?: string[];
+    /** Follow symbolic links that lead out of the folder (the setting followLinksOutsideFolder). */
+    followLinksOutside?: boolean;
 };
 
 /**
@@ -34,7 +37,7 @@ export type IngestOptions = {
  */
 export async function ingestFolder(store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
     const startedAt = performance.now();
-    const root = path.resolve(folderPath);
+    const root = await checkFolder(folderPath, {dataDir: options.dataDir});
     try {
         if (!(await stat(root)).isDirectory())
             throw new EngineError("bad_request", `${root} is not a folder`);
@@ -54,7 +57,7 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
 
     const folder = await store.addFolder(root);
     const existing = await store.documentsOf(folder.id);
-    const walked = await walkFolder(root);
+    const walked = await walkFolder(root, {followLinksOutside: options.followLinksOutside});
     // onlyPaths entries may be folders (a folder created, renamed or deleted): everything under them is in scope.
     const scope = options.onlyPaths?.map((entry) => path.resolve(entry));
     const inScope = (filePath: string) => scope == null || scope.some((entry) => filePath === entry || filePath.startsWith(entry + path.sep));
@@ -86,6 +89,14 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
     };
     report(null, true);
 
+    const commitPending = async (pending: PendingDocument[]): Promise<void> => {
+        if (pending.length > 0) {
+            await journal.begin(pending.map(({row}) => row.path));
+            await store.commitDocuments(pending);
+            await journal.end();
+        }
+    };
+
     let cancelled = false;
     for (let start = 0; start < toProcess.length; start += batchSize) {
         if (options.signal?.aborted) {
@@ -111,17 +122,20 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
         }
 
         await store.putDocumentRows(rowsOnly);
-        if (pending.length > 0) {
-            await journal.begin(pending.map(({row}) => row.path));
-            await store.commitDocuments(pending);
-            await journal.end();
-        }
+        await commitPending(pending);
     }
+
+    // Links out of the folder: listed as skipped, and whatever was indexed through them before is dropped.
+    const linkRows = walked.skipped.filter((problem) => inScope(problem.path)).map((problem): PendingDocument => ({
+        row: {...errorRow(problem, folder.id, undefined), status: "skipped", contentHash: `link:${problem.reason}`}, type: null, chunks: []
+    }));
+    if (!cancelled)
+        await commitPending(linkRows.filter(({row}) => existing.get(row.path)?.reason !== row.reason));
 
     let removedFiles = 0;
     if (!cancelled) {
         // Only a clean listing may delete: a file that merely failed to list keeps its chunks.
-        const seen = new Set([...walked.files.map((file) => file.path), ...walked.problems.map((problem) => problem.path)]);
+        const seen = new Set([...walked.files, ...walked.problems, ...walked.skipped].map((entry) => entry.path));
         const gone = [...existing.keys()].filter((filePath) => !seen.has(filePath) && inScope(filePath));
         await store.removeDocuments(gone);
         removedFiles = gone.length;

@@ -19,7 +19,8 @@ export class Library {
     public constructor(
         private readonly dataDir: string,
         private readonly tokenizer: () => Promise<Tokenizer>,
-        private readonly embedder: () => Promise<Embedder | null>
+        private readonly embedder: () => Promise<Embedder | null>,
+        private readonly folderOptions: () => {followLinksOutside: boolean} = () => ({followLinksOutside: false})
     ) {}
 
     public store(): Promise<LibraryStore> {
@@ -76,6 +77,7 @@ export class Library {
                 embedder: await this.embedder(),
                 signal,
                 onlyPaths,
+                followLinksOutside: this.folderOptions().followLinksOutside,
                 onProgress: (progress) => push({type: "progress", progress})
             });
             const {cancelled, ...rest} = summary;

@@ -3,7 +3,7 @@ import {mkdir} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import * as lancedb from "@lancedb/lancedb";
-import {Field, Float32, Int32, Schema, Utf8} from "apache-arrow";
+import {Field, Int32, Int64, Schema, Utf8} from "apache-arrow";
 import {sqlIn, sqlString} from "./sql.js";
 import type {Chunk, DocumentType} from "./types.js";
 import type {Embedder} from "./embedder.js";
@@ -61,7 +61,8 @@ const documentSchema = new Schema([
     new Field("path", new Utf8(), false),
     new Field("folderId", new Utf8(), false),
     new Field("contentHash", new Utf8(), false),
-    new Field("size", new Float32(), false),
+    // Bytes, exact: a Float32 "size" (before) rounded files over 16 MiB, so they looked changed on every ingest.
+    new Field("sizeBytes", new Int64(), false),
     new Field("mtimeMs", new Utf8(), false),
     new Field("type", new Utf8(), false),
     new Field("status", new Utf8(), false),
@@ -128,6 +129,7 @@ export class LibraryStore {
         const store = new LibraryStore(db, await table("folders", folderSchema), await table("documents", documentSchema),
             await table("chunks", chunkSchema));
         store.ftsIndexed = (await store.chunks.listIndices()).some((index) => index.columns.includes("text"));
+        await migrateSizeColumn(store.documents);
         return store;
     }
 
@@ -168,7 +170,7 @@ export class LibraryStore {
 
     public async documentsOf(folderId: string): Promise<Map<string, DocumentRow>> {
         const rows = (await this.documents.query().where(`folderId = ${sqlString(folderId)}`).toArray()) as DocumentRow[];
-        return new Map(rows.map((row) => [row.path, {...row, size: Number(row.size), mtimeMs: Number(row.mtimeMs)}]));
+        return new Map(rows.map((row) => [row.path, fromStoredDocument(row as unknown as Record<string, unknown>)]));
     }
 
     /** Chunk texts (committed ones only), in batches, for cache warming. */
@@ -349,5 +351,26 @@ export class LibraryStore {
 }
 
 function toStoredDocument(row: DocumentRow): Record<string, unknown> {
-    return {...row, mtimeMs: String(row.mtimeMs)};
+    const {size, ...rest} = row;
+    return {...rest, sizeBytes: BigInt(size), mtimeMs: String(row.mtimeMs)};
+}
+
+function fromStoredDocument(stored: Record<string, unknown>): DocumentRow {
+    const {sizeBytes, ...rest} = stored;
+    return {...(rest as Omit<DocumentRow, "size">), size: Number(sizeBytes), mtimeMs: Number(stored.mtimeMs)};
+}
+
+/**
+ * Libraries written before sizes were exact have a Float32 `size`; Lance cannot cast it in place, so an exact
+ * column is added from it and the old one dropped (each step one commit; a crash between them redoes the second).
+ */
+async function migrateSizeColumn(documents: lancedb.Table): Promise<void> {
+    const columns = new Set((await documents.schema()).fields.map((field) => field.name));
+    if (!columns.has("size"))
+        return;
+
+    if (!columns.has("sizeBytes"))
+        await documents.addColumns([{name: "sizeBytes", valueSql: "CAST(size AS BIGINT)"}]);
+
+    await documents.dropColumns(["size"]);
 }
