@@ -19,6 +19,7 @@ import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
 import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
+import {ModelLoadChecks} from "./model-load-probe.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
 import {buildPrompt, type BuiltPrompt} from "./prompt.js";
@@ -704,7 +705,8 @@ export class Engine implements EngineApi {
         const llama = await this.llama();
         this.loaded = await loadModel(llama, this.registry.require(modelId), {
             contextSize: this.settings.contextSize,
-            threads: this.threads
+            threads: this.threads,
+            beforeLoad: (modelPath) => new ModelLoadChecks(this.dataDir, this.gpu).ensure(modelPath)
         });
         return this.loaded;
     }
