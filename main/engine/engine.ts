@@ -19,6 +19,7 @@ import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {estimateTokenizer, Library, type Tokenizer} from "./library/library.js";
 import {FolderWatcher} from "./library/watcher.js";
 import {backendOf, type GpuChoice, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
+import {DataDirLock, type LockWait} from "./data-lock.js";
 import {ModelLoadChecks} from "./model-load-probe.js";
 import {ModelRegistry} from "./model-registry.js";
 import {Mutex} from "./mutex.js";
@@ -38,6 +39,8 @@ export type EngineOptions = {
      * 4 GiB) on a GPU and none on CPU. Tests set it on CPU, where the tier lives in RAM.
      */
     residentKvBytes?: number;
+    /** Waiting for another process that is writing this data folder: how long, and what to tell the user. */
+    lockWait?: LockWait;
 };
 
 /**
@@ -67,10 +70,11 @@ export class Engine implements EngineApi {
         public readonly threads: number,
         private readonly gpu: GpuChoice,
         private readonly registry: ModelRegistry,
-        private settings: Settings
+        private settings: Settings,
+        private readonly lockWait: LockWait = {}
     ) {
         this.library = new Library(dataDir, () => this.ingestTokenizer(), () => this.embedder(),
-            () => ({followLinksOutside: this.settings.followLinksOutsideFolder}));
+            () => ({followLinksOutside: this.settings.followLinksOutsideFolder, lockWait: this.lockWait}));
         this.cacheWarmer = new CacheWarmer({
             activeModelId: () => this.resolveModelId(undefined, false),
             listChunks: () => this.listChunkTexts(),
@@ -82,8 +86,8 @@ export class Engine implements EngineApi {
 
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
-        const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
-        const engine = new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings);
+        const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir, options.lockWait), loadSettings(options.dataDir)]);
+        const engine = new Engine(options.dataDir, resolveThreads(options.threads), options.gpu ?? "auto", registry, settings, options.lockWait);
         engine.residentKvBytes = options.residentKvBytes;
         return engine;
     }
@@ -118,6 +122,8 @@ export class Engine implements EngineApi {
     }
 
     public async listModels(): Promise<ModelInfo[]> {
+        // Another process (the CLI beside serve or the app) may have changed the registry.
+        await this.registry.refresh();
         return this.registry.list();
     }
 
@@ -711,8 +717,11 @@ export class Engine implements EngineApi {
         return this.loaded;
     }
 
+    /** Read-modify-write under the data folder's lock, so a change another process saved meanwhile is kept. */
     private async updateSettings(patch: Partial<Settings>): Promise<void> {
-        this.settings = {...this.settings, ...patch};
-        await saveSettings(this.dataDir, this.settings);
+        await DataDirLock.for(this.dataDir).hold(async () => {
+            this.settings = {...(await loadSettings(this.dataDir)), ...patch};
+            await saveSettings(this.dataDir, this.settings);
+        }, this.lockWait);
     }
 }

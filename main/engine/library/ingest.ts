@@ -57,6 +57,12 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
 
     const folder = await store.addFolder(root);
     const existing = await store.documentsOf(folder.id);
+    // Chunks stored twice are re-indexed: committing a path replaces every chunk of its hash with one set.
+    for (const duplicated of await store.pathsWithDuplicates(folder.id)) {
+        const row = existing.get(duplicated);
+        if (row != null)
+            existing.set(duplicated, {...row, status: "error"});
+    }
     const walked = await walkFolder(root, {followLinksOutside: options.followLinksOutside});
     // onlyPaths entries may be folders (a folder created, renamed or deleted): everything under them is in scope.
     const scope = options.onlyPaths?.map((entry) => path.resolve(entry));

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import * as lancedb from "@lancedb/lancedb";
 import {Field, Int32, Int64, Schema, Utf8} from "apache-arrow";
+import {retryCommit} from "./commit-retry.js";
 import {sqlIn, sqlString} from "./sql.js";
 import type {Chunk, DocumentType} from "./types.js";
 import type {Embedder} from "./embedder.js";
@@ -122,7 +123,8 @@ export class LibraryStore {
     public static async open(dataDir: string): Promise<LibraryStore> {
         const dir = path.join(dataDir, "library");
         await mkdir(dir, {recursive: true});
-        const db = await lancedb.connect(dir);
+        // Another process (the CLI beside serve or the app) may commit: every read and write starts from the latest version.
+        const db = await lancedb.connect(dir, {readConsistencyInterval: 0});
         const names = new Set(await db.tableNames());
         const table = async (name: string, schema: Schema) =>
             names.has(name) ? db.openTable(name) : db.createEmptyTable(name, schema, {existOk: true});
@@ -148,12 +150,12 @@ export class LibraryStore {
             return existing;
 
         const row: FolderRow = {id, path: folderPath, addedAt: new Date().toISOString(), lastIndexedAt: ""};
-        await this.folders.add([row]);
+        await retryCommit(() => this.folders.add([row]));
         return row;
     }
 
     public async markFolderIndexed(id: string): Promise<void> {
-        await this.folders.update({where: `id = ${sqlString(id)}`, values: {lastIndexedAt: new Date().toISOString()}});
+        await retryCommit(() => this.folders.update({where: `id = ${sqlString(id)}`, values: {lastIndexedAt: new Date().toISOString()}}));
     }
 
     public async removeFolder(id: string): Promise<boolean> {
@@ -162,9 +164,9 @@ export class LibraryStore {
         for (const index of this.vectorIndexes.values())
             await (await index).dropFolder(id);
 
-        await this.chunks.delete(where);
-        await this.documents.delete(where);
-        await this.folders.delete(`id = ${sqlString(id)}`);
+        await retryCommit(() => this.chunks.delete(where));
+        await retryCommit(() => this.documents.delete(where));
+        await retryCommit(() => this.folders.delete(`id = ${sqlString(id)}`));
         return existed;
     }
 
@@ -187,13 +189,46 @@ export class LibraryStore {
         return this.chunks.countRows(folderId != null ? `folderId = ${sqlString(folderId)}` : undefined);
     }
 
+    /**
+     * Paths of the folder whose chunks or document rows are stored more than once (two writers at once before the
+     * data-folder lock). Their duplicate document rows are reduced to one here; the caller re-indexes the paths,
+     * which replaces every chunk of their current hash with one fresh set.
+     */
+    public async pathsWithDuplicates(folderId: string): Promise<string[]> {
+        const where = `folderId = ${sqlString(folderId)}`;
+        const chunkRows = (await this.chunks.query().where(where).select(["id", "path"]).toArray()) as Array<{id: string, path: string}>;
+        const seenIds = new Set<string>();
+        const paths = new Set<string>();
+        for (const row of chunkRows) {
+            if (seenIds.has(row.id))
+                paths.add(row.path);
+
+            seenIds.add(row.id);
+        }
+
+        const documentRows = (await this.documents.query().where(where).toArray()) as Array<Record<string, unknown>>;
+        const byPath = new Map<string, Record<string, unknown>[]>();
+        for (const row of documentRows)
+            byPath.set(row.path as string, [...(byPath.get(row.path as string) ?? []), row]);
+
+        const doubled = [...byPath.entries()].filter(([, rows]) => rows.length > 1);
+        if (doubled.length > 0) {
+            const keep = doubled.map(([, rows]) => fromStoredDocument(rows.at(-1)!));
+            await retryCommit(() => this.documents.delete(sqlIn("path", keep.map((row) => row.path))));
+            await this.putDocumentRows(keep);
+            for (const row of keep)
+                paths.add(row.path);
+        }
+        return [...paths];
+    }
+
     /** Records skipped or failed files without touching chunks already indexed for them. */
     public async putDocumentRows(rows: DocumentRow[]): Promise<void> {
         if (rows.length === 0)
             return;
 
-        await this.documents.mergeInsert("path").whenMatchedUpdateAll().whenNotMatchedInsertAll()
-            .execute(rows.map(toStoredDocument));
+        await retryCommit(() => this.documents.mergeInsert("path").whenMatchedUpdateAll().whenNotMatchedInsertAll()
+            .execute(rows.map(toStoredDocument)));
     }
 
     /** Replaces the chunks of several documents in one batch (three steps; see the class comment). */
@@ -208,7 +243,7 @@ export class LibraryStore {
         const replacing = pending.filter(({row}) => known.has(row.path));
         if (replacing.length > 0) {
             const staleNew = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash = ${sqlString(row.contentHash)})`);
-            await this.chunks.delete(staleNew.join(" OR "));
+            await retryCommit(() => this.chunks.delete(staleNew.join(" OR ")));
         }
 
         const rows: ChunkRow[] = pending.flatMap(({row, chunks}) => chunks.map((chunk) => ({
@@ -226,21 +261,21 @@ export class LibraryStore {
             tokenCount: chunk.tokenCount
         })));
         if (rows.length > 0)
-            await this.chunks.add(rows);
+            await retryCommit(() => this.chunks.add(rows));
 
         await this.putDocumentRows(pending.map(({row}) => row));
 
         if (replacing.length > 0) {
             const oldChunks = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash != ${sqlString(row.contentHash)})`);
-            await this.chunks.delete(oldChunks.join(" OR "));
+            await retryCommit(() => this.chunks.delete(oldChunks.join(" OR ")));
         }
     }
 
     public async removeDocuments(paths: string[]): Promise<void> {
         for (let start = 0; start < paths.length; start += 200) {
             const batch = paths.slice(start, start + 200);
-            await this.chunks.delete(sqlIn("path", batch));
-            await this.documents.delete(sqlIn("path", batch));
+            await retryCommit(() => this.chunks.delete(sqlIn("path", batch)));
+            await retryCommit(() => this.documents.delete(sqlIn("path", batch)));
         }
     }
 
@@ -261,7 +296,7 @@ export class LibraryStore {
                 ? `(path = ${sqlString(filePath)} AND docHash != ${sqlString(hash)})`
                 : `(path = ${sqlString(filePath)})`;
         });
-        await this.chunks.delete(predicates.join(" OR "));
+        await retryCommit(() => this.chunks.delete(predicates.join(" OR ")));
     }
 
     /** Builds the full-text index once the table has rows; rows added later are still searched (unindexed scan). */
@@ -270,12 +305,12 @@ export class LibraryStore {
             if ((await this.chunks.countRows()) === 0)
                 return;
 
-            await this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true});
+            await retryCommit(() => this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true}));
             // Hybrid search hydrates vector hits by id.
-            await this.chunks.createIndex("id", {config: lancedb.Index.btree(), replace: true});
+            await retryCommit(() => this.chunks.createIndex("id", {config: lancedb.Index.btree(), replace: true}));
             this.ftsIndexed = true;
         } else if (optimize)
-            await this.chunks.optimize();
+            await retryCommit(() => this.chunks.optimize());
     }
 
     public async searchText(query: string, limit: number): Promise<ChunkHit[]> {
