@@ -5,7 +5,7 @@ import {chunkDocument} from "./chunk.js";
 import {checkFolder} from "./folder-policy.js";
 import {hashFile} from "./file-hash.js";
 import {IngestJournal} from "./journal.js";
-import {parseDocument} from "./parse/index.js";
+import {ParserWorker} from "./parse/parser-worker.js";
 import type {Embedder} from "./embedder.js";
 import type {DocumentRow, LibraryStore, PendingDocument} from "./store.js";
 import type {ParseOptions} from "./types.js";
@@ -28,6 +28,8 @@ export type IngestOptions = {
     onlyPaths?: string[];
     /** Follow symbolic links that lead out of the folder (the setting followLinksOutsideFolder). */
     followLinksOutside?: boolean;
+    /** The heap one file's parse may use, in MiB (default 1024). */
+    parseHeapMb?: number;
 };
 
 /**
@@ -36,6 +38,15 @@ export type IngestOptions = {
  * A file that cannot be read keeps whatever was indexed for it before and is listed with the reason.
  */
 export async function ingestFolder(store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
+    const parser = new ParserWorker({heapMb: options.parseHeapMb});
+    try {
+        return await ingestWith(parser, store, folderPath, options);
+    } finally {
+        await parser.close();
+    }
+}
+
+async function ingestWith(parser: ParserWorker, store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
     const startedAt = performance.now();
     const root = await checkFolder(folderPath, {dataDir: options.dataDir});
     try {
@@ -114,7 +125,13 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
         const pending: PendingDocument[] = [];
         const rowsOnly: DocumentRow[] = [];
         for (const file of batch) {
-            const outcome = await processFile(file, folder.id, existing.get(file.path), options);
+            const outcome = await processFile(parser, file, folder.id, existing.get(file.path), options);
+            // Stopped mid-file: that file stays as it was; the ones before it are committed below.
+            if (options.signal?.aborted) {
+                cancelled = true;
+                break;
+            }
+
             if (outcome.kind === "commit") {
                 pending.push(outcome.pending);
                 chunksWritten += outcome.pending.chunks.length;
@@ -129,6 +146,8 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
 
         await store.putDocumentRows(rowsOnly);
         await commitPending(pending);
+        if (cancelled)
+            break;
     }
 
     // Links out of the folder: listed as skipped, and whatever was indexed through them before is dropped.
@@ -185,13 +204,13 @@ type FileOutcome =
     /** Same content under a new mtime: only the document row changes. */
     | {kind: "touched", row: DocumentRow};
 
-async function processFile(file: WalkedFile, folderId: string, previous: DocumentRow | undefined, options: IngestOptions): Promise<FileOutcome> {
+async function processFile(parser: ParserWorker, file: WalkedFile, folderId: string, previous: DocumentRow | undefined, options: IngestOptions): Promise<FileOutcome> {
     const baseRow = (contentHash: string): DocumentRow => ({
         path: file.path, folderId, contentHash, size: file.size, mtimeMs: file.mtimeMs, type: path.extname(file.path).slice(1).toLowerCase(),
         status: "indexed", reason: "", chunkCount: 0, updatedAt: new Date().toISOString()
     });
 
-    const outcome = await parseDocument(file.path, options.parse);
+    const outcome = await parser.parse(file.path, {...options.parse, signal: options.signal});
     if (outcome.kind === "error")
         return {kind: "failed", row: errorRow({path: file.path, reason: outcome.reason}, folderId, previous)};
 
