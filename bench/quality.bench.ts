@@ -10,8 +10,8 @@
 import path from "node:path";
 import {fileURLToPath} from "node:url";
 import {getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type LlamaContextSequence, type Token} from "node-llama-cpp";
-import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../main/engine/blend/chunk-cache.js";
+import {type BlendSession, type BlendStrategy, openBlendSession} from "../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {benchArgs, log, Report, withTempDir} from "./harness.js";
@@ -119,10 +119,10 @@ await withTempDir("quality", async (dir) => {
     const sequence = context.getSequence();
     const vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
     const cache = await ChunkKvCache.open({dataDir: path.join(dir, "cache"), ramBudgetBytes: 256 * 1024 ** 2, diskBudgetBytes: 256 * 1024 ** 2});
-    const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads});
-    if (typeof opened === "string")
-        throw new Error(`blend path unavailable: ${opened}`);
-    const blend: BlendContext = opened;
+    const opened = await openBlendSession({llama, model, context, sequence, modelPath, cache, threads});
+    if (!opened.available)
+        throw new Error(`blend path unavailable: ${opened.reason}`);
+    const blend: BlendSession = opened.value;
 
     const samples = new Map<string, Sample>(variants.map((variant) => [variantName(variant), {
         kl: [], firstKl: [], agree: 0, positions: 0, recomputed: 0, chunkTokens: 0, computed: 0, promptTokens: 0
@@ -136,7 +136,7 @@ await withTempDir("quality", async (dir) => {
         const chunkTokens = prompt.segments.filter((segment) => segment.kind === "chunk").reduce((sum, segment) => sum + segment.tokens.length, 0);
 
         // Warm: every chunk's KV computed and cached before anything is compared.
-        await prepareBlend(blend, prompt, "naive", 0);
+        await blend.prepare(prompt, "naive", 0);
 
         const continuation = await greedyContinuation(sequence, prompt.tokens, vocabSize, model.tokens.eos);
         await prepareFull(sequence, prompt.tokens);
@@ -155,7 +155,7 @@ await withTempDir("quality", async (dir) => {
                 await spanLogits(sequence, previous.tokens, [], vocabSize);
                 prepared = await preparePrefix(sequence, prompt.tokens);
             } else
-                prepared = await prepareBlend(blend, prompt, variant.strategy, variant.ratio);
+                prepared = await blend.prepare(prompt, variant.strategy, variant.ratio);
 
             const logits = await spanLogits(sequence, prepared.tokensToEvaluate, continuation, vocabSize);
             const sample = samples.get(variantName(variant))!;

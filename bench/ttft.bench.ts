@@ -10,9 +10,9 @@ import {existsSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {getLlama, LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
-import {type BlendContext, chunkKv, openBlendContext, prepareBlend} from "../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../main/engine/blend/chunk-cache.js";
-import {releaseLayerCaptureContexts} from "../main/engine/blend/native-addon.js";
+import {type BlendSession, openBlendSession} from "../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
+import {releaseLayerCaptureContexts} from "../main/engine/native/native-addon.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {ensureTinyLlama, fixturePresets, type TinyLlamaShape} from "../test/fixtures/make-tiny-models.js";
@@ -127,10 +127,10 @@ await withTempDir("ttft", async (dir) => {
     const sequence = context.getSequence();
     // The app's budgets (engine.ts): a 1 GiB RAM tier keeps every chunk of these contexts in RAM.
     const cache = await ChunkKvCache.open({dataDir: path.join(dir, "data"), ramBudgetBytes: 1024 ** 3, diskBudgetBytes: 8 * 1024 ** 3});
-    const opened = await openBlendContext({llama, model, context, sequence, modelPath, cache, threads});
-    if (typeof opened === "string")
-        throw new Error(`blend path unavailable: ${opened}`);
-    const blend: BlendContext = opened;
+    const opened = await openBlendSession({llama, model, context, sequence, modelPath, cache, threads});
+    if (!opened.available)
+        throw new Error(`blend path unavailable: ${opened.reason}`);
+    const blend: BlendSession = opened.value;
     log(`model ${path.basename(modelPath)}, context ${context.contextSize} tokens, batch ${context.batchSize}, ` +
         `flash attention ${context.flashAttention} (${blend.flashAttention ? "on" : "off"}), threads ${threads}`);
 
@@ -164,7 +164,7 @@ await withTempDir("ttft", async (dir) => {
         const startedAt = performance.now();
         const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
             : variant.strategy === "prefix" ? await preparePrefix(sequence, prompt.tokens)
-                : await prepareBlend(blend, prompt, variant.strategy, variant.ratio);
+                : await blend.prepare(prompt, variant.strategy, variant.ratio);
         const questionStartedAt = performance.now();
         await firstTokenLogits(sequence, prepared.tokensToEvaluate);
         const endedAt = performance.now();
@@ -188,7 +188,7 @@ await withTempDir("ttft", async (dir) => {
         const warmStartedAt = performance.now();
         for (const segment of prompt.segments)
             if (segment.kind === "chunk")
-                await chunkKv(blend, segment.tokens);
+                await blend.chunkKv(segment.tokens);
         const warmMs = performance.now() - warmStartedAt;
         for (const variant of variants)
             await measure(variant, prompt);

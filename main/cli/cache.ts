@@ -24,7 +24,10 @@ export async function cacheCommand(argv: string[]): Promise<number> {
                 else
                     console.log(`Chunk KV cache: RAM ${stats.ram.entries} entries (${formatBytes(stats.ram.bytes)} of ${formatBytes(stats.ram.budgetBytes)}), ` +
                         `disk ${stats.disk.entries} entries (${formatBytes(stats.disk.bytes)} of ${formatBytes(stats.disk.budgetBytes)}), ` +
-                        `${stats.droppedCorrupt} damaged files dropped`);
+                        `${stats.droppedCorrupt} damaged files dropped; ` +
+                        `${stats.failures.chunkCachePut.count} chunk KVs not cached, ${stats.failures.residentAdmission.count} not kept resident` +
+                        [stats.failures.chunkCachePut.lastError, stats.failures.residentAdmission.lastError]
+                            .filter((error) => error != null).map((error) => ` (last: ${error})`).join(""));
                 return 0;
             }
             case "clear":

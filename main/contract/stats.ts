@@ -4,8 +4,8 @@ export const Backend = z.enum(["cpu", "cuda", "metal", "vulkan"]);
 export type Backend = z.infer<typeof Backend>;
 
 /**
- * How the prompt's KV cache was obtained. Only `full` exists until the blend engine lands;
- * the others are listed so the stats shape does not change when it does.
+ * How the prompt's KV cache was obtained: `full` prefill, exact `prefix` reuse, or one of the blend strategies
+ * (`naive`, `chunk-head`, `hkvd`), which fall back to `prefix` where the blend path cannot run.
  */
 export const Strategy = z.enum(["full", "prefix", "naive", "chunk-head", "hkvd"]);
 export type Strategy = z.infer<typeof Strategy>;

@@ -1,26 +1,9 @@
 import os from "node:os";
-import {
-    getLlama, GgufInsights, InsufficientMemoryError, type Llama, type LlamaContext, type LlamaContextSequence,
-    LlamaLogLevel, type LlamaModel
-} from "node-llama-cpp";
+import {GgufInsights, InsufficientMemoryError, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
 import {type Backend, EngineError, type ModelInfo} from "../contract/index.js";
 import {inspectGguf} from "./gguf-check.js";
 
-export type GpuChoice = "auto" | false | "cuda" | "vulkan" | "metal";
-
-/**
- * Starts llama.cpp with GPU auto-detection (CUDA, Metal, Vulkan, else CPU) from node-llama-cpp's
- * prebuilt binaries; it never builds from source or downloads at run time.
- */
-export async function startLlama(options: {gpu: GpuChoice, threads: number}): Promise<Llama> {
-    return getLlama({
-        gpu: options.gpu,
-        maxThreads: options.threads,
-        build: "never",
-        logLevel: LlamaLogLevel.error,
-        progressLogs: false
-    });
-}
+export {type GpuChoice, type LlamaLoad, startLlama} from "./native/llama-loader.js";
 
 export function backendOf(llama: Llama): Backend {
     return llama.gpu === false ? "cpu" : llama.gpu;

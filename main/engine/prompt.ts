@@ -1,6 +1,6 @@
 import {LlamaText, resolveChatWrapper, type ChatHistoryItem, type LlamaModel, type LlamaTextValue, type Token} from "node-llama-cpp";
 
-export type PromptSource = {n: number, path: string, text: string, contentHash?: string};
+export type PromptSource = {n: number, path: string, text: string};
 
 /**
  * A prompt as the pieces it was tokenized from. Each source chunk is tokenized on its own, exactly as the
@@ -9,7 +9,7 @@ export type PromptSource = {n: number, path: string, text: string, contentHash?:
  */
 export type PromptSegment =
     | {kind: "fixed", tokens: Token[]}
-    | {kind: "chunk", contentHash: string, text: string, tokens: Token[]};
+    | {kind: "chunk", text: string, tokens: Token[]};
 
 export type BuiltPrompt = {tokens: Token[], segments: PromptSegment[]};
 
@@ -20,7 +20,7 @@ const sourcesMarker = "\u0001WEFT_SOURCES\u0001";
 function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): PromptSegment[] {
     return sources.flatMap((source, index): PromptSegment[] => [
         {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
-        {kind: "chunk", contentHash: source.contentHash ?? "", text: source.text, tokens: model.tokenize(source.text)}
+        {kind: "chunk", text: source.text, tokens: model.tokenize(source.text)}
     ]);
 }
 

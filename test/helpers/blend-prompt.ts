@@ -2,8 +2,8 @@
 // prepared prompt, and why the blend path cannot run here (the patched build or the addon missing), as a skip reason.
 import assert from "node:assert/strict";
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
+import {loadNativeAddon} from "../../main/engine/native/native-addon.js";
+import {detectPatchedBuild} from "../../main/engine/native/patched-build.js";
 
 export const storySources = [
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",
@@ -29,5 +29,5 @@ export async function nextLogits(sequence: LlamaContextSequence, tokens: Token[]
 export function blendSkipReason(): string | false {
     const patched = detectPatchedBuild({gpu: false});
     const addon = loadNativeAddon();
-    return !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+    return !patched.available ? `needs the patched llama.cpp build: ${patched.reason}` : !addon.available ? addon.reason : false;
 }

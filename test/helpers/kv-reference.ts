@@ -2,16 +2,14 @@
 // rows as llama.cpp's K-shift does (ropeShiftRows / ropeShiftBody) and concatenating sequence-state bodies
 // (concatBlobs). The engine no longer uses them (the addon does this work in one native pass); the tests compare the
 // two paths element by element.
-import {
-    f16ToF32, f32ToF16, ggmlTypeF16, ggmlTypeF32, ggmlTypeName, isTransposed, type KvBody, KvBlobError, type KvCell, type KvLayer,
-    type KvRows, type KvTransposed, layerShape, validateKvBody
-} from "../../main/engine/blend/kv-blob.js";
-import {type RopeParams, type RopeType, RopeUnsupportedError} from "../../main/engine/blend/rope-shift.js";
+import {ggmlTypeF16, ggmlTypeF32, ggmlTypeName, isTransposed, type KvBody, KvBlobError, type KvCell, type KvLayer, type KvRows, type KvTransposed, layerShape, validateKvBody} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32, f32ToF16} from "./f16.js";
+import {type RopeParams, type RopeType, RopeUnsupportedError} from "../../main/engine/kv/rope-params.js";
 
 /** llama.cpp's LLAMA_MAX_SEQ. */
 const maxSeq = 256;
 
-/** Returns a copy of `body` with its cells at new positions (K rows are not touched: see rope-shift.ts). */
+/** Returns a copy of `body` with its cells at new positions (K rows are not touched: see main/engine/kv/rope-params.ts). */
 export function withPositions(body: KvBody, positions: ArrayLike<number> | ((pos: number, index: number) => number)): KvBody {
     const at = typeof positions === "function" ? positions : (_pos: number, index: number) => positions[index]!;
     if (typeof positions !== "function" && positions.length !== body.cells.length)
@@ -203,4 +201,37 @@ export function ropeShiftBody(body: KvBody, delta: number | ArrayLike<number>, p
         ...withPositions(body, (pos, index) => pos + at(index)),
         layers: body.layers.map(({k, v}) => ({k: ropeShiftRows(k, delta, params), v}))
     };
+}
+
+/** A chunk's cached KV placed in a prompt: its first cell moves to `start`, K rotated by `delta`. */
+export type PlacedChunk = {start: number, delta: number, body: KvBody};
+
+/**
+ * hkvd's deviation score per chunk cell, in chunk order (what native/src/kv_deviation.cpp computes): at layer `layer`,
+ * |K moved by delta (rounded to the cache's type) - captured K|^2 + |V - captured V|^2, against the K/V captured at the
+ * cell's prompt position (`captured`: one row of nEmbdK / nEmbdV floats per prompt token).
+ */
+export function referenceKvDeviation(chunks: readonly PlacedChunk[], layer: number, rope: RopeParams,
+    captured: {k: Float32Array, v: Float32Array, nEmbdK: number, nEmbdV: number}): number[] {
+    const scores: number[] = [];
+    const floats = (type: number, bytes: Uint8Array) => type === ggmlTypeF16
+        ? f16ToF32(new Uint16Array(bytes.slice().buffer))
+        : new Float32Array(bytes.slice().buffer);
+    for (const {start, delta, body} of chunks) {
+        const rows = body.layers[layer]!;
+        const k = floats(rows.k.type, ropeShiftRows(rows.k, delta, rope).rows);
+        const v = floats(rows.v.type, isTransposed(rows.v) ? rows.v.data : rows.v.rows);
+        const n = body.cells.length;
+        for (let cell = 0; cell < n; cell++) {
+            let sum = 0;
+            for (let i = 0; i < captured.nEmbdK; i++)
+                sum += (k[cell * captured.nEmbdK + i]! - captured.k[(start + cell) * captured.nEmbdK + i]!) ** 2;
+            for (let i = 0; i < captured.nEmbdV; i++) {
+                const value = isTransposed(rows.v) ? v[i * n + cell]! : v[cell * captured.nEmbdV + i]!;
+                sum += (value - captured.v[(start + cell) * captured.nEmbdV + i]!) ** 2;
+            }
+            scores.push(sum);
+        }
+    }
+    return scores;
 }

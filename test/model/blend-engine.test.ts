@@ -1,19 +1,16 @@
 import assert from "node:assert/strict";
-import {copyFile, readdir, readFile, stat, truncate, writeFile} from "node:fs/promises";
+import {copyFile, readdir, readFile, rename, stat, truncate, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
-import {testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
+import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
+import {blendSkipReason} from "../helpers/blend-prompt.js";
 import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
-const patched = detectPatchedBuild({gpu: false});
-const addon = loadNativeAddon();
-const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+const skip = blendSkipReason();
 
 const stories = [
     "Lily had a red ball. She played with it in the park every morning before school.",
@@ -61,6 +58,38 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
             assert.equal(blended.stats.reusedTokens, 0);
             assert.equal(blended.answer, full.answer);
         }
+    });
+
+    it("a blend path that failed to open is tried again by the next question, not cached as a failure", async () => {
+        // The blend session reads the model file for its cache fingerprint: with the file gone (after the model loaded),
+        // opening it fails; once the file is back, the next question must blend again.
+        const temp = await makeTempDir();
+        const modelPath = path.join(temp.dir, "stories260K.gguf");
+        await copyFile(stories260kPath, modelPath);
+        const own = await Engine.open({dataDir: path.join(temp.dir, "data"), threads: testThreads, gpu: false});
+        try {
+            await own.addModel({path: modelPath});
+            await collectEvents(own.ingestFolder({path: folder}, new AbortController().signal) as never);
+            await own.warmUp();
+            await rename(modelPath, `${modelPath}.away`);
+            const failed = await ask(own, "hkvd", 0.15);
+            assert.equal(failed.stats.strategy, "prefix");
+            assert.match(failed.stats.strategyFallbackReason ?? "", /hkvd unavailable: the blend path failed to open/);
+            await rename(`${modelPath}.away`, modelPath);
+            const retried = await ask(own, "hkvd", 0.15);
+            assert.equal(retried.stats.strategy, "hkvd", retried.stats.strategyFallbackReason);
+        } finally {
+            await own.close();
+            await temp.cleanup();
+        }
+    });
+
+    it("weft cache stats reports the chunk KVs that could not be stored (none here)", async () => {
+        const stats = await engine.cacheStats();
+        assert.deepEqual(stats.failures, {residentAdmission: {count: 0, lastError: null}, chunkCachePut: {count: 0, lastError: null}});
+        const text = await weft(["cache", "stats", "--data", dataDir]);
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, /0 chunk KVs not cached, 0 not kept resident/);
     });
 
     it("hkvd at 0.15 reuses most chunk tokens, and its stats add up", async () => {

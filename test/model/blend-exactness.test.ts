@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
-import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {type BlendSession, type BlendStrategy, openBlendSession} from "../../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {StoreFailures} from "../../main/engine/kv/store-failures.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
@@ -29,7 +30,7 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
     let model: LlamaModel;
     let context: LlamaContext;
     let sequence: LlamaContextSequence;
-    let blend: BlendContext;
+    let blend: BlendSession;
     let prompt: BuiltPrompt;
     let vocabSize: number;
     let fullLogits: Float64Array;
@@ -42,9 +43,9 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         sequence = context.getSequence();
         vocabSize = model.tokens.bos != null ? model.fileInfo.metadata.tokenizer.ggml.tokens.length : 0;
         const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
-        const opened = await openBlendContext({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
-        assert.notEqual(typeof opened, "string", String(opened));
-        blend = opened as BlendContext;
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        blend = opened.value;
         prompt = buildPrompt(model, question, sources, false);
         await prepareFull(sequence, prompt.tokens);
         fullLogits = await nextLogits(sequence, prompt.tokens, vocabSize);
@@ -57,7 +58,7 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
     });
 
     async function blendedLogits(strategy: BlendStrategy, ratio: number) {
-        const prepared = await prepareBlend(blend, prompt, strategy, ratio);
+        const prepared = await blend.prepare(prompt, strategy, ratio);
         assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
         return {prepared, logits: await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize)};
     }
@@ -103,5 +104,21 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         t.diagnostic(`prefix max |logit diff| vs full: ${diff.toExponential(2)}`);
         assert.ok(diff < ratioOneTolerance);
         assert.equal(argmax(logits), argmax(fullLogits));
+    });
+
+    it("a chunk KV the cache cannot store is counted and warned about once; the blend still answers", async () => {
+        // A disk budget smaller than any .wkv file and no RAM tier: every put is refused.
+        const tiny = await ChunkKvCache.open({dataDir: path.join(temp.dir, "tiny"), ramBudgetBytes: 0, diskBudgetBytes: 1});
+        const warnings: string[] = [];
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache: tiny, threads: testThreads,
+            failures: new StoreFailures((line) => warnings.push(line))});
+        assert.ok(opened.available);
+        const prepared = await opened.value.prepare(prompt, "naive", 0);
+        assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
+        const {chunkCachePut} = opened.value.failures.snapshot();
+        assert.equal(chunkCachePut.count, sources.length, "each chunk's put failed and was counted");
+        assert.match(chunkCachePut.lastError ?? "", /disk budget/);
+        assert.equal(warnings.length, 1, "warned once, not per chunk");
+        assert.match(warnings[0]!, /could not be cached/);
     });
 });

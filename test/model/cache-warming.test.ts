@@ -7,17 +7,14 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {setTimeout as delay} from "node:timers/promises";
 import {type CacheWarmEvent, CacheWarmStatus, ChatRequest, EngineStatus, type IngestEvent} from "../../main/contract/index.js";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
 import {testThreads} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
+import {blendSkipReason} from "../helpers/blend-prompt.js";
 import {type EngineFolder, openEngineWithFolder} from "../helpers/engine-folder.js";
 
-const patched = detectPatchedBuild({gpu: false});
-const addon = loadNativeAddon();
-const skip = !patched.patched ? `needs the patched llama.cpp build: ${patched.reason}` : addon.addon == null ? addon.error : false;
+const skip = blendSkipReason();
 
 const names = ["Lily", "Tom", "Sue", "Ben", "Max", "Mia", "Sam", "Zoe", "Tim", "Ann", "Bob", "Kim"];
 const things = ["red ball", "old key", "blue kite", "small boat", "green frog", "big cake"];

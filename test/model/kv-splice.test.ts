@@ -7,15 +7,16 @@ import {spawnSync} from "node:child_process";
 import {fileURLToPath} from "node:url";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {f16ToF32, floatToHalf, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
+import {f16ToF32, floatToHalf, halfToFloat} from "../helpers/f16.js";
 import {
     captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState,
     withContextLock
-} from "../../main/engine/blend/native-addon.js";
-import {type RopeParams, ropeParamsFromGguf} from "../../main/engine/blend/rope-shift.js";
+} from "../../main/engine/native/native-addon.js";
+import {type RopeParams, ropeParamsFromGguf} from "../../main/engine/kv/rope-params.js";
 import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
-import {concatBlobs, ropeShiftBody, ropeShiftRows} from "../helpers/kv-reference.js";
+import {concatBlobs, referenceKvDeviation, ropeShiftBody} from "../helpers/kv-reference.js";
 import {logitsAfter as logitsOf} from "../helpers/logits.js";
 
 /** This process's environment without the test runner's own marker, so a child test run reports in TAP. */
@@ -27,7 +28,9 @@ function childEnv(): NodeJS.ProcessEnv {
 
 type Setup = {name: string, context: LlamaContext, sequence: LlamaContextSequence};
 
-describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error ?? false}, () => {
+const addonLoad = loadNativeAddon();
+
+describe("native KV splice on stories260K (CPU)", {skip: addonLoad.available ? false : addonLoad.reason}, () => {
     let llama: Llama;
     let model: LlamaModel;
     let rope: RopeParams;
@@ -200,23 +203,7 @@ describe("native KV splice on stories260K (CPU)", {skip: loadNativeAddon().error
             });
 
             // Reference: rotate K in TypeScript, read V in either layout, sum squared differences.
-            const expected: number[] = [];
-            for (const {start: at, body, delta} of chunks) {
-                const rows = body.layers[layer]!;
-                const k = f16ToF32(new Uint16Array(ropeShiftRows(rows.k, delta, rope).rows.slice().buffer));
-                const v = f16ToF32(new Uint16Array((isTransposed(rows.v) ? rows.v.data : rows.v.rows).slice().buffer));
-                const n = body.cells.length;
-                for (let cell = 0; cell < n; cell++) {
-                    let sum = 0;
-                    for (let i = 0; i < captured.nEmbdK; i++)
-                        sum += (k[cell * captured.nEmbdK + i]! - captured.k[(at + cell) * captured.nEmbdK + i]!) ** 2;
-                    for (let i = 0; i < captured.nEmbdV; i++) {
-                        const value = isTransposed(rows.v) ? v[i * n + cell]! : v[cell * captured.nEmbdV + i]!;
-                        sum += (value - captured.v[(at + cell) * captured.nEmbdV + i]!) ** 2;
-                    }
-                    expected.push(sum);
-                }
-            }
+            const expected = referenceKvDeviation(chunks, layer, rope, captured);
             assert.equal(scores.length, expected.length);
             expected.forEach((value, i) => assert.ok(Math.abs(scores[i]! - value) <= 1e-4 * Math.max(1, value), `cell ${i}: ${scores[i]} vs ${value}`));
             assert.ok(expected.some((value) => value > 1e-3), "chunks computed alone deviate from the whole prefix somewhere");

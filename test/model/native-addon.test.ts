@@ -8,13 +8,18 @@ import {after, before, describe, test} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
 import {
     captureLayerKV, contextHandleOf, getContextSequenceState, loadNativeAddon, loadSequenceState, releaseLayerCaptureContexts,
-    saveSequenceState, sequenceIdOf, setContextSequenceState
-} from "../../main/engine/blend/native-addon.js";
+    sequenceIdOf, setContextSequenceState
+} from "../../main/engine/native/native-addon.js";
 import {makeTempDir, stories260kPath} from "../helpers/paths.js";
 import {maxAbsDiff} from "../helpers/logits.js";
+import {saveSequenceState} from "../helpers/sequence-state.js";
 
 const load = loadNativeAddon();
-const skip = load.addon === null ? `the weft_native addon is not built (node scripts/build-native.mjs): ${load.error}` : false;
+const skip = !load.available ? `the weft_native addon is not built (node scripts/build-native.mjs): ${load.reason}` : false;
+const addon = () => {
+    assert.ok(load.available);
+    return load.value;
+};
 
 const memoryMagic = 0xaf143cd8;
 const fileMagic = 0x67677371;
@@ -158,7 +163,7 @@ describe("weft_native addon", {skip}, () => {
     });
 
     test("the llama.cpp functions resolve from the library node-llama-cpp loaded", () => {
-        const report = load.addon!.llamaFunctionsAvailable();
+        const report = addon().llamaFunctionsAvailable();
         assert.deepEqual(report.missing, []);
         assert.equal(report.ok, true);
         assert.match(report.library ?? "", /llama/i);
@@ -242,7 +247,7 @@ describe("weft_native addon", {skip}, () => {
             await assert.rejects(loadSequenceState(target, wrongMagic, tokens), /magic/);
             assert.deepEqual(target.contextTokens, [], "a rejected load leaves the sequence empty, for node-llama-cpp too");
             await assert.rejects(setContextSequenceState(contextB, 7, state), /seqId must be an integer in \[0, 1\]/);
-            await assert.rejects(load.addon!.getSequenceState({} as ReturnType<typeof contextHandleOf>, 0), /not a node-llama-cpp context handle/);
+            await assert.rejects(addon().getSequenceState({} as ReturnType<typeof contextHandleOf>, 0), /not a node-llama-cpp context handle/);
 
             // The context still works: the sequence evaluates from scratch, then the full blob loads and matches.
             await target.evaluateWithoutGeneratingNewTokens(promptTokens);

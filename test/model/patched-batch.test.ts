@@ -17,7 +17,9 @@ import {
 } from "node-llama-cpp";
 import {
     detectPatchedBuild, getPatchedLlama, markerFileName, nodeLlamaCppDir, scatteredPositionsPatch
-} from "../../main/engine/blend/patched-build.js";
+} from "../../main/engine/native/patched-build.js";
+import {startLlama} from "../../main/engine/native/llama-loader.js";
+import {loadNativeAddon} from "../../main/engine/native/native-addon.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, maxAbsDiff} from "../helpers/logits.js";
 
@@ -143,8 +145,9 @@ function registerTests(): void {
         const logs: string[] = [];
 
         before(async () => {
-            const status = detectPatchedBuild({gpu: false});
-            assert.ok(status.patched, `marker present but no usable patched CPU build: ${status.patched ? "" : status.reason}`);
+            const found = detectPatchedBuild({gpu: false});
+            assert.ok(found.available, `marker present but no usable patched CPU build: ${found.available ? "" : found.reason}`);
+            const status = found.value;
             assert.ok(status.patches.includes(scatteredPositionsPatch), `the build lacks ${scatteredPositionsPatch}`);
             llama = await getPatchedLlama({gpu: false, maxThreads: testThreads, logger: (_level, message) => { logs.push(message); }});
             model = await llama.loadModel({modelPath: stories260kPath});
@@ -231,6 +234,23 @@ function registerTests(): void {
             assert.match(result.log, /consecutive/);
             assert.equal(result.tailAccepted, true);
             assert.equal(child.status, 0);
+        });
+    });
+
+    describe("the engine's llama.cpp loader (CPU)", {skip}, () => {
+        test("picks the patched local build explicitly and says whether the blend path can run on it", async () => {
+            const {llama, blend} = await startLlama({gpu: false, threads: testThreads});
+            try {
+                assert.equal(llama.buildType, "localBuild");
+                assert.equal(llama.gpu, false);
+                const addon = loadNativeAddon();
+                if (addon.available)
+                    assert.ok(blend.available, blend.available ? "" : blend.reason);
+                else
+                    assert.deepEqual(blend, {available: false, reason: addon.reason}, "without the addon, its reason is the blend path's");
+            } finally {
+                await llama.dispose();
+            }
         });
     });
 }

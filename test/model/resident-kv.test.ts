@@ -1,4 +1,4 @@
-// The resident tier (main/engine/blend/resident-tier.ts, native/src/kv_resident.cpp, Weft patch 0002): chunk KVs kept
+// The resident tier (main/engine/kv/resident-tier.ts, native/src/kv_resident.cpp, Weft patch 0002): chunk KVs kept
 // in the KV cache's own buffer type and placed with the backend's tensor copies, K re-positioned by llama.cpp's own
 // K-shift at the next decode. On this CPU build the "device" is host memory, so this checks the placement, the
 // rotation and the bookkeeping; the GPU run (scripts/gpu-run.sh) measures the device-to-device copies.
@@ -6,14 +6,15 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
-import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
-import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {type BlendSession, type BlendStrategy, openBlendSession} from "../../main/engine/blend/blend.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
 import {
     contextHandleOf, getContextSequenceState, loadNativeAddon, markTokensEvaluated, releaseResidentKv, residentKvSupported, sequenceIdOf,
     uploadResidentKv
-} from "../../main/engine/blend/native-addon.js";
-import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
+} from "../../main/engine/native/native-addon.js";
+import {ResidentTier} from "../../main/engine/kv/resident-tier.js";
+import {StoreFailures} from "../../main/engine/kv/store-failures.js";
 import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
@@ -33,6 +34,12 @@ const samePromptTolerance = 1e-2;
 
 const skip = blendSkipReason();
 
+function nativeAddon() {
+    const load = loadNativeAddon();
+    assert.ok(load.available);
+    return load.value;
+}
+
 describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
     let llama: Llama;
@@ -40,7 +47,7 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
     let context: LlamaContext;
     let sequence: LlamaContextSequence;
     let cache: ChunkKvCache;
-    let blend: BlendContext;
+    let blend: BlendSession;
     let prompt: BuiltPrompt;
     let vocabSize: number;
     /** A chunk's KV computed alone (the control test makes it; the refusal test reuses it). */
@@ -54,22 +61,22 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         sequence = context.getSequence();
         vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
         cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 64 * 1024 ** 2});
-        const opened = await openBlendContext({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads,
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads,
             residentBudgetBytes: 64 * 1024 ** 2});
-        assert.notEqual(typeof opened, "string", String(opened));
-        blend = opened as BlendContext;
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        blend = opened.value;
         prompt = buildPrompt(model, question, sources, false);
     });
 
     after(async () => {
-        blend?.resident?.clear();
+        await blend?.close();
         await context?.dispose();
         await model?.dispose();
         await temp?.cleanup();
     });
 
     async function blended(strategy: BlendStrategy, ratio: number) {
-        const prepared = await prepareBlend(blend, prompt, strategy, ratio);
+        const prepared = await blend.prepare(prompt, strategy, ratio);
         assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
         return {prepared, logits: await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize)};
     }
@@ -82,14 +89,14 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
 
     it("a blend admits its header and chunks; the next one places them from the tier with the same logits", async (t) => {
         const first = await blended("naive", 0);
-        assert.equal(first.prepared.splice?.residentBytes, 0, "nothing is resident yet");
-        await blend.residentAdmission;
+        assert.equal(first.prepared.kvResidentBytes, 0, "nothing is resident yet");
+        await blend.admissionsSettled();
         const stats = blend.resident!.stats();
         assert.equal(stats.entries, 1 + sources.length, "the header and every chunk are admitted");
 
         const second = await blended("naive", 0);
-        assert.equal(second.prepared.splice?.residentBytes, stats.bytes, "every part came from the tier");
-        assert.equal(second.prepared.splice?.blobBytes, 0, "no host state was built");
+        assert.equal(second.prepared.kvResidentBytes, stats.bytes, "every part came from the tier");
+        assert.equal(second.prepared.kvBlobBytes, 0, "no host state was built");
         assert.equal(sequence.contextTokens.length, prompt.tokens.length);
         const diff = maxAbsDiff(second.logits, first.logits);
         t.diagnostic(`resident vs host naive: max |logit diff| ${diff.toExponential(2)}, KL ${klDivergence(first.logits, second.logits).toExponential(2)}`);
@@ -102,12 +109,11 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
     });
 
     it("chunk-head recomputes on top of resident chunks like on host ones", async (t) => {
-        const tier = blend.resident;
-        delete blend.resident;
+        const tier = await blend.replaceResidentTier(undefined);
         const host = await blended("chunk-head", 0.3);
-        blend.resident = tier;
+        await blend.replaceResidentTier(tier);
         const resident = await blended("chunk-head", 0.3);
-        assert.ok((resident.prepared.splice?.residentBytes ?? 0) > 0);
+        assert.ok(resident.prepared.kvResidentBytes > 0);
         assert.equal(resident.prepared.recomputedTokens, host.prepared.recomputedTokens);
         const diff = maxAbsDiff(resident.logits, host.logits);
         t.diagnostic(`chunk-head 0.3 resident vs host: max |logit diff| ${diff.toExponential(2)}`);
@@ -116,7 +122,7 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
 
     it("hkvd keeps to host rows (it scores and overrides them on the host)", async () => {
         const {prepared} = await blended("hkvd", 0.15);
-        assert.equal(prepared.splice?.residentBytes, 0);
+        assert.equal(prepared.kvResidentBytes, 0);
         assert.ok(prepared.recomputedTokens > 0);
     });
 
@@ -125,20 +131,20 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         const full = blend.resident!;
         // A budget that holds about two of the four parts: the tier evicts as it admits.
         const small = new ResidentTier(Math.ceil(full.stats().bytes / 2));
-        blend.resident = small;
+        await blend.replaceResidentTier(small);
         await blended("naive", 0);
-        await blend.residentAdmission;
+        await blend.admissionsSettled();
         assert.ok(small.stats().entries >= 1 && small.stats().entries < 1 + sources.length, `entries ${small.stats().entries}`);
         assert.ok(small.stats().evictedBytes > 0, "admitting past the budget evicts");
         assert.ok(small.stats().bytes <= small.budgetBytes);
         const mixed = await blended("naive", 0);
-        assert.ok((mixed.prepared.splice?.residentBytes ?? 0) > 0 && (mixed.prepared.splice?.blobBytes ?? 0) > 0, "some parts from each tier");
+        assert.ok(mixed.prepared.kvResidentBytes > 0 && mixed.prepared.kvBlobBytes > 0, "some parts from each tier");
         const diff = maxAbsDiff(mixed.logits, reference.logits);
         t.diagnostic(`mixed vs host naive: max |logit diff| ${diff.toExponential(2)}`);
         assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
-        await blend.residentAdmission;
+        await blend.admissionsSettled();
         small.clear();
-        blend.resident = full;
+        await blend.replaceResidentTier(full);
     });
 
     it("control: resident K placed without its rotation changes the logits (the check above can fail)", async (t) => {
@@ -163,7 +169,7 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         await spliceIntoSequence(sequence, [{resident: headerEntry, delta: 0}, {resident: chunkEntry, delta}], tokens, blend.rope, {threads: 1});
         const rotated = await nextLogits(sequence, next, vocabSize);
         // The same cells at the same final positions, but claiming they were computed there: no K-shift happens.
-        const unrotated = {...chunkEntry, positions: chunkEntry.positions.map((pos) => pos + delta)};
+        const unrotated = {...chunkEntry, positions: chunkEntry.positions.map((pos: number) => pos + delta)};
         await spliceIntoSequence(sequence, [{resident: headerEntry, delta: 0}, {resident: unrotated, delta: 0}], tokens, blend.rope, {threads: 1});
         const wrong = await nextLogits(sequence, next, vocabSize);
         const diff = maxAbsDiff(wrong, rotated);
@@ -186,12 +192,35 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         // The addon reads the plan when called; the copies run later on a worker. Releasing the handle in between (as an
         // eviction by background admission can) must not free the rows under them.
         await sequence.clearHistory();
-        const pending = loadNativeAddon().addon!.spliceSequenceState(contextHandleOf(context), sequenceIdOf(sequence),
+        const pending = nativeAddon().spliceSequenceState(contextHandleOf(context), sequenceIdOf(sequence),
             spliceSpecOf(parts, blend.rope, {threads: 1}));
         assert.ok(releaseResidentKv(chunkEntry.handle) > 0);
         assert.ok((await pending).residentBytes > 0);
         markTokensEvaluated(sequence, tokens);
         assert.equal(maxAbsDiff(await nextLogits(sequence, next, vocabSize), expected), 0);
+    });
+
+    it("a failed admission into the resident tier is counted and warned about once, not thrown", async () => {
+        const warnings: string[] = [];
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads,
+            residentBudgetBytes: 64 * 1024 ** 2, failures: new StoreFailures((line) => warnings.push(line))});
+        assert.ok(opened.available);
+        const session = opened.value;
+        try {
+            // KV of another layout (a layer short) than the context's cache: the upload refuses it.
+            const foreign = {...chunkBody, layers: chunkBody.layers.slice(1)};
+            const tokens = model.tokenize(" Tom was a big dog.", false);
+            assert.equal(await session.warmResidentChunk(tokens, foreign), false);
+            assert.equal(await session.warmResidentChunk(model.tokenize(" Lily ran.", false), foreign), false);
+            const {residentAdmission} = session.failures.snapshot();
+            assert.equal(residentAdmission.count, 2);
+            assert.match(residentAdmission.lastError ?? "", /layers/);
+            assert.equal(warnings.length, 1);
+            assert.match(warnings[0]!, /resident tier/);
+            assert.equal(session.resident?.stats().entries, 0);
+        } finally {
+            await session.close();
+        }
     });
 
     it("refuses a released or foreign handle with a clear error and leaves the sequence empty and usable", async () => {
@@ -218,7 +247,7 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         }
 
         const {prepared, logits} = await blended("naive", 0);
-        assert.ok((prepared.splice?.residentBytes ?? 0) > 0, "the engine keeps serving from the tier");
+        assert.ok(prepared.kvResidentBytes > 0, "the engine keeps serving from the tier");
         assert.ok(logits.some((value) => value !== 0));
     });
 });

@@ -35,7 +35,14 @@ const cases: {name: string, file: string, code: string, allowed: boolean}[] = [
     {name: "the renderer may not import electron", file: "renderer/x.tsx", code: `import {ipcRenderer} from "electron";\nexport const i = ipcRenderer;\n`, allowed: false},
     {name: "the contract may not import Node built-ins", file: "main/contract/x.ts", code: `import fs from "node:fs";\nexport const f = fs;\n`, allowed: false},
     {name: "the contract may not import the engine", file: "main/contract/x.ts", code: `import {Engine} from "../engine/engine.js";\nexport const e = Engine;\n`, allowed: false},
-    {name: "the contract may import zod", file: "main/contract/x.ts", code: `import {z} from "zod";\nexport const s = z.string();\n`, allowed: true}
+    {name: "the contract may import zod", file: "main/contract/x.ts", code: `import {z} from "zod";\nexport const s = z.string();\n`, allowed: true},
+    {name: "the native layer may not import the KV layer", file: "main/engine/native/x.ts", code: `import {ChunkKvCache} from "../kv/chunk-cache.js";\nexport const c = ChunkKvCache;\n`, allowed: false},
+    {name: "the native layer may not import the engine", file: "main/engine/native/x.ts", code: `import {Engine} from "../engine.js";\nexport const e = Engine;\n`, allowed: false},
+    {name: "the native layer still may not import electron", file: "main/engine/native/x.ts", code: `import {app} from "electron";\nexport const a = app;\n`, allowed: false},
+    {name: "the KV layer may import the native layer", file: "main/engine/kv/x.ts", code: `import {loadNativeAddon} from "../native/native-addon.js";\nexport const l = loadNativeAddon;\n`, allowed: true},
+    {name: "the KV layer may not import the strategies", file: "main/engine/kv/x.ts", code: `import {BlendSession} from "../blend/blend.js";\nexport const b = BlendSession;\n`, allowed: false},
+    {name: "the strategies may import the KV layer", file: "main/engine/blend/x.ts", code: `import {ChunkKvCache} from "../kv/chunk-cache.js";\nexport const c = ChunkKvCache;\n`, allowed: true},
+    {name: "the strategies may not import the model host", file: "main/engine/blend/x.ts", code: `import {ModelHost} from "../model-host.js";\nexport const m = ModelHost;\n`, allowed: false}
 ];
 
 describe("layering rules", () => {
@@ -48,11 +55,20 @@ describe("layering rules", () => {
                 assert.ok(messages.length > 0, `expected a no-restricted-imports error in ${file}`);
         });
 
+    test("node-llama-cpp internals are an error outside the native module, and allowed in it", async () => {
+        const code = `export function f(context: object) {\n    return (context as {_ctx: unknown})._ctx;\n}\n`;
+        const outside = await eslint.lintText(code, {filePath: path.join(repoRoot, "main/engine/blend/x.ts")});
+        assert.ok(outside[0]!.messages.some((message) => message.ruleId === "no-restricted-syntax" && message.severity === 2),
+            JSON.stringify(outside[0]!.messages));
+        const inside = await eslint.lintText(code, {filePath: path.join(repoRoot, "main/engine/native/native-addon.ts")});
+        assert.ok(!inside[0]!.messages.some((message) => message.ruleId === "no-restricted-syntax"), JSON.stringify(inside[0]!.messages));
+    });
+
     test("the real tree keeps its layers", async () => {
         const results = await eslint.lintFiles(["main", "renderer"]);
         assert.ok(results.length > 0, "ESLint found no files under main/ and renderer/");
         const violations = results.flatMap((result) => result.messages
-            .filter((message) => message.ruleId === "no-restricted-imports")
+            .filter((message) => message.ruleId === "no-restricted-imports" || message.ruleId === "no-restricted-syntax")
             .map((message) => `${path.relative(repoRoot, result.filePath)}:${message.line}: ${message.message}`));
         assert.deepEqual(violations, []);
     });

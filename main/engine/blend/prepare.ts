@@ -14,21 +14,30 @@ export type PreparedPrompt = {
     freshTokens: number;
     kvBytesLoaded: number;
     kvLoadMs: number;
+    /** Bytes of the state blob built in host memory for the splice (0 when every part came from the resident tier). */
+    kvBlobBytes: number;
+    /** Bytes placed from the resident tier with device-to-device copies, and the time that took. */
+    kvResidentBytes: number;
+    kvResidentMs: number;
     selectMs: number;
     recomputeMs: number;
-    /**
-     * The native splice of a blend: state bytes built, time to build them and to load them (host-to-device on a GPU),
-     * and the resident tier's part: bytes placed with device-to-device copies and the time that took.
-     */
-    splice?: {
-        blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number,
-        residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
-    };
-    /** hkvd's selection, split: the capture pass (its decodes, and copying K/V out of them) and the scoring. */
-    selectDetail?: {captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number};
 };
 
-const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, selectMs: 0, recomputeMs: 0};
+/** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
+export type SpliceTrace = {
+    blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number,
+    residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
+};
+
+/** hkvd's selection: the prompt positions it chose, and its time split into the capture pass (its decodes, and copying K/V out of them) and the scoring. */
+export type SelectTrace = {
+    positions: readonly number[], captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number
+};
+
+/** An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none). */
+export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void};
+
+const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvBlobBytes: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0};
 
 /** Baseline: the whole prompt is evaluated from scratch. */
 export async function prepareFull(sequence: LlamaContextSequence, promptTokens: Token[]): Promise<PreparedPrompt> {

@@ -8,7 +8,7 @@
  * - layer-N K/V capture on a private context of the same model (cb_eval): the exact rows the graph writes into the
  *   layer's KV cache (K after RoPE, `Kcur-<layer>` in llama-style graphs; V `Vcur-<layer>`), as f32, token-major.
  *
- * {@link loadNativeAddon} never throws: the engine falls back to full prefill when the addon is absent. The wrappers
+ * {@link loadNativeAddon} never throws: the engine falls back to exact prefix reuse when the addon is absent. The wrappers
  * below throw {@link NativeAddonUnavailableError} then. None of them takes node-llama-cpp's evaluation locks: call
  * them only while nothing evaluates on that context (the engine's mutex).
  */
@@ -17,6 +17,7 @@ import {createRequire} from "node:module";
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import {available, type Capability, unavailable} from "./capability.js";
 
 /** node-llama-cpp's native context object (`LlamaContext._ctx`), as the addon takes it. */
 export type ContextHandle = object & {readonly __brand: "LlamaContextHandle"};
@@ -176,12 +177,12 @@ export interface WeftNativeAddon {
     llamaFunctionsAvailable(): LlamaFunctionsReport;
 }
 
-export type NativeAddonLoad = {addon: WeftNativeAddon, error: null} | {addon: null, error: string};
+export type NativeAddonLoad = Capability<WeftNativeAddon>;
 
 const addonRelativePath = path.join("native", "build", "Release", "weft_native.node");
 
 /**
- * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/blend/ from source
+ * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/native/ from source
  * via tsx, dist/ or dist/electron/ from the bundles), app.asar.unpacked in a packaged app, or $WEFT_NATIVE_ADDON.
  */
 export function nativeAddonCandidates(): string[] {
@@ -212,18 +213,15 @@ export function loadNativeAddon(): NativeAddonLoad {
     const candidates = nativeAddonCandidates();
     const found = candidates.find((candidate) => existsSync(candidate));
     if (found === undefined) {
-        loaded = {
-            addon: null,
-            error: `weft_native.node is not built (run \`node scripts/build-native.mjs\`); looked in ${candidates.join(", ")}`
-        };
+        loaded = unavailable(`weft_native.node is not built (run \`node scripts/build-native.mjs\`); looked in ${candidates.join(", ")}`);
         return loaded;
     }
 
     try {
         const addon = createRequire(import.meta.url)(found) as WeftNativeAddon;
-        loaded = {addon, error: null};
+        loaded = available(addon);
     } catch (error) {
-        loaded = {addon: null, error: `could not load ${found}: ${(error as Error).message}`};
+        loaded = unavailable(`could not load ${found}: ${(error as Error).message}`);
     }
     return loaded;
 }
@@ -234,15 +232,23 @@ export class NativeAddonUnavailableError extends Error {
 
 function requireAddon(): WeftNativeAddon {
     const load = loadNativeAddon();
-    if (load.addon === null)
-        throw new NativeAddonUnavailableError(load.error);
-    return load.addon;
+    if (!load.available)
+        throw new NativeAddonUnavailableError(load.reason);
+    return load.value;
 }
 
 // node-llama-cpp internals this file relies on (version pinned to 3.22.1 in package.json).
 type DisposalPreventionHandle = {dispose(): void};
 type DisposeGuard = {createPreventDisposalHandle(ignoreAwaitingDispose?: boolean): DisposalPreventionHandle};
 type ContextInternals = {_ctx?: unknown, _backendContextDisposeGuard?: DisposeGuard};
+/** node-llama-cpp's AddonContext methods the blend's recompute decode calls directly (patch 0001 lets its positions scatter). */
+type AddonContextBatch = {
+    initBatch(size: number): void;
+    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
+    decodeBatch(): Promise<void>;
+    removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
+};
+const addonContextBatchMethods = ["initBatch", "addToBatch", "decodeBatch", "removeTokenCellsFromSequence"] as const;
 type ModelInternals = {_model?: unknown, _backendModelDisposeGuard?: DisposeGuard};
 type SequenceInternals = {
     _sequenceId: number,
@@ -277,6 +283,49 @@ export function sequenceIdOf(sequence: LlamaContextSequence): number {
     return id;
 }
 
+/**
+ * Why this context cannot be driven directly by the blend path (node-llama-cpp's internals are not what this file
+ * expects), or null. Checked once when a blend session opens, so a changed node-llama-cpp turns into a fallback with a
+ * reason rather than an error in the middle of a question.
+ */
+export function contextInternalsProblem(context: LlamaContext): string | null {
+    const internals = context as unknown as ContextInternals;
+    if (typeof internals._ctx !== "object" || internals._ctx === null)
+        return "LlamaContext has no native _ctx (node-llama-cpp internals changed?)";
+    const missing = addonContextBatchMethods.filter((name) => typeof (internals._ctx as Record<string, unknown>)[name] !== "function");
+    if (missing.length > 0)
+        return `node-llama-cpp's AddonContext lacks ${missing.join(", ")} (internals changed?)`;
+    if (typeof internals._backendContextDisposeGuard?.createPreventDisposalHandle !== "function")
+        return "LlamaContext has no dispose guard (node-llama-cpp internals changed?)";
+    return null;
+}
+
+/** Tokens to decode at consecutive positions from `firstPosition`, without logits. */
+export type PositionedRun = {firstPosition: number, tokens: Uint32Array};
+
+/**
+ * Removes the sequence's cells in each `[start, end)` of `remove`, then decodes each batch of `batches` (runs of tokens
+ * at their positions, which may be scattered with patch 0001) on node-llama-cpp's own context, holding its context lock
+ * and dispose guard. node-llama-cpp's token bookkeeping is the caller's (see {@link markTokensEvaluated}).
+ */
+export async function decodeAtPositions(context: LlamaContext, sequenceId: number, remove: ReadonlyArray<readonly [number, number]>,
+    batches: ReadonlyArray<readonly PositionedRun[]>): Promise<void> {
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    const internals = context as unknown as ContextInternals;
+    const ctx = contextHandleOf(context) as unknown as AddonContextBatch;
+    await withDisposalPrevented(internals._backendContextDisposeGuard, () => withContextLock(context, async () => {
+        for (const [start, end] of remove)
+            ctx.removeTokenCellsFromSequence(sequenceId, start, end);
+        for (const batch of batches) {
+            ctx.initBatch(batch.reduce((sum, run) => sum + run.tokens.length, 0));
+            for (const run of batch)
+                ctx.addToBatch(sequenceId, run.firstPosition, run.tokens, new Uint32Array(0));
+            await ctx.decodeBatch();
+        }
+    }));
+}
+
 /** Keeps the native object from being disposed while `run` uses it (node-llama-cpp's own dispose guards). */
 async function withDisposalPrevented<T>(guard: DisposeGuard | undefined, run: () => Promise<T>): Promise<T> {
     const handle = guard?.createPreventDisposalHandle();
@@ -305,15 +354,9 @@ export async function setContextSequenceState(context: LlamaContext, sequenceId:
         () => withContextLock(context, () => addon.setSequenceState(contextHandleOf(context), sequenceId, state)));
 }
 
-/** A sequence's state blob and the tokens it holds (node-llama-cpp's view of them). */
-export async function saveSequenceState(sequence: LlamaContextSequence): Promise<{state: Buffer, tokens: Token[]}> {
-    const tokens = sequence.contextTokens;
-    const state = await getContextSequenceState(sequence.context, sequenceIdOf(sequence));
-    return {state, tokens};
-}
-
 /**
- * Loads a state blob into a sequence and tells node-llama-cpp which tokens it now holds (as its own
+ * Loads a state blob into a sequence (the engine splices instead; the tests load references with it, and it stays here
+ * because it touches node-llama-cpp's internals) and tells node-llama-cpp which tokens it now holds (as its own
  * loadStateFromFile does), so later `evaluate` / `controlledEvaluate` calls continue after them. `tokens` must be the
  * tokens the blob's cells hold, in position order. On failure the sequence is left empty (llama.cpp clears it).
  */
@@ -339,7 +382,7 @@ export async function spliceSequenceState(sequence: LlamaContextSequence, spec: 
 /** Whether resident KVs can be used in this process (the addon is loaded and llama.cpp has Weft's patch 0002). */
 export function residentKvSupported(): boolean {
     const load = loadNativeAddon();
-    return load.addon !== null && typeof load.addon.residentKvSupported === "function" && load.addon.residentKvSupported();
+    return load.available && typeof load.value.residentKvSupported === "function" && load.value.residentKvSupported();
 }
 
 /** Keeps `spec`'s rows in buffers of `sequence`'s context's KV cache type (device memory on a GPU build). */
@@ -436,7 +479,7 @@ export async function captureLayerKV(model: LlamaModel, tokens: readonly Token[]
 /** Frees the cached private capture contexts of `model` (or of every model); returns how many. */
 export function releaseLayerCaptureContexts(model?: LlamaModel): number {
     const load = loadNativeAddon();
-    if (load.addon === null)
+    if (!load.available)
         return 0;
-    return load.addon.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
+    return load.value.releaseLayerCaptureContexts(model === undefined ? undefined : modelHandleOf(model));
 }

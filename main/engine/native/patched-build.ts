@@ -10,9 +10,9 @@
 // _nlcBuildMetadata.json and buildDone.status present), where <folder> is derived from platform, arch, gpu, the
 // llama.cpp release (when not the bundled one) and a hash of the custom CMake options (the `cmakeOptions` option plus
 // NODE_LLAMA_CPP_CMAKE_OPTION_* environment variables). Only when there is none does it look at the prebuilt binaries.
-// So a local build always wins over the prebuilt one for the same options, also for a plain getLlama({build: "never"}),
-// and the engine's startLlama() therefore gets the patched build too once it exists.
-// getPatchedLlama() additionally passes the build's recorded `cmakeOptions` (so the folder name matches even when the
+// So a local build wins over the prebuilt one for the same options even for a plain getLlama({build: "never"}); the
+// engine does not rely on that: its loader (llama-loader.ts) asks for the patched build explicitly.
+// getPatchedLlama() passes the build's recorded `cmakeOptions` (so the folder name matches even when the
 // environment of the build is gone, e.g. CMAKE_CUDA_ARCHITECTURES) and `usePrebuiltBinaries: false` with
 // `build: "never"`, so a missing local build fails loudly (NoBinaryFoundError) instead of quietly loading the stock
 // prebuilt binary, and checks `llama.buildType === "localBuild"`.
@@ -24,11 +24,11 @@ import {createHash} from "node:crypto";
 import path from "node:path";
 import {fileURLToPath} from "node:url";
 import {getLlama, LlamaLogLevel, type Llama} from "node-llama-cpp";
+import {available, type Capability, unavailable} from "./capability.js";
 
 export type PatchedGpu = false | "cuda" | "vulkan" | "metal";
 
 export type PatchedBuildInfo = {
-    patched: true;
     /** Weft patch file names in the build, e.g. "0001-allow-scattered-positions-in-batch.diff". */
     patches: string[];
     gpu: PatchedGpu;
@@ -39,7 +39,6 @@ export type PatchedBuildInfo = {
     builtAt: string;
 };
 
-export type PatchedBuildStatus = PatchedBuildInfo | {patched: false, reason: string};
 
 /** The patch that lets one decode carry scattered positions of a sequence (see its header). */
 export const scatteredPositionsPatch = "0001-allow-scattered-positions-in-batch.diff";
@@ -102,51 +101,50 @@ function sourcePatches(): Map<string, string> | undefined {
  * the first complete one. When run from a source checkout, a build made from other versions of native/patches/*.diff
  * than the current ones is reported as stale (rebuild).
  */
-export function detectPatchedBuild(options: {gpu?: PatchedGpu} = {}): PatchedBuildStatus {
+export function detectPatchedBuild(options: {gpu?: PatchedGpu} = {}): Capability<PatchedBuildInfo> {
     const nlcDir = nodeLlamaCppDir();
     if (nlcDir === undefined)
-        return {patched: false, reason: "node-llama-cpp is not installed"};
+        return unavailable("node-llama-cpp is not installed");
     const markerPath = path.join(nlcDir, "llama", markerFileName);
     if (!existsSync(markerPath))
-        return {patched: false, reason: `no patched llama.cpp build (${markerPath} is absent; run node scripts/build-llama.mjs)`};
+        return unavailable(`no patched llama.cpp build (${markerPath} is absent; run node scripts/build-llama.mjs)`);
     let marker: Marker;
     try {
         marker = JSON.parse(readFileSync(markerPath, "utf8")) as Marker;
     } catch (error) {
-        return {patched: false, reason: `${markerPath} is unreadable: ${(error as Error).message}`};
+        return unavailable(`${markerPath} is unreadable: ${(error as Error).message}`);
     }
     if (marker?.schema !== 1 || typeof marker.builds !== "object" || marker.builds === null)
-        return {patched: false, reason: `${markerPath} has an unknown format`};
+        return unavailable(`${markerPath} has an unknown format`);
 
     const wanted = Object.entries(marker.builds).filter(([, build]) => options.gpu === undefined || build.gpu === options.gpu);
     if (wanted.length === 0)
-        return {patched: false, reason: `no patched build for gpu=${String(options.gpu)} in ${markerPath}`};
+        return unavailable(`no patched build for gpu=${String(options.gpu)} in ${markerPath}`);
     const present = wanted.filter(([folderName]) => localBuildExists(nlcDir, folderName));
     if (present.length === 0)
-        return {patched: false, reason: `the patched build ${wanted.map(([f]) => f).join(", ")} recorded in ${markerPath} ` +
-            "is missing from llama/localBuilds (reinstalled node-llama-cpp?); run node scripts/build-llama.mjs"};
+        return unavailable(`the patched build ${wanted.map(([f]) => f).join(", ")} recorded in ${markerPath} ` +
+            "is missing from llama/localBuilds (reinstalled node-llama-cpp?); run node scripts/build-llama.mjs");
 
     const [folderName, build] = present[0]!;
     const stamp = statSync(path.join(nlcDir, "llama", "localBuilds", folderName, "buildDone.status")).mtimeMs;
     if (build.buildStamp !== stamp)
-        return {patched: false, reason: `the local build ${folderName} was rebuilt after scripts/build-llama.mjs recorded it ` +
-            `(e.g. by node-llama-cpp itself), so it may lack Weft's patches; run node scripts/build-llama.mjs --gpu ${String(build.gpu)}`};
+        return unavailable(`the local build ${folderName} was rebuilt after scripts/build-llama.mjs recorded it ` +
+            `(e.g. by node-llama-cpp itself), so it may lack Weft's patches; run node scripts/build-llama.mjs --gpu ${String(build.gpu)}`);
     const current = sourcePatches();
     if (current !== undefined) {
         const built = new Map(build.patches.map((p) => [p.name, p.sha256]));
         const differs = [...new Set([...current.keys(), ...built.keys()])].filter((name) => current.get(name) !== built.get(name));
         if (differs.length > 0)
-            return {patched: false, reason: `the patched build ${folderName} is stale: native/patches changed since it was built ` +
-                `(${differs.join(", ")}); run node scripts/build-llama.mjs --gpu ${String(build.gpu)}`};
+            return unavailable(`the patched build ${folderName} is stale: native/patches changed since it was built ` +
+                `(${differs.join(", ")}); run node scripts/build-llama.mjs --gpu ${String(build.gpu)}`);
     }
-    return {
-        patched: true,
+    return available({
         patches: build.patches.map((p) => p.name),
         gpu: build.gpu,
         folderName,
         cmakeOptions: build.customCmakeOptions ?? {},
         builtAt: build.builtAt
-    };
+    });
 }
 
 /**
@@ -159,9 +157,10 @@ export async function getPatchedLlama(options: {
     logLevel?: LlamaLogLevel,
     logger?: (level: LlamaLogLevel, message: string) => void
 }): Promise<Llama> {
-    const status = detectPatchedBuild({gpu: options.gpu});
-    if (!status.patched)
-        throw new Error(`patched llama.cpp build unavailable: ${status.reason}`);
+    const found = detectPatchedBuild({gpu: options.gpu});
+    if (!found.available)
+        throw new Error(`patched llama.cpp build unavailable: ${found.reason}`);
+    const status = found.value;
     const llama = await getLlama({
         gpu: options.gpu,
         maxThreads: options.maxThreads,

@@ -4,7 +4,7 @@
  * src/llama-kv-cache.cpp state_write / state_write_meta / state_write_data):
  *
  *   in memory (llama_state_seq_get_data): u32 0xaf143cd8, i32 seq_id, body
- *   file (llama_state_seq_save_file):     u32 0x67677371 ("ggsq"), u32 version 3, u32 n_tok, i32 tokens[n_tok], body
+ *   (the file form, llama_state_seq_save_file, with the same body, is read and written by test/helpers/seq-state-file.ts)
  *   body: u32 n_stream; per stream: u32 cell_count, and only when cell_count > 0:
  *         per cell  i32 pos, u32 n_seq_id, [12-byte cell ext for M-RoPE / PLE models], i32 seq_id[n_seq_id]
  *         u32 v_trans, u32 n_layer
@@ -20,8 +20,6 @@
  */
 
 export const seqStateMemoryMagic = 0xaf143cd8;
-export const seqStateFileMagic = 0x67677371;
-export const seqStateFileVersion = 3;
 
 export const ggmlTypeF32 = 0;
 export const ggmlTypeF16 = 1;
@@ -61,9 +59,7 @@ export type KvBody = {
     layers: KvLayer[];
 };
 
-export type SeqStateFile = {form: "file", tokens: Int32Array, body: KvBody};
 export type SeqStateMemory = {form: "memory", seqId: number, body: KvBody};
-export type SeqState = SeqStateFile | SeqStateMemory;
 
 export function isTransposed(v: KvRows | KvTransposed): v is KvTransposed {
     return "elemSize" in v;
@@ -231,26 +227,6 @@ export function parseKvBody(bytes: Uint8Array): KvBody {
     return readBody(new Reader(bytes));
 }
 
-/** Parses the file form (`llama_state_seq_save_file`, node-llama-cpp's `sequence.saveStateToFile`). */
-export function parseSeqStateFile(bytes: Uint8Array): SeqStateFile {
-    const reader = new Reader(bytes);
-    const magic = reader.u32("magic");
-    if (magic !== seqStateFileMagic)
-        throw new KvBlobError(`not a sequence state file: magic 0x${magic.toString(16).padStart(8, "0")}, expected 0x${seqStateFileMagic.toString(16)}`);
-    const version = reader.u32("version");
-    if (version !== seqStateFileVersion)
-        throw new KvBlobError(`unsupported sequence state file version ${version} (expected ${seqStateFileVersion})`);
-    const nTok = reader.u32("n_tok");
-    if (nTok * 4 > reader.remaining)
-        throw new KvBlobError(`sequence state is truncated: ${nTok} tokens cannot fit in ${reader.remaining} bytes`);
-    const tokenBytes = reader.take(nTok * 4, "tokens");
-    const tokens = new Int32Array(nTok);
-    const view = new DataView(tokenBytes.buffer, tokenBytes.byteOffset, tokenBytes.byteLength);
-    for (let i = 0; i < nTok; i++)
-        tokens[i] = view.getInt32(i * 4, true);
-    return {form: "file", tokens, body: readBody(reader)};
-}
-
 /** Parses the in-memory form (`llama_state_seq_get_data`). */
 export function parseSeqStateMemory(bytes: Uint8Array): SeqStateMemory {
     const reader = new Reader(bytes);
@@ -259,18 +235,6 @@ export function parseSeqStateMemory(bytes: Uint8Array): SeqStateMemory {
         throw new KvBlobError(`not an in-memory sequence state: magic 0x${magic.toString(16).padStart(8, "0")}, expected 0x${seqStateMemoryMagic.toString(16)}`);
     const seqId = reader.i32("seq_id");
     return {form: "memory", seqId, body: readBody(reader)};
-}
-
-/** Parses either form, told apart by the magic. */
-export function parseSeqState(bytes: Uint8Array): SeqState {
-    if (bytes.byteLength >= 4) {
-        const magic = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
-        if (magic === seqStateFileMagic)
-            return parseSeqStateFile(bytes);
-        if (magic === seqStateMemoryMagic)
-            return parseSeqStateMemory(bytes);
-    }
-    throw new KvBlobError("not a llama.cpp sequence state (unknown magic)");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -397,19 +361,6 @@ export function serializeKvBody(body: KvBody): Uint8Array {
     return out;
 }
 
-/** The file form, loadable by `sequence.loadStateFromFile(path, {acceptRisk: true})`. */
-export function serializeSeqStateFile(tokens: ArrayLike<number>, body: KvBody): Uint8Array {
-    const out = new Uint8Array(12 + 4 * tokens.length + kvBodySize(body));
-    const w = new Writer(out, 0);
-    w.u32(seqStateFileMagic);
-    w.u32(seqStateFileVersion);
-    w.u32(tokens.length);
-    for (let i = 0; i < tokens.length; i++)
-        w.i32(tokens[i]!);
-    writeKvBody(body, out, w.offset);
-    return out;
-}
-
 /** The in-memory form, loadable by `llama_state_seq_set_data` (which ignores the seq_id in the header). */
 export function serializeSeqStateMemory(seqId: number, body: KvBody): Uint8Array {
     const out = new Uint8Array(8 + kvBodySize(body));
@@ -418,10 +369,6 @@ export function serializeSeqStateMemory(seqId: number, body: KvBody): Uint8Array
     w.i32(seqId);
     writeKvBody(body, out, w.offset);
     return out;
-}
-
-export function serializeSeqState(state: SeqState): Uint8Array {
-    return state.form === "file" ? serializeSeqStateFile(state.tokens, state.body) : serializeSeqStateMemory(state.seqId, state.body);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -460,87 +407,4 @@ export function layerShape(body: KvBody): string {
         vTrans: body.vTrans,
         layers: body.layers.map(({k, v}) => [k.type, k.rowSize, ...(isTransposed(v) ? [v.type, v.elemSize, v.nEmbd] : [v.type, v.rowSize])])
     });
-}
-
-/**
- * Per f32 biased exponent in [102, 142] (values that round to a finite, non-zero f16 or to zero by a tie): the
- * f16 exponent bits (`base`) and how far the mantissa shifts right (`shift`). Below the f16 normal range the
- * implicit bit is kept and shifted further (subnormals).
- */
-const floatToHalfBase = new Uint16Array(256);
-const floatToHalfShift = new Uint8Array(256);
-for (let exponent = 102; exponent <= 142; exponent++) {
-    const e = exponent - 127;
-    floatToHalfBase[exponent] = e < -14 ? 0 : (e + 15) << 10;
-    floatToHalfShift[exponent] = e < -14 ? -e - 1 : 13;
-}
-
-const scratchF32 = new Float32Array(1);
-const scratchU32 = new Uint32Array(scratchF32.buffer);
-
-// ---------------------------------------------------------------------------------------------------------------
-// f16 <-> f32
-
-const halfToFloatTable = (() => {
-    const table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) {
-        const sign = h & 0x8000 ? -1 : 1;
-        const exponent = (h >> 10) & 0x1f;
-        const mantissa = h & 0x3ff;
-        if (exponent === 0)
-            table[h] = sign * mantissa * 2 ** -24;
-        else if (exponent === 31)
-            table[h] = mantissa === 0 ? sign * Infinity : NaN;
-        else
-            table[h] = sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-    }
-    return table;
-})();
-
-
-export function halfToFloat(h: number): number {
-    return halfToFloatTable[h & 0xffff]!;
-}
-
-/** Bits of the f32 `bits` rounded to the nearest f16, ties to even (as F16C and ggml's fallback do). */
-function f32BitsToHalf(bits: number): number {
-    const sign = (bits >>> 16) & 0x8000;
-    const exponent = (bits >>> 23) & 0xff;
-    const fraction = bits & 0x7fffff;
-    if (exponent === 0xff)
-        return sign | (fraction !== 0 ? 0x7e00 : 0x7c00);
-    if (exponent > 142) // |x| >= 65536 rounds to infinity
-        return sign | 0x7c00;
-    if (exponent < 102) // |x| < 2^-25 rounds to zero
-        return sign;
-    const shift = floatToHalfShift[exponent]!;
-    const mantissa = shift > 13 ? fraction | 0x800000 : fraction;
-    let h = floatToHalfBase[exponent]! + (mantissa >>> shift);
-    const roundBit = 1 << (shift - 1);
-    const rest = mantissa & ((roundBit << 1) - 1);
-    // Round half to even; a carry out of the mantissa bumps the exponent (up to infinity), which is right.
-    if (rest > roundBit || (rest === roundBit && (h & 1) !== 0))
-        h++;
-    return sign | h;
-}
-
-export function floatToHalf(value: number): number {
-    scratchF32[0] = value;
-    return f32BitsToHalf(scratchU32[0]!);
-}
-
-/** Decodes f16 bits to f32; `out` may be passed to avoid an allocation. */
-export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-    const table = halfToFloatTable;
-    for (let i = 0; i < src.length; i++)
-        out[i] = table[src[i]!]!;
-    return out;
-}
-
-/** Encodes f32 to f16 bits, round half to even; `out` may be passed to avoid an allocation. */
-export function f32ToF16(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-    for (let i = 0; i < src.length; i++)
-        out[i] = f32BitsToHalf(bits[i]!);
-    return out;
 }

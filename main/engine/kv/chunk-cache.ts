@@ -1,92 +1,34 @@
 /**
- * The chunk KV cache: the KV of each document chunk, computed alone at positions 0..n-1, kept for reuse by the blend
+ * The chunk KV cache: the KV of each document chunk, computed alone after a BOS (so at positions 1..n), kept for reuse by the blend
  * engine. Two tiers, each LRU under a byte budget: RAM (parsed bodies, zero-copy on a hit) and disk
  * (`<dataDir>/kvcache/<fingerprint>/<chunkHash>.wkv`, written to a temp file and renamed, checksummed).
  *
- * A key is the model fingerprint (see {@link modelFingerprint}: the model file's identity plus every context
- * setting that changes the KV layout), the chunk's content hash and the prompt-format version.
+ * A key is the model fingerprint (fingerprint.ts: the model file's identity plus every context
+ * setting that changes the KV layout), a hash of the chunk's token ids (not of its text: the tokenizer is part of it) and
+ * the prompt-format version.
  *
- * `.wkv` file: "WEFTKV\0\x01" | u32 format version | u32 header length | JSON header | KV body | sha256(header+body).
- * The body is a llama.cpp sequence-state body (see kv-blob.ts). {@link ChunkKvCache.get} checks magic, version,
- * sizes, key and checksum; a file failing any check is deleted and reported as a miss with its reason. `get` never
- * throws.
+ * The `.wkv` file format is in wkv-file.ts. {@link ChunkKvCache.get} decodes and checks each file; a file failing any
+ * check is deleted and reported as a miss with its reason. `get` never throws.
  */
-import {createHash, randomBytes} from "node:crypto";
-import {createReadStream} from "node:fs";
+import {randomBytes} from "node:crypto";
 import {mkdir, open, readdir, readFile, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
-import {
-    isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody
-} from "./kv-blob.js";
+import {type KvBody, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
+import {type ChunkKey, decodeWkv, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
 
-export const wkvMagic = Buffer.from("WEFTKV\0\x01", "latin1");
-export const wkvFormatVersion = 1;
-const prefixBytes = wkvMagic.byteLength + 8;
-const digestBytes = 32;
-const maxHeaderBytes = 64 * 1024 * 1024;
-const fingerprintEdgeBytes = 1024 * 1024;
+export {modelFingerprint, type ModelFingerprintOptions} from "./fingerprint.js";
+export {type ChunkKey, type MissReason, type WkvHeader, wkvFormatVersion, wkvMagic} from "./wkv-file.js";
 
-// ---------------------------------------------------------------------------------------------------------------
-// Model fingerprint
-
-export type ModelFingerprintOptions = {
-    modelPath: string;
-    /** KV cache element type; Weft keeps its cache in f16 (a quantized KV cache has another layout). */
-    kvType?: "f16";
-    /** Flash attention on stores V untransposed (v_trans = 0), off stores it transposed. */
-    flashAttention: boolean;
-    /** Anything else that changes the KV bytes (e.g. the llama.cpp build, a RoPE base override). */
-    extra?: Record<string, string | number | boolean | null>;
-};
-
-async function hashRange(filePath: string, start: number, end: number): Promise<string> {
-    const hash = createHash("sha256");
-    if (end > start) {
-        for await (const chunk of createReadStream(filePath, {start, end: end - 1}))
-            hash.update(chunk as Buffer);
-    }
-    return hash.digest("hex");
-}
-
-/**
- * Identity of a model file plus the context settings that change the KV layout; independent of the context size.
- * Path, size and mtime catch a replaced file cheaply; sha256 of the first and last MiB catches a copy or an edit.
- * Returns 32 hex characters.
- */
-export async function modelFingerprint(options: ModelFingerprintOptions): Promise<string> {
-    const modelPath = path.resolve(options.modelPath);
-    const info = await stat(modelPath);
-    const size = info.size;
-    const head = await hashRange(modelPath, 0, Math.min(size, fingerprintEdgeBytes));
-    const tail = await hashRange(modelPath, Math.max(0, size - fingerprintEdgeBytes), size);
-    const extra = Object.fromEntries(Object.entries(options.extra ?? {}).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0));
-    const identity = JSON.stringify({
-        v: 1, path: modelPath, size, mtimeMs: Math.trunc(info.mtimeMs), head, tail,
-        kvType: options.kvType ?? "f16", flashAttention: options.flashAttention, extra
-    });
-    return createHash("sha256").update(identity).digest("hex").slice(0, 32);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Types
 
-export type ChunkKey = {
-    fingerprint: string;
-    /** The chunk's content hash (hex or another filename-safe string). */
-    chunkHash: string;
-    promptFormatVersion: string | number;
-};
-
 export type ChunkKvEntry = {
     /** The chunk's tokens (one per cell, in cell order). */
     tokens: ArrayLike<number>;
-    /** The chunk's KV, normally at positions 0..n-1. */
+    /** The chunk's KV, at positions 1..n (computed after a BOS whose cell is dropped). */
     body: KvBody;
 };
-
-export type MissReason =
-    | "absent" | "bad-key" | "bad-magic" | "wrong-version" | "truncated" | "bad-header" | "bad-sizes" | "checksum"
-    | "wrong-model" | "wrong-chunk" | "wrong-prompt-format" | "bad-body" | "io-error";
 
 /** A hit shares the cache's own arrays: treat `tokens` and `body` as read-only (rope-shift copies by default). */
 export type ChunkKvHit = {hit: true, tier: "ram" | "disk", tokens: Int32Array, body: KvBody, bytes: number};
@@ -114,38 +56,10 @@ export type ChunkCacheOptions = {
 
 export type PutResult = {ram: boolean, disk: boolean, error?: string};
 
-/** The `.wkv` JSON header. */
-export type WkvHeader = {
-    fingerprint: string;
-    chunkHash: string;
-    promptFormatVersion: string;
-    nTokens: number;
-    tokens: number[];
-    nStream: number;
-    nLayer: number;
-    vTrans: boolean;
-    /** Per layer: K [type, rowSize]; V [type, rowSize] or, transposed, [type, elemSize, nEmbd]. */
-    layers: {k: [number, number], v: [number, number] | [number, number, number]}[];
-    bodyBytes: number;
-};
-
 type RamEntry = {tokens: Int32Array, body: KvBody, bytes: number};
 type DiskEntry = {bytes: number};
 
-class Miss extends Error {
-    constructor(readonly reason: MissReason, detail: string) {
-        super(detail);
-    }
-}
-
 const safeName = /^[A-Za-z0-9_-]{1,128}$/;
-
-function layerShapes(body: KvBody): WkvHeader["layers"] {
-    return body.layers.map(({k, v}) => ({
-        k: [k.type, k.rowSize],
-        v: isTransposed(v) ? [v.type, v.elemSize, v.nEmbd] : [v.type, v.rowSize]
-    }));
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The cache
@@ -227,9 +141,9 @@ export class ChunkKvCache {
 
     private checkKey(key: ChunkKey): void {
         if (!safeName.test(key.fingerprint))
-            throw new Miss("bad-key", `fingerprint ${JSON.stringify(key.fingerprint)} is not a safe file name`);
+            throw new WkvMiss("bad-key", `fingerprint ${JSON.stringify(key.fingerprint)} is not a safe file name`);
         if (!safeName.test(key.chunkHash))
-            throw new Miss("bad-key", `chunk hash ${JSON.stringify(key.chunkHash)} is not a safe file name`);
+            throw new WkvMiss("bad-key", `chunk hash ${JSON.stringify(key.chunkHash)} is not a safe file name`);
     }
 
     private ramId(key: ChunkKey): string {
@@ -243,7 +157,7 @@ export class ChunkKvCache {
         } catch (error) {
             this.counters.ramMisses++;
             this.counters.diskMisses++;
-            return {hit: false, reason: (error as Miss).reason, detail: (error as Miss).message};
+            return {hit: false, reason: (error as WkvMiss).reason, detail: (error as WkvMiss).message};
         }
 
         const id = this.ramId(key);
@@ -276,7 +190,7 @@ export class ChunkKvCache {
             return {hit: true, tier: "disk", ...entry};
         } catch (error) {
             this.counters.diskMisses++;
-            if (error instanceof Miss) {
+            if (error instanceof WkvMiss) {
                 if (error.reason !== "absent")
                     await this.drop(file, error.reason);
                 return {hit: false, reason: error.reason, detail: error.message};
@@ -292,7 +206,7 @@ export class ChunkKvCache {
         } catch (error) {
             if ((error as NodeJS.ErrnoException).code === "ENOENT") {
                 this.forgetDisk(file);
-                throw new Miss("absent", "not cached");
+                throw new WkvMiss("absent", "not cached");
             }
             throw error;
         }
@@ -363,20 +277,8 @@ export class ChunkKvCache {
         if (!(tiers.disk ?? true) || this.options.diskBudgetBytes <= 0)
             return {ram, disk: false};
 
-        const header: WkvHeader = {
-            fingerprint: key.fingerprint,
-            chunkHash: key.chunkHash,
-            promptFormatVersion: String(key.promptFormatVersion),
-            nTokens: tokens.length,
-            tokens: Array.from(tokens),
-            nStream: compact.body.nStream,
-            nLayer: compact.body.layers.length,
-            vTrans: compact.body.vTrans,
-            layers: layerShapes(compact.body),
-            bodyBytes: bodyBytes.byteLength
-        };
-        const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
-        const fileBytes = prefixBytes + headerBytes.byteLength + bodyBytes.byteLength + digestBytes;
+        const encoded = encodeWkv(key, tokens, compact.body, bodyBytes);
+        const fileBytes = encoded.bytes;
         if (fileBytes > this.options.diskBudgetBytes)
             return {ram, disk: false, error: `${fileBytes} bytes exceed the disk budget`};
 
@@ -384,14 +286,9 @@ export class ChunkKvCache {
         const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
         try {
             await mkdir(path.dirname(file), {recursive: true});
-            const prefix = Buffer.alloc(prefixBytes);
-            wkvMagic.copy(prefix, 0);
-            prefix.writeUInt32LE(wkvFormatVersion, wkvMagic.byteLength);
-            prefix.writeUInt32LE(headerBytes.byteLength, wkvMagic.byteLength + 4);
-            const digest = createHash("sha256").update(headerBytes).update(bodyBytes).digest();
             const handle = await open(temp, "w");
             try {
-                await handle.writev([prefix, headerBytes, bodyBytes, digest]);
+                await handle.writev(encoded.parts);
             } finally {
                 await handle.close();
             }
@@ -477,78 +374,4 @@ export class ChunkKvCache {
             dropReasons: {...this.dropReasons}
         };
     }
-}
-
-/**
- * Decodes and validates a `.wkv` file against the key it was looked up by. Throws a {@link Miss}-like error whose
- * `reason` says what failed.
- */
-function decodeWkv(bytes: Uint8Array, key: ChunkKey): {header: WkvHeader, body: KvBody, tokens: Int32Array} {
-    if (bytes.byteLength < prefixBytes + digestBytes)
-        throw new Miss(bytes.byteLength >= wkvMagic.byteLength && !startsWithMagic(bytes) ? "bad-magic" : "truncated",
-            `the file has only ${bytes.byteLength} bytes`);
-    if (!startsWithMagic(bytes))
-        throw new Miss("bad-magic", "not a Weft KV cache file (bad magic)");
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const version = view.getUint32(wkvMagic.byteLength, true);
-    if (version !== wkvFormatVersion)
-        throw new Miss("wrong-version", `format version ${version}, expected ${wkvFormatVersion}`);
-    const headerLength = view.getUint32(wkvMagic.byteLength + 4, true);
-    if (headerLength > maxHeaderBytes)
-        throw new Miss("bad-sizes", `header length ${headerLength} is implausible`);
-    if (prefixBytes + headerLength + digestBytes > bytes.byteLength)
-        throw new Miss("truncated", `header of ${headerLength} bytes runs past the end of a ${bytes.byteLength}-byte file`);
-
-    let header: WkvHeader;
-    try {
-        header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + prefixBytes, headerLength).toString("utf8")) as WkvHeader;
-    } catch (error) {
-        throw new Miss("bad-header", `header is not JSON: ${(error as Error).message}`);
-    }
-    if (!isHeader(header))
-        throw new Miss("bad-header", "header lacks required fields");
-
-    const expected = prefixBytes + headerLength + header.bodyBytes + digestBytes;
-    if (bytes.byteLength < expected)
-        throw new Miss("truncated", `file has ${bytes.byteLength} bytes, header promises ${expected}`);
-    if (bytes.byteLength > expected)
-        throw new Miss("bad-sizes", `file has ${bytes.byteLength} bytes, header promises ${expected}`);
-
-    const checked = bytes.subarray(prefixBytes, prefixBytes + headerLength + header.bodyBytes);
-    const digest = createHash("sha256").update(checked).digest();
-    if (!digest.equals(bytes.subarray(expected - digestBytes, expected)))
-        throw new Miss("checksum", "checksum mismatch: the file is damaged");
-
-    if (header.fingerprint !== key.fingerprint)
-        throw new Miss("wrong-model", `file belongs to model ${header.fingerprint}, expected ${key.fingerprint}`);
-    if (header.chunkHash !== key.chunkHash)
-        throw new Miss("wrong-chunk", `file holds chunk ${header.chunkHash}, expected ${key.chunkHash}`);
-    if (header.promptFormatVersion !== String(key.promptFormatVersion))
-        throw new Miss("wrong-prompt-format", `file has prompt format ${header.promptFormatVersion}, expected ${String(key.promptFormatVersion)}`);
-
-    let body: KvBody;
-    try {
-        body = parseKvBody(bytes.subarray(prefixBytes + headerLength, prefixBytes + headerLength + header.bodyBytes));
-    } catch (error) {
-        throw new Miss("bad-body", `KV body does not parse: ${(error as Error).message}`);
-    }
-    if (header.nTokens !== header.tokens.length || header.nTokens !== body.cells.length || header.nLayer !== body.layers.length ||
-        header.vTrans !== body.vTrans || header.nStream !== body.nStream || kvBodySize(body) !== header.bodyBytes ||
-        JSON.stringify(header.layers) !== JSON.stringify(layerShapes(body)))
-        throw new Miss("bad-sizes", "header does not describe the KV body");
-    return {header, body, tokens: Int32Array.from(header.tokens)};
-}
-
-function startsWithMagic(bytes: Uint8Array): boolean {
-    return bytes.byteLength >= wkvMagic.byteLength && wkvMagic.equals(bytes.subarray(0, wkvMagic.byteLength));
-}
-
-function isHeader(value: unknown): value is WkvHeader {
-    if (value == null || typeof value !== "object")
-        return false;
-    const h = value as Record<string, unknown>;
-    const count = (x: unknown) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
-    return typeof h.fingerprint === "string" && typeof h.chunkHash === "string" && typeof h.promptFormatVersion === "string" &&
-        count(h.nTokens) && Array.isArray(h.tokens) && h.tokens.every((t) => typeof t === "number" && Number.isInteger(t)) &&
-        count(h.nStream) && count(h.nLayer) && typeof h.vTrans === "boolean" && Array.isArray(h.layers) && count(h.bodyBytes);
 }

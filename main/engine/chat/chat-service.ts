@@ -1,0 +1,140 @@
+import {type ChatEvent, type ChatRequestParsed, type Citation, EngineError, type Strategy, toErrorShape} from "../../contract/index.js";
+import {type PreparedPrompt, prepareFull, preparePrefix} from "../blend/prepare.js";
+import type {Foreground} from "../foreground.js";
+import {generate} from "../generate.js";
+import type {Library} from "../library/library.js";
+import {backendOf, type LoadedModel} from "../llama-runtime.js";
+import type {ModelHost} from "../model-host.js";
+import {buildPrompt, type BuiltPrompt} from "../prompt.js";
+import {answerStats, updatedPrefillMsPerToken} from "./answer-stats.js";
+
+/** Room kept for the answer: at most this share of the context (the request's maxTokens otherwise). */
+const answerRoomShare = 1 / 4;
+
+/** A question answered: retrieve, build the prompt, prepare its KV with the strategy, generate, report. */
+export class ChatService {
+    public constructor(private readonly deps: {
+        host: ModelHost, library: Library, foreground: Foreground,
+        /** The model to answer with (the request's, else the active one; throws when none is set up). */
+        requireModelId(requested?: string): string
+    }) {}
+
+    public async* chat(request: ChatRequestParsed, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+        const startedAt = performance.now();
+        const {host, library} = this.deps;
+        let release: (() => void) | null = null;
+        const endForeground = this.deps.foreground.begin();
+        try {
+            const modelId = this.deps.requireModelId(request.modelId);
+            release = await host.lock();
+            if (signal.aborted)
+                throw new EngineError("cancelled", "the question was cancelled before it started");
+
+            const loadStartedAt = performance.now();
+            const loaded = await host.ensureLoaded(modelId);
+            const modelLoadMs = performance.now() - loadStartedAt;
+            const llama = await host.llama();
+
+            const retrievalStartedAt = performance.now();
+            const retrieved = await library.retrieve(request.question, request.topK);
+            const retrievalMs = performance.now() - retrievalStartedAt;
+            const {prompt, citations} = fitPrompt(loaded, request, retrieved);
+
+            yield {type: "retrieval", citations, retrievalMs};
+            if (prompt.tokens.length >= loaded.contextSize)
+                throw new EngineError("bad_request",
+                    `the prompt is ${prompt.tokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
+
+            const prepared = await this.preparePrompt(loaded, prompt, request.strategy ?? "prefix", request.ratio);
+            const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
+                maxTokens: request.maxTokens,
+                temperature: request.temperature,
+                signal
+            });
+
+            let answer = "";
+            let prefillMs = 0;
+            let step = await generation.next();
+            while (step.done !== true) {
+                const value = step.value;
+                if (value.type === "prefilled") {
+                    prefillMs = value.prefillMs;
+                    yield {
+                        type: "cacheStats",
+                        stats: {
+                            strategy: prepared.strategy, promptTokens: prompt.tokens.length, reusedTokens: prepared.reusedTokens,
+                            recomputedTokens: prepared.recomputedTokens, freshTokens: prepared.freshTokens, prefillMs
+                        }
+                    };
+                } else {
+                    answer += value.text;
+                    yield {type: "token", text: value.text};
+                }
+                step = await generation.next();
+            }
+
+            const result = step.value;
+            loaded.prefillMsPerToken = updatedPrefillMsPerToken(loaded.prefillMsPerToken, prepared, prefillMs);
+            const stats = answerStats({
+                backend: backendOf(llama), modelId: loaded.info.id, prepared, promptTokens: prompt.tokens.length,
+                completionTokens: result.completionTokens, prefillMsPerToken: loaded.prefillMsPerToken,
+                times: {startedAt, firstTokenAt: result.firstTokenAt ?? null, finishedAt: performance.now(), modelLoadMs, retrievalMs, prefillMs}
+            });
+            yield {type: "done", answer, citations, stats, cancelled: result.cancelled};
+        } catch (error) {
+            yield {type: "error", error: toErrorShape(error)};
+        } finally {
+            release?.();
+            endForeground();
+        }
+    }
+
+    /** Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). */
+    private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number): Promise<PreparedPrompt> {
+        if (loaded.sequenceKvExact === false) {
+            // The previous answer left blended (approximate) KV: exact prefix reuse must not build on it.
+            await loaded.sequence.clearHistory();
+            loaded.sequenceKvExact = true;
+        }
+
+        if (requested === "full")
+            return prepareFull(loaded.sequence, prompt.tokens);
+
+        let fallbackReason: string | undefined;
+        if (requested !== "prefix") {
+            if (!prompt.segments.some((segment) => segment.kind === "chunk"))
+                fallbackReason = "no retrieved chunks to blend for this question";
+            else {
+                const blend = await this.deps.host.blendSession(loaded).catch((error: unknown) => ({
+                    available: false as const, reason: `the blend path failed to open: ${toErrorShape(error).message}`
+                }));
+                if (!blend.available)
+                    fallbackReason = blend.reason;
+                else {
+                    loaded.sequenceKvExact = false;
+                    return blend.value.prepare(prompt, requested, ratio);
+                }
+            }
+        }
+
+        const prepared = await preparePrefix(loaded.sequence, prompt.tokens);
+        if (fallbackReason != null)
+            prepared.fallbackReason = `${requested} unavailable: ${fallbackReason}; used exact prefix reuse`;
+
+        return prepared;
+    }
+}
+
+/** The prompt with as many retrieved sources as fit: the lowest-ranked give way until the answer has room. */
+function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: Citation[]): {prompt: BuiltPrompt, citations: Citation[]} {
+    const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize * answerRoomShare));
+    const build = (citations: Citation[]) => buildPrompt(loaded.model, request.question,
+        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? ""})), loaded.info.hasChatTemplate);
+    let citations = retrieved;
+    let prompt = build(citations);
+    while (citations.length > 0 && prompt.tokens.length + answerRoom > loaded.contextSize) {
+        citations = citations.slice(0, -1);
+        prompt = build(citations);
+    }
+    return {prompt, citations};
+}
