@@ -11,10 +11,11 @@
  * check is deleted and reported as a miss with its reason. `get` never throws.
  */
 import {randomBytes} from "node:crypto";
-import {mkdir, open, readdir, readFile, rename, rm, stat, utimes} from "node:fs/promises";
+import {mkdir, open, readdir, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
 import {type KvBody, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
-import {type ChunkKey, decodeWkv, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
+import {type ChunkKey, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
+import {LayoutAnchors, readWkvFile} from "./wkv-open.js";
 
 export {modelFingerprint, type ModelFingerprintOptions} from "./fingerprint.js";
 export {type ChunkKey, type MissReason, type WkvHeader, wkvFormatVersion, wkvMagic} from "./wkv-file.js";
@@ -78,8 +79,11 @@ export class ChunkKvCache {
     };
     private readonly dropReasons: Partial<Record<MissReason, number>> = {};
 
+    private readonly layouts: LayoutAnchors;
+
     private constructor(private readonly options: ChunkCacheOptions) {
         this.root = path.join(options.dataDir, "kvcache");
+        this.layouts = new LayoutAnchors(this.root);
     }
 
     /** Opens the cache, indexing the files already on disk (least recently used by mtime) and removing stale temp files. */
@@ -200,18 +204,15 @@ export class ChunkKvCache {
     }
 
     private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
-        let bytes: Buffer;
         try {
-            bytes = await readFile(file);
+            // Regular files only, sized by their header before reading, layout and positions checked (wkv-open.ts).
+            const {header, body, tokens} = await readWkvFile(file, key, await this.layouts.expected(key.fingerprint));
+            return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens};
         } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+            if (error instanceof WkvMiss && error.reason === "absent")
                 this.forgetDisk(file);
-                throw new WkvMiss("absent", "not cached");
-            }
             throw error;
         }
-        const {header, body, tokens} = decodeWkv(bytes, key);
-        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens};
     }
 
     private async drop(file: string, reason: MissReason): Promise<void> {
@@ -293,6 +294,7 @@ export class ChunkKvCache {
                 await handle.close();
             }
             await rename(temp, file);
+            await this.layouts.record(key.fingerprint, compact.body);
         } catch (error) {
             await rm(temp, {force: true}).catch(() => {});
             this.counters.diskWriteErrors++;
