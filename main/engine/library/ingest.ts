@@ -30,6 +30,8 @@ export type IngestOptions = {
     followLinksOutside?: boolean;
     /** The heap one file's parse may use, in MiB (default 1024). */
     parseHeapMb?: number;
+    /** Table versions younger than this survive the upkeep after a changing ingest (default 5 minutes). */
+    versionGraceMs?: number;
 };
 
 /**
@@ -176,7 +178,9 @@ async function ingestWith(parser: ParserWorker, store: LibraryStore, folderPath:
                 report(`embedding ${done}/${total} chunks`, done === total);
         });
 
-    await store.ensureFtsIndex(changedFiles > 0 || removedFiles > 0);
+    await store.ensureFtsIndex();
+    if (changedFiles > 0 || removedFiles > 0)
+        await store.upkeep(options.versionGraceMs ?? 5 * 60_000);
     report(null, true);
 
     const rows = [...(await store.documentsOf(folder.id)).values()];

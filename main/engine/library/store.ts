@@ -313,6 +313,19 @@ export class LibraryStore {
             await retryCommit(() => this.chunks.optimize());
     }
 
+    /**
+     * Library upkeep after an ingest that changed something: every table's small fragments are compacted, its indexes
+     * caught up, and table versions older than `graceMs` removed with their files (each commit leaves a version, so
+     * without this the folder grows with every edit). The grace keeps the versions a reader in another process may
+     * still be reading.
+     */
+    public async upkeep(graceMs: number): Promise<void> {
+        const cleanupOlderThan = new Date(Date.now() - graceMs);
+        const vectorTables = await Promise.all([...this.vectorIndexes.values()].map(async (index) => (await index).table));
+        for (const table of [this.chunks, this.documents, this.folders, ...vectorTables])
+            await retryCommit(() => table.optimize({cleanupOlderThan}));
+    }
+
     public async searchText(query: string, limit: number): Promise<ChunkHit[]> {
         const cleaned = query.replace(/[^\p{L}\p{N}\s]+/gu, " ").trim();
         if (cleaned === "" || limit === 0)

@@ -16,7 +16,7 @@ const annThreshold = 20_000;
 export class VectorIndex {
     private annBuilt = false;
 
-    private constructor(private readonly table: lancedb.Table) {}
+    private constructor(public readonly table: lancedb.Table) {}
 
     public static async open(db: lancedb.Connection, embedder: Embedder): Promise<VectorIndex> {
         const name = `vectors_${embedder.key}`;
