@@ -356,34 +356,24 @@ export class LibraryStore {
     }
 
     /**
-     * Full-text and vector results fused by reciprocal rank (k = 60): robust to the two scores' different
-     * scales, and a chunk found by both rises to the top.
+     * Full-text and vector results fused by reciprocal rank (k = 60): robust to the two scores' different scales, and a
+     * chunk found by both rises to the top. One LanceDB hybrid query over the vector table (which keeps each chunk's
+     * text), then the hits' chunk rows by id; a vector table without its text index yet falls back to full-text.
      */
     public async searchHybrid(query: string, queryVector: Float32Array, embedder: Embedder, limit: number): Promise<ChunkHit[]> {
-        const depth = limit * 4 + 8;
-        const [textHits, vectorHits] = await Promise.all([
-            this.searchText(query, depth),
-            (await this.vectorIndex(embedder)).search(queryVector, depth)
-        ]);
+        const cleaned = query.replace(/[^\p{L}\p{N}\s]+/gu, " ").trim();
+        const index = await this.vectorIndex(embedder);
+        if (cleaned === "" || limit === 0 || !index.hybridReady)
+            return this.searchText(query, limit);
 
-        const fused = new Map<string, number>();
-        const add = (id: string, rank: number) => fused.set(id, (fused.get(id) ?? 0) + 1 / (60 + rank + 1));
-        textHits.forEach((hit, rank) => add(hit.id, rank));
-        vectorHits.forEach((hit, rank) => add(hit.id, rank));
+        // Over-fetch: stale rows of a document being replaced are filtered out below.
+        const fused = await index.hybrid(cleaned, queryVector, limit * 2 + 8);
+        if (fused.length === 0)
+            return [];
 
-        const known = new Map(textHits.map((hit) => [hit.id, hit]));
-        const unknownIds = [...fused.keys()].filter((id) => !known.has(id));
-        if (unknownIds.length > 0) {
-            const rows = (await this.chunks.query().where(sqlIn("id", unknownIds)).toArray()) as ChunkRow[];
-            for (const row of await this.onlyCommitted(rows.map((row) => ({...row, score: 0}))))
-                known.set(row.id, row);
-        }
-
-        return [...fused.entries()]
-            .filter(([id]) => known.has(id))
-            .sort((a, b) => b[1] - a[1])
-            .slice(0, limit)
-            .map(([id, score]) => ({...known.get(id)!, score}));
+        const rows = (await this.chunks.query().where(sqlIn("id", fused.map((hit) => hit.id))).toArray()) as ChunkRow[];
+        const known = new Map((await this.onlyCommitted(rows.map((row) => ({...row, score: 0})))).map((row) => [row.id, row]));
+        return fused.filter((hit) => known.has(hit.id)).slice(0, limit).map((hit) => ({...known.get(hit.id)!, score: hit.score}));
     }
 
     private async onlyCommitted(hits: ChunkHit[]): Promise<ChunkHit[]> {
