@@ -6,9 +6,10 @@
 #
 # In one command (the device allows 10 minutes): unpacks Node, npm, Node's headers, node_modules and the llama.cpp
 # source from .device/pack; applies node-llama-cpp's and Weft's patches and builds llama.cpp for CUDA (arch 90) through
-# scripts/build-llama.mjs; builds the native addon (scripts/build-native.mjs, or g++ directly if node-gyp fails); writes
-# a random-weight f16 llama GGUF (test/fixtures/make-tiny-models.ts) in parallel with the build; then times TTFT of
-# full / naive / chunk-head / hkvd (ratio 0.15) at 2k and 8k tokens and prints a Markdown table. Results and logs go to
+# scripts/build-llama.mjs; builds the native addon's debug target (scripts/build-native.mjs --debug, with the SIGUSR2
+# stack dumper; or g++ directly if node-gyp fails); writes a random-weight f16 llama GGUF (test/fixtures/make-tiny-models.ts)
+# in parallel with the build; then runs bench/ttft-gpu.ts, which times TTFT of full / naive / chunk-head / hkvd (ratio
+# 0.15) at 2k and 8k tokens and prints a Markdown table. Results and logs go to
 # $OUT (gpu-run.log, ttft.md, ttft.jsonl, build logs).
 #
 # Environment (defaults are the GPU run's): WEFT_GPU (cuda; "false" for a CPU dry run of the whole flow),
@@ -16,7 +17,7 @@
 # WEFT_SHAPE ("layers embd heads kvHeads ff": 16 2048 16 8 5632), WEFT_BUDGET_S (570: no new benchmark run starts
 # after this many seconds from the script's start), WEFT_WORK (/tmp/weft-gpu), WEFT_GPU_REUSE (1: on a warm machine
 # whose previous call of this script built everything, keep node_modules, the CUDA build and the model, and only
-# rebuild the native addon; minutes saved), WEFT_TRACE (1: log each step of each run, to find a hang), WEFT_STALL_S
+# rebuild the native addon; minutes saved), WEFT_TRACE (1: --trace, log each step of each run, to find a hang), WEFT_STALL_S
 # (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
 # strategies: full,naive-pageable,naive,chunk-head,hkvd), WEFT_PROBE (1: short 8k runs that each change one thing).
 set -uo pipefail

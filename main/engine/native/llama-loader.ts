@@ -13,19 +13,16 @@ export type BlendBuild = {build: PatchedBuildInfo};
 
 export type LlamaLoad = {llama: Llama, blend: Capability<BlendBuild>};
 
-/** The patched build to load for `gpu`: for "auto", the first recorded one for a backend this machine supports. */
+/**
+ * The patched build to load for `gpu`. For "auto", the backend node-llama-cpp would pick (the first GPU type this
+ * machine supports, else the CPU): a patched build for another backend is not taken, since trading the GPU for the
+ * blend path would make every question slower.
+ */
 async function patchedBuildFor(gpu: GpuChoice): Promise<Capability<PatchedBuildInfo>> {
     if (gpu !== "auto")
         return detectPatchedBuild({gpu});
-    const supported = await getLlamaGpuTypes("supported").catch(() => [false as const]);
-    let first: Capability<PatchedBuildInfo> | undefined;
-    for (const type of [...supported.filter((entry) => entry !== false), false as const]) {
-        const found = detectPatchedBuild({gpu: type});
-        if (found.available)
-            return found;
-        first ??= found;
-    }
-    return first ?? detectPatchedBuild({});
+    const supported = await getLlamaGpuTypes("supported").catch(() => [] as PatchedGpu[]);
+    return detectPatchedBuild({gpu: supported.find((type): type is Exclude<PatchedGpu, false> => type !== false) ?? false});
 }
 
 /**
