@@ -62,7 +62,8 @@ export async function readWkvFile(file: string, key: ChunkKey, expectedLayout?: 
         const expected = prefixBytes + headerLength + bodyBytes + digestBytes;
         if (size !== expected)
             throw new WkvMiss("bad-sizes", `file has ${size} bytes, its header's shape needs ${expected}`);
-        if (expectedLayout != null && layoutOf(header) !== expectedLayout)
+        // Another model's file keeps its own name (decodeWkv reports wrong-model); a re-keyed one is caught by its layout.
+        if (expectedLayout != null && header.fingerprint === key.fingerprint && layoutOf(header) !== expectedLayout)
             throw new WkvMiss("wrong-layout", "the KV layout (layers, types, row sizes) is not this model's");
 
         const decoded = decodeWkv(await readExactly(handle, 0, size), key);

@@ -8,6 +8,9 @@ import {EngineError} from "../../contract/index.js";
 const systemTrees = ["/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/private/etc", "/System",
     "C:\\Windows", "C:\\Program Files", "C:\\Program Files (x86)"];
 
+/** What Weft writes inside its data folder (the index, the chunk KV caches, downloaded models). */
+const weftFolders = ["library", "kvcache", "models"];
+
 export type FolderPolicy = {
     /** The engine's data folder: indexing it (or anything in it) would index the index. */
     dataDir: string;
@@ -32,9 +35,11 @@ export async function checkFolder(folderPath: string, policy: FolderPolicy): Pro
     const real = await realpath(absolute).catch(() => absolute);
     const dataDir = path.resolve(policy.dataDir);
     const realDataDir = await realpath(dataDir).catch(() => dataDir);
+    // The data folder itself and the folders Weft keeps in it; a folder of documents the user keeps there is theirs.
+    const owned = [dataDir, realDataDir].flatMap((dir) => weftFolders.map((name) => path.join(dir, name)));
     for (const candidate of new Set([absolute, real])) {
-        if (isWithin(candidate, dataDir) || isWithin(candidate, realDataDir))
-            throw new EngineError("bad_request", `${absolute} is Weft's data folder (or inside it); choose a folder of documents`);
+        if (candidate === dataDir || candidate === realDataDir || owned.some((folder) => isWithin(candidate, folder)))
+            throw new EngineError("bad_request", `${absolute} is Weft's data folder (or one of its own folders); choose a folder of documents`);
 
         if (path.dirname(candidate) === candidate || systemTrees.some((tree) => isWithin(candidate, tree)))
             throw new EngineError("bad_request", `${absolute} is a system folder${real !== absolute ? ` (it is ${real})` : ""}; ` +
