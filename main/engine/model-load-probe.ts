@@ -39,8 +39,9 @@ export async function probeModelLoad(modelPath: string, options: {gpu: GpuChoice
         child.once("close", (exitCode, exitSignal) => resolve({code: exitCode, signal: exitSignal}));
     }).finally(() => clearTimeout(timer));
 
-    // 134 is a shell's way of reporting SIGABRT; llama.cpp's GGML_ABORT raises it.
-    if (signal != null || code === 134) {
+    // 134 is a shell's way of reporting SIGABRT; llama.cpp's GGML_ABORT raises it. Any other failure that printed a
+    // ggml assertion is the same crash reported another way.
+    if (signal != null || code === 134 || (code !== 0 && /GGML_ASSERT|GGML_ABORT/.test(stderr))) {
         const assertion = stderr.split("\n").map((line) => line.trim()).filter((line) => /assert|abort|error|failed/i.test(line)).slice(-2).join("; ");
         throw new EngineError("model_invalid", `llama.cpp stopped while loading ${path.basename(modelPath)} (${signal ?? `exit ${code}`})` +
             `${assertion !== "" ? `: ${assertion.slice(0, 400)}` : ""}; the file is damaged or not supported by this version`);
