@@ -25,6 +25,9 @@ await Promise.all([
     build({...nodeCommon, entryPoints: [at("main/electron/main.ts")], outfile: at("dist/electron/main.js"), format: "esm"}),
     // The engine's own process in the desktop app (Electron's utilityProcess).
     build({...nodeCommon, entryPoints: [at("main/electron/engine-host.ts")], outfile: at("dist/electron/engine-host.js"), format: "esm"}),
+    // The parse worker's entry sits beside each bundle that starts it (main/engine/library/parse/parser-worker.ts).
+    build({...nodeCommon, entryPoints: [at("main/engine/library/parse/parse-worker.ts")], outfile: at("dist/parse-worker.js"), format: "esm"}),
+    build({...nodeCommon, entryPoints: [at("main/engine/library/parse/parse-worker.ts")], outfile: at("dist/electron/parse-worker.js"), format: "esm"}),
     // A sandboxed preload cannot require project files, so it is bundled into one CommonJS file (zod included).
     build({
         ...nodeCommon, packages: undefined, external: ["electron"],

@@ -1,3 +1,4 @@
+import path from "node:path";
 import {EngineError} from "../contract/index.js";
 import {commonOptions, parseCommandArgs, UsageError} from "./args.js";
 import {openEngineFromFlags} from "./open-engine.js";
@@ -15,13 +16,14 @@ export async function ingestCommand(argv: string[]): Promise<number> {
     if (positionals.length !== 1)
         throw new UsageError(`ingest needs exactly one folder: ${ingestUsage}`);
 
+    // A shell's relative path means the shell's folder; the engine itself takes absolute paths only.
     const engine = await openEngineFromFlags(values);
     const controller = new AbortController();
     const onSignal = () => controller.abort();
     process.once("SIGINT", onSignal);
     try {
         const bar = new ProgressBar("Indexing");
-        for await (const event of engine.ingestFolder({path: positionals[0]!}, controller.signal)) {
+        for await (const event of engine.ingestFolder({path: path.resolve(positionals[0]!)}, controller.signal)) {
             if (event.type === "progress") {
                 const p = event.progress;
                 bar.update(p.filesDone, p.filesTotal,

@@ -6,6 +6,8 @@ export async function openEngineFromFlags(values: {data?: string, threads?: stri
     return Engine.open({
         dataDir: resolveDataDir(values.data),
         threads: parsePositiveInt(values.threads, "--threads"),
-        gpu: parseGpu(values.gpu)
+        gpu: parseGpu(values.gpu),
+        // Another Weft process (the app, serve) writing the same data folder: say so, then wait for it.
+        lockWait: {onWait: (message) => process.stderr.write(`weft: ${message}\n`)}
     });
 }

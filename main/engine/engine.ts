@@ -22,6 +22,7 @@ import {LibraryHost} from "./library-host.js";
 import {backendOf, type GpuChoice} from "./llama-runtime.js";
 import {ModelBlendSupportCache} from "./model-blend-support.js";
 import {type CacheStats, ModelHost} from "./model-host.js";
+import {DataDirLock, type LockWait} from "./data-lock.js";
 import {ModelRegistry} from "./model-registry.js";
 import {loadSettings, resolveThreads, saveSettings, type Settings} from "./settings.js";
 
@@ -36,6 +37,8 @@ export type EngineOptions = {
     residentKvBytes?: number;
     /** Level of the KV codec for chunk caches on disk; null stores them as raw f16 (default: level 2, see model-host.ts). */
     kvCodecLevel?: number | null;
+    /** Waiting for another process that is writing this data folder: how long, and what to tell the user. */
+    lockWait?: LockWait;
 };
 
 /**
@@ -54,8 +57,11 @@ export class Engine implements EngineApi {
     /** The settings this run started with: budgets, threads and GPU layers apply from the next start. */
     private readonly startedWith: Settings;
 
+    private readonly lockWait: LockWait;
+
     private constructor(public readonly dataDir: string, public readonly threads: number, options: EngineOptions,
         private readonly registry: ModelRegistry, private settings: Settings) {
+        this.lockWait = options.lockWait ?? {};
         this.host = new ModelHost({
             dataDir, threads, gpu: options.gpu ?? "auto", modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize,
             ...residentBudget(options.residentKvBytes ?? settings.residentCacheBytes ?? undefined),
@@ -66,7 +72,8 @@ export class Engine implements EngineApi {
         this.startedWith = settings;
         this.libraryHost = new LibraryHost(dataDir, {
             foreground: this.foreground, tokenizer: () => this.ingestTokenizer(), embedder: () => this.embedder(), changed: () => this.warming.trigger(),
-            chunkTokens: () => this.settings.chunkTokens
+            chunkTokens: () => this.settings.chunkTokens,
+            folderOptions: () => ({followLinksOutside: this.settings.followLinksOutsideFolder, lockWait: this.lockWait})
         });
         this.warming = new CacheWarming({
             host: this.host, library: this.libraryHost, foreground: this.foreground, isClosed: () => this.closed,
@@ -79,7 +86,7 @@ export class Engine implements EngineApi {
 
     public static async open(options: EngineOptions): Promise<Engine> {
         await mkdir(options.dataDir, {recursive: true});
-        const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir), loadSettings(options.dataDir)]);
+        const [registry, settings] = await Promise.all([ModelRegistry.open(options.dataDir, options.lockWait), loadSettings(options.dataDir)]);
         return new Engine(options.dataDir, resolveThreads(startupThreads(options.threads, settings)), options, registry, settings);
     }
 
@@ -108,6 +115,8 @@ export class Engine implements EngineApi {
 
     /** The registered models, each with whether it can blend (and why not). */
     public async listModels(): Promise<ListedModel[]> {
+        // Another process (the CLI beside serve or the app) may have changed the registry.
+        await this.registry.refresh();
         return Promise.all(this.registry.list().map(async (info) => ({...info, blend: await this.blendSupport.of(info)})));
     }
 
@@ -342,9 +351,12 @@ export class Engine implements EngineApi {
         return downloadEvents(input.source, signal, (source, options) => this.pullModel(source, options));
     }
 
+    /** Read-modify-write under the data folder's lock, so a change another process saved meanwhile is kept. */
     private async updateSettings(patch: Partial<Settings>): Promise<void> {
-        this.settings = {...this.settings, ...patch};
-        await saveSettings(this.dataDir, this.settings);
+        await DataDirLock.for(this.dataDir).hold(async () => {
+            this.settings = {...(await loadSettings(this.dataDir)), ...patch};
+            await saveSettings(this.dataDir, this.settings);
+        }, this.lockWait);
     }
 }
 

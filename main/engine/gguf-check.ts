@@ -1,6 +1,7 @@
 import {open, stat} from "node:fs/promises";
 import {readGgufFileInfo, type GgufFileInfo} from "node-llama-cpp";
 import {EngineError} from "../contract/index.js";
+import {checkGgufHeader, checkGgufInfo} from "./gguf-bounds.js";
 
 const ggufMagic = "GGUF";
 
@@ -38,6 +39,10 @@ export async function inspectGguf(filePath: string): Promise<GgufSummary> {
         const {bytesRead} = await handle.read(head, 0, 4, 0);
         if (bytesRead < 4 || head.toString("latin1") !== ggufMagic)
             throw new EngineError("model_invalid", `${filePath} is not a GGUF model file (it does not start with "GGUF")`);
+
+        const problem = await checkGgufHeader(handle, sizeBytes);
+        if (problem != null)
+            throw new EngineError("model_invalid", `${filePath} is a damaged GGUF file: ${problem}`);
     } finally {
         await handle.close();
     }
@@ -48,6 +53,10 @@ export async function inspectGguf(filePath: string): Promise<GgufSummary> {
     } catch (error) {
         throw new EngineError("model_invalid", `${filePath} is a damaged GGUF file: ${(error as Error).message}`, {cause: error});
     }
+
+    const problem = checkGgufInfo(info, sizeBytes);
+    if (problem != null)
+        throw new EngineError("model_invalid", `${filePath} is a damaged or absurd GGUF file: ${problem}`);
 
     const metadata = info.metadata as Record<string, unknown> & {
         general?: {architecture?: string, name?: string},

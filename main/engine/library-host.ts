@@ -1,4 +1,5 @@
 import type {FolderInfo, IngestEvent} from "../contract/index.js";
+import type {LockWait} from "./data-lock.js";
 import type {Foreground} from "./foreground.js";
 import type {Embedder} from "./library/embedder.js";
 import {Library, type Tokenizer} from "./library/library.js";
@@ -18,9 +19,11 @@ export class LibraryHost {
         /** Called after an ingest that changed the library (cache warming starts a pass). */
         changed(): void,
         /** The size chunks are packed to (a setting). */
-        chunkTokens?(): number
+        chunkTokens?(): number,
+        /** The folder policy's setting and how long to wait for another process writing the data folder. */
+        folderOptions?(): {followLinksOutside: boolean, lockWait?: LockWait}
     }) {
-        this.library = new Library(dataDir, () => deps.tokenizer(), () => deps.embedder(), deps.chunkTokens);
+        this.library = new Library(dataDir, () => deps.tokenizer(), () => deps.embedder(), deps.folderOptions, deps.chunkTokens);
     }
 
     public listFolders(): Promise<FolderInfo[]> {

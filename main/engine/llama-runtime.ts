@@ -27,7 +27,13 @@ export type LoadedModel = {
  * Loads a registered model with one context. Memory is checked up front so a model that cannot fit
  * fails with `model_too_large` instead of the process being killed.
  */
-export async function loadModel(llama: Llama, info: ModelInfo, options: {contextSize: number, threads: number, gpuLayers?: number}): Promise<LoadedModel> {
+export async function loadModel(llama: Llama, info: ModelInfo, options: {
+    contextSize: number,
+    threads: number,
+    gpuLayers?: number,
+    /** Runs before the load, once memory is known to suffice (the engine loads a new file in a child first). */
+    beforeLoad?: (modelPath: string) => Promise<void>
+}): Promise<LoadedModel> {
     const summary = await inspectGguf(info.path);
     if (llama.gpu === false) {
         const insights = await GgufInsights.from(summary.info, llama);
@@ -39,6 +45,7 @@ export async function loadModel(llama: Llama, info: ModelInfo, options: {context
                 "choose a smaller or more quantized model");
     }
 
+    await options.beforeLoad?.(info.path);
     let model: LlamaModel;
     try {
         model = await llama.loadModel({modelPath: info.path, ...(options.gpuLayers != null ? {gpuLayers: options.gpuLayers} : {})});

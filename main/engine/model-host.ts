@@ -8,6 +8,7 @@ import type {ResidentTierStats} from "./kv/resident-tier.js";
 import {StoreFailures, type StoreFailureStats} from "./kv/store-failures.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
 import {type GpuChoice, type LlamaLoad, type LoadedModel, loadModel, startLlama, unloadModel} from "./llama-runtime.js";
+import {ModelLoadChecks} from "./model-load-probe.js";
 import {Mutex} from "./mutex.js";
 import type {Capability} from "./native/capability.js";
 
@@ -115,7 +116,9 @@ export class ModelHost {
         const llama = await this.llama();
         this.loaded = await loadModel(llama, this.options.modelInfo(modelId), {
             contextSize: this.options.contextSize(), threads: this.options.threads,
-            ...(this.options.gpuLayers != null ? {gpuLayers: this.options.gpuLayers} : {})
+            ...(this.options.gpuLayers != null ? {gpuLayers: this.options.gpuLayers} : {}),
+            // A model file's first load runs in a child, where a llama.cpp abort is only an error.
+            beforeLoad: (modelPath) => new ModelLoadChecks(this.options.dataDir, this.options.gpu).ensure(modelPath)
         });
         return this.loaded;
     }

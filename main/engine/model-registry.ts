@@ -1,19 +1,30 @@
 import path from "node:path";
 import {z} from "zod";
 import {EngineError, ModelInfo} from "../contract/index.js";
+import {DataDirLock, type LockWait} from "./data-lock.js";
 import {inspectGguf} from "./gguf-check.js";
 import {readJsonOr, writeJsonAtomic} from "./json-file.js";
 
 const RegistryFile = z.object({version: z.literal(1), models: z.array(ModelInfo)});
 
-/** The models the user has added, kept as `models.json` in the data dir. Model files stay where they are. */
+/**
+ * The models the user has added, kept as `models.json` in the data dir. Model files stay where they are. Changes are
+ * read-modify-written under the data folder's lock, so two processes sharing the folder never erase each other's.
+ */
 export class ModelRegistry {
-    private constructor(private readonly filePath: string, private models: ModelInfo[]) {}
+    private constructor(private readonly dataDir: string, private readonly filePath: string, private models: ModelInfo[],
+        private readonly lockWait: LockWait) {}
 
-    public static async open(dataDir: string): Promise<ModelRegistry> {
+    public static async open(dataDir: string, lockWait: LockWait = {}): Promise<ModelRegistry> {
         const filePath = path.join(dataDir, "models.json");
-        const file = await readJsonOr(filePath, RegistryFile, {version: 1, models: []});
-        return new ModelRegistry(filePath, file.models);
+        const registry = new ModelRegistry(dataDir, filePath, [], lockWait);
+        await registry.refresh();
+        return registry;
+    }
+
+    /** Re-reads the file (another process may have changed it). */
+    public async refresh(): Promise<void> {
+        this.models = (await readJsonOr(this.filePath, RegistryFile, {version: 1, models: []})).models;
     }
 
     public list(): ModelInfo[] {
@@ -36,6 +47,10 @@ export class ModelRegistry {
     public async add(modelPath: string): Promise<ModelInfo> {
         const absolutePath = path.resolve(modelPath);
         const summary = await inspectGguf(absolutePath);
+        return this.change(async () => this.addChecked(absolutePath, summary));
+    }
+
+    private async addChecked(absolutePath: string, summary: Awaited<ReturnType<typeof inspectGguf>>): Promise<ModelInfo> {
         const existing = this.models.find((model) => model.path === absolutePath);
         const info: ModelInfo = {
             id: existing?.id ?? this.freeId(absolutePath),
@@ -52,18 +67,24 @@ export class ModelRegistry {
         this.models = existing != null
             ? this.models.map((model) => (model === existing ? info : model))
             : [...this.models, info];
-        await this.save();
         return info;
     }
 
     public async remove(id: string): Promise<boolean> {
-        const before = this.models.length;
-        this.models = this.models.filter((model) => model.id !== id);
-        if (this.models.length === before)
-            return false;
+        return this.change(async () => {
+            const before = this.models.length;
+            this.models = this.models.filter((model) => model.id !== id);
+            return this.models.length !== before;
+        });
+    }
 
-        await this.save();
-        return true;
+    private async change<T>(apply: () => Promise<T>): Promise<T> {
+        return DataDirLock.for(this.dataDir).hold(async () => {
+            await this.refresh();
+            const result = await apply();
+            await this.save();
+            return result;
+        }, this.lockWait);
     }
 
     private freeId(absolutePath: string): string {

@@ -7,7 +7,9 @@ import {readJsonOr, writeJsonAtomic} from "./json-file.js";
 export const Settings = z.object({
     activeModelId: z.string().nullable().default(null),
     embeddingModelId: z.string().nullable().default(null),
-    contextSize: z.number().int().min(256).max(131_072).default(4096)
+    contextSize: z.number().int().min(256).max(131_072).default(4096),
+    /** Index what symbolic links inside an added folder point to even when it lies outside that folder. */
+    followLinksOutsideFolder: z.boolean().default(false)
 }).merge(UserSettings);
 export type Settings = z.infer<typeof Settings>;
 

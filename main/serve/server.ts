@@ -3,6 +3,7 @@ import {createServer, type IncomingMessage} from "node:http";
 import type {AddressInfo} from "node:net";
 import {WebSocketServer} from "ws";
 import {apiSocketPath, type EngineApi} from "../contract/index.js";
+import {parseRequestTarget} from "./request-path.js";
 import {attachSocketSession} from "./socket-session.js";
 import {serveStatic} from "./static-files.js";
 
@@ -18,6 +19,8 @@ export type ServeOptions = {
 export type RunningServer = {url: string, port: number, token: string, close(): Promise<void>};
 
 const host = "127.0.0.1";
+/** The largest message a client may send; the protocol's messages are small JSON. */
+export const maxMessageBytes = 1024 * 1024;
 
 /**
  * Serves the renderer and the engine socket on loopback only. The socket needs the per-run token and a
@@ -36,8 +39,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         const origin = request.headers.origin;
         return origin == null || [...allowedHosts()].some((allowed) => origin === `http://${allowed}`);
     };
-    const tokenValid = (request: IncomingMessage) => {
-        const given = Buffer.from(new URL(request.url ?? "/", "http://x").searchParams.get("token") ?? "");
+    const tokenValid = (searchParams: URLSearchParams) => {
+        const given = Buffer.from(searchParams.get("token") ?? "");
         return given.length === tokenBuffer.length && timingSafeEqual(given, tokenBuffer);
     };
 
@@ -52,34 +55,57 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
             return;
         }
 
-        const {pathname} = new URL(request.url ?? "/", "http://x");
-        if (pathname === apiSocketPath) {
-            // A plain request to the socket path tells a wrong token apart from a server that is down.
-            response.writeHead(tokenValid(request) ? 426 : 401, {"Content-Type": "text/plain"})
-                .end(tokenValid(request) ? "upgrade to a WebSocket" : "missing or wrong token");
+        const target = parseRequestTarget(request.url);
+        if (target == null) {
+            response.writeHead(400, {"Content-Type": "text/plain"}).end("bad request path");
             return;
         }
 
-        void serveStatic(options.rendererDir, pathname, response).catch((error) => {
+        if (target.pathname === apiSocketPath) {
+            // A plain request to the socket path tells a wrong token apart from a server that is down.
+            const valid = tokenValid(target.searchParams);
+            response.writeHead(valid ? 426 : 401, {"Content-Type": "text/plain"})
+                .end(valid ? "upgrade to a WebSocket" : "missing or wrong token");
+            return;
+        }
+
+        void serveStatic(options.rendererDir, target.pathname, response).catch((error) => {
             log(`static file error: ${(error as Error).message}`);
             if (!response.headersSent)
                 response.writeHead(500).end();
         });
     });
 
-    const sockets = new WebSocketServer({noServer: true, maxPayload: 1024 * 1024});
+    // Malformed requests and resets end that connection only.
+    server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+        socket.on("error", () => {});
+        if (socket.writable && error.code !== "ECONNRESET")
+            socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        else
+            socket.destroy();
+    });
+    server.on("connection", (socket) => socket.on("error", (error) => log(`connection error: ${error.message}`)));
+
+    // ws closes a socket whose message is too big with 1009 and one with invalid UTF-8 with 1007, then emits
+    // "error" on it; attachSocketSession handles that event.
+    const sockets = new WebSocketServer({noServer: true, maxPayload: maxMessageBytes});
+    sockets.on("error", (error) => log(`socket server error: ${error.message}`));
     server.on("upgrade", (request, socket, head) => {
-        const {pathname} = new URL(request.url ?? "/", "http://x");
+        socket.on("error", (error) => log(`upgrade socket error: ${error.message}`));
         const refuse = (status: string) => {
             socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         };
-        if (pathname !== apiSocketPath)
+        const target = parseRequestTarget(request.url);
+        if (target == null)
+            return refuse("400 Bad Request");
+
+        if (target.pathname !== apiSocketPath)
             return refuse("404 Not Found");
 
         if (!hostAllowed(request) || !originAllowed(request))
             return refuse("403 Forbidden");
 
-        if (!tokenValid(request))
+        if (!tokenValid(target.searchParams))
             return refuse("401 Unauthorized");
 
         sockets.handleUpgrade(request, socket, head, (webSocket) => attachSocketSession(webSocket, options.engine, log));

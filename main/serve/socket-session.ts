@@ -31,5 +31,8 @@ export function attachSocketSession(socket: WebSocket, engine: EngineApi, log: (
         session.receive(json);
     });
 
+    // Protocol errors (too big: 1009, invalid UTF-8: 1007, bad frames: 1002) close this socket only.
+    socket.on("error", (error) => log(`socket closed on a protocol error: ${error.message}`));
+
     socket.on("close", () => session.close());
 }

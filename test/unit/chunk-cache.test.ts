@@ -27,6 +27,7 @@ function syntheticBody(cells: number, options: {vTrans?: boolean, nLayer?: numbe
 }
 
 const fingerprint = "0123456789abcdef0123456789abcdef";
+const otherLayoutFingerprint = "0123456789abcdef0123456789abcde0";
 const key = (chunkHash: string, overrides: Partial<ChunkKey> = {}): ChunkKey => ({fingerprint, chunkHash, promptFormatVersion: 1, ...overrides});
 const tokensFor = (body: KvBody) => body.cells.map((_, i) => 100 + i);
 
@@ -68,13 +69,15 @@ afterEach(() => temp.cleanup());
 describe("chunk KV cache round trips", () => {
     it("serves a chunk from RAM, then from disk after RAM is emptied, then from RAM again", async () => {
         const cache = await ChunkKvCache.open({dataDir: temp.dir, ramBudgetBytes: 1 << 20, diskBudgetBytes: 1 << 20});
+        // One model folder holds one KV layout (wkv-open.ts checks it), so the two V orientations are two models here.
+        const fingerprintOf = (vTrans: boolean) => vTrans ? fingerprint : otherLayoutFingerprint;
         for (const vTrans of [true, false]) {
             const body = syntheticBody(7, {vTrans});
             const tokens = tokensFor(body);
-            const k = key(vTrans ? "aaaa" : "bbbb");
+            const k = key(vTrans ? "aaaa" : "bbbb", {fingerprint: fingerprintOf(vTrans)});
             assert.deepEqual(await cache.put(k, {tokens, body}), {ram: true, disk: true});
             assert.ok((await stat(cache.pathOf(k))).isFile());
-            assert.equal(cache.pathOf(k), path.join(temp.dir, "kvcache", fingerprint, `${k.chunkHash}.wkv`));
+            assert.equal(cache.pathOf(k), path.join(temp.dir, "kvcache", fingerprintOf(vTrans), `${k.chunkHash}.wkv`));
 
             assertHit(await cache.get(k), "ram", body, tokens);
             cache.clearRam();
@@ -89,7 +92,8 @@ describe("chunk KV cache round trips", () => {
         assert.equal(stats.disk.entries, 2);
         assert.equal(stats.droppedCorrupt, 0);
         // No temp file is left behind by the write-then-rename.
-        assert.deepEqual((await readdir(path.join(temp.dir, "kvcache", fingerprint))).sort(), ["aaaa.wkv", "bbbb.wkv"]);
+        const written = [...await readdir(path.join(temp.dir, "kvcache", fingerprint)), ...await readdir(path.join(temp.dir, "kvcache", otherLayoutFingerprint))];
+        assert.deepEqual(written.filter((name) => name !== "layout.json").sort(), ["aaaa.wkv", "bbbb.wkv"]);
     });
 
     it("keeps its own copy: changing the caller's arrays after put does not change the cache", async () => {
@@ -300,7 +304,7 @@ describe("chunk KV cache damaged files", () => {
     for (const {name, reason, damage} of damages) {
         it(`detects a ${name} (${reason}), deletes the file and keeps serving other keys`, async () => {
             const cache = await ChunkKvCache.open({dataDir: temp.dir, ramBudgetBytes: 1 << 20, diskBudgetBytes: 1 << 20});
-            const victim = syntheticBody(6), healthy = syntheticBody(6, {vTrans: false});
+            const victim = syntheticBody(6), healthy = syntheticBody(6);
             await cache.put(key("1111"), {tokens: tokensFor(victim), body: victim});
             await cache.put(key("2222"), {tokens: tokensFor(healthy), body: healthy});
             const file = cache.pathOf(key("1111"));

@@ -11,13 +11,14 @@
  * check is deleted and reported as a miss with its reason. `get` never throws.
  */
 import {randomBytes} from "node:crypto";
-import {mkdir, open, readdir, readFile, rename, rm, stat, utimes} from "node:fs/promises";
+import {mkdir, open, readdir, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
 import {isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
 import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
 import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
-import {type ChunkKey, decodeWkv, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
+import {type ChunkKey, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
+import {LayoutAnchors, readCacheFile} from "./wkv-open.js";
 
 export {modelFingerprint, type ModelFingerprintOptions} from "./fingerprint.js";
 export {type ChunkKey, type MissReason, type WkvHeader, wkvFormatVersion, wkvMagic} from "./wkv-file.js";
@@ -100,8 +101,11 @@ export class ChunkKvCache {
     };
     private readonly dropReasons: Partial<Record<MissReason, number>> = {};
 
+    private readonly layouts: LayoutAnchors;
+
     private constructor(private readonly options: ChunkCacheOptions) {
         this.root = path.join(options.dataDir, "kvcache");
+        this.layouts = new LayoutAnchors(this.root);
     }
 
     /** Opens the cache, indexing the files already on disk (least recently used by mtime) and removing stale temp files. */
@@ -224,25 +228,26 @@ export class ChunkKvCache {
     }
 
     private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
-        let bytes: Buffer;
         const readStartedAt = performance.now();
+        let read: Awaited<ReturnType<typeof readCacheFile>>;
         try {
-            bytes = await readFile(file);
+            // Regular files only, sized by their header before reading, layout and positions checked (wkv-open.ts);
+            // a codec container is read whole only within the disk budget, and its decoder checks its shape.
+            read = await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
+                {magic: codecMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
         } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+            if (error instanceof WkvMiss && error.reason === "absent")
                 this.forgetDisk(file);
-                throw new WkvMiss("absent", "not cached");
-            }
             throw error;
         }
         const readMs = performance.now() - readStartedAt;
-        if (startsWithCodecMagic(bytes)) {
+        if (read.kind === "other") {
             const decodeStartedAt = performance.now();
-            const entry = await this.decodeCodecFile(bytes, key);
+            const entry = await this.decodeCodecFile(read.bytes, key);
             return {...entry, readMs, decodeMs: performance.now() - decodeStartedAt};
         }
-        const {header, body, tokens} = decodeWkv(bytes, key);
-        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: bytes.byteLength, readMs};
+        const {header, body, tokens} = read;
+        return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: header.bodyBytes + 4 * header.nTokens, readMs};
     }
 
     /** A codec container (see {@link ChunkCacheOptions.codec}), decoded off the JS thread; a refused one is a Miss. */
@@ -369,6 +374,7 @@ export class ChunkKvCache {
                 await handle.close();
             }
             await rename(temp, file);
+            await this.layouts.record(key.fingerprint, compact.body);
         } catch (error) {
             await rm(temp, {force: true}).catch(() => {});
             this.counters.diskWriteErrors++;

@@ -19,7 +19,9 @@ export type ChunkKey = {
 
 export type MissReason =
     | "absent" | "bad-key" | "bad-magic" | "wrong-version" | "truncated" | "bad-header" | "bad-sizes" | "checksum"
-    | "wrong-model" | "wrong-chunk" | "wrong-prompt-format" | "bad-body" | "io-error";
+    | "wrong-model" | "wrong-chunk" | "wrong-prompt-format" | "bad-body" | "io-error"
+    // wkv-open.ts: a FIFO, device or link in place of the file; another model's layout; cells not at 1..n.
+    | "not-a-file" | "wrong-layout" | "bad-positions";
 
 /** The `.wkv` JSON header. */
 export type WkvHeader = {

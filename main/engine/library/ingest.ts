@@ -2,9 +2,10 @@ import {stat} from "node:fs/promises";
 import path from "node:path";
 import {EngineError, type FileProblem, type IngestProgress, type IngestSummary} from "../../contract/index.js";
 import {chunkDocument} from "./chunk.js";
+import {checkFolder} from "./folder-policy.js";
 import {hashFile} from "./file-hash.js";
 import {IngestJournal} from "./journal.js";
-import {parseDocument} from "./parse/index.js";
+import {ParserWorker} from "./parse/parser-worker.js";
 import type {Embedder} from "./embedder.js";
 import type {DocumentRow, LibraryStore, PendingDocument} from "./store.js";
 import type {ParseOptions} from "./types.js";
@@ -25,6 +26,12 @@ export type IngestOptions = {
     embedder?: Embedder | null;
     /** Only these files (absolute paths) are looked at; the rest of the folder is left as it is (the watcher uses this). */
     onlyPaths?: string[];
+    /** Follow symbolic links that lead out of the folder (the setting followLinksOutsideFolder). */
+    followLinksOutside?: boolean;
+    /** The heap one file's parse may use, in MiB (default 1024). */
+    parseHeapMb?: number;
+    /** Table versions younger than this survive the upkeep after a changing ingest (default 5 minutes). */
+    versionGraceMs?: number;
 };
 
 /**
@@ -33,8 +40,17 @@ export type IngestOptions = {
  * A file that cannot be read keeps whatever was indexed for it before and is listed with the reason.
  */
 export async function ingestFolder(store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
+    const parser = new ParserWorker({heapMb: options.parseHeapMb});
+    try {
+        return await ingestWith(parser, store, folderPath, options);
+    } finally {
+        await parser.close();
+    }
+}
+
+async function ingestWith(parser: ParserWorker, store: LibraryStore, folderPath: string, options: IngestOptions): Promise<IngestSummary & {cancelled: boolean}> {
     const startedAt = performance.now();
-    const root = path.resolve(folderPath);
+    const root = await checkFolder(folderPath, {dataDir: options.dataDir});
     try {
         if (!(await stat(root)).isDirectory())
             throw new EngineError("bad_request", `${root} is not a folder`);
@@ -54,7 +70,13 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
 
     const folder = await store.addFolder(root);
     const existing = await store.documentsOf(folder.id);
-    const walked = await walkFolder(root);
+    // Chunks stored twice are re-indexed: committing a path replaces every chunk of its hash with one set.
+    for (const duplicated of await store.pathsWithDuplicates(folder.id)) {
+        const row = existing.get(duplicated);
+        if (row != null)
+            existing.set(duplicated, {...row, status: "error"});
+    }
+    const walked = await walkFolder(root, {followLinksOutside: options.followLinksOutside});
     // onlyPaths entries may be folders (a folder created, renamed or deleted): everything under them is in scope.
     const scope = options.onlyPaths?.map((entry) => path.resolve(entry));
     const inScope = (filePath: string) => scope == null || scope.some((entry) => filePath === entry || filePath.startsWith(entry + path.sep));
@@ -86,6 +108,14 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
     };
     report(null, true);
 
+    const commitPending = async (pending: PendingDocument[]): Promise<void> => {
+        if (pending.length > 0) {
+            await journal.begin(pending.map(({row}) => row.path));
+            await store.commitDocuments(pending);
+            await journal.end();
+        }
+    };
+
     let cancelled = false;
     for (let start = 0; start < toProcess.length; start += batchSize) {
         if (options.signal?.aborted) {
@@ -97,7 +127,13 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
         const pending: PendingDocument[] = [];
         const rowsOnly: DocumentRow[] = [];
         for (const file of batch) {
-            const outcome = await processFile(file, folder.id, existing.get(file.path), options);
+            const outcome = await processFile(parser, file, folder.id, existing.get(file.path), options);
+            // Stopped mid-file: that file stays as it was; the ones before it are committed below.
+            if (options.signal?.aborted) {
+                cancelled = true;
+                break;
+            }
+
             if (outcome.kind === "commit") {
                 pending.push(outcome.pending);
                 chunksWritten += outcome.pending.chunks.length;
@@ -111,17 +147,22 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
         }
 
         await store.putDocumentRows(rowsOnly);
-        if (pending.length > 0) {
-            await journal.begin(pending.map(({row}) => row.path));
-            await store.commitDocuments(pending);
-            await journal.end();
-        }
+        await commitPending(pending);
+        if (cancelled)
+            break;
     }
+
+    // Links out of the folder: listed as skipped, and whatever was indexed through them before is dropped.
+    const linkRows = walked.skipped.filter((problem) => inScope(problem.path)).map((problem): PendingDocument => ({
+        row: {...errorRow(problem, folder.id, undefined), status: "skipped", contentHash: `link:${problem.reason}`}, type: null, chunks: []
+    }));
+    if (!cancelled)
+        await commitPending(linkRows.filter(({row}) => existing.get(row.path)?.reason !== row.reason));
 
     let removedFiles = 0;
     if (!cancelled) {
         // Only a clean listing may delete: a file that merely failed to list keeps its chunks.
-        const seen = new Set([...walked.files.map((file) => file.path), ...walked.problems.map((problem) => problem.path)]);
+        const seen = new Set([...walked.files, ...walked.problems, ...walked.skipped].map((entry) => entry.path));
         const gone = [...existing.keys()].filter((filePath) => !seen.has(filePath) && inScope(filePath));
         await store.removeDocuments(gone);
         removedFiles = gone.length;
@@ -137,7 +178,9 @@ export async function ingestFolder(store: LibraryStore, folderPath: string, opti
                 report(`embedding ${done}/${total} chunks`, done === total);
         });
 
-    await store.ensureFtsIndex(changedFiles > 0 || removedFiles > 0);
+    await store.ensureFtsIndex();
+    if (changedFiles > 0 || removedFiles > 0)
+        await store.upkeep(options.versionGraceMs ?? 5 * 60_000);
     report(null, true);
 
     const rows = [...(await store.documentsOf(folder.id)).values()];
@@ -165,13 +208,13 @@ type FileOutcome =
     /** Same content under a new mtime: only the document row changes. */
     | {kind: "touched", row: DocumentRow};
 
-async function processFile(file: WalkedFile, folderId: string, previous: DocumentRow | undefined, options: IngestOptions): Promise<FileOutcome> {
+async function processFile(parser: ParserWorker, file: WalkedFile, folderId: string, previous: DocumentRow | undefined, options: IngestOptions): Promise<FileOutcome> {
     const baseRow = (contentHash: string): DocumentRow => ({
         path: file.path, folderId, contentHash, size: file.size, mtimeMs: file.mtimeMs, type: path.extname(file.path).slice(1).toLowerCase(),
         status: "indexed", reason: "", chunkCount: 0, updatedAt: new Date().toISOString()
     });
 
-    const outcome = await parseDocument(file.path, options.parse);
+    const outcome = await parser.parse(file.path, {...options.parse, signal: options.signal});
     if (outcome.kind === "error")
         return {kind: "failed", row: errorRow({path: file.path, reason: outcome.reason}, folderId, previous)};
 

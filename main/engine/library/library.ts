@@ -1,4 +1,5 @@
 import {type Citation, EngineError, type FolderInfo, type IngestEvent, type IngestSummary} from "../../contract/index.js";
+import {DataDirLock, type LockWait} from "../data-lock.js";
 import type {Embedder} from "./embedder.js";
 import {ingestFolder} from "./ingest.js";
 import {LibraryStore} from "./store.js";
@@ -20,6 +21,7 @@ export class Library {
         private readonly dataDir: string,
         private readonly tokenizer: () => Promise<Tokenizer>,
         private readonly embedder: () => Promise<Embedder | null>,
+        private readonly folderOptions: () => {followLinksOutside: boolean, lockWait?: LockWait} = () => ({followLinksOutside: false}),
         /** The size chunks are packed to (the setting); the chunker's default when absent. */
         private readonly chunkTokens?: () => number
     ) {}
@@ -85,6 +87,7 @@ export class Library {
                 embedder: await this.embedder(),
                 signal,
                 onlyPaths,
+                followLinksOutside: this.folderOptions().followLinksOutside,
                 onProgress: (progress) => push({type: "progress", progress})
             });
             const {cancelled, ...rest} = summary;
@@ -144,8 +147,10 @@ export class Library {
         store?.close();
     }
 
+    /** One library write at a time in this process, and only while no other process writes the data folder. */
     private exclusive<T>(task: () => Promise<T>): Promise<T> {
-        const result = this.ingestQueue.then(task, task);
+        const locked = () => DataDirLock.for(this.dataDir).hold(task, this.folderOptions().lockWait);
+        const result = this.ingestQueue.then(locked, locked);
         this.ingestQueue = result.catch(() => {});
         return result;
     }

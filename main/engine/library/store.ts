@@ -3,7 +3,8 @@ import {mkdir} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import * as lancedb from "@lancedb/lancedb";
-import {Field, Float32, Int32, Schema, Utf8} from "apache-arrow";
+import {Field, Int32, Int64, Schema, Utf8} from "apache-arrow";
+import {retryCommit} from "./commit-retry.js";
 import {sqlIn, sqlString} from "./sql.js";
 import type {Chunk, DocumentType} from "./types.js";
 import type {Embedder} from "./embedder.js";
@@ -61,7 +62,8 @@ const documentSchema = new Schema([
     new Field("path", new Utf8(), false),
     new Field("folderId", new Utf8(), false),
     new Field("contentHash", new Utf8(), false),
-    new Field("size", new Float32(), false),
+    // Bytes, exact: a Float32 "size" (before) rounded files over 16 MiB, so they looked changed on every ingest.
+    new Field("sizeBytes", new Int64(), false),
     new Field("mtimeMs", new Utf8(), false),
     new Field("type", new Utf8(), false),
     new Field("status", new Utf8(), false),
@@ -121,13 +123,15 @@ export class LibraryStore {
     public static async open(dataDir: string): Promise<LibraryStore> {
         const dir = path.join(dataDir, "library");
         await mkdir(dir, {recursive: true});
-        const db = await lancedb.connect(dir);
+        // Another process (the CLI beside serve or the app) may commit: every read and write starts from the latest version.
+        const db = await lancedb.connect(dir, {readConsistencyInterval: 0});
         const names = new Set(await db.tableNames());
         const table = async (name: string, schema: Schema) =>
             names.has(name) ? db.openTable(name) : db.createEmptyTable(name, schema, {existOk: true});
         const store = new LibraryStore(db, await table("folders", folderSchema), await table("documents", documentSchema),
             await table("chunks", chunkSchema));
         store.ftsIndexed = (await store.chunks.listIndices()).some((index) => index.columns.includes("text"));
+        await migrateSizeColumn(store.documents);
         return store;
     }
 
@@ -146,12 +150,12 @@ export class LibraryStore {
             return existing;
 
         const row: FolderRow = {id, path: folderPath, addedAt: new Date().toISOString(), lastIndexedAt: ""};
-        await this.folders.add([row]);
+        await retryCommit(() => this.folders.add([row]));
         return row;
     }
 
     public async markFolderIndexed(id: string): Promise<void> {
-        await this.folders.update({where: `id = ${sqlString(id)}`, values: {lastIndexedAt: new Date().toISOString()}});
+        await retryCommit(() => this.folders.update({where: `id = ${sqlString(id)}`, values: {lastIndexedAt: new Date().toISOString()}}));
     }
 
     public async removeFolder(id: string): Promise<boolean> {
@@ -160,15 +164,15 @@ export class LibraryStore {
         for (const index of this.vectorIndexes.values())
             await (await index).dropFolder(id);
 
-        await this.chunks.delete(where);
-        await this.documents.delete(where);
-        await this.folders.delete(`id = ${sqlString(id)}`);
+        await retryCommit(() => this.chunks.delete(where));
+        await retryCommit(() => this.documents.delete(where));
+        await retryCommit(() => this.folders.delete(`id = ${sqlString(id)}`));
         return existed;
     }
 
     public async documentsOf(folderId: string): Promise<Map<string, DocumentRow>> {
         const rows = (await this.documents.query().where(`folderId = ${sqlString(folderId)}`).toArray()) as DocumentRow[];
-        return new Map(rows.map((row) => [row.path, {...row, size: Number(row.size), mtimeMs: Number(row.mtimeMs)}]));
+        return new Map(rows.map((row) => [row.path, fromStoredDocument(row as unknown as Record<string, unknown>)]));
     }
 
     /** Chunk texts (committed ones only), in batches, for cache warming. */
@@ -185,13 +189,46 @@ export class LibraryStore {
         return this.chunks.countRows(folderId != null ? `folderId = ${sqlString(folderId)}` : undefined);
     }
 
+    /**
+     * Paths of the folder whose chunks or document rows are stored more than once (two writers at once before the
+     * data-folder lock). Their duplicate document rows are reduced to one here; the caller re-indexes the paths,
+     * which replaces every chunk of their current hash with one fresh set.
+     */
+    public async pathsWithDuplicates(folderId: string): Promise<string[]> {
+        const where = `folderId = ${sqlString(folderId)}`;
+        const chunkRows = (await this.chunks.query().where(where).select(["id", "path"]).toArray()) as Array<{id: string, path: string}>;
+        const seenIds = new Set<string>();
+        const paths = new Set<string>();
+        for (const row of chunkRows) {
+            if (seenIds.has(row.id))
+                paths.add(row.path);
+
+            seenIds.add(row.id);
+        }
+
+        const documentRows = (await this.documents.query().where(where).toArray()) as Array<Record<string, unknown>>;
+        const byPath = new Map<string, Record<string, unknown>[]>();
+        for (const row of documentRows)
+            byPath.set(row.path as string, [...(byPath.get(row.path as string) ?? []), row]);
+
+        const doubled = [...byPath.entries()].filter(([, rows]) => rows.length > 1);
+        if (doubled.length > 0) {
+            const keep = doubled.map(([, rows]) => fromStoredDocument(rows.at(-1)!));
+            await retryCommit(() => this.documents.delete(sqlIn("path", keep.map((row) => row.path))));
+            await this.putDocumentRows(keep);
+            for (const row of keep)
+                paths.add(row.path);
+        }
+        return [...paths];
+    }
+
     /** Records skipped or failed files without touching chunks already indexed for them. */
     public async putDocumentRows(rows: DocumentRow[]): Promise<void> {
         if (rows.length === 0)
             return;
 
-        await this.documents.mergeInsert("path").whenMatchedUpdateAll().whenNotMatchedInsertAll()
-            .execute(rows.map(toStoredDocument));
+        await retryCommit(() => this.documents.mergeInsert("path").whenMatchedUpdateAll().whenNotMatchedInsertAll()
+            .execute(rows.map(toStoredDocument)));
     }
 
     /** Replaces the chunks of several documents in one batch (three steps; see the class comment). */
@@ -206,7 +243,7 @@ export class LibraryStore {
         const replacing = pending.filter(({row}) => known.has(row.path));
         if (replacing.length > 0) {
             const staleNew = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash = ${sqlString(row.contentHash)})`);
-            await this.chunks.delete(staleNew.join(" OR "));
+            await retryCommit(() => this.chunks.delete(staleNew.join(" OR ")));
         }
 
         const rows: ChunkRow[] = pending.flatMap(({row, chunks}) => chunks.map((chunk) => ({
@@ -224,21 +261,21 @@ export class LibraryStore {
             tokenCount: chunk.tokenCount
         })));
         if (rows.length > 0)
-            await this.chunks.add(rows);
+            await retryCommit(() => this.chunks.add(rows));
 
         await this.putDocumentRows(pending.map(({row}) => row));
 
         if (replacing.length > 0) {
             const oldChunks = replacing.map(({row}) => `(path = ${sqlString(row.path)} AND docHash != ${sqlString(row.contentHash)})`);
-            await this.chunks.delete(oldChunks.join(" OR "));
+            await retryCommit(() => this.chunks.delete(oldChunks.join(" OR ")));
         }
     }
 
     public async removeDocuments(paths: string[]): Promise<void> {
         for (let start = 0; start < paths.length; start += 200) {
             const batch = paths.slice(start, start + 200);
-            await this.chunks.delete(sqlIn("path", batch));
-            await this.documents.delete(sqlIn("path", batch));
+            await retryCommit(() => this.chunks.delete(sqlIn("path", batch)));
+            await retryCommit(() => this.documents.delete(sqlIn("path", batch)));
         }
     }
 
@@ -259,7 +296,7 @@ export class LibraryStore {
                 ? `(path = ${sqlString(filePath)} AND docHash != ${sqlString(hash)})`
                 : `(path = ${sqlString(filePath)})`;
         });
-        await this.chunks.delete(predicates.join(" OR "));
+        await retryCommit(() => this.chunks.delete(predicates.join(" OR ")));
     }
 
     /** Builds the full-text index once the table has rows; rows added later are still searched (unindexed scan). */
@@ -268,12 +305,25 @@ export class LibraryStore {
             if ((await this.chunks.countRows()) === 0)
                 return;
 
-            await this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true});
+            await retryCommit(() => this.chunks.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true}));
             // Hybrid search hydrates vector hits by id.
-            await this.chunks.createIndex("id", {config: lancedb.Index.btree(), replace: true});
+            await retryCommit(() => this.chunks.createIndex("id", {config: lancedb.Index.btree(), replace: true}));
             this.ftsIndexed = true;
         } else if (optimize)
-            await this.chunks.optimize();
+            await retryCommit(() => this.chunks.optimize());
+    }
+
+    /**
+     * Library upkeep after an ingest that changed something: every table's small fragments are compacted, its indexes
+     * caught up, and table versions older than `graceMs` removed with their files (each commit leaves a version, so
+     * without this the folder grows with every edit). The grace keeps the versions a reader in another process may
+     * still be reading.
+     */
+    public async upkeep(graceMs: number): Promise<void> {
+        const cleanupOlderThan = new Date(Date.now() - graceMs);
+        const vectorTables = await Promise.all([...this.vectorIndexes.values()].map(async (index) => (await index).table));
+        for (const table of [this.chunks, this.documents, this.folders, ...vectorTables])
+            await retryCommit(() => table.optimize({cleanupOlderThan}));
     }
 
     public async searchText(query: string, limit: number): Promise<ChunkHit[]> {
@@ -306,34 +356,24 @@ export class LibraryStore {
     }
 
     /**
-     * Full-text and vector results fused by reciprocal rank (k = 60): robust to the two scores' different
-     * scales, and a chunk found by both rises to the top.
+     * Full-text and vector results fused by reciprocal rank (k = 60): robust to the two scores' different scales, and a
+     * chunk found by both rises to the top. One LanceDB hybrid query over the vector table (which keeps each chunk's
+     * text), then the hits' chunk rows by id; a vector table without its text index yet falls back to full-text.
      */
     public async searchHybrid(query: string, queryVector: Float32Array, embedder: Embedder, limit: number): Promise<ChunkHit[]> {
-        const depth = limit * 4 + 8;
-        const [textHits, vectorHits] = await Promise.all([
-            this.searchText(query, depth),
-            (await this.vectorIndex(embedder)).search(queryVector, depth)
-        ]);
+        const cleaned = query.replace(/[^\p{L}\p{N}\s]+/gu, " ").trim();
+        const index = await this.vectorIndex(embedder);
+        if (cleaned === "" || limit === 0 || !index.hybridReady)
+            return this.searchText(query, limit);
 
-        const fused = new Map<string, number>();
-        const add = (id: string, rank: number) => fused.set(id, (fused.get(id) ?? 0) + 1 / (60 + rank + 1));
-        textHits.forEach((hit, rank) => add(hit.id, rank));
-        vectorHits.forEach((hit, rank) => add(hit.id, rank));
+        // Over-fetch: stale rows of a document being replaced are filtered out below.
+        const fused = await index.hybrid(cleaned, queryVector, limit * 2 + 8);
+        if (fused.length === 0)
+            return [];
 
-        const known = new Map(textHits.map((hit) => [hit.id, hit]));
-        const unknownIds = [...fused.keys()].filter((id) => !known.has(id));
-        if (unknownIds.length > 0) {
-            const rows = (await this.chunks.query().where(sqlIn("id", unknownIds)).toArray()) as ChunkRow[];
-            for (const row of await this.onlyCommitted(rows.map((row) => ({...row, score: 0}))))
-                known.set(row.id, row);
-        }
-
-        return [...fused.entries()]
-            .filter(([id]) => known.has(id))
-            .sort((a, b) => b[1] - a[1])
-            .slice(0, limit)
-            .map(([id, score]) => ({...known.get(id)!, score}));
+        const rows = (await this.chunks.query().where(sqlIn("id", fused.map((hit) => hit.id))).toArray()) as ChunkRow[];
+        const known = new Map((await this.onlyCommitted(rows.map((row) => ({...row, score: 0})))).map((row) => [row.id, row]));
+        return fused.filter((hit) => known.has(hit.id)).slice(0, limit).map((hit) => ({...known.get(hit.id)!, score: hit.score}));
     }
 
     private async onlyCommitted(hits: ChunkHit[]): Promise<ChunkHit[]> {
@@ -349,5 +389,26 @@ export class LibraryStore {
 }
 
 function toStoredDocument(row: DocumentRow): Record<string, unknown> {
-    return {...row, mtimeMs: String(row.mtimeMs)};
+    const {size, ...rest} = row;
+    return {...rest, sizeBytes: BigInt(size), mtimeMs: String(row.mtimeMs)};
+}
+
+function fromStoredDocument(stored: Record<string, unknown>): DocumentRow {
+    const {sizeBytes, ...rest} = stored;
+    return {...(rest as Omit<DocumentRow, "size">), size: Number(sizeBytes), mtimeMs: Number(stored.mtimeMs)};
+}
+
+/**
+ * Libraries written before sizes were exact have a Float32 `size`; Lance cannot cast it in place, so an exact
+ * column is added from it and the old one dropped (each step one commit; a crash between them redoes the second).
+ */
+async function migrateSizeColumn(documents: lancedb.Table): Promise<void> {
+    const columns = new Set((await documents.schema()).fields.map((field) => field.name));
+    if (!columns.has("size"))
+        return;
+
+    if (!columns.has("sizeBytes"))
+        await documents.addColumns([{name: "sizeBytes", valueSql: "CAST(size AS BIGINT)"}]);
+
+    await documents.dropColumns(["size"]);
 }

@@ -37,6 +37,8 @@ export interface ParseOptions {
     timeoutMs?: number;
     /** Abandons the parse (outcome "error", reason "aborted"). */
     signal?: AbortSignal;
+    /** How far a DOCX part or PDF stream, and a whole file's parts together, may decompress. */
+    inflateLimits?: {entryBytes: number, totalBytes: number};
 }
 
 export interface Chunk {

@@ -4,6 +4,7 @@ import type {Embedder} from "./embedder.js";
 import {sqlIn, sqlString} from "./sql.js";
 
 export type VectorHit = {id: string, path: string, docHash: string, distance: number};
+export type HybridHit = {id: string, path: string, docHash: string, score: number};
 
 const annThreshold = 20_000;
 
@@ -15,22 +16,38 @@ const annThreshold = 20_000;
  */
 export class VectorIndex {
     private annBuilt = false;
+    private ftsBuilt = false;
+    private reranker: Promise<lancedb.rerankers.RRFReranker> | null = null;
 
-    private constructor(private readonly table: lancedb.Table) {}
+    private constructor(public readonly table: lancedb.Table) {}
 
     public static async open(db: lancedb.Connection, embedder: Embedder): Promise<VectorIndex> {
-        const name = `vectors_${embedder.key}`;
+        // v2 keeps each chunk's text beside its vector, so one LanceDB hybrid query (full-text + vector, fused by its
+        // RRFReranker) answers a question. A v1 table (no text) is dropped; the next ingest's sync re-embeds.
+        const name = `vectors_${embedder.key}_v2`;
+        const names = await db.tableNames();
+        if (names.includes(`vectors_${embedder.key}`))
+            await db.dropTable(`vectors_${embedder.key}`);
+
         const schema = new Schema([
             new Field("id", new Utf8(), false),
             new Field("path", new Utf8(), false),
             new Field("folderId", new Utf8(), false),
             new Field("docHash", new Utf8(), false),
+            new Field("text", new Utf8(), false),
             new Field("vector", new FixedSizeList(embedder.dimensions, new Field("item", new Float32(), true)), false)
         ]);
-        const table = (await db.tableNames()).includes(name) ? await db.openTable(name) : await db.createEmptyTable(name, schema, {existOk: true});
+        const table = names.includes(name) ? await db.openTable(name) : await db.createEmptyTable(name, schema, {existOk: true});
         const index = new VectorIndex(table);
-        index.annBuilt = (await table.listIndices()).some((entry) => entry.columns.includes("vector"));
+        const indices = await table.listIndices();
+        index.annBuilt = indices.some((entry) => entry.columns.includes("vector"));
+        index.ftsBuilt = indices.some((entry) => entry.columns.includes("text"));
         return index;
+    }
+
+    /** Whether hybrid search can run here (the table has rows and its full-text index). */
+    public get hybridReady(): boolean {
+        return this.ftsBuilt;
     }
 
     public async sync(
@@ -53,7 +70,7 @@ export class VectorIndex {
                 .select(["id", "path", "folderId", "docHash", "text"]).toArray()) as Array<{id: string, path: string, folderId: string, docHash: string, text: string}>;
             const vectors = await embedder.embed(rows.map((row) => row.text));
             await this.table.add(rows.map((row, index) => ({
-                id: row.id, path: row.path, folderId: row.folderId, docHash: row.docHash, vector: Array.from(vectors[index]!)
+                id: row.id, path: row.path, folderId: row.folderId, docHash: row.docHash, text: row.text, vector: Array.from(vectors[index]!)
             })));
             onProgress?.(Math.min(start + 256, missing.length), missing.length);
         }
@@ -65,7 +82,22 @@ export class VectorIndex {
             this.annBuilt = true;
         }
 
+        if (!this.ftsBuilt && (await this.table.countRows()) > 0) {
+            // Rows added later are searched unindexed until the upkeep's optimize folds them in.
+            await this.table.createIndex("text", {config: lancedb.Index.fts({withPosition: false}), replace: true});
+            this.ftsBuilt = true;
+        }
+
         return {embedded: missing.length, dropped: stale.length};
+    }
+
+    /** One LanceDB hybrid query: full-text and vector results fused by reciprocal rank (RRFReranker, k = 60). */
+    public async hybrid(text: string, vector: Float32Array, limit: number): Promise<HybridHit[]> {
+        this.reranker ??= lancedb.rerankers.RRFReranker.create(60);
+        const rows = (await this.table.query().fullTextSearch(text).nearestTo(Array.from(vector)).distanceType("cosine")
+            .rerank(await this.reranker).select(["id", "path", "docHash"]).limit(limit).toArray()) as
+            Array<{id: string, path: string, docHash: string, _relevance_score: number}>;
+        return rows.map((row) => ({id: row.id, path: row.path, docHash: row.docHash, score: row._relevance_score}));
     }
 
     public async dropFolder(folderId: string): Promise<void> {

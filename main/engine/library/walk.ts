@@ -2,6 +2,7 @@ import type {Dirent} from "node:fs";
 import {readdir, realpath, stat} from "node:fs/promises";
 import path from "node:path";
 import type {FileProblem} from "../../contract/index.js";
+import {isWithin} from "./folder-policy.js";
 
 /** Folders that hold tooling, not documents; indexing them only buries real content. */
 const ignoredDirectories = new Set([".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".idea", ".vscode",
@@ -14,14 +15,23 @@ export function isIgnoredName(name: string): boolean {
     return ignoredFiles.has(name) || ignoredDirectories.has(name) || (name.startsWith(".") && name !== ".");
 }
 
+export type WalkOptions = {
+    /** Follow symbolic links whose target lies outside the folder (off: they are listed as skipped). */
+    followLinksOutside?: boolean;
+};
+
 /**
  * Lists the files of a folder, following symlinks once: a directory reached again through a link
  * (a loop, or two links to one place) is reported once as a problem instead of recursing forever.
+ * A link that leads out of the folder is not followed unless the options allow it, so adding a folder
+ * never indexes what the person did not choose.
  */
-export async function walkFolder(root: string): Promise<{files: WalkedFile[], problems: FileProblem[]}> {
+export async function walkFolder(root: string, options: WalkOptions = {}): Promise<{files: WalkedFile[], problems: FileProblem[], skipped: FileProblem[]}> {
     const files: WalkedFile[] = [];
     const problems: FileProblem[] = [];
+    const skipped: FileProblem[] = [];
     const visited = new Set<string>();
+    const realRoot = await realpath(root);
 
     async function visit(dir: string): Promise<void> {
         let real: string;
@@ -55,6 +65,14 @@ export async function walkFolder(root: string): Promise<{files: WalkedFile[], pr
                 continue;
 
             const full = path.join(dir, entry.name);
+            if (entry.isSymbolicLink() && options.followLinksOutside !== true) {
+                const target = await realpath(full).catch(() => null);
+                if (target != null && !isWithin(target, realRoot)) {
+                    skipped.push({path: full, reason: `symbolic link to ${target}, outside the folder (not followed)`});
+                    continue;
+                }
+            }
+
             if (entry.isDirectory()) {
                 await visit(full);
                 continue;
@@ -73,7 +91,7 @@ export async function walkFolder(root: string): Promise<{files: WalkedFile[], pr
     }
 
     await visit(root);
-    return {files, problems};
+    return {files, problems, skipped};
 }
 
 function describe(error: unknown): string {

@@ -4,6 +4,7 @@ import {decodeText, detectType} from "./detect.js";
 import {parseDocx} from "./docx.js";
 import {errorMessage, fileErrorReason, formatBytes, formatDuration, ParseFailure} from "./failure.js";
 import {parseHtml} from "./html.js";
+import {checkDocxEntries, checkPdfStreams} from "./inflate-limits.js";
 import {parseMarkdown} from "./markdown.js";
 import {parsePdf} from "./pdf.js";
 import {parseText} from "./text.js";
@@ -38,7 +39,7 @@ export async function parseDocument(filePath: string, options: ParseOptions = {}
             type ??= "text";
             return {kind: "parsed", doc: parseDecoded(filePath, text, type)};
         }
-        return {kind: "parsed", doc: await untilAborted(parseBinary(filePath, data, type, signal), signal)};
+        return {kind: "parsed", doc: await untilAborted(parseBinary(filePath, data, type, signal, options), signal)};
     } catch (error) {
         if (error instanceof ParseFailure)
             return {kind: error.outcome, reason: error.reason};
@@ -61,7 +62,13 @@ function parseDecoded(filePath: string, text: string, type: DocumentType): Parse
     return parseText(filePath, text, type === "code" ? "code" : "text");
 }
 
-function parseBinary(filePath: string, data: Uint8Array, type: DocumentType, signal: AbortSignal): Promise<ParsedDocument> {
+function parseBinary(filePath: string, data: Uint8Array, type: DocumentType, signal: AbortSignal, options: ParseOptions): Promise<ParsedDocument> {
+    // Measured before the parser sees the data (pdfjs takes the buffer over).
+    if (type === "pdf")
+        checkPdfStreams(data, options.inflateLimits);
+    else
+        checkDocxEntries(data, options.inflateLimits);
+
     return type === "pdf" ? parsePdf(filePath, data, signal) : parseDocx(filePath, data);
 }
 
