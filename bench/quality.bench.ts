@@ -11,7 +11,7 @@ import path from "node:path";
 import {fileURLToPath} from "node:url";
 import {getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../main/engine/blend/chunk-cache.js";
+import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {benchArgs, log, Report, withTempDir} from "./harness.js";

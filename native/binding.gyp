@@ -4,7 +4,9 @@
   # build serves its CPU, CUDA, Vulkan and Metal binaries. Headers come from node-llama-cpp's own addon sources
   # and its bundled llama.cpp source (the same tag as its binaries, so struct layouts match).
   "variables": {
-    "nlc_dir%": "<!(node -p \"require('path').resolve(require.resolve('node-llama-cpp'), '..', '..')\")"
+    "nlc_dir%": "<!(node -p \"require('path').resolve(require.resolve('node-llama-cpp'), '..', '..')\")",
+    # 1 (scripts/build-native.mjs --debug): the debug target, with diagnostics the product leaves out (src/stack_dump.cpp)
+    "weft_debug%": "0"
   },
   "targets": [
     {
@@ -14,10 +16,13 @@
         "src/llama_functions.cpp",
         "src/addon_handles.cpp",
         "src/sequence_state.cpp",
+        "src/pinned_buffer.cpp",
+        "src/rope.cpp",
         "src/kv_splice.cpp",
+        "src/kv_deviation.cpp",
         "src/kv_resident.cpp",
-        "src/layer_capture.cpp",
-        "src/stack_dump.cpp"
+        "src/capture_graph.cpp",
+        "src/layer_capture.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
@@ -40,6 +45,7 @@
       },
       "conditions": [
         ["OS=='linux'", {"libraries": ["-ldl"]}],
+        ["weft_debug==1", {"sources": ["src/stack_dump.cpp"], "defines": ["WEFT_DEBUG_DIAGNOSTICS"]}],
         ["OS=='win'", {"defines": ["PSAPI_VERSION=2", "NOMINMAX", "WIN32_LEAN_AND_MEAN"]}]
       ]
     }

@@ -8,7 +8,7 @@
 // own llama/patches/*.diff (its `source download` does that after cloning, its `source build` does not) and then
 // Weft's patches, skipping those already applied, runs `node-llama-cpp source build --gpu <gpu> --noUsageExample`
 // (NODE_LLAMA_CPP_CMAKE_OPTION_* environment variables pass through, e.g. CMAKE_CUDA_ARCHITECTURES=90), and records
-// the build in node_modules/node-llama-cpp/llama/weft-patches.json, which main/engine/blend/patched-build.ts reads.
+// the build in node_modules/node-llama-cpp/llama/weft-patches.json, which main/engine/native/patched-build.ts reads.
 // A build whose record matches (same gpu, CMake options, source commit and patch hashes) is not redone without --force.
 // About 6 minutes for the CPU backend on 2 cores.
 //

@@ -5,8 +5,9 @@
 //
 // Exits 0 with a clear message when the build fails (the engine then falls back to full prefill);
 // `--strict` makes a failure exit 1. Skips the build when the addon is newer than its sources; `--force` rebuilds.
+// `--debug` builds the debug target (diagnostics such as the SIGUSR2 stack dumper; scripts/gpu-run.sh uses it).
 import {spawnSync} from "node:child_process";
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync} from "node:fs";
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync} from "node:fs";
 import {createRequire} from "node:module";
 import path from "node:path";
 import {fileURLToPath} from "node:url";
@@ -16,7 +17,11 @@ const nativeDir = path.join(root, "native");
 const output = path.join(nativeDir, "build", "Release", "weft_native.node");
 const args = process.argv.slice(2);
 const strict = args.includes("--strict");
-const force = args.includes("--force");
+const debug = args.includes("--debug");
+const flavorFile = path.join(nativeDir, "build", "weft-flavor.txt");
+const flavor = debug ? "debug" : "release";
+// A debug addon is never taken for an up-to-date product one, nor the other way round.
+const force = args.includes("--force") || (existsSync(flavorFile) ? readFileSync(flavorFile, "utf8").trim() : "release") !== flavor;
 const require = createRequire(path.join(root, "package.json"));
 
 function fail(reason) {
@@ -122,6 +127,8 @@ const dir = nodeDir();
 const gypArgs = [nodeGyp, "rebuild", "--jobs", "max", "--release"];
 if (dir != null)
     gypArgs.push(`--nodedir=${dir}`);
+if (debug)
+    gypArgs.push("--weft_debug=1");
 
 // node-gyp's build folder is output only: keep it out of git whatever the repo's .gitignore says.
 function ignoreBuildFolder() {
@@ -140,4 +147,5 @@ if (result.error != null || result.status !== 0)
 if (!existsSync(output))
     fail(`node-gyp finished but ${output} is missing`);
 
-console.log(`build-native: built ${path.relative(root, output)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+writeFileSync(flavorFile, `${flavor}\n`);
+console.log(`build-native: built ${path.relative(root, output)}${debug ? " (debug target)" : ""} in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -116,10 +116,10 @@ model_pid=$!
 
 # ---- the native addon, in the background (headers only; seconds)
 (
-    if node scripts/build-native.mjs --strict --force; then exit 0; fi
+    if node scripts/build-native.mjs --strict --force --debug; then exit 0; fi
     echo "node-gyp build failed; compiling the addon with g++ directly"
     mkdir -p native/build/Release
-    g++ -shared -fPIC -O2 -std=c++17 -fexceptions -fvisibility=hidden -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DBUILDING_NODE_EXTENSION \
+    g++ -shared -fPIC -O2 -std=c++17 -fexceptions -fvisibility=hidden -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DBUILDING_NODE_EXTENSION -DWEFT_DEBUG_DIAGNOSTICS \
         -I"$work/nodedist/include/node" -I"$root/node_modules/node-addon-api" -I"$nlc/llama/addon" \
         -I"$nlc/llama/llama.cpp/include" -I"$nlc/llama/llama.cpp/ggml/include" \
         native/src/*.cpp -o native/build/Release/weft_native.node -ldl
@@ -155,10 +155,10 @@ import path from "node:path";
 import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
-import {captureLayerKV} from "../../main/engine/blend/native-addon.js";
-import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
-import {getPatchedLlama, type PatchedGpu} from "../../main/engine/blend/patched-build.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {captureLayerKV} from "../../main/engine/native/native-addon.js";
+import {ResidentTier} from "../../main/engine/kv/resident-tier.js";
+import {getPatchedLlama, type PatchedGpu} from "../../main/engine/native/patched-build.js";
 import {prepareFull, type PreparedPrompt} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "../../bench/harness.js";
@@ -375,7 +375,7 @@ stall="${WEFT_STALL_S:-25}"
 say "benchmark: $((start + budget - $(date +%s))) s left before no new run starts"
 rm -f "$OUT"/ttft*.jsonl
 
-# Native stacks of a stuck run: every thread is sent SIGUSR2, which the addon (WEFT_NATIVE_STACKS=1) answers by
+# Native stacks of a stuck run: every thread is sent SIGUSR2, which the addon (debug build) answers by
 # printing that thread's stack to the run's stderr; the threads that were running (state R) are printed here,
 # symbolized with addr2line where the frame is an offset into a library; all of them stay in the progress log.
 dump_stacks() { # dump_stacks PID PROGRESS_LOG
@@ -433,7 +433,7 @@ run_bench() {
     shift
     local progress="$OUT/ttft-progress-$label.log"
     say "run $label: ${envs[*]:-(no extra environment)} $*"
-    env ${envs[@]+"${envs[@]}"} WEFT_NATIVE_STACKS=1 node --import tsx .device/run/ttft-gpu.ts --model "$model" --gpu "$gpu" \
+    env ${envs[@]+"${envs[@]}"} node --import tsx .device/run/ttft-gpu.ts --model "$model" --gpu "$gpu" \
         --reps "$reps" --ratio "$ratio" --chunk "$chunk" --threads "$(nproc)" --card "$card" --deadline "$deadline" \
         --out "$OUT/ttft-$label" "$@" 2>"$progress" &
     local pid=$! size=-1 grown now

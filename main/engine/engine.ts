@@ -10,7 +10,7 @@ import {downloadModel, type DownloadProgress} from "./download.js";
 import {rm} from "node:fs/promises";
 import path from "node:path";
 import {type BlendContext, chunkCachedOnDisk, chunkKv, closeResidentTier, openBlendContext, prepareBlend, warmResidentChunk} from "./blend/blend.js";
-import {ChunkKvCache, type ChunkCacheStats} from "./blend/chunk-cache.js";
+import {ChunkKvCache, type ChunkCacheStats} from "./kv/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
 import {CacheWarmer, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";

@@ -9,15 +9,19 @@
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   llamaFunctionsAvailable(): {ok, missing, library}
-// The TypeScript side is main/engine/blend/native-addon.ts.
+// The TypeScript side is main/engine/native/native-addon.ts.
 #include <napi.h>
 
+#include "half.h"
+#include "kv_deviation.h"
 #include "kv_resident.h"
 #include "kv_splice.h"
 #include "layer_capture.h"
 #include "llama_functions.h"
 #include "sequence_state.h"
+#ifdef WEFT_DEBUG_DIAGNOSTICS
 #include "stack_dump.h"
+#endif
 
 namespace {
 
@@ -40,7 +44,13 @@ Napi::Value LlamaFunctionsAvailable(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-    installStackDumperFromEnvironment();
+#ifdef WEFT_DEBUG_DIAGNOSTICS
+    installStackDumper();
+#endif
+#ifdef WEFT_HAVE_F16C_DISPATCH
+    // The F16C check reads WEFT_NO_F16C (a test switch) once, here at load, not on a question's worker thread.
+    (void) weft_half::cpuHasF16c();
+#endif
     env.SetInstanceData<LayerCaptureRegistry, finalizeRegistry>(createLayerCaptureRegistry());
     exports.Set("getSequenceState", Napi::Function::New(env, GetSequenceState, "getSequenceState"));
     exports.Set("setSequenceState", Napi::Function::New(env, SetSequenceState, "setSequenceState"));

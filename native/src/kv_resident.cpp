@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "addon_handles.h"
+#include "napi_args.h"
 #include "promise_worker.h"
 
 namespace {
@@ -308,22 +309,6 @@ class UploadWorker : public PromiseWorker {
         }
 };
 
-const uint8_t* bytesOfLength(const Napi::Value& value, size_t expected, const std::string& what) {
-    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-        throw Napi::TypeError::New(value.Env(), what + " must be a Uint8Array");
-    Napi::Uint8Array array = value.As<Napi::Uint8Array>();
-    if (array.ByteLength() != expected)
-        throw Napi::RangeError::New(value.Env(), what + " holds " + std::to_string(array.ByteLength()) + " bytes, expected " + std::to_string(expected));
-    return array.Data();
-}
-
-int64_t integerOf(const Napi::Object& object, const char* name, const std::string& where, int64_t min, int64_t max) {
-    if (!object.Has(name))
-        throw Napi::TypeError::New(object.Env(), where + "." + name + " is missing");
-    std::string label = where + "." + name;
-    return integerArgument(object.Get(name), label.c_str(), min, max);
-}
-
 } // namespace
 
 Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info) {
@@ -337,7 +322,7 @@ Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info) {
         if (!info[2].IsObject())
             throw Napi::TypeError::New(env, "spec must be an object {cellCount, layers}");
         Napi::Object spec = info[2].As<Napi::Object>();
-        const uint32_t cellCount = (uint32_t) integerOf(spec, "cellCount", "spec", 1, 1 << 24);
+        const uint32_t cellCount = (uint32_t) integerProperty(spec, "cellCount", "spec", 1, 1 << 24);
         if (!spec.Get("layers").IsArray())
             throw Napi::TypeError::New(env, "spec.layers must be an array");
         Napi::Array layersArray = spec.Get("layers").As<Napi::Array>();
@@ -346,12 +331,12 @@ Napi::Value ResidentKvUpload(const Napi::CallbackInfo& info) {
             std::string where = "spec.layers[" + std::to_string(il) + "]";
             Napi::Object object = layersArray.Get(il).As<Napi::Object>();
             UploadLayer layer;
-            layer.kType = (int32_t) integerOf(object, "kType", where, 0, 1);
-            layer.vType = (int32_t) integerOf(object, "vType", where, 0, 1);
-            layer.kRowSize = (uint64_t) integerOf(object, "kRowSize", where, 1, 1ll << 32);
-            layer.vRowSize = (uint64_t) integerOf(object, "vRowSize", where, 1, 1ll << 32);
-            layer.k = bytesOfLength(object.Get("k"), (size_t) cellCount * layer.kRowSize, where + ".k");
-            layer.v = bytesOfLength(object.Get("v"), (size_t) cellCount * layer.vRowSize, where + ".v");
+            layer.kType = (int32_t) integerProperty(object, "kType", where, 0, 1);
+            layer.vType = (int32_t) integerProperty(object, "vType", where, 0, 1);
+            layer.kRowSize = (uint64_t) integerProperty(object, "kRowSize", where, 1, 1ll << 32);
+            layer.vRowSize = (uint64_t) integerProperty(object, "vRowSize", where, 1, 1ll << 32);
+            layer.k = bytesOf(object.Get("k"), (size_t) cellCount * layer.kRowSize, where + ".k");
+            layer.v = bytesOf(object.Get("v"), (size_t) cellCount * layer.vRowSize, where + ".v");
             layers.push_back(layer);
         }
         auto* worker = new UploadWorker(env, info[0].As<Napi::Object>(), spec, functions, ctx, seqId, cellCount, std::move(layers));

@@ -8,14 +8,13 @@
 // has it; on a GPU build that buffer is pinned host memory (the GPU backend's host buffer type), so the
 // host-to-device copies inside llama_state_seq_set_data run at DMA speed.
 //
-// The blob layout is llama.cpp's in-memory sequence state (see main/engine/blend/kv-blob.ts):
+// The blob layout is llama.cpp's in-memory sequence state (see main/engine/kv/kv-blob.ts):
 //   u32 magic, i32 seq_id, u32 n_stream, per stream u32 cell_count (0 except `stream`), cells (i32 pos, u32 1,
 //   i32 seq_id), u32 v_trans, u32 n_layer, per layer K (i32 type, u64 row_size, rows), per layer V (rows like K, or
 //   transposed: i32 type, u32 elem_size, u32 n_embd, then per dimension every cell's element).
 #include "kv_splice.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -24,72 +23,20 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "addon_handles.h"
 #include "half.h"
 #include "kv_resident.h"
 #include "llama_functions.h"
+#include "napi_args.h"
+#include "pinned_buffer.h"
 #include "promise_worker.h"
+#include "rope.h"
+#include "state_blob.h"
+#include "thread_pool.h"
 
 namespace {
-
-constexpr uint32_t stateBlobMagic = 0xaf143cd8;
-constexpr int32_t typeF32 = 0;
-constexpr int32_t typeF16 = 1;
-
-// ---------------------------------------------------------------------------------------------------------------
-// RoPE shift
-
-enum class RopeKind : int32_t { None = 0, Norm = 1, Neox = 2 };
-
-struct RopeSpec {
-    RopeKind kind = RopeKind::None;
-    int32_t nRot = 0;
-    int32_t headDim = 0;
-    float freqBase = 10000.0f;
-    float freqScale = 1.0f;
-    std::vector<float> freqFactors;  // empty: none
-};
-
-// cos/sin of the rotation by `delta`, as ggml_rope_cache_init computes them (ext_factor 0, attn_factor 1).
-std::vector<float> ropeCache(int32_t delta, const RopeSpec& rope) {
-    const int32_t half = rope.nRot / 2;
-    std::vector<float> cache((size_t) rope.nRot);
-    const float thetaScale = powf(rope.freqBase, -2.0f / (float) rope.nRot);
-    float theta = (float) delta;
-    for (int32_t i = 0; i < half; i++) {
-        const float factor = rope.freqFactors.empty() ? 1.0f : rope.freqFactors[(size_t) i];
-        const float angle = rope.freqScale * (theta / factor);
-        cache[2 * (size_t) i] = cosf(angle);
-        cache[2 * (size_t) i + 1] = sinf(angle);
-        theta *= thetaScale;
-    }
-    return cache;
-}
-
-void rotateRow(float* row, int32_t heads, const RopeSpec& rope, const float* cache) {
-    const int32_t half = rope.nRot / 2;
-    for (int32_t h = 0; h < heads; h++) {
-        float* x = row + (size_t) h * rope.headDim;
-        if (rope.kind == RopeKind::Norm) {
-            for (int32_t i = 0; i < half; i++) {
-                const float c = cache[2 * i], s = cache[2 * i + 1];
-                const float x0 = x[2 * i], x1 = x[2 * i + 1];
-                x[2 * i] = x0 * c - x1 * s;
-                x[2 * i + 1] = x0 * s + x1 * c;
-            }
-        } else {
-            for (int32_t i = 0; i < half; i++) {
-                const float c = cache[2 * i], s = cache[2 * i + 1];
-                const float x0 = x[i], x1 = x[i + half];
-                x[i] = x0 * c - x1 * s;
-                x[i + half] = x0 * s + x1 * c;
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The plan, read from JS on the main thread; the worker only touches raw pointers.
@@ -137,12 +84,10 @@ struct Plan {
     std::vector<LayerOverride> overrides;
 };
 
-// A reusable pinned host buffer (the first GPU device's host buffer type), kept between calls: allocating pinned
-// memory costs milliseconds per call. Null where there is no GPU backend.
+// The splice's pinned host buffer (see PinnedBuffer), shared by every call and released by releasePinnedScratch().
 struct PinnedScratch {
     std::mutex mutex;
-    ggml_backend_buffer_t buffer = nullptr;
-    size_t size = 0;
+    PinnedBuffer buffer;
 };
 
 PinnedScratch& pinnedScratch() {
@@ -152,37 +97,6 @@ PinnedScratch& pinnedScratch() {
 
 double millisecondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Runs work(item, scratch) for every item in [0, count) on up to `threads` threads (the caller's included), each
-// taking the next item and keeping its own scratch row; the first exception stops the rest and is rethrown.
-template <typename Work>
-void forEachOnThreads(size_t count, uint32_t threads, Work work) {
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::string failure;
-    std::mutex failureMutex;
-    auto run = [&]() {
-        std::vector<float> scratch;
-        try {
-            for (size_t item = next++; item < count && !failed; item = next++)
-                work(item, scratch);
-        } catch (const std::exception& error) {
-            std::lock_guard<std::mutex> lock(failureMutex);
-            if (!failed)
-                failure = error.what();
-            failed = true;
-        }
-    };
-    const uint32_t threadCount = (uint32_t) std::max<size_t>(1, std::min<size_t>(threads, count));
-    std::vector<std::thread> pool;
-    for (uint32_t t = 1; t < threadCount; t++)
-        pool.emplace_back(run);
-    run();
-    for (std::thread& thread : pool)
-        thread.join();
-    if (failed)
-        throw std::runtime_error(failure);
 }
 
 // Writes one part's rows of an overridden layer: the exact row for each cell whose position the override covers,
@@ -228,17 +142,7 @@ void writeOverridden(const LayerOverride& exact, const Part& part, size_t il, co
             std::memcpy(dst, src, rowSize);
             continue;
         }
-        const size_t elems = rowSize / elemSize;
-        row.resize(elems);
-        if (f16)
-            halvesToFloats(reinterpret_cast<const uint16_t*>(src), row.data(), elems);
-        else
-            std::memcpy(row.data(), src, elems * 4);
-        rotateRow(row.data(), (int32_t) (elems / (size_t) rope.headDim), rope, cache.data());
-        if (f16)
-            floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(dst), elems);
-        else
-            std::memcpy(dst, row.data(), elems * 4);
+        rotateKRow(src, dst, rowSize / elemSize, f16, rope, cache.data(), row);
     }
 }
 
@@ -288,28 +192,13 @@ class SpliceWorker : public PromiseWorker {
             uint8_t* blob = nullptr;
             std::unique_lock<std::mutex> pinnedLock;
             if (plan.pinned) {
-                ggml_backend_buffer_type_t host = gpuHostBufferType(functions);
-                if (host != nullptr) {
-                    PinnedScratch& scratch = pinnedScratch();
-                    pinnedLock = std::unique_lock<std::mutex>(scratch.mutex);
-                    if (scratch.size < size) {
-                        if (scratch.buffer != nullptr)
-                            functions.ggml_backend_buffer_free(scratch.buffer);
-                        scratch.buffer = nullptr;
-                        scratch.size = 0;
-                        // Grow by half again, so slightly longer prompts do not re-pin every time.
-                        size_t want = size + size / 2;
-                        scratch.buffer = functions.ggml_backend_buft_alloc_buffer(host, want);
-                        if (scratch.buffer != nullptr)
-                            scratch.size = want;
-                    }
-                    if (scratch.buffer != nullptr) {
-                        blob = static_cast<uint8_t*>(functions.ggml_backend_buffer_get_base(scratch.buffer));
-                        usedPinned = blob != nullptr;
-                    }
-                    if (blob == nullptr)
-                        pinnedLock.unlock();
-                }
+                PinnedScratch& scratch = pinnedScratch();
+                pinnedLock = std::unique_lock<std::mutex>(scratch.mutex);
+                // Grown by half again, so slightly longer prompts do not re-pin every time.
+                blob = scratch.buffer.reserve(functions, size, size / 2);
+                usedPinned = blob != nullptr;
+                if (blob == nullptr)
+                    pinnedLock.unlock();
             }
             if (blob == nullptr) {
                 owned = static_cast<uint8_t*>(std::malloc(size));
@@ -402,21 +291,9 @@ class SpliceWorker : public PromiseWorker {
                             return;
                         }
                         const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
-                        const int32_t heads = (int32_t) (elems / (size_t) plan.rope.headDim);
-                        row.resize(elems);
-                        for (uint32_t c = 0; c < part.cellCount; c++) {
-                            const uint8_t* in = src + c * layer.kRowSize;
-                            uint8_t* out = dst + c * layer.kRowSize;
-                            if (layer.kType == typeF16) {
-                                halvesToFloats(reinterpret_cast<const uint16_t*>(in), row.data(), elems);
-                                rotateRow(row.data(), heads, plan.rope, caches[p].data());
-                                floatsToHalves(row.data(), reinterpret_cast<uint16_t*>(out), elems);
-                            } else {
-                                std::memcpy(row.data(), in, elems * 4);
-                                rotateRow(row.data(), heads, plan.rope, caches[p].data());
-                                std::memcpy(out, row.data(), elems * 4);
-                            }
-                        }
+                        for (uint32_t c = 0; c < part.cellCount; c++)
+                            rotateKRow(src + c * layer.kRowSize, dst + c * layer.kRowSize, elems, layer.kType == typeF16, plan.rope,
+                                caches[p].data(), row);
                     } else if (!plan.vTrans) {
                         std::memcpy(blob + vAt[il] + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
                     } else {
@@ -476,30 +353,6 @@ class SpliceWorker : public PromiseWorker {
 
 // --- reading the spec ---
 
-Napi::Value property(const Napi::Object& object, const char* name, const std::string& where) {
-    if (!object.Has(name))
-        throw Napi::TypeError::New(object.Env(), where + "." + name + " is missing");
-    return object.Get(name);
-}
-
-int64_t integerProperty(const Napi::Object& object, const char* name, const std::string& where, int64_t min, int64_t max) {
-    std::string label = where + "." + name;
-    return integerArgument(property(object, name, where), label.c_str(), min, max);
-}
-
-const uint8_t* bytesOf(const Napi::Value& value, size_t expected, const std::string& what) {
-    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-        throw Napi::TypeError::New(value.Env(), what + " must be a Uint8Array");
-    Napi::Uint8Array array = value.As<Napi::Uint8Array>();
-    if (array.ByteLength() != expected)
-        throw Napi::RangeError::New(value.Env(), what + " holds " + std::to_string(array.ByteLength()) + " bytes, expected " +
-            std::to_string(expected));
-    return array.Data();
-}
-
-RopeSpec readRope(Napi::Env env, const Napi::Object& spec);
-const float* floatsOf(const Napi::Value& value, const std::string& what, size_t& length);
-
 Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx, const Napi::Value& seqValue, const Napi::Object& spec) {
     Plan plan;
     int64_t maxSequence = (int64_t) functions.llama_n_seq_max(ctx) - 1;
@@ -510,7 +363,7 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
     plan.threads = (uint32_t) integerProperty(spec, "threads", "spec", 1, 256);
     plan.pinned = !spec.Has("pinned") || spec.Get("pinned").ToBoolean().Value();
 
-    plan.rope = readRope(env, spec);
+    plan.rope = readRopeSpec(env, spec);
 
     Napi::Value layersValue = property(spec, "layers", "spec");
     if (!layersValue.IsArray())
@@ -623,143 +476,6 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
     return plan;
 }
 
-// --- kvDeviation: hkvd's scores, per chunk token: |K_cached moved - K_captured|^2 + |V_cached - V_captured|^2 ---
-
-struct DeviationChunk {
-    int64_t start = 0;        // position of the chunk's first cell once moved
-    uint32_t cellCount = 0;
-    int32_t delta = 0;
-    const uint8_t* k = nullptr;  // cellCount rows
-    const uint8_t* v = nullptr;  // rows, or transposed runs
-};
-
-struct DeviationPlan {
-    const float* capturedK = nullptr;
-    const float* capturedV = nullptr;
-    uint64_t capturedTokens = 0;
-    uint32_t nEmbdK = 0, nEmbdV = 0;
-    int32_t kType = 1, vType = 1;
-    bool vTrans = false;
-    RopeSpec rope;
-    std::vector<DeviationChunk> chunks;
-    uint64_t total = 0;
-    uint32_t threads = 1;
-};
-
-inline float elementAt(const uint8_t* base, size_t index, int32_t type) {
-    if (type == typeF16) {
-        uint16_t h;
-        std::memcpy(&h, base + 2 * index, 2);
-        return halfToFloat(h);
-    }
-    float f;
-    std::memcpy(&f, base + 4 * index, 4);
-    return f;
-}
-
-class DeviationWorker : public PromiseWorker {
-    public:
-        DeviationWorker(Napi::Env env, const Napi::Object& spec, DeviationPlan plan)
-            : PromiseWorker(env, "WeftKvDeviation"), plan(std::move(plan)), specRef(Napi::Persistent(spec)) {}
-
-    protected:
-        void Run() override {
-            scores.assign(plan.total, 0.0f);
-            // Chunks are independent: threads take them in turn, each writing its own range of scores.
-            std::vector<size_t> firstOut(plan.chunks.size());
-            for (size_t i = 0, at = 0; i < plan.chunks.size(); at += plan.chunks[i].cellCount, i++)
-                firstOut[i] = at;
-            forEachOnThreads(plan.chunks.size(), plan.threads, [&](size_t i, std::vector<float>&) { scoreChunk(plan.chunks[i], firstOut[i]); });
-        }
-
-        void scoreChunk(const DeviationChunk& chunk, size_t out) {
-            std::vector<float> row(plan.nEmbdK);
-            std::vector<uint16_t> halves(plan.nEmbdK);
-            const int32_t heads = plan.rope.kind == RopeKind::None ? 0 : (int32_t) (plan.nEmbdK / (uint32_t) plan.rope.headDim);
-            {
-                std::vector<float> cache;
-                if (plan.rope.kind != RopeKind::None && chunk.delta != 0)
-                    cache = ropeCache(chunk.delta, plan.rope);
-                for (uint32_t c = 0; c < chunk.cellCount; c++, out++) {
-                    const uint64_t pos = (uint64_t) (chunk.start + c);
-                    if (pos >= plan.capturedTokens)
-                        throw std::runtime_error("a chunk cell lies past the captured tokens");
-                    if (plan.kType == typeF16)
-                        halvesToFloats(reinterpret_cast<const uint16_t*>(chunk.k + (size_t) c * plan.nEmbdK * 2), row.data(), plan.nEmbdK);
-                    else
-                        std::memcpy(row.data(), chunk.k + (size_t) c * plan.nEmbdK * 4, (size_t) plan.nEmbdK * 4);
-                    if (!cache.empty()) {
-                        rotateRow(row.data(), heads, plan.rope, cache.data());
-                        // The spliced cache holds the rotated K rounded back to f16: score what attention will see.
-                        if (plan.kType == typeF16) {
-                            floatsToHalves(row.data(), halves.data(), plan.nEmbdK);
-                            halvesToFloats(halves.data(), row.data(), plan.nEmbdK);
-                        }
-                    }
-                    const float* capturedK = plan.capturedK + pos * plan.nEmbdK;
-                    double sum = 0;
-                    for (uint32_t i = 0; i < plan.nEmbdK; i++) {
-                        const float d = row[i] - capturedK[i];
-                        sum += (double) d * d;
-                    }
-                    const float* capturedV = plan.capturedV + pos * plan.nEmbdV;
-                    for (uint32_t i = 0; i < plan.nEmbdV; i++) {
-                        const size_t index = plan.vTrans ? (size_t) i * chunk.cellCount + c : (size_t) c * plan.nEmbdV + i;
-                        const float d = elementAt(chunk.v, index, plan.vType) - capturedV[i];
-                        sum += (double) d * d;
-                    }
-                    scores[out] = (float) sum;
-                }
-            }
-        }
-
-        void OnOK() override {
-            Napi::Env env = Env();
-            Napi::Float32Array result = Napi::Float32Array::New(env, scores.size());
-            if (!scores.empty())
-                std::memcpy(result.Data(), scores.data(), scores.size() * sizeof(float));
-            deferred.Resolve(result);
-        }
-
-    private:
-        DeviationPlan plan;
-        Napi::ObjectReference specRef;
-        std::vector<float> scores;
-};
-
-RopeSpec readRope(Napi::Env env, const Napi::Object& spec) {
-    Napi::Value ropeValue = property(spec, "rope", "spec");
-    if (!ropeValue.IsObject())
-        throw Napi::TypeError::New(env, "spec.rope must be an object");
-    Napi::Object rope = ropeValue.As<Napi::Object>();
-    RopeSpec out;
-    out.kind = (RopeKind) integerProperty(rope, "kind", "spec.rope", 0, 2);
-    out.headDim = (int32_t) integerProperty(rope, "headDim", "spec.rope", 1, 1 << 16);
-    out.nRot = (int32_t) integerProperty(rope, "nRot", "spec.rope", 0, out.headDim);
-    if (out.nRot % 2 != 0)
-        throw Napi::RangeError::New(env, "spec.rope.nRot must be even");
-    out.freqBase = (float) property(rope, "freqBase", "spec.rope").ToNumber().DoubleValue();
-    out.freqScale = (float) property(rope, "freqScale", "spec.rope").ToNumber().DoubleValue();
-    if (rope.Has("freqFactors") && !rope.Get("freqFactors").IsNull() && !rope.Get("freqFactors").IsUndefined()) {
-        Napi::Value factors = rope.Get("freqFactors");
-        if (!factors.IsTypedArray() || factors.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-            throw Napi::TypeError::New(env, "spec.rope.freqFactors must be a Float32Array or null");
-        Napi::Float32Array array = factors.As<Napi::Float32Array>();
-        if (array.ElementLength() < (size_t) out.nRot / 2)
-            throw Napi::RangeError::New(env, "spec.rope.freqFactors holds fewer than nRot / 2 values");
-        out.freqFactors.assign(array.Data(), array.Data() + array.ElementLength());
-    }
-    return out;
-}
-
-const float* floatsOf(const Napi::Value& value, const std::string& what, size_t& length) {
-    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(value.Env(), what + " must be a Float32Array");
-    Napi::Float32Array array = value.As<Napi::Float32Array>();
-    length = array.ElementLength();
-    return array.Data();
-}
-
 } // namespace
 
 Napi::Value SpliceSequenceState(const Napi::CallbackInfo& info) {
@@ -782,61 +498,6 @@ Napi::Value ReleasePinnedScratch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     PinnedScratch& scratch = pinnedScratch();
     std::lock_guard<std::mutex> lock(scratch.mutex);
-    size_t freed = scratch.size;
-    if (scratch.buffer != nullptr) {
-        const LlamaFunctions& functions = getLlamaFunctions();
-        if (functions.ggml_backend_buffer_free != nullptr)
-            functions.ggml_backend_buffer_free(scratch.buffer);
-    }
-    scratch.buffer = nullptr;
-    scratch.size = 0;
+    const size_t freed = scratch.buffer.release(getLlamaFunctions());
     return Napi::Number::New(env, (double) freed);
-}
-
-Napi::Value KvDeviation(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    return promiseOf(env, [&]() -> Napi::Value {
-        if (!info[0].IsObject())
-            throw Napi::TypeError::New(env, "spec must be an object");
-        Napi::Object spec = info[0].As<Napi::Object>();
-        DeviationPlan plan;
-        plan.nEmbdK = (uint32_t) integerProperty(spec, "nEmbdK", "spec", 1, 1 << 24);
-        plan.nEmbdV = (uint32_t) integerProperty(spec, "nEmbdV", "spec", 1, 1 << 24);
-        plan.kType = (int32_t) integerProperty(spec, "kType", "spec", 0, 1);
-        plan.threads = spec.Has("threads") && !spec.Get("threads").IsUndefined() ? (uint32_t) integerProperty(spec, "threads", "spec", 1, 256) : 1;
-        plan.vType = (int32_t) integerProperty(spec, "vType", "spec", 0, 1);
-        plan.vTrans = property(spec, "vTrans", "spec").ToBoolean().Value();
-        plan.rope = readRope(env, spec);
-        if (plan.rope.kind != RopeKind::None && plan.nEmbdK % (uint32_t) plan.rope.headDim != 0)
-            throw Napi::RangeError::New(env, "spec.nEmbdK is not a whole number of heads");
-        size_t kLength = 0, vLength = 0;
-        plan.capturedK = floatsOf(property(spec, "capturedK", "spec"), "spec.capturedK", kLength);
-        plan.capturedV = floatsOf(property(spec, "capturedV", "spec"), "spec.capturedV", vLength);
-        if (kLength % plan.nEmbdK != 0 || vLength % plan.nEmbdV != 0 || kLength / plan.nEmbdK != vLength / plan.nEmbdV)
-            throw Napi::RangeError::New(env, "spec.capturedK / capturedV do not hold the same whole number of tokens");
-        plan.capturedTokens = kLength / plan.nEmbdK;
-        const size_t kElem = plan.kType == typeF16 ? 2 : 4, vElem = plan.vType == typeF16 ? 2 : 4;
-        Napi::Value chunksValue = property(spec, "chunks", "spec");
-        if (!chunksValue.IsArray())
-            throw Napi::TypeError::New(env, "spec.chunks must be an array");
-        Napi::Array chunks = chunksValue.As<Napi::Array>();
-        for (uint32_t i = 0; i < chunks.Length(); i++) {
-            std::string where = "spec.chunks[" + std::to_string(i) + "]";
-            Napi::Object object = chunks.Get(i).As<Napi::Object>();
-            DeviationChunk chunk;
-            chunk.start = integerProperty(object, "start", where, 0, 1ll << 31);
-            chunk.cellCount = (uint32_t) integerProperty(object, "cellCount", where, 0, 1ll << 31);
-            chunk.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
-            if ((uint64_t) chunk.start + chunk.cellCount > plan.capturedTokens)
-                throw Napi::RangeError::New(env, where + " reaches past the " + std::to_string(plan.capturedTokens) + " captured tokens");
-            chunk.k = bytesOf(property(object, "k", where), (size_t) chunk.cellCount * plan.nEmbdK * kElem, where + ".k");
-            chunk.v = bytesOf(property(object, "v", where), (size_t) chunk.cellCount * plan.nEmbdV * vElem, where + ".v");
-            plan.total += chunk.cellCount;
-            plan.chunks.push_back(chunk);
-        }
-        auto* worker = new DeviationWorker(env, spec, std::move(plan));
-        Napi::Promise promise = worker->Promise();
-        worker->Queue();
-        return promise;
-    });
 }

@@ -1,26 +1,12 @@
-// captureLayerKV: layer-N K and V for a list of tokens, computed on a private llama_context (same llama_model as
-// node-llama-cpp's, created here with cb_eval set, since cb_eval can only be set at creation) and cached per
-// model + settings.
-//
-// What is captured: exactly the rows the graph writes into the KV cache of `layer`. The callback watches the
-// GGML_OP_SET_ROWS nodes whose destination is the cache tensor `cache_k_l<layer>` / `cache_v_l<layer>`
-// (llama-kv-cache.cpp: cpy_k / cpy_v) and copies their source (src[0]) before f16 conversion:
-//   K: for llama-style models a view of the tensor named `Kcur-<layer>` that ggml_rope_ext produced, i.e. K after
-//      RoPE at the given positions (models/llama.cpp names three tensors `Kcur-<layer>`: the wk matmul, its
-//      3-D reshape and the RoPE output; the cache gets the last one). Models that normalize or rotate K after RoPE
-//      store that instead, and so does this capture.
-//   V: `Vcur-<layer>` (the wv projection, reshaped), token-major whatever the cache's V layout (transposed or not).
-// The graph is stopped right after layer <layer>'s V write, so later layers, the output norm and the logits are
-// never computed. Each piece of at most batchSize tokens is one llama_decode (one ubatch), so positions must be
-// acceptable to llama_decode: consecutive within the call with stock llama.cpp.
+// captureLayerKV: layer-N K and V for a list of tokens (what is captured and how: capture_graph.h), computed on a
+// private llama_context (same llama_model as node-llama-cpp's, created here with cb_eval set, since cb_eval can only
+// be set at creation) and cached per model + settings.
 #include "layer_capture.h"
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdint>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -31,8 +17,9 @@
 #include "ggml.h"
 
 #include "addon_handles.h"
-#include "half.h"
+#include "capture_graph.h"
 #include "llama_functions.h"
+#include "napi_args.h"
 #include "promise_worker.h"
 
 namespace {
@@ -51,32 +38,6 @@ struct CaptureSettings {
     }
 };
 
-// The state of one capture call, read and written by the eval callback during llama_decode.
-struct CaptureRun {
-    int32_t layer = 0;
-    // Reset before each llama_decode.
-    bool inLayer = false;
-    bool kSeen = false;
-    bool vSeen = false;
-    bool finished = false;
-    // Gathered over the call.
-    std::vector<float> k;
-    std::vector<float> v;
-    std::string kSource;
-    std::string vSource;
-    std::string error;
-    const LlamaFunctions* functions = nullptr;
-    // Where the time goes (reported with the result): decodes, and the part of them spent copying K/V out.
-    double decodeMs = 0;
-    double copyMs = 0;
-    uint32_t decodes = 0;
-    // WEFT_CAPTURE_ASK=kv: inside the layer, stop only at K/V nodes ("Kcur-", "Vcur-") and cache writes instead of
-    // at every node (fewer synchronizations on a GPU). Read at the start of each call; a diagnostic switch.
-    bool askKvOnly = false;
-    ggml_backend_buffer_t* staging = nullptr;  // the capture context's (see CaptureContext::staging)
-    size_t* stagingSize = nullptr;
-};
-
 class CaptureContext {
     public:
         CaptureContext(const LlamaFunctions& functions, llama_model* model, CaptureSettings settings)
@@ -86,8 +47,7 @@ class CaptureContext {
             // A context whose model is already freed must not be freed (its destructor reads the model): leak it.
             if (ctx != nullptr && !leak.load())
                 functions.llama_free(ctx);
-            if (staging != nullptr)
-                functions.ggml_backend_buffer_free(staging);
+            staging.release(functions);
         }
 
         const LlamaFunctions& functions;
@@ -98,8 +58,7 @@ class CaptureContext {
         CaptureRun* active = nullptr;
         std::atomic<bool> leak{false};
         // Pinned host memory the K/V are read into from a GPU (a read into pageable memory is several times slower).
-        ggml_backend_buffer_t staging = nullptr;
-        size_t stagingSize = 0;
+        PinnedBuffer staging;
 };
 
 } // namespace
@@ -128,181 +87,6 @@ void destroyLayerCaptureRegistry(LayerCaptureRegistry* registry) {
 }
 
 namespace {
-
-/** Copies a (possibly strided, possibly device-resident) F32/F16 tensor to host floats, in logical order. */
-// Host memory for reading `bytes` of a tensor: the run's pinned staging buffer when the tensor is in device memory and
-// a GPU host buffer type exists, else `fallback`.
-uint8_t* readBuffer(const LlamaFunctions& functions, CaptureRun& run, const ggml_tensor* tensor, size_t bytes, std::vector<uint8_t>& fallback) {
-    if (run.staging != nullptr && !functions.ggml_backend_buffer_is_host(tensor->buffer)) {
-        if (*run.stagingSize < bytes) {
-            if (*run.staging != nullptr)
-                functions.ggml_backend_buffer_free(*run.staging);
-            *run.staging = nullptr;
-            *run.stagingSize = 0;
-            if (ggml_backend_buffer_type_t host = gpuHostBufferType(functions); host != nullptr) {
-                *run.staging = functions.ggml_backend_buft_alloc_buffer(host, bytes);
-                if (*run.staging != nullptr)
-                    *run.stagingSize = bytes;
-            }
-        }
-        if (*run.staging != nullptr)
-            return static_cast<uint8_t*>(functions.ggml_backend_buffer_get_base(*run.staging));
-    }
-    fallback.resize(bytes);
-    return fallback.data();
-}
-
-void appendTensorAsFloats(const LlamaFunctions& functions, CaptureRun& run, const ggml_tensor* tensor, std::vector<float>& out) {
-    if (tensor->type != GGML_TYPE_F32 && tensor->type != GGML_TYPE_F16)
-        throw std::runtime_error(std::string("tensor ") + tensor->name + " has ggml type " + std::to_string(tensor->type) +
-            ", expected F32 or F16");
-    if (tensor->buffer == nullptr || tensor->data == nullptr)
-        throw std::runtime_error(std::string("tensor ") + tensor->name + " is not allocated");
-
-    const size_t elementSize = tensor->type == GGML_TYPE_F32 ? 4 : 2;
-    const int64_t* ne = tensor->ne;
-    const size_t* nb = tensor->nb;
-    const size_t count = (size_t) (ne[0] * ne[1] * ne[2] * ne[3]);
-    std::vector<uint8_t> rawOwned, wholeOwned;
-    uint8_t* raw = nullptr;
-
-    const bool contiguous = nb[0] == elementSize && nb[1] == nb[0] * ne[0] && nb[2] == nb[1] * ne[1] &&
-        nb[3] == nb[2] * ne[2];
-    if (contiguous) {
-        raw = readBuffer(functions, run, tensor, count * elementSize, rawOwned);
-        functions.ggml_backend_tensor_get(tensor, raw, 0, count * elementSize);
-    } else {
-        // One read of the whole span the view covers, then a gather on the host: a read per row is a synchronous
-        // device-to-host copy each.
-        size_t span = elementSize;
-        for (int dim = 0; dim < 4; dim++)
-            span += (size_t) (ne[dim] - 1) * nb[dim];
-        uint8_t* whole = readBuffer(functions, run, tensor, span, wholeOwned);
-        functions.ggml_backend_tensor_get(tensor, whole, 0, span);
-        rawOwned.resize(count * elementSize);
-        raw = rawOwned.data();
-        size_t at = 0;
-        for (int64_t i3 = 0; i3 < ne[3]; i3++)
-            for (int64_t i2 = 0; i2 < ne[2]; i2++)
-                for (int64_t i1 = 0; i1 < ne[1]; i1++) {
-                    const uint8_t* row = whole + i1 * nb[1] + i2 * nb[2] + i3 * nb[3];
-                    if (nb[0] == elementSize) {
-                        std::memcpy(raw + at, row, ne[0] * elementSize);
-                        at += ne[0] * elementSize;
-                    } else {
-                        for (int64_t i0 = 0; i0 < ne[0]; i0++, at += elementSize)
-                            std::memcpy(raw + at, row + i0 * nb[0], elementSize);
-                    }
-                }
-    }
-
-    size_t start = out.size();
-    out.resize(start + count);
-    if (tensor->type == GGML_TYPE_F32) {
-        std::memcpy(out.data() + start, raw, count * sizeof(float));
-    } else {
-        const uint16_t* halves = reinterpret_cast<const uint16_t*>(raw);
-        for (size_t i = 0; i < count; i++)
-            out[start + i] = halfToFloat(halves[i]);
-    }
-}
-
-/** The layer number at the end of a graph name ("attn_norm-3" -> 3), or -1. */
-int layerOfName(const char* name, size_t maxLength) {
-    size_t length = strnlen(name, maxLength);
-    size_t dash = length;
-    while (dash > 0 && name[dash - 1] != '-')
-        dash--;
-    if (dash == 0 || dash == length)
-        return -1;
-    int layer = 0;
-    for (size_t i = dash; i < length; i++) {
-        if (!std::isdigit((unsigned char) name[i]) || layer > 1000000)
-            return -1;
-        layer = layer * 10 + (name[i] - '0');
-    }
-    return layer;
-}
-
-/** 'k' or 'v' when `node` is a SET_ROWS into the K or V cache tensor of `layer` ("cache_k_l<il>", "cache_<tag>v_l<il>"). */
-char cacheWriteKind(const ggml_tensor* node, int layer) {
-    if (node->op != GGML_OP_SET_ROWS || node->src[0] == nullptr)
-        return 0;
-    const ggml_tensor* target = node->src[2] != nullptr ? node->src[2] : node->view_src;
-    if (target == nullptr)
-        return 0;
-    while (target->view_src != nullptr)
-        target = target->view_src;
-
-    std::string name(target->name, strnlen(target->name, GGML_MAX_NAME));
-    if (name.rfind("cache_", 0) != 0)
-        return 0;
-    size_t at = name.rfind("_l");
-    if (at == std::string::npos || at < 7 || name[at - 2] != '_')
-        return 0;
-    char kind = name[at - 1];
-    if (kind != 'k' && kind != 'v')
-        return 0;
-    std::string suffix = "-" + name.substr(at + 2);
-    if (layerOfName(suffix.c_str(), suffix.size() + 1) != layer)
-        return 0;
-    return kind;
-}
-
-// ggml_backend_sched calls this with ask=true for each node ("do you want this one's data?"), computes up to the
-// first wanted node, then calls again with ask=false; returning false there ends the current graph split.
-bool evalCallback(ggml_tensor* tensor, bool ask, void* userData) {
-    CaptureContext* capture = static_cast<CaptureContext*>(userData);
-    CaptureRun* run = capture->active;
-    if (run == nullptr)
-        return !ask;
-
-    if (ask) {
-        // Once done, want the first node of any later split, so that split stops after one node.
-        if (run->finished)
-            return true;
-        if (!run->inLayer && layerOfName(tensor->name, GGML_MAX_NAME) == run->layer)
-            run->inLayer = true;
-        // Inside the layer every node is its own compute step: no fusion (e.g. RoPE written straight into the
-        // cache) can skip materializing the tensor the cache write reads.
-        if (run->inLayer && run->askKvOnly)
-            return tensor->op == GGML_OP_SET_ROWS || strncmp(tensor->name, "Kcur-", 5) == 0 || strncmp(tensor->name, "Vcur-", 5) == 0;
-        return run->inLayer || tensor->op == GGML_OP_SET_ROWS;
-    }
-
-    if (run->finished)
-        return false;
-
-    try {
-        char kind = cacheWriteKind(tensor, run->layer);
-        const ggml_tensor* source = tensor->src[0];
-        const auto copyStarted = std::chrono::steady_clock::now();
-        struct CopyTimer {
-            CaptureRun* run;
-            std::chrono::steady_clock::time_point started;
-            ~CopyTimer() { run->copyMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count(); }
-        } copyTimer{run, copyStarted};
-        if (kind == 'k' && !run->kSeen) {
-            appendTensorAsFloats(*run->functions, *run, source, run->k);
-            run->kSeen = true;
-            run->kSource = std::string(source->name, strnlen(source->name, GGML_MAX_NAME));
-        } else if (kind == 'v' && !run->vSeen) {
-            appendTensorAsFloats(*run->functions, *run, source, run->v);
-            run->vSeen = true;
-            run->vSource = std::string(source->name, strnlen(source->name, GGML_MAX_NAME));
-        }
-    } catch (const std::exception& error) {
-        run->error = error.what();
-    } catch (...) {
-        run->error = "unknown error while copying a tensor";
-    }
-
-    if (!run->error.empty() || (run->kSeen && run->vSeen)) {
-        run->finished = true;
-        return false;
-    }
-    return true;
-}
 
 std::string decodeErrorMessage(int32_t code, size_t start, size_t count) {
     std::string where = "llama_decode of tokens " + std::to_string(start) + ".." + std::to_string(start + count - 1) +
@@ -392,8 +176,8 @@ class CaptureLayerWorker : public PromiseWorker {
             params.n_threads = capture->settings.threads;
             params.n_threads_batch = capture->settings.threads;
             params.flash_attn_type = capture->settings.flashAttention;
-            params.cb_eval = evalCallback;
-            params.cb_eval_user_data = capture.get();
+            params.cb_eval = captureEvalCallback;
+            params.cb_eval_user_data = &capture->active;
             params.embeddings = false;
             params.no_perf = true;
             params.kv_unified = true;
@@ -409,9 +193,6 @@ class CaptureLayerWorker : public PromiseWorker {
             ensureContext();
 
             run.staging = &capture->staging;
-            run.stagingSize = &capture->stagingSize;
-            const char* ask = getenv("WEFT_CAPTURE_ASK");
-            run.askKvOnly = ask != nullptr && strcmp(ask, "kv") == 0;
             llama_memory_t memory = functions.llama_get_memory(capture->ctx);
             if (memory == nullptr)
                 throw std::runtime_error("the model's context has no KV memory (an embedding-only model?)");

@@ -52,15 +52,3 @@ Napi::Value promiseOf(Napi::Env env, Start start) {
         return deferred.Promise();
     }
 }
-
-/** A JS integer argument in [min, max]; throws a TypeError naming it otherwise. */
-inline int64_t integerArgument(const Napi::Value& value, const char* name, int64_t min, int64_t max) {
-    Napi::Env env = value.Env();
-    if (!value.IsNumber())
-        throw Napi::TypeError::New(env, std::string(name) + " must be an integer");
-    double number = value.As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(number) || std::floor(number) != number || number < (double) min || number > (double) max)
-        throw Napi::RangeError::New(env, std::string(name) + " must be an integer in [" + std::to_string(min) + ", " +
-            std::to_string(max) + "], got " + value.ToString().Utf8Value());
-    return (int64_t) number;
-}

@@ -11,13 +11,11 @@
 
 #include "addon_handles.h"
 #include "llama_functions.h"
+#include "napi_args.h"
 #include "promise_worker.h"
+#include "state_blob.h"
 
 namespace {
-
-// The in-memory blob starts with this magic, then the i32 source seq_id, then the memory module's body
-// (llama-context.cpp, io_magic).
-constexpr uint32_t stateBlobMagic = 0xaf143cd8;
 
 llama_seq_id sequenceArgument(const LlamaFunctions& functions, llama_context* ctx, const Napi::Value& value) {
     int64_t maxSequence = (int64_t) functions.llama_n_seq_max(ctx) - 1;

@@ -25,11 +25,7 @@ void printStack(int) {
 
 } // namespace
 
-void installStackDumperFromEnvironment() {
-    const char* flag = getenv("WEFT_NATIVE_STACKS");
-    if (flag == nullptr || strcmp(flag, "1") != 0)
-        return;
-
+void installStackDumper() {
     void* warm[2];
     backtrace(warm, 2);
     struct sigaction action {};
@@ -39,5 +35,5 @@ void installStackDumperFromEnvironment() {
     sigaction(SIGUSR2, &action, nullptr);
 }
 #else
-void installStackDumperFromEnvironment() {}
+void installStackDumper() {}
 #endif

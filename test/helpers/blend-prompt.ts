@@ -2,8 +2,8 @@
 // prepared prompt, and why the blend path cannot run here (the patched build or the addon missing), as a skip reason.
 import assert from "node:assert/strict";
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
+import {loadNativeAddon} from "../../main/engine/native/native-addon.js";
+import {detectPatchedBuild} from "../../main/engine/native/patched-build.js";
 
 export const storySources = [
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball.",

@@ -5,13 +5,13 @@
 import {
     f16ToF32, f32ToF16, ggmlTypeF16, ggmlTypeF32, ggmlTypeName, isTransposed, type KvBody, KvBlobError, type KvCell, type KvLayer,
     type KvRows, type KvTransposed, layerShape, validateKvBody
-} from "../../main/engine/blend/kv-blob.js";
-import {type RopeParams, type RopeType, RopeUnsupportedError} from "../../main/engine/blend/rope-shift.js";
+} from "../../main/engine/kv/kv-blob.js";
+import {type RopeParams, type RopeType, RopeUnsupportedError} from "../../main/engine/kv/rope-params.js";
 
 /** llama.cpp's LLAMA_MAX_SEQ. */
 const maxSeq = 256;
 
-/** Returns a copy of `body` with its cells at new positions (K rows are not touched: see rope-shift.ts). */
+/** Returns a copy of `body` with its cells at new positions (K rows are not touched: see main/engine/kv/rope-params.ts). */
 export function withPositions(body: KvBody, positions: ArrayLike<number> | ((pos: number, index: number) => number)): KvBody {
     const at = typeof positions === "function" ? positions : (_pos: number, index: number) => positions[index]!;
     if (typeof positions !== "function" && positions.length !== body.cells.length)

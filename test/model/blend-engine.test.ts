@@ -3,8 +3,8 @@ import {copyFile, readdir, readFile, stat, truncate, writeFile} from "node:fs/pr
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
-import {loadNativeAddon} from "../../main/engine/blend/native-addon.js";
-import {detectPatchedBuild} from "../../main/engine/blend/patched-build.js";
+import {loadNativeAddon} from "../../main/engine/native/native-addon.js";
+import {detectPatchedBuild} from "../../main/engine/native/patched-build.js";
 import {Engine} from "../../main/engine/engine.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
 import {testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";

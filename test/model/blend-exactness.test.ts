@@ -3,7 +3,7 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
 import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {prepareFull, preparePrefix} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";

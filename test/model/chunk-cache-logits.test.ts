@@ -5,8 +5,8 @@ import {readFile, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {ChunkKvCache, type ChunkKey, modelFingerprint} from "../../main/engine/blend/chunk-cache.js";
-import {type KvBody, parseSeqStateFile, serializeKvBody, serializeSeqStateFile} from "../../main/engine/blend/kv-blob.js";
+import {ChunkKvCache, type ChunkKey, modelFingerprint} from "../../main/engine/kv/chunk-cache.js";
+import {type KvBody, parseSeqStateFile, serializeKvBody, serializeSeqStateFile} from "../../main/engine/kv/kv-blob.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 
 describe("chunk cache on stories260K: disk round trip keeps the logits", () => {

@@ -1,5 +1,5 @@
 // Sequence-state blobs and the K re-positioning against llama.cpp itself, on stories260K (real weights, CPU):
-// byte-exact parse/serialize of real states, concatenation (both V layouts), and a chunk moved by rope-shift versus
+// byte-exact parse/serialize of real states, concatenation (both V layouts), and a chunk moved by the RoPE shift versus
 // the same chunk evaluated fresh at that offset and versus llama.cpp's own K-shift. The f16 helpers and the RoPE
 // math are checked without a model first.
 import assert from "node:assert/strict";
@@ -11,8 +11,8 @@ import {
     f16ToF32, f32ToF16, floatToHalf, ggmlTypeF16, ggmlTypeF32, halfToFloat, KvBlobError, type KvBody,
     parseKvBody, parseSeqState, parseSeqStateFile, parseSeqStateMemory, serializeKvBody, serializeSeqState,
     serializeSeqStateFile, serializeSeqStateMemory, sliceCells
-} from "../../main/engine/blend/kv-blob.js";
-import {type RopeParams, ropeParamsFromGguf, RopeUnsupportedError} from "../../main/engine/blend/rope-shift.js";
+} from "../../main/engine/kv/kv-blob.js";
+import {type RopeParams, ropeParamsFromGguf, RopeUnsupportedError} from "../../main/engine/kv/rope-params.js";
 import {concatBlobs, ropeCache, ropeShiftBody, ropeShiftRows, withPositions} from "../helpers/kv-reference.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, klDivergence, logitsAfter as logitsOf, maxAbsDiff} from "../helpers/logits.js";

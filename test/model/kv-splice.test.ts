@@ -7,12 +7,12 @@ import {spawnSync} from "node:child_process";
 import {fileURLToPath} from "node:url";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel, type Token} from "node-llama-cpp";
-import {f16ToF32, floatToHalf, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {f16ToF32, floatToHalf, halfToFloat, isTransposed, KvBlobError, type KvBody, parseSeqStateMemory, serializeSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
 import {
     captureLayerKV, getContextSequenceState, kvDeviation, loadNativeAddon, loadSequenceState, sequenceIdOf, spliceSequenceState,
     withContextLock
-} from "../../main/engine/blend/native-addon.js";
-import {type RopeParams, ropeParamsFromGguf} from "../../main/engine/blend/rope-shift.js";
+} from "../../main/engine/native/native-addon.js";
+import {type RopeParams, ropeParamsFromGguf} from "../../main/engine/kv/rope-params.js";
 import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {concatBlobs, ropeShiftBody, ropeShiftRows} from "../helpers/kv-reference.js";

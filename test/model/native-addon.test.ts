@@ -9,7 +9,7 @@ import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, Llam
 import {
     captureLayerKV, contextHandleOf, getContextSequenceState, loadNativeAddon, loadSequenceState, releaseLayerCaptureContexts,
     saveSequenceState, sequenceIdOf, setContextSequenceState
-} from "../../main/engine/blend/native-addon.js";
+} from "../../main/engine/native/native-addon.js";
 import {makeTempDir, stories260kPath} from "../helpers/paths.js";
 import {maxAbsDiff} from "../helpers/logits.js";
 

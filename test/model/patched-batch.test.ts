@@ -17,7 +17,7 @@ import {
 } from "node-llama-cpp";
 import {
     detectPatchedBuild, getPatchedLlama, markerFileName, nodeLlamaCppDir, scatteredPositionsPatch
-} from "../../main/engine/blend/patched-build.js";
+} from "../../main/engine/native/patched-build.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {argmax, maxAbsDiff} from "../helpers/logits.js";
 

@@ -1,4 +1,4 @@
-// The resident tier (main/engine/blend/resident-tier.ts, native/src/kv_resident.cpp, Weft patch 0002): chunk KVs kept
+// The resident tier (main/engine/kv/resident-tier.ts, native/src/kv_resident.cpp, Weft patch 0002): chunk KVs kept
 // in the KV cache's own buffer type and placed with the backend's tensor copies, K re-positioned by llama.cpp's own
 // K-shift at the next decode. On this CPU build the "device" is host memory, so this checks the placement, the
 // rotation and the bookkeeping; the GPU run (scripts/gpu-run.sh) measures the device-to-device copies.
@@ -7,13 +7,13 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
 import {type BlendContext, type BlendStrategy, openBlendContext, prepareBlend} from "../../main/engine/blend/blend.js";
-import {ChunkKvCache} from "../../main/engine/blend/chunk-cache.js";
-import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/blend/kv-blob.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
 import {
     contextHandleOf, getContextSequenceState, loadNativeAddon, markTokensEvaluated, releaseResidentKv, residentKvSupported, sequenceIdOf,
     uploadResidentKv
-} from "../../main/engine/blend/native-addon.js";
-import {ResidentTier} from "../../main/engine/blend/resident-tier.js";
+} from "../../main/engine/native/native-addon.js";
+import {ResidentTier} from "../../main/engine/kv/resident-tier.js";
 import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";

@@ -7,8 +7,8 @@ import path from "node:path";
 import {afterEach, beforeEach, describe, it} from "node:test";
 import {
     ChunkKvCache, type ChunkKey, type ChunkKvLookup, modelFingerprint, wkvFormatVersion, wkvMagic
-} from "../../main/engine/blend/chunk-cache.js";
-import {ggmlTypeF16, type KvBody, serializeKvBody} from "../../main/engine/blend/kv-blob.js";
+} from "../../main/engine/kv/chunk-cache.js";
+import {ggmlTypeF16, type KvBody, serializeKvBody} from "../../main/engine/kv/kv-blob.js";
 import {makeTempDir} from "../helpers/paths.js";
 
 /** A KV body shaped like a small f16 model's: `nLayer` layers, K rows of `rowSize` bytes, V plain or transposed. */

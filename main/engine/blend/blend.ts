@@ -2,16 +2,16 @@ import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {BuiltPrompt} from "../prompt.js";
-import {type ChunkKvCache, modelFingerprint} from "./chunk-cache.js";
-import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "./kv-blob.js";
+import {type ChunkKvCache, modelFingerprint} from "../kv/chunk-cache.js";
+import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {
-    captureLayerKV, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, residentKvSupported, sequenceIdOf,
-    withContextLock
-} from "./native-addon.js";
-import {detectPatchedBuild} from "./patched-build.js";
+    captureLayerKV, decodeAtPositions, getContextSequenceState, kvDeviation, type LayerKV, loadNativeAddon, markTokensEvaluated, type PositionedRun,
+    residentKvSupported, sequenceIdOf
+} from "../native/native-addon.js";
+import {detectPatchedBuild} from "../native/patched-build.js";
 import type {PreparedPrompt} from "./prepare.js";
-import {ResidentTier} from "./resident-tier.js";
-import {type RopeParams, ropeParamsFromGguf} from "./rope-shift.js";
+import {ResidentTier} from "../kv/resident-tier.js";
+import {type RopeParams, ropeParamsFromGguf} from "../kv/rope-params.js";
 import {type SplicePartInput, spliceIntoSequence, spliceRopeOf} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
@@ -122,17 +122,6 @@ async function chatKvLayout(sequence: LlamaContextSequence, model: LlamaModel): 
 
 /** The early layer hkvd compares at (CacheBlend selects on the first layers' K/V deviation). */
 const selectionLayer = 1;
-
-type AddonContext = {
-    initBatch(size: number): void;
-    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
-    decodeBatch(): Promise<void>;
-    removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
-};
-
-function addonContext(context: LlamaContext): AddonContext {
-    return (context as unknown as {_ctx: AddonContext})._ctx;
-}
 
 function chunkKeyHash(tokens: readonly Token[]): string {
     return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
@@ -338,7 +327,7 @@ export async function prepareBlend(blend: BlendContext, prompt: BuiltPrompt, str
 
     const recomputeStartedAt = performance.now();
     const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-    await withContextLock(blend.context, () => recomputeAt(blend, seqId, positions, prompt.tokens, selected.length > 0 ? selected : []));
+    await recomputeAt(blend, seqId, positions, prompt.tokens, selected);
     markTokensEvaluated(blend.sequence, tailInBatch);
     const recomputeMs = performance.now() - recomputeStartedAt;
     if (tier != null && toAdmit.length > 0)
@@ -453,33 +442,30 @@ async function recomputeAt(blend: BlendContext, seqId: number, positions: number
     if (positions.length === 0)
         return;
 
-    const ctx = addonContext(blend.context);
-    const sorted = [...cachedPositions].sort((a, b) => a - b);
-    for (let index = 0; index < sorted.length;) {
-        let end = index + 1;
-        while (end < sorted.length && sorted[end] === sorted[end - 1]! + 1)
-            end++;
-
-        ctx.removeTokenCellsFromSequence(seqId, sorted[index]!, sorted[end - 1]! + 1);
-        index = end;
-    }
+    const remove: Array<[number, number]> = consecutiveRuns([...cachedPositions].sort((a, b) => a - b))
+        .map(({first, length}) => [first, first + length]);
 
     // Equal pieces rather than full ones and a remainder: llama.cpp's CPU flash-attention kernel takes a much slower
     // path for fewer than 64 query rows (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
     const pieces = Math.ceil(positions.length / blend.context.batchSize);
     const pieceSize = Math.ceil(positions.length / pieces);
-    for (let start = 0; start < positions.length; start += pieceSize) {
-        const part = positions.slice(start, start + pieceSize);
-        ctx.initBatch(part.length);
-        for (let index = 0; index < part.length;) {
-            let end = index + 1;
-            while (end < part.length && part[end] === part[end - 1]! + 1)
-                end++;
+    const batches: PositionedRun[][] = [];
+    for (let start = 0; start < positions.length; start += pieceSize)
+        batches.push(consecutiveRuns(positions.slice(start, start + pieceSize)).map(({first, length}) => ({
+            firstPosition: first, tokens: Uint32Array.from(tokens.slice(first, first + length))
+        })));
+    await decodeAtPositions(blend.context, seqId, remove, batches);
+}
 
-            const first = part[index]!;
-            ctx.addToBatch(seqId, first, Uint32Array.from(tokens.slice(first, part[end - 1]! + 1)), new Uint32Array(0));
-            index = end;
-        }
-        await ctx.decodeBatch();
+/** Sorted positions as runs of consecutive ones. */
+function consecutiveRuns(sorted: readonly number[]): Array<{first: number, length: number}> {
+    const runs: Array<{first: number, length: number}> = [];
+    for (let index = 0; index < sorted.length;) {
+        let end = index + 1;
+        while (end < sorted.length && sorted[end] === sorted[end - 1]! + 1)
+            end++;
+        runs.push({first: sorted[index]!, length: end - index});
+        index = end;
     }
+    return runs;
 }

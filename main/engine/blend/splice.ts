@@ -5,10 +5,10 @@
  * test/helpers/kv-reference.ts the tests compare it with), without three copies of the KV in JavaScript.
  */
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "./kv-blob.js";
-import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "./native-addon.js";
-import type {ResidentEntry} from "./resident-tier.js";
-import type {RopeParams} from "./rope-shift.js";
+import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "../kv/kv-blob.js";
+import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "../native/native-addon.js";
+import type {ResidentEntry} from "../kv/resident-tier.js";
+import type {RopeParams} from "../kv/rope-params.js";
 
 /** A part from host memory (K rotated on the CPU) or from the resident tier (placed and copied on the device). */
 export type SplicePartInput = {body: KvBody, delta: number} | {resident: ResidentEntry, delta: number};

@@ -6,7 +6,7 @@
  */
 import type {LlamaContextSequence} from "node-llama-cpp";
 import {isTransposed, type KvBody} from "./kv-blob.js";
-import {releaseResidentKv, type ResidentKvHandle, type SpliceLayerShape, uploadResidentKv} from "./native-addon.js";
+import {releaseResidentKv, type ResidentKvHandle, type SpliceLayerShape, uploadResidentKv} from "../native/native-addon.js";
 
 export type ResidentEntry = {
     handle: ResidentKvHandle,

@@ -181,7 +181,7 @@ export type NativeAddonLoad = {addon: WeftNativeAddon, error: null} | {addon: nu
 const addonRelativePath = path.join("native", "build", "Release", "weft_native.node");
 
 /**
- * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/blend/ from source
+ * Where the addon may be: `native/` under the nearest ancestor of this module (main/engine/native/ from source
  * via tsx, dist/ or dist/electron/ from the bundles), app.asar.unpacked in a packaged app, or $WEFT_NATIVE_ADDON.
  */
 export function nativeAddonCandidates(): string[] {
@@ -243,6 +243,14 @@ function requireAddon(): WeftNativeAddon {
 type DisposalPreventionHandle = {dispose(): void};
 type DisposeGuard = {createPreventDisposalHandle(ignoreAwaitingDispose?: boolean): DisposalPreventionHandle};
 type ContextInternals = {_ctx?: unknown, _backendContextDisposeGuard?: DisposeGuard};
+/** node-llama-cpp's AddonContext methods the blend's recompute decode calls directly (patch 0001 lets its positions scatter). */
+type AddonContextBatch = {
+    initBatch(size: number): void;
+    addToBatch(sequenceId: number, firstTokenPosition: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
+    decodeBatch(): Promise<void>;
+    removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
+};
+const addonContextBatchMethods = ["initBatch", "addToBatch", "decodeBatch", "removeTokenCellsFromSequence"] as const;
 type ModelInternals = {_model?: unknown, _backendModelDisposeGuard?: DisposeGuard};
 type SequenceInternals = {
     _sequenceId: number,
@@ -275,6 +283,49 @@ export function sequenceIdOf(sequence: LlamaContextSequence): number {
     if (!Number.isInteger(id))
         throw new Error("LlamaContextSequence has no _sequenceId (node-llama-cpp internals changed?)");
     return id;
+}
+
+/**
+ * Why this context cannot be driven directly by the blend path (node-llama-cpp's internals are not what this file
+ * expects), or null. Checked once when a blend session opens, so a changed node-llama-cpp turns into a fallback with a
+ * reason rather than an error in the middle of a question.
+ */
+export function contextInternalsProblem(context: LlamaContext): string | null {
+    const internals = context as unknown as ContextInternals;
+    if (typeof internals._ctx !== "object" || internals._ctx === null)
+        return "LlamaContext has no native _ctx (node-llama-cpp internals changed?)";
+    const missing = addonContextBatchMethods.filter((name) => typeof (internals._ctx as Record<string, unknown>)[name] !== "function");
+    if (missing.length > 0)
+        return `node-llama-cpp's AddonContext lacks ${missing.join(", ")} (internals changed?)`;
+    if (typeof internals._backendContextDisposeGuard?.createPreventDisposalHandle !== "function")
+        return "LlamaContext has no dispose guard (node-llama-cpp internals changed?)";
+    return null;
+}
+
+/** Tokens to decode at consecutive positions from `firstPosition`, without logits. */
+export type PositionedRun = {firstPosition: number, tokens: Uint32Array};
+
+/**
+ * Removes the sequence's cells in each `[start, end)` of `remove`, then decodes each batch of `batches` (runs of tokens
+ * at their positions, which may be scattered with patch 0001) on node-llama-cpp's own context, holding its context lock
+ * and dispose guard. node-llama-cpp's token bookkeeping is the caller's (see {@link markTokensEvaluated}).
+ */
+export async function decodeAtPositions(context: LlamaContext, sequenceId: number, remove: ReadonlyArray<readonly [number, number]>,
+    batches: ReadonlyArray<readonly PositionedRun[]>): Promise<void> {
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    const internals = context as unknown as ContextInternals;
+    const ctx = contextHandleOf(context) as unknown as AddonContextBatch;
+    await withDisposalPrevented(internals._backendContextDisposeGuard, () => withContextLock(context, async () => {
+        for (const [start, end] of remove)
+            ctx.removeTokenCellsFromSequence(sequenceId, start, end);
+        for (const batch of batches) {
+            ctx.initBatch(batch.reduce((sum, run) => sum + run.tokens.length, 0));
+            for (const run of batch)
+                ctx.addToBatch(sequenceId, run.firstPosition, run.tokens, new Uint32Array(0));
+            await ctx.decodeBatch();
+        }
+    }));
 }
 
 /** Keeps the native object from being disposed while `run` uses it (node-llama-cpp's own dispose guards). */
