@@ -46,6 +46,16 @@ def apply_rope(x, cos, sin):
     return out.type_as(x)
 
 
+def attention(q, k, v):
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    # Older PyTorch (a CPU check of this script): the same causal attention written out.
+    T = q.shape[-2]
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    return (scores.softmax(-1) @ v.float()).type_as(q)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -82,7 +92,7 @@ class Block(nn.Module):
         if self.kv_heads != self.heads:
             k = k.repeat_interleave(self.heads // self.kv_heads, dim=1)
             v = v.repeat_interleave(self.heads // self.kv_heads, dim=1)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a = attention(q, k, v)
         x = x + self.attn_output(a.transpose(1, 2).reshape(B, T, -1))
         h = self.ffn_norm(x)
         return x + self.ffn_down(F.silu(self.ffn_gate(h)) * self.ffn_up(h))
@@ -180,6 +190,14 @@ def main():
         info, resumed = load_checkpoint(args.resume)
         vocab_ids = resumed.pop("vocab_ids").astype(np.int64)
         log("resume from step", info["step"], info.get("note"))
+        # Tokens this corpus uses that the checkpoint's did not: new embedding rows, initialised as at the start.
+        extra = np.setdiff1d(np.unique(tokens), vocab_ids)
+        if len(extra):
+            emb = resumed["token_embd.weight"]
+            grown = np.random.default_rng(args.seed).normal(0, 0.02, (len(extra), emb.shape[1])).astype(emb.dtype)
+            resumed["token_embd.weight"] = np.concatenate([emb, grown])
+            vocab_ids = np.concatenate([vocab_ids, extra])
+            log(f"vocabulary grown by {len(extra)} tokens")
     else:
         vocab_ids = np.unique(tokens)
     remap = np.full(meta["vocabSize"], -1, dtype=np.int64)

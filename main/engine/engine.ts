@@ -13,6 +13,7 @@ import {type BlendContext, chunkCachedOnDisk, chunkKv, closeResidentTier, openBl
 import {ChunkKvCache, type ChunkCacheStats} from "./kv/chunk-cache.js";
 import {folderIdFor} from "./library/store.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "./blend/prepare.js";
+import {resolveStrategy} from "./blend/auto.js";
 import {CacheWarmer, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
 import {generate} from "./generate.js";
 import {type Embedder, openEmbedder} from "./library/embedder.js";
@@ -409,8 +410,8 @@ export class Engine implements EngineApi {
                 throw new EngineError("bad_request",
                     `the prompt is ${promptTokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
-            const requested = request.strategy ?? "prefix";
-            const prepared = await this.preparePrompt(loaded, prompt, requested, request.ratio);
+            const requested = resolveStrategy(request.strategy, request.ratio);
+            const prepared = await this.preparePrompt(loaded, prompt, requested.strategy, requested.ratio);
             const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
                 temperature: request.temperature,
