@@ -1,10 +1,10 @@
 import {existsSync} from "node:fs";
-import {AskResult, ChatRequest, EngineError, Strategy} from "../contract/index.js";
+import {AskResult, ChatRequest, EngineError, RequestedStrategy} from "../contract/index.js";
 import {commonOptions, parseCommandArgs, parseNumberInRange, parsePositiveInt, UsageError} from "./args.js";
 import {openEngineFromFlags} from "./open-engine.js";
 
 export const askUsage = `weft ask "QUESTION" [--model PATH_OR_ID] [--data DIR] [--json]
-         [--max-tokens N] [--temperature T] [--strategy full|prefix|naive|chunk-head|hkvd] [--ratio R] [--threads N] [--gpu auto|cpu|cuda|vulkan|metal]`;
+         [--max-tokens N] [--temperature T] [--strategy auto|full|prefix|naive|chunk-head|hkvd] [--ratio R] [--threads N] [--gpu auto|cpu|cuda|vulkan|metal]`;
 
 export async function askCommand(argv: string[]): Promise<number> {
     const {values, positionals} = parseCommandArgs(argv, {
@@ -24,9 +24,9 @@ export async function askCommand(argv: string[]): Promise<number> {
     if (question === "")
         throw new UsageError(`ask needs a question: ${askUsage}`);
 
-    const strategy = values.strategy != null ? Strategy.safeParse(values.strategy) : undefined;
+    const strategy = values.strategy != null ? RequestedStrategy.safeParse(values.strategy) : undefined;
     if (strategy != null && !strategy.success)
-        throw new UsageError(`--strategy must be one of ${Strategy.options.join(", ")}`);
+        throw new UsageError(`--strategy must be one of ${RequestedStrategy.options.join(", ")}`);
 
     const request = ChatRequest.parse({
         question,

@@ -1,6 +1,6 @@
 import {z} from "zod";
 import {EngineErrorShape} from "./errors.js";
-import {AnswerStats, CacheStats, Strategy} from "./stats.js";
+import {AnswerStats, CacheStats, RequestedStrategy} from "./stats.js";
 
 export const Citation = z.object({
     /** The number the answer uses, as in "[2]". */
@@ -23,8 +23,9 @@ export const ChatRequest = z.object({
     temperature: z.number().min(0).max(2).default(0),
     /** How many chunks to retrieve from the library. */
     topK: z.number().int().min(0).max(32).default(4),
-    strategy: Strategy.optional(),
-    /** The share of reused chunk tokens hkvd and chunk-head recompute. */
+    /** Absent means `auto`. */
+    strategy: RequestedStrategy.optional(),
+    /** The share of reused chunk tokens hkvd and chunk-head recompute (`auto` brings its own). */
     ratio: z.number().min(0).max(1).default(0.15)
 });
 export type ChatRequest = z.input<typeof ChatRequest>;

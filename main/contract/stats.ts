@@ -10,6 +10,10 @@ export type Backend = z.infer<typeof Backend>;
 export const Strategy = z.enum(["full", "prefix", "naive", "chunk-head", "hkvd"]);
 export type Strategy = z.infer<typeof Strategy>;
 
+/** What a question may ask for: a strategy, or `auto` (the engine's measured default; see main/engine/blend/auto.ts). */
+export const RequestedStrategy = z.enum(["auto", ...Strategy.options]);
+export type RequestedStrategy = z.infer<typeof RequestedStrategy>;
+
 const count = z.number().int().nonnegative();
 const ms = z.number().nonnegative();
 

@@ -1,3 +1,4 @@
+import {resolveStrategy} from "../blend/auto.js";
 import {type ChatEvent, type ChatRequestParsed, type Citation, EngineError, type Strategy, toErrorShape} from "../../contract/index.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "../blend/prepare.js";
 import type {Foreground} from "../foreground.js";
@@ -45,7 +46,8 @@ export class ChatService {
                 throw new EngineError("bad_request",
                     `the prompt is ${prompt.tokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
-            const prepared = await this.preparePrompt(loaded, prompt, request.strategy ?? "prefix", request.ratio);
+            const requested = resolveStrategy(request.strategy, request.ratio);
+            const prepared = await this.preparePrompt(loaded, prompt, requested.strategy, requested.ratio);
             const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
                 temperature: request.temperature,

@@ -1,0 +1,153 @@
+// Answer quality under KV reuse: exact match and F1 of Weft's answer model (test/fixtures/models/weft-answers.gguf,
+// trained by scripts/train-answers.py) on held-out questions of the answer corpus, per strategy and question kind.
+//   npm run bench -- answers [--questions N] [--chunks N] [--seed S] [--threads N] [--model PATH] [--json]
+//
+// Each question comes with its sources (the gold chunks and distractors, in Weft's prompt format). Chunk KVs are
+// computed once before any strategy runs, as ingest would have; `full` prefills the whole prompt, `prefix` finds
+// the same sources already in the sequence under another question, the blend strategies go through BlendSession.prepare
+// (the engine's own path). Every strategy then decodes greedily, as `weft ask` does, until end of text.
+import path from "node:path";
+import {getLlama, LlamaLogLevel} from "node-llama-cpp";
+import {type BlendSession, type BlendStrategy, openBlendSession} from "../main/engine/blend/blend.js";
+import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
+import {generate} from "../main/engine/generate.js";
+import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
+import {buildPrompt} from "../main/engine/prompt.js";
+import {answerF1, citedSources, exactMatch, makeQuestionSet, questionKinds, type QuestionKind} from "../test/fixtures/answer-corpus.js";
+import {answerModelPath} from "../test/fixtures/answer-model.js";
+import {benchArgs, log, Report, withTempDir} from "./harness.js";
+
+const args = benchArgs({
+    questions: {type: "string", default: "20"},
+    chunks: {type: "string", default: "6"},
+    seed: {type: "string", default: "7"},
+    threads: {type: "string", default: process.env.WEFT_THREADS ?? "1"},
+    model: {type: "string", default: answerModelPath}
+});
+const questions = Number.parseInt(args.questions, 10);
+const chunks = Number.parseInt(args.chunks, 10);
+const threads = Number.parseInt(args.threads, 10);
+if (!(questions >= 1) || !(chunks >= 2) || !(threads >= 1))
+    throw new Error(`--questions, --chunks (>= 2) and --threads must be positive integers, got ${args.questions}, ${args.chunks}, ${args.threads}`);
+
+type Variant = {strategy: "full" | "prefix" | BlendStrategy, ratio: number};
+export const answerVariants: Variant[] = [
+    {strategy: "full", ratio: 0},
+    {strategy: "prefix", ratio: 0},
+    {strategy: "naive", ratio: 0},
+    {strategy: "chunk-head", ratio: 0.15},
+    {strategy: "hkvd", ratio: 0.05},
+    {strategy: "hkvd", ratio: 0.15},
+    {strategy: "hkvd", ratio: 0.3}
+];
+const variantName = (variant: Variant) => `${variant.strategy}@${variant.ratio}`;
+/** `prefix` reuses a previous prompt with the same sources and this question instead. */
+const previousQuestion = "What do these notes say?";
+const maxAnswerTokens = 24;
+
+type Score = {questions: number, em: number, f1: number, cited: number};
+
+await withTempDir("answers", async (dir) => {
+    const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
+    const model = await llama.loadModel({modelPath: args.model});
+    const context = await model.createContext({contextSize: 1024, threads, sequences: 1});
+    const sequence = context.getSequence();
+    const cache = await ChunkKvCache.open({dataDir: path.join(dir, "cache"), ramBudgetBytes: 256 * 1024 ** 2, diskBudgetBytes: 256 * 1024 ** 2});
+    const opened = await openBlendSession({llama, model, context, sequence, modelPath: args.model, cache, threads});
+    if (!opened.available)
+        throw new Error(`blend path unavailable: ${opened.reason}`);
+    const blend: BlendSession = opened.value;
+
+    const scores = new Map<string, Score>();
+    const scoreOf = (variant: Variant, kind: QuestionKind | "all") => {
+        const key = `${variantName(variant)}/${kind}`;
+        if (!scores.has(key))
+            scores.set(key, {questions: 0, em: 0, f1: 0, cited: 0});
+        return scores.get(key)!;
+    };
+
+    const set = makeQuestionSet(Number(args.seed), "held-out", questions, chunks);
+    let promptTokens = 0;
+    for (const [index, example] of set.entries()) {
+        const sources = example.chunks.map((chunk, i) => ({n: i + 1, path: chunk.path, text: chunk.text}));
+        const prompt = buildPrompt(model, example.question, sources, false);
+        const previous = buildPrompt(model, previousQuestion, sources, false);
+        promptTokens += prompt.tokens.length;
+        // Warm: every chunk's KV computed and cached before anything is compared.
+        await blend.prepare(prompt, "naive", 0);
+
+        const answers: string[] = [];
+        for (const variant of answerVariants) {
+            let prepared: PreparedPrompt;
+            if (variant.strategy === "full")
+                prepared = await prepareFull(sequence, prompt.tokens);
+            else if (variant.strategy === "prefix") {
+                await prepareFull(sequence, previous.tokens);
+                await sequence.evaluateWithoutGeneratingNewTokens(previous.tokens.slice(sequence.nextTokenIndex));
+                prepared = await preparePrefix(sequence, prompt.tokens);
+            } else
+                prepared = await blend.prepare(prompt, variant.strategy, variant.ratio);
+
+            let answer = "";
+            const steps = generate(model, sequence, prepared.tokensToEvaluate, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
+            for (let step = await steps.next(); step.done !== true; step = await steps.next())
+                if (step.value.type === "text")
+                    answer += step.value.text;
+            answers.push(answer.trim());
+            for (const kind of [example.kind, "all"] as const) {
+                const score = scoreOf(variant, kind);
+                score.questions++;
+                score.em += exactMatch(answer, example.answer) ? 1 : 0;
+                score.f1 += answerF1(answer, example.answer);
+                score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
+            }
+        }
+        log(`${index + 1}/${set.length} ${example.kind}: ${JSON.stringify(example.question)} gold ${JSON.stringify(example.target)}; ` +
+            answerVariants.map((variant, i) => `${variantName(variant)} ${JSON.stringify(answers[i])}`).join(", "));
+    }
+
+    const report = new Report("answers", [
+        {key: "strategy", header: "strategy"},
+        {key: "ratio", header: "ratio", digits: 2},
+        {key: "split", header: "split"},
+        {key: "questions", header: "questions"},
+        {key: "em", header: "EM", digits: 1},
+        {key: "f1", header: "F1", digits: 1},
+        {key: "cited", header: "cites gold %", digits: 1}
+    ], args.json);
+    for (const kind of [...questionKinds, "all"] as const)
+        for (const variant of answerVariants) {
+            const score = scoreOf(variant, kind);
+            report.add({
+                row: `${variantName(variant)} ${kind}`,
+                strategy: variant.strategy,
+                ratio: variant.ratio,
+                split: kind,
+                questions: score.questions,
+                em: 100 * score.em / score.questions,
+                f1: 100 * score.f1 / score.questions,
+                cited: 100 * score.cited / score.questions
+            });
+        }
+
+    const f1 = (strategy: string, ratio: number, kind: QuestionKind) => {
+        const score = scoreOf({strategy: strategy as Variant["strategy"], ratio}, kind);
+        return 100 * score.f1 / score.questions;
+    };
+    report.note("");
+    report.note(`model ${path.basename(args.model)} (CPU, threads ${threads}); held-out questions (seed ${args.seed}), ${questions} per kind, ` +
+        `${chunks} sources each, ${(promptTokens / set.length).toFixed(0)} prompt tokens on average; greedy answers up to ${maxAnswerTokens} tokens; ` +
+        "EM and F1 after SQuAD normalisation with citations removed; 'cites gold': the first [n] in the answer is the gold source.");
+    const check = (label: string, pass: boolean) => report.note(`target: ${label} -> ${pass ? "PASS" : "FAIL"}`);
+    for (const kind of questionKinds)
+        check(`full F1 on ${kind} >= 80 (${f1("full", 0, kind).toFixed(1)})`, f1("full", 0, kind) >= 80);
+    for (const kind of ["two-hop", "cross-chunk"] as const)
+        check(`hkvd@0.15 F1 within 2 of full on ${kind} (${f1("hkvd", 0.15, kind).toFixed(1)} vs ${f1("full", 0, kind).toFixed(1)})`,
+            f1("hkvd", 0.15, kind) >= f1("full", 0, kind) - 2);
+    check(`naive F1 at least 10 below full on cross-chunk (${f1("naive", 0, "cross-chunk").toFixed(1)} vs ${f1("full", 0, "cross-chunk").toFixed(1)})`,
+        f1("naive", 0, "cross-chunk") <= f1("full", 0, "cross-chunk") - 10);
+    report.print();
+
+    await context.dispose();
+    await model.dispose();
+});
