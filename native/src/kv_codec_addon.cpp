@@ -3,6 +3,7 @@
 // never a rejection: reasons are typed on the TypeScript side (main/engine/blend/kv-codec.ts).
 #include "kv_codec_addon.h"
 
+#include <stdexcept>
 #include <algorithm>
 #include <climits>
 #include <cstdlib>

@@ -4,6 +4,7 @@
 // the next decode, on the device that holds the cache.
 #pragma once
 
+#include <stdexcept>
 #include <napi.h>
 
 #include <cstdint>

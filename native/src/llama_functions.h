@@ -2,6 +2,7 @@
 // (the addon links no llama.cpp, so it works with whichever CPU / CUDA / Vulkan / Metal build is in the process).
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
