@@ -1,17 +1,10 @@
 import {mkdir} from "node:fs/promises";
 import {
     type CacheWarmEvent, type CacheWarmStatus, type ChatEvent, type ChatRequestParsed, type EngineApi, EngineError, type EngineStatus,
-    type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo,
-    type CacheOverview, type Conversation, type ConversationSummary, type DownloadEvent, type Hardware, type HostEvent, type ModelDetails, type OpenedDocument,
-    type SettingsView, type StoredTurn, type UserSettings
+    type FolderInfo, type IngestEvent, type ListedModel, type ModelInfo
 } from "../contract/index.js";
-import {cacheOverview} from "./cache-overview.js";
-import {ConversationStore} from "./conversations.js";
-import {openLibraryDocument, resolveLibraryDocument} from "./documents.js";
-import {describeHardware} from "./hardware.js";
-import {modelDetails} from "./model-details.js";
-import {downloadEvents} from "./model-downloads.js";
-import {settingsView, startupThreads} from "./user-settings.js";
+import {startupThreads} from "./user-settings.js";
+import {AppEndpoints} from "./app-endpoints.js";
 import packageJson from "../../package.json" with {type: "json"};
 import {CacheWarming, type WarmCacheResult} from "./cache-warming.js";
 import {ChatService} from "./chat/chat-service.js";
@@ -45,22 +38,18 @@ export type EngineOptions = {
  * The headless engine: a facade over the model host (loading, locking), the chat service, the library host and cache
  * warming. Every transport (CLI, serve socket, Electron IPC) drives this one object through the contract's EngineApi.
  */
-export class Engine implements EngineApi {
+export class Engine extends AppEndpoints implements EngineApi {
     private closed = false;
     private readonly foreground = new Foreground();
     private readonly blendSupport = new ModelBlendSupportCache();
-    private readonly host: ModelHost;
+    protected readonly host: ModelHost;
     private readonly libraryHost: LibraryHost;
     private readonly warming: CacheWarming;
     private readonly chatService: ChatService;
-    private readonly conversations: ConversationStore;
-    /** The settings this run started with: budgets, threads and GPU layers apply from the next start. */
-    private readonly startedWith: Settings;
-
     private readonly lockWait: LockWait;
 
-    private constructor(public readonly dataDir: string, public readonly threads: number, options: EngineOptions,
-        private readonly registry: ModelRegistry, private settings: Settings) {
+    private constructor(dataDir: string, threads: number, options: EngineOptions, protected readonly registry: ModelRegistry, protected settings: Settings) {
+        super(dataDir, threads, settings);
         this.lockWait = options.lockWait ?? {};
         this.host = new ModelHost({
             dataDir, threads, gpu: options.gpu ?? "auto", modelInfo: (id) => this.registry.require(id), contextSize: () => this.settings.contextSize,
@@ -68,8 +57,6 @@ export class Engine implements EngineApi {
             ...(options.kvCodecLevel !== undefined ? {kvCodecLevel: options.kvCodecLevel} : {}),
             ramCacheBytes: settings.ramCacheBytes, diskCacheBytes: settings.diskCacheBytes, ...(settings.gpuLayers != null ? {gpuLayers: settings.gpuLayers} : {})
         });
-        this.conversations = new ConversationStore(dataDir);
-        this.startedWith = settings;
         this.libraryHost = new LibraryHost(dataDir, {
             foreground: this.foreground, tokenizer: () => this.ingestTokenizer(), embedder: () => this.embedder(), changed: () => this.warming.trigger(),
             chunkTokens: () => this.settings.chunkTokens,
@@ -275,84 +262,8 @@ export class Engine implements EngineApi {
         return result;
     }
 
-    // The app's endpoints: each delegates to its own service.
-    public listConversations(): Promise<ConversationSummary[]> {
-        return this.conversations.list();
-    }
-
-    public getConversation(input: {id: string}): Promise<Conversation> {
-        return this.conversations.get(input.id);
-    }
-
-    public createConversation(input: {title?: string}): Promise<Conversation> {
-        return this.conversations.create(input.title);
-    }
-
-    public renameConversation(input: {id: string, title: string}): Promise<ConversationSummary> {
-        return this.conversations.rename(input.id, input.title);
-    }
-
-    public deleteConversation(input: {id: string}): Promise<{removed: boolean}> {
-        return this.conversations.remove(input.id);
-    }
-
-    public appendTurn(input: {id: string, turn: StoredTurn}): Promise<ConversationSummary> {
-        return this.conversations.appendTurn(input.id, input.turn);
-    }
-
-    public async getSettings(): Promise<SettingsView> {
-        return settingsView(this.settings, this.startedWith, this.dataDir);
-    }
-
-    public async changeSettings(patch: Partial<UserSettings>): Promise<SettingsView> {
-        await this.updateSettings(patch);
-        return this.getSettings();
-    }
-
-    public async getCacheOverview(): Promise<CacheOverview> {
-        return cacheOverview((await this.host.chunkCache()).stats(), await this.host.residentStats());
-    }
-
-    public async openDocument(input: {path: string}): Promise<OpenedDocument> {
-        return openLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path));
-    }
-
-    public async resolveDocument(input: {path: string}): Promise<{path: string}> {
-        return {path: await resolveLibraryDocument(input.path, (await this.libraryHost.listFolders()).map((folder) => folder.path))};
-    }
-
-    /** Only the desktop shell has a system viewer to hand documents to. */
-    public async showInSystemViewer(): Promise<{opened: boolean}> {
-        throw new EngineError("bad_request", "opening documents in the system viewer needs the desktop app");
-    }
-
-    public listModelDetails(): Promise<ModelDetails[]> {
-        return modelDetails(this.registry.list());
-    }
-
-    public async getHardware(): Promise<Hardware> {
-        return describeHardware(await this.host.llama(), this.threads);
-    }
-
-    /** The desktop shell answers this with its native picker; here there is none. */
-    public async pickFolder(): Promise<{path: string | null}> {
-        throw new EngineError("bad_request", "there is no folder picker here: type the folder's path");
-    }
-
-    /** Hosting the engine in-process (serve, CLI), it runs until the client stops watching. */
-    public async* watchHost(_input: Record<string, never>, signal: AbortSignal): AsyncGenerator<HostEvent> {
-        yield {type: "state", state: "running"};
-        if (!signal.aborted)
-            await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), {once: true}));
-        yield {type: "done"};
-    }
-
-    public downloadModel(input: {source: string}, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
-        return downloadEvents(input.source, signal, (source, options) => this.pullModel(source, options));
-    }
-
     /** Read-modify-write under the data folder's lock, so a change another process saved meanwhile is kept. */
-    private async updateSettings(patch: Partial<Settings>): Promise<void> {
+    protected async updateSettings(patch: Partial<Settings>): Promise<void> {
         await DataDirLock.for(this.dataDir).hold(async () => {
             this.settings = {...(await loadSettings(this.dataDir)), ...patch};
             await saveSettings(this.dataDir, this.settings);
