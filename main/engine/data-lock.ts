@@ -76,13 +76,7 @@ export class DataDirLock {
         const deadline = Date.now() + (wait.waitMs ?? 10 * 60_000);
         let told = false;
         for (;;) {
-            try {
-                const handle = await open(this.filePath, "wx");
-                try {
-                    await handle.writeFile(JSON.stringify(owner));
-                } finally {
-                    await handle.close();
-                }
+            if (await this.create(owner)) {
                 this.owner = owner;
                 this.heartbeat = setInterval(() => {
                     const now = new Date();
@@ -90,9 +84,6 @@ export class DataDirLock {
                 }, heartbeatMs);
                 this.heartbeat.unref();
                 return;
-            } catch (error) {
-                if ((error as NodeJS.ErrnoException).code !== "EEXIST")
-                    throw error;
             }
 
             const current = await this.readHolder();
@@ -111,6 +102,31 @@ export class DataDirLock {
                 wait.onWait?.(`waiting: ${message}`);
             }
             await new Promise((resolve) => setTimeout(resolve, pollMs));
+        }
+    }
+
+    /**
+     * Makes the lock file with its holder already in it: written under a private name, then linked into place (link
+     * never overwrites). A lock made empty and filled afterwards could be read half-written by another process, judged
+     * unreadable, hence stale, and broken while its holder was live: two writers.
+     */
+    private async create(owner: LockOwner): Promise<boolean> {
+        const draft = `${this.filePath}.new-${process.pid}-${owner.token}`;
+        const handle = await open(draft, "w");
+        try {
+            await handle.writeFile(JSON.stringify(owner));
+        } finally {
+            await handle.close();
+        }
+        try {
+            await link(draft, this.filePath);
+            return true;
+        } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== "EEXIST")
+                throw error;
+            return false;
+        } finally {
+            await rm(draft, {force: true});
         }
     }
 
