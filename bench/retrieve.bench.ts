@@ -22,7 +22,8 @@ const topK = positive("top-k");
 const dims = positive("dims");
 const chunksPerDoc = 10;
 const warmUpQueries = 50;
-const targetMs = 50;
+/** Issue #10's p99 targets at 100k chunks: full-text 20 ms, hybrid 50 ms (at or under). */
+const targetMs = {fts: 20, hybrid: 50};
 const vocabularySize = 3000;
 
 function positive(name: keyof typeof args): number {
@@ -154,9 +155,10 @@ async function latencies(label: string, queries: Array<{text: string, kind: Quer
             continue;
         const sorted = entry.ms.sort((a, b) => a - b);
         const p99 = percentile(sorted, 99);
+        const limit = label.startsWith("hybrid") ? targetMs.hybrid : targetMs.fts;
         report.add({
             row: `${label}, ${describe[key]}`, chunks: chunkCount, queries: sorted.length, hitsPerQuery: entry.hits / sorted.length,
-            p50Ms: percentile(sorted, 50), p95Ms: percentile(sorted, 95), p99Ms: p99, target: `p99 < ${targetMs} ms`, pass: p99 < targetMs
+            p50Ms: percentile(sorted, 50), p95Ms: percentile(sorted, 95), p99Ms: p99, target: `p99 <= ${limit} ms`, pass: p99 <= limit
         });
     }
 }

@@ -95,7 +95,8 @@ const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "nai
     "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
     // hkvd's fused decode (patch 0003) selects and recomputes in one pass; at ratio 0 it runs only the selection's share
     // (layers 0..check for every token, plus the labels and question), so the two rows split select from recompute.
-    "hkvd-resident": {strategy: "hkvd", ratio, resident: true}, "hkvd0-resident": {strategy: "hkvd", ratio: 0, resident: true}};
+    "hkvd-resident": {strategy: "hkvd", ratio, resident: true}, "hkvd0-resident": {strategy: "hkvd", ratio: 0, resident: true},
+    hkvd0: {strategy: "hkvd", ratio: 0}};
 const variants: Variant[] = a.variants!.split(",").map((name) => {
     const variant = known[name];
     if (variant == null)

@@ -21,6 +21,7 @@ struct WeftBlend {
     const int32_t* segKeep;
     int32_t* selected;
     float* deviation;
+    int32_t maskMode; // llama_weft_mask_mode: 0 auto, 1 host, 2 graph
 };
 using BlendDecodeFn = int32_t (*)(llama_context*, llama_batch, const WeftBlend*);
 
@@ -40,8 +41,8 @@ std::string describe(int32_t code) {
         case -10: return "flash attention is off (the fused blend scatters V rows, which needs the untransposed V of flash attention)";
         case -11: return "the context's memory is not a plain KV cache with unquantized K (sliding-window or quantized caches cannot blend)";
         case -12: return "this model architecture has no fused-blend hook in its graph";
-        case -13: return "bad batch (one sequence, no outputs, at most the context's ubatch size)";
-        case -14: return "bad segments or check layer";
+        case -13: return "bad batch (one sequence, strictly increasing positions, no outputs, at most the context's ubatch size)";
+        case -14: return "bad segments, check layer or mask mode";
         default: return "llama_decode failed (" + std::to_string(code) + ")";
     }
 }
@@ -57,10 +58,10 @@ class BlendWorker : public PromiseWorker {
     public:
         BlendWorker(Napi::Env env, const Napi::Object& context, const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
                 std::vector<int32_t> tokens, std::vector<int32_t> positions, std::vector<int32_t> segLen, std::vector<int32_t> segKeep,
-                int32_t checkLayer, bool wantDeviation)
+                int32_t checkLayer, bool wantDeviation, int32_t maskMode)
             : PromiseWorker(env, "WeftFusedBlendDecode"), functions(functions), ctx(ctx), seqId(seqId), tokens(std::move(tokens)),
               positions(std::move(positions)), segLen(std::move(segLen)), segKeep(std::move(segKeep)), checkLayer(checkLayer),
-              wantDeviation(wantDeviation), contextRef(Napi::Persistent(context)) {}
+              wantDeviation(wantDeviation), maskMode(maskMode), contextRef(Napi::Persistent(context)) {}
 
     protected:
         void Run() override {
@@ -82,7 +83,7 @@ class BlendWorker : public PromiseWorker {
             }
             batch.n_tokens = n;
             WeftBlend blend{checkLayer, (int32_t) segLen.size(), segLen.data(), segKeep.data(), selected.data(),
-                wantDeviation ? deviation.data() : nullptr};
+                wantDeviation ? deviation.data() : nullptr, maskMode};
             const auto startedAt = std::chrono::steady_clock::now();
             const int32_t code = blendDecodeFunction()(ctx, batch, &blend);
             decodeMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - startedAt).count();
@@ -114,6 +115,7 @@ class BlendWorker : public PromiseWorker {
         std::vector<int32_t> tokens, positions, segLen, segKeep;
         int32_t checkLayer;
         bool wantDeviation;
+        int32_t maskMode;
         Napi::ObjectReference contextRef;
         std::vector<int32_t> selected;
         std::vector<float> deviation;
@@ -147,8 +149,18 @@ Napi::Value FusedBlendDecode(const Napi::CallbackInfo& info) {
         const int32_t checkLayer = (int32_t) integerArgument(spec.Get("checkLayer"), "spec.checkLayer", 0,
             (int64_t) functions.llama_model_n_layer(functions.llama_get_model(ctx)) - 1);
         const bool wantDeviation = spec.Has("deviation") && spec.Get("deviation").ToBoolean().Value();
+        int32_t maskMode = 0;
+        if (spec.Has("mask") && !spec.Get("mask").IsUndefined()) {
+            const std::string mask = spec.Get("mask").IsString() ? spec.Get("mask").As<Napi::String>().Utf8Value() : "";
+            if (mask == "host")
+                maskMode = 1;
+            else if (mask == "graph")
+                maskMode = 2;
+            else if (mask != "auto")
+                throw Napi::TypeError::New(env, "spec.mask must be \"auto\", \"host\" or \"graph\"");
+        }
         auto* worker = new BlendWorker(env, info[0].As<Napi::Object>(), functions, ctx, seqId, std::move(tokens), std::move(positions),
-            std::move(segLen), std::move(segKeep), checkLayer, wantDeviation);
+            std::move(segLen), std::move(segKeep), checkLayer, wantDeviation, maskMode);
         Napi::Promise promise = worker->Promise();
         worker->Queue();
         return promise;

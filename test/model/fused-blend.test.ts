@@ -135,6 +135,21 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         assert.ok(hkvdKl < naiveKl, `hkvd ${hkvdKl} >= naive ${naiveKl}`);
     });
 
+    it("builds the same mask in the graph as on the host: identical selection and logits", async (t) => {
+        // On a CPU the fused decode fills its mask on the host ("auto"); a GPU build makes it in the graph from positions.
+        // Both are forced here; the selection runs at 0.15 so the subset's own mask rows are exercised too.
+        const runs = [];
+        for (const fusedMask of ["host", "graph"] as const) {
+            const prepared = await blend.prepare(prompt, "hkvd", 0.15, {fusedMask});
+            assert.equal(prepared.strategy, "hkvd");
+            runs.push({selected: prepared.selectedPositions, logits: await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize)});
+        }
+        assert.deepEqual(runs[1]!.selected, runs[0]!.selected);
+        const diff = maxAbsDiff(runs[1]!.logits, runs[0]!.logits);
+        t.diagnostic(`graph vs host mask: max |logit diff| ${diff.toExponential(2)}, ${runs[0]!.selected?.length} selected`);
+        assert.equal(diff, 0);
+    });
+
     it("without flash attention falls back to chunk-head and says why", async () => {
         const plain = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: false});
         try {

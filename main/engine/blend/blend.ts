@@ -66,6 +66,8 @@ export type BlendSessionOptions = {
 export type BlendPrepareOptions = {
     /** Build the spliced state in pinned host memory when a GPU backend is loaded (default; benchmarks compare without). */
     pinned?: boolean;
+    /** Where hkvd's fused decode builds its causal mask (default "auto": see FusedBlendSpec.mask); both give the same mask. */
+    fusedMask?: "auto" | "host" | "graph";
     trace?: BlendTrace;
 };
 
@@ -421,7 +423,7 @@ export class BlendSession {
             if (tailInBatch.length > 0)
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
-                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer});
+                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask});
             selected = run.selected;
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs});
         } else {

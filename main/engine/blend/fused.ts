@@ -1,5 +1,5 @@
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {fusedBlendDecode, fusedBlendSupported} from "../native/native-addon.js";
+import {fusedBlendDecode, type FusedBlendSpec, fusedBlendSupported} from "../native/native-addon.js";
 
 /** Architectures whose llama.cpp graph carries Weft patch 0003's blend hook. */
 const fusedArchitectures = new Set(["llama", "qwen2", "qwen3", "phi3"]);
@@ -40,7 +40,7 @@ export function fusedKeep(length: number, ratio: number): number {
  * decode with nothing to recompute (only chunks, ratio 0) is skipped: its cells keep their cached rows in every layer.
  */
 export async function runFusedBlend(sequence: LlamaContextSequence, tokens: readonly Token[], segments: readonly FusedSegment[],
-    options: {ratio: number, batchSize: number, checkLayer: number}): Promise<FusedBlendRun> {
+    options: {ratio: number, batchSize: number, checkLayer: number, mask?: FusedBlendSpec["mask"]}): Promise<FusedBlendRun> {
     const pieces: FusedSegment[] = [];
     for (const segment of segments)
         for (let offset = 0; offset < segment.length; offset += options.batchSize)
@@ -74,7 +74,8 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
             positions,
             segLen: Int32Array.from(batch, (piece) => piece.length),
             segKeep: Int32Array.from(keep),
-            checkLayer: options.checkLayer
+            checkLayer: options.checkLayer,
+            ...(options.mask != null ? {mask: options.mask} : {})
         });
         decodes++;
         decodeMs += result.decodeMs;

@@ -209,7 +209,12 @@ export type FusedBlendSpec = {
     segKeep: Int32Array,
     checkLayer: number,
     /** Also return each token's deviation (squared K distance at the check layer). */
-    deviation?: boolean
+    deviation?: boolean,
+    /**
+     * Where the causal mask is built: "auto" (default) in the graph when the KV cache is in device memory, else on the
+     * host; "host" / "graph" force one (both give the same mask: tests compare them on a CPU).
+     */
+    mask?: "auto" | "host" | "graph"
 };
 
 export type FusedBlendResult = {
