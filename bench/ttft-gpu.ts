@@ -89,14 +89,17 @@ function spliceColumns(runs: Run[]): Record<string, string | number> {
         residentMiB: resident / 2 ** 20, residentMs: resident > 0 ? residentMs : NaN, residentGBps: resident > 0 ? resident / 1e9 / (residentMs / 1000) : NaN};
 }
 
-type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean};
+type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean, fusedMask?: "host" | "graph"};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
     naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
     "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
     // hkvd's fused decode (patch 0003) selects and recomputes in one pass; at ratio 0 it runs only the selection's share
     // (layers 0..check for every token, plus the labels and question), so the two rows split select from recompute.
     "hkvd-resident": {strategy: "hkvd", ratio, resident: true}, "hkvd0-resident": {strategy: "hkvd", ratio: 0, resident: true},
-    hkvd0: {strategy: "hkvd", ratio: 0}};
+    hkvd0: {strategy: "hkvd", ratio: 0},
+    // the fused decode's mask filled on the host and copied over (patch 0004's sorted fill), against "auto" (in the graph on a GPU)
+    "hkvd-resident-hostmask": {strategy: "hkvd", ratio, resident: true, fusedMask: "host"},
+    "hkvd0-resident-hostmask": {strategy: "hkvd", ratio: 0, resident: true, fusedMask: "host"}};
 const variants: Variant[] = a.variants!.split(",").map((name) => {
     const variant = known[name];
     if (variant == null)
@@ -142,6 +145,7 @@ for (const size of sizes) {
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
                 : await blend.prepare(prompt, variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
+                    ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
                     trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
                 });
             trace(`${size} ${variant.strategy} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
@@ -162,7 +166,8 @@ for (const size of sizes) {
         const fusedRuns = runs.flatMap((r) => r.fused != null ? [r.fused] : []);
         if (fusedRuns.length > 0)
             log(`  ${variant.strategy}@${variant.ratio} fused decode, medians: ${median(fusedRuns.map((f) => f.decodeMs)).toFixed(1)} ms in ` +
-                `${fusedRuns[0]!.decodes} decodes (selection and recompute in one graph; fallback: ${runs[0]!.prep.fallbackReason ?? "none"})`);
+                `${fusedRuns[0]!.decodes} decodes (selection and recompute in one graph; fallback: ${runs[0]!.prep.fallbackReason ?? "none"}); ` +
+                `each, median: ${fusedRuns[0]!.decodeMsEach.map((_, i) => median(fusedRuns.map((f) => f.decodeMsEach[i] ?? NaN)).toFixed(1)).join(" ")} ms`);
         const placements = runs.flatMap((r) => r.splice != null && r.splice.residentBytes > 0 ? [r.splice] : []);
         if (placements.length > 0)
             log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +
@@ -175,7 +180,7 @@ for (const size of sizes) {
         const bytes = runs[0]!.prep.kvBytesLoaded;
         const row = {
             card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
-                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : ""),
+                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : "") + (variant.fusedMask != null ? ` (${variant.fusedMask} mask)` : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,
             kvGBps: bytes > 0 && load > 0 ? bytes / 1e9 / (load / 1000) : NaN, runs: runs.length,

@@ -425,7 +425,7 @@ export class BlendSession {
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
                 {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask});
             selected = run.selected;
-            options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs});
+            options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach});
         } else {
             const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
             await this.recomputeAt(seqId, positions, prompt.tokens, selected);

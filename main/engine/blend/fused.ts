@@ -25,7 +25,9 @@ export type FusedBlendRun = {
     /** Positions of the chunk tokens the decode recomputed through every layer (forced segments not included), ascending. */
     selected: number[],
     decodes: number,
-    decodeMs: number
+    decodeMs: number,
+    /** Each decode's time in llama_weft_blend_decode, in order. */
+    decodeMsEach: number[]
 };
 
 /** Tokens of a chunk segment the fused decode recomputes: CacheBlend's per-chunk ratio, rounded up (as chunk-head). */
@@ -64,6 +66,7 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
     const selected: number[] = [];
     let decodes = 0;
     let decodeMs = 0;
+    const decodeMsEach: number[] = [];
     for (const batch of batches) {
         const keep = batch.map((piece) => piece.forced ? piece.length : fusedKeep(piece.length, options.ratio));
         if (keep.every((count) => count === 0))
@@ -79,6 +82,7 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
         });
         decodes++;
         decodeMs += result.decodeMs;
+        decodeMsEach.push(result.decodeMs);
         let at = 0;
         for (let index = 0; index < batch.length; index++) {
             if (!batch[index]!.forced)
@@ -87,5 +91,5 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
             at += keep[index]!;
         }
     }
-    return {selected: selected.sort((a, b) => a - b), decodes, decodeMs};
+    return {selected: selected.sort((a, b) => a - b), decodes, decodeMs, decodeMsEach};
 }
