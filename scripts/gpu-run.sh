@@ -21,7 +21,8 @@
 # (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
 # strategies; default bench/ttft-gpu.ts's: full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,
 # hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share), WEFT_PROBE (1: short
-# 8k runs that each change one thing).
+# 8k runs that each change one thing), WEFT_BATCH_PROBE (N: a second run at batch size N), WEFT_NSYS (1: an Nsight Systems
+# profile of hkvd0 at 8k, per-kernel and per-API sums as CSV). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
 
 start=$(date +%s)
@@ -244,6 +245,30 @@ if [ "${WEFT_PROBE:-0}" = 1 ]; then
     run_bench probe-naive-only -- --sizes 8192 --variants naive
     run_bench probe-graphs-off GGML_CUDA_DISABLE_GRAPHS=1 -- --sizes 8192 --variants naive-pageable,naive
     run_bench probe-launch-blocking CUDA_LAUNCH_BLOCKING=1 -- --sizes 8192 --variants naive-pageable
+fi
+# WEFT_BATCH_PROBE=N: a second run at batch (and ubatch) size N: fewer, larger fused decodes, to weigh the per-decode cost.
+if [ -n "${WEFT_BATCH_PROBE:-}" ]; then
+    run_bench "batch$WEFT_BATCH_PROBE" -- --sizes "$sizes" --batch "$WEFT_BATCH_PROBE" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
+fi
+# WEFT_NSYS=1: an Nsight Systems profile of hkvd's fused decode at 8k (one rep), summarized per kernel and per CUDA API call.
+if [ "${WEFT_NSYS:-0}" = 1 ]; then
+    nsys_bin="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)"
+    if [ -z "$nsys_bin" ]; then
+        say "nsys: not found on this machine"
+    else
+        say "nsys: $nsys_bin ($("$nsys_bin" --version 2>&1 | head -1))"
+        "$nsys_bin" profile --trace=cuda,osrt --sample=none --cpuctxsw=none --force-overwrite=true -o "$work/fused" \
+            node --import tsx bench/ttft-gpu.ts --model "$model" --gpu "$gpu" --reps 2 --ratio "$ratio" --chunk "$chunk" \
+            --threads "$(nproc)" --card "$card" --sizes 8192 --variants "${WEFT_NSYS_VARIANTS:-hkvd0-resident}" >"$OUT/nsys-run.log" 2>&1
+        "$nsys_bin" stats --report cuda_gpu_kern_sum --report cuda_api_sum --report osrt_sum --format csv --force-export=true \
+            --output "$work/fused" "$work/fused.nsys-rep" >>"$OUT/nsys-run.log" 2>&1
+        for report in "$work"/fused_*.csv; do [ -f "$report" ] && head -40 "$report" >"$OUT/nsys-$(basename "$report" .csv | sed 's/^fused_//').csv"; done
+    fi
+fi
+# What comes back from a device call is at most 8 files: the logs beyond the main table go into one archive.
+extra=$(cd "$OUT" && ls | grep -v -x -e gpu-run.log -e ttft-main.md -e ttft-main.jsonl -e logs.tar.gz || true)
+if [ -n "$extra" ]; then
+    (cd "$OUT" && tar czf logs.tar.gz $extra && rm -f $extra)
 fi
 say "wall time of this script $(($(date +%s) - start)) s"
 exit $bench_rc
