@@ -251,7 +251,9 @@ if [ -n "${WEFT_BATCH_PROBE:-}" ]; then
     run_bench "batch$WEFT_BATCH_PROBE" -- --sizes "$sizes" --batch "$WEFT_BATCH_PROBE" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
 fi
 # WEFT_NSYS=1: an Nsight Systems profile of hkvd's fused decode at 8k (one rep), summarized per kernel and per CUDA API call.
-if [ "${WEFT_NSYS:-0}" = 1 ]; then
+if [ "${WEFT_NSYS:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
+    say "nsys: skipped, past the budget"
+elif [ "${WEFT_NSYS:-0}" = 1 ]; then
     nsys_bin="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)"
     if [ -z "$nsys_bin" ]; then
         say "nsys: not found on this machine"
