@@ -9,6 +9,17 @@ export function backendOf(llama: Llama): Backend {
     return llama.gpu === false ? "cpu" : llama.gpu;
 }
 
+/**
+ * Tokens per decode (node-llama-cpp makes it the ubatch too). node-llama-cpp's default is 512; on a GPU every decode
+ * streams all the weights once, so larger ones prefill faster, and hkvd's fused blend runs one decode per batch: on an
+ * H200 with an 8B model at 8k tokens, batch 8192 against 2048 took its TTFT from 0.506 to 0.418 of a full prefill
+ * (bench/GPU.md, session 5). 2048 is llama.cpp's own default batch and keeps the compute buffer modest on small GPUs.
+ * The CPU keeps 512: its prefill gains nothing from more, and each decode's buffers grow with it.
+ */
+export function contextBatchSize(llama: Llama, contextSize: number): number {
+    return Math.max(1, Math.min(contextSize, llama.gpu === false ? 512 : 2048));
+}
+
 export type LoadedModel = {
     info: ModelInfo;
     model: LlamaModel;
@@ -59,7 +70,7 @@ export async function loadModel(llama: Llama, info: ModelInfo, options: {
     try {
         const trainContext = model.trainContextSize > 0 ? model.trainContextSize : options.contextSize;
         const contextSize = Math.min(options.contextSize, trainContext);
-        const context = await model.createContext({contextSize, threads: options.threads, sequences: 1});
+        const context = await model.createContext({contextSize, threads: options.threads, sequences: 1, batchSize: contextBatchSize(llama, contextSize)});
         return {info, model, context, sequence: context.getSequence(), contextSize: context.contextSize};
     } catch (error) {
         await model.dispose();
