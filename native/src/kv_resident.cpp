@@ -156,6 +156,11 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
     std::vector<CacheLayer> layers = cacheLayers(functions, ctx, seqId);
     std::vector<llama_pos> positions, shifts;
     for (const ResidentPlacement& part : parts) {
+        if (part.kv == nullptr) { // a placeholder: cells at their final positions, no rows
+            positions.insert(positions.end(), part.positions, part.positions + part.cellCount);
+            shifts.insert(shifts.end(), part.cellCount, 0);
+            continue;
+        }
         if (part.kv->layers.size() != layers.size())
             throw std::runtime_error("a resident KV has " + std::to_string(part.kv->layers.size()) + " layers, the context " +
                 std::to_string(layers.size()));
@@ -168,7 +173,7 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
         return result;
     // Checked before any cell is taken or any copy queued, so a mismatch leaves nothing half done.
     for (const ResidentPlacement& part : parts)
-        for (size_t il = 0; il < layers.size(); il++)
+        for (size_t il = 0; part.kv != nullptr && il < layers.size(); il++)
             if ((uint64_t) layers[il].k->nb[1] != part.kv->layers[il].kRowSize || (uint64_t) layers[il].v->nb[1] != part.kv->layers[il].vRowSize)
                 throw std::runtime_error("layer " + std::to_string(il) + ": resident rows do not match the cache's row size");
 
@@ -195,7 +200,7 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
             queued.push_back(backend);
     };
     for (const ResidentPlacement& part : parts) {
-        for (size_t il = 0; il < layers.size(); il++) {
+        for (size_t il = 0; part.kv != nullptr && il < layers.size(); il++) {
             const CacheLayer& target = layers[il];
             const ResidentRows::Layer& source = part.kv->layers[il];
             const size_t kBytes = (size_t) part.cellCount * source.kRowSize;

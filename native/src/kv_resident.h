@@ -18,7 +18,7 @@
 struct ResidentRows;
 
 struct ResidentPlacement {
-    std::shared_ptr<const ResidentRows> kv;  // held until the placement's copies are done
+    std::shared_ptr<const ResidentRows> kv;  // held until the placement's copies are done; null: a placeholder (cells only)
     const int32_t* positions = nullptr;  // final positions, kv's cell count of them
     uint32_t cellCount = 0;
     int32_t delta = 0;                   // K was cached at positions[i] - delta

@@ -401,6 +401,16 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
         if (!positions.IsTypedArray() || positions.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
             throw Napi::TypeError::New(env, where + ".positions must be an Int32Array");
         Napi::Int32Array positionArray = positions.As<Napi::Int32Array>();
+        if (object.Has("placeholder") && object.Get("placeholder").ToBoolean().Value()) {
+            // cells for positions a later decode writes in full: placed in order with the resident parts, nothing copied
+            ResidentPlacement placement;
+            placement.cellCount = (uint32_t) positionArray.ElementLength();
+            if (placement.cellCount == 0)
+                throw Napi::RangeError::New(env, where + ": a placeholder part needs positions");
+            placement.positions = positionArray.Data();
+            plan.resident.push_back(placement);
+            continue;
+        }
         if (object.Has("resident") && !object.Get("resident").IsUndefined()) {
             ResidentPlacement placement;
             placement.kv = residentOfHandle(object.Get("resident"), where + ".resident", ctx);

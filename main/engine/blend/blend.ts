@@ -72,6 +72,25 @@ export type BlendPrepareOptions = {
 };
 
 /**
+ * hkvd's resident chunk parts with cells for the labels between them, in prompt order. The fused decode writes every
+ * label token in full; given cells here, each cell's index follows its position, so the GPU's flash attention, which
+ * runs each query tile up to the last cell its mask leaves open, stops at the tile's own positions (labels given new
+ * cells after every chunk would leave one open at the end of the cache for every tile: twice a causal prefill's work).
+ */
+function withLabelCells(chunkParts: SplicePartInput[], layout: ReadonlyArray<{segment: {kind: string, tokens: readonly unknown[]}, start: number}>,
+    headerEnd: number, tailStart: number): SplicePartInput[] {
+    const ordered: SplicePartInput[] = [];
+    let chunkIndex = 0;
+    for (const {segment, start} of layout) {
+        if (segment.kind === "chunk")
+            ordered.push(chunkParts[chunkIndex++]!);
+        else if (start >= headerEnd && start < tailStart && segment.tokens.length > 0)
+            ordered.push({placeholder: Array.from({length: segment.tokens.length}, (_, index) => start + index)});
+    }
+    return chunkIndex === chunkParts.length && ordered.length >= chunkParts.length ? ordered : chunkParts;
+}
+
+/**
  * The blend path for one loaded model, or the reason it cannot run here: the patched llama.cpp build must be the one
  * loaded, the native addon must load, node-llama-cpp's context internals must be the expected ones, and the model's
  * RoPE must be one Weft can re-position.
@@ -365,6 +384,8 @@ export class BlendSession {
 
         const prefixTokens = prompt.tokens.slice(0, tailStart);
         const chunkLoadMs = performance.now() - loadStartedAt;
+        if (strategy === "hkvd" && parts.slice(1).every((part) => "resident" in part))
+            parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout, headerEnd, tailStart));
 
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
         const labelPositions: number[] = [];

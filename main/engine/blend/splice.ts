@@ -10,8 +10,11 @@ import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState
 import type {ResidentEntry} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
 
-/** A part from host memory (K rotated on the CPU) or from the resident tier (placed and copied on the device). */
-export type SplicePartInput = {body: KvBody, delta: number} | {resident: ResidentEntry, delta: number};
+/**
+ * A part from host memory (K rotated on the CPU), from the resident tier (placed and copied on the device), or cells
+ * taken for positions a later decode writes in full (placed with the resident parts, in their order; no rows copied).
+ */
+export type SplicePartInput = {body: KvBody, delta: number} | {resident: ResidentEntry, delta: number} | {placeholder: number[]};
 
 export function spliceRopeOf(rope: RopeParams): SpliceRope {
     return {
@@ -30,6 +33,8 @@ export type SpliceOptions = {threads: number, nStream?: number, pinned?: boolean
 export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: SpliceOptions): SpliceSpec {
     const host = parts.flatMap((part) => "body" in part && part.body.cells.length > 0 ? [part] : []);
     const resident = parts.flatMap((part) => "resident" in part && part.resident.positions.length > 0 ? [part] : []);
+    // Device-placed parts (resident rows and placeholders) keep their order: it becomes the cells' order.
+    const placed = parts.flatMap((part) => ("resident" in part && part.resident.positions.length > 0) || ("placeholder" in part && part.placeholder.length > 0) ? [part] : []);
     const first = host[0]?.body;
     if (first == null && resident.length === 0)
         throw new KvBlobError("nothing to splice: every part is empty");
@@ -55,11 +60,9 @@ export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams
                 k: body.layers.map((layer) => layer.k.rows),
                 v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
             })),
-            ...resident.map(({resident: entry, delta}) => ({
-                positions: entry.positions.map((pos) => pos + delta),
-                delta,
-                resident: entry.handle
-            }))
+            ...placed.map((part) => "placeholder" in part
+                ? {positions: Int32Array.from(part.placeholder), delta: 0 as const, placeholder: true as const}
+                : {positions: part.resident.positions.map((pos) => pos + part.delta), delta: part.delta, resident: part.resident.handle})
         ],
         threads: Math.max(1, Math.floor(options.threads)),
         ...(options.pinned != null ? {pinned: options.pinned} : {}),

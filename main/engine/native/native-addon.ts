@@ -72,6 +72,11 @@ export type ResidentKvHandle = object & {readonly __brand: "ResidentKv"};
  * at the next decode.
  */
 export type SpliceResidentPart = {positions: Int32Array, delta: number, resident: ResidentKvHandle};
+/**
+ * Cells taken for positions whose rows a later decode writes (hkvd's labels, which its fused decode recomputes in full),
+ * placed among the resident parts in their order so that cell order follows position order.
+ */
+export type SplicePlaceholderPart = {positions: Int32Array, delta: 0, placeholder: true};
 
 /** One part of a spliced sequence: its cells' final positions, the K rotation to apply and its rows per layer. */
 export type SplicePart = {
@@ -97,7 +102,7 @@ export type SpliceSpec = {
     vTrans: boolean,
     layers: SpliceLayerShape[],
     rope: SpliceRope,
-    parts: Array<SplicePart | SpliceResidentPart>,
+    parts: Array<SplicePart | SpliceResidentPart | SplicePlaceholderPart>,
     /** Threads that build the state (K rotation and copies). */
     threads: number,
     /** Build it in pinned host memory when a GPU backend is loaded (default true). */
