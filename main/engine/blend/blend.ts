@@ -22,7 +22,7 @@ import {
 import {blendSupportOf} from "./blend-support.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import type {BlendTrace, PreparedPrompt} from "./prepare.js";
-import {type SplicePartInput, spliceIntoSequence} from "./splice.js";
+import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
@@ -70,25 +70,6 @@ export type BlendPrepareOptions = {
     fusedMask?: "auto" | "host" | "graph";
     trace?: BlendTrace;
 };
-
-/**
- * hkvd's resident chunk parts with cells for the labels between them, in prompt order. The fused decode writes every
- * label token in full; given cells here, each cell's index follows its position, so the GPU's flash attention, which
- * runs each query tile up to the last cell its mask leaves open, stops at the tile's own positions (labels given new
- * cells after every chunk would leave one open at the end of the cache for every tile: twice a causal prefill's work).
- */
-function withLabelCells(chunkParts: SplicePartInput[], layout: ReadonlyArray<{segment: {kind: string, tokens: readonly unknown[]}, start: number}>,
-    headerEnd: number, tailStart: number): SplicePartInput[] {
-    const ordered: SplicePartInput[] = [];
-    let chunkIndex = 0;
-    for (const {segment, start} of layout) {
-        if (segment.kind === "chunk")
-            ordered.push(chunkParts[chunkIndex++]!);
-        else if (start >= headerEnd && start < tailStart && segment.tokens.length > 0)
-            ordered.push({placeholder: Array.from({length: segment.tokens.length}, (_, index) => start + index)});
-    }
-    return chunkIndex === chunkParts.length && ordered.length >= chunkParts.length ? ordered : chunkParts;
-}
 
 /**
  * The blend path for one loaded model, or the reason it cannot run here: the patched llama.cpp build must be the one

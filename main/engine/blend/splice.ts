@@ -75,3 +75,22 @@ export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: 
     rope: RopeParams, options: SpliceOptions): Promise<SpliceResult> {
     return spliceSequenceState(sequence, spliceSpecOf(parts, rope, options), tokens);
 }
+
+/**
+ * hkvd's resident chunk parts with cells for the labels between them, in prompt order. The fused decode writes every
+ * label token in full; given cells here, each cell's index follows its position, so the GPU's flash attention, which
+ * runs each query tile up to the last cell its mask leaves open, stops at the tile's own positions (labels given new
+ * cells after every chunk would leave one open at the end of the cache for every tile: twice a causal prefill's work).
+ */
+export function withLabelCells(chunkParts: SplicePartInput[], layout: ReadonlyArray<{segment: {kind: string, tokens: readonly unknown[]}, start: number}>,
+    headerEnd: number, tailStart: number): SplicePartInput[] {
+    const ordered: SplicePartInput[] = [];
+    let chunkIndex = 0;
+    for (const {segment, start} of layout) {
+        if (segment.kind === "chunk")
+            ordered.push(chunkParts[chunkIndex++]!);
+        else if (start >= headerEnd && start < tailStart && segment.tokens.length > 0)
+            ordered.push({placeholder: Array.from({length: segment.tokens.length}, (_, index) => start + index)});
+    }
+    return chunkIndex === chunkParts.length && ordered.length >= chunkParts.length ? ordered : chunkParts;
+}
