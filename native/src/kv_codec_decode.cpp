@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "half.h"
 #include "kv_codec_detail.h"
@@ -15,21 +20,8 @@ using namespace detail;
 
 namespace {
 
-struct ChannelDecode {
-    const uint32_t* table;
-    uint32_t shift;
-    int32_t mean;  // in steps
-    float step;
-};
-
-inline float dequantize(const ChannelDecode& d, int32_t v) {
-    return (float) (int32_t) ((uint32_t) v + (uint32_t) d.mean) * d.step;
-}
-
-struct StreamState {
-    uint32_t x[4];
-    const uint8_t* rp;
-    const uint8_t* rEnd;
+// Raw low bits and escapes, read in value order (a row's values after its symbols).
+struct ValueStreams {
     const uint8_t* bp;
     const uint8_t* bEnd;
     const uint8_t* ep;
@@ -40,21 +32,69 @@ struct StreamState {
     bool overrun = false;
 };
 
-// One value: the rANS symbol, then its raw low bits or its escape. `Shifts` false: no channel of the row has low bits.
-template <bool Shifts>
-inline int32_t decodeValue(StreamState& st, uint32_t& x, const ChannelDecode& d) {
-    const uint32_t e = d.table[x & (kScale - 1)];
+// The rANS states, each reading its own stream.
+struct RansStates {
+    uint32_t x[kStates];
+    const uint8_t* rp[kStates];
+    const uint8_t* rEnd[kStates];
+    uint32_t overrun = 0;
+};
+
+const uint8_t kZeroWord[2] = {0, 0};
+
+// One symbol of one state. Renormalization is branch-free: a branch here is taken about once in eight symbols, at
+// random, and its mispredictions cost more than the work. Past its stream's end a state reads zeros and says so.
+inline uint32_t ransSymbol(uint32_t& x, const uint8_t*& rp, const uint8_t* rEnd, const uint32_t* table, uint32_t& overrun) {
+    const uint32_t e = table[x & (kScale - 1)];
     x = (e >> 18) * (x >> kScaleBits) + ((e >> 6) & (kScale - 1));
-    if (x < kRansL) {
-        if (st.rp + 2 <= st.rEnd) {
-            x = (x << 16) | st.rp[0] | ((uint32_t) st.rp[1] << 8);
-            st.rp += 2;
-        } else {
-            st.overrun = true;
+    const uint32_t need = x < kRansL;
+    const uint32_t room = rEnd - rp >= 2;
+    const uint8_t* src = room ? rp : kZeroWord;
+    const uint32_t word = (uint32_t) src[0] | ((uint32_t) src[1] << 8);
+    const uint32_t take = need & room;
+    overrun |= need & (room ^ 1);
+    const uint32_t mask = 0u - take;
+    x = (x & ~mask) | (((x << 16) | word) & mask);
+    rp += 2 * take;
+    return e & 63;
+}
+
+// A row's symbols; returns whether any is an escape. `j` is the state of the row's first value (value i of the tensor
+// is state i % kStates).
+uint32_t rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, uint32_t C, uint8_t* symbols) {
+    uint32_t escaped = 0, c = 0;
+    if (j == 0) {
+        uint32_t x[kStates];
+        const uint8_t* rp[kStates];
+        for (uint32_t k = 0; k < kStates; k++) {
+            x[k] = r.x[k];
+            rp[k] = r.rp[k];
+        }
+        for (; c + kStates <= C; c += kStates) {
+#pragma GCC unroll 8
+            for (uint32_t k = 0; k < kStates; k++) {
+                const uint32_t s = ransSymbol(x[k], rp[k], r.rEnd[k], tables[c + k], r.overrun);
+                symbols[c + k] = (uint8_t) s;
+                escaped |= s == kEscape;
+            }
+        }
+        for (uint32_t k = 0; k < kStates; k++) {
+            r.x[k] = x[k];
+            r.rp[k] = rp[k];
         }
     }
-    const uint32_t s = e & 63;
-    if (__builtin_expect(s == kEscape, 0)) {
+    for (; c < C; c++) {
+        const uint32_t s = ransSymbol(r.x[j], r.rp[j], r.rEnd[j], tables[c], r.overrun);
+        symbols[c] = (uint8_t) s;
+        escaped |= s == kEscape;
+        j = (j + 1) % kStates;
+    }
+    return escaped;
+}
+
+// A symbol's value with its raw low bits or its escape.
+inline int32_t valueOf(ValueStreams& st, uint32_t s, uint32_t k) {
+    if (s == kEscape) {
         if (st.ep == st.eEnd) {
             st.overrun = true;
             return 0;
@@ -64,9 +104,6 @@ inline int32_t decodeValue(StreamState& st, uint32_t& x, const ChannelDecode& d)
         return v;
     }
     const int32_t h = (int32_t) s - kRange;
-    if (!Shifts)
-        return h;
-    const uint32_t k = d.shift;
     if (k == 0)
         return h;
     if (st.bitCount < k) {
@@ -82,48 +119,57 @@ inline int32_t decodeValue(StreamState& st, uint32_t& x, const ChannelDecode& d)
     return (int32_t) (uint32_t) ((int64_t) h * ((int64_t) 1 << k) + low - ((int64_t) 1 << (k - 1)));
 }
 
-// One token's row: values into `ints` (the quantized integers, delta undone), then dequantized into `row`.
-template <bool Shifts>
-void decodeRow(StreamState& st, uint32_t& j, const ChannelDecode* params, uint32_t C, bool anchor, uint32_t mode, int32_t* prev,
-        float* row) {
-    uint32_t c = 0;
-    if (j == 0) {
-        uint32_t x0 = st.x[0], x1 = st.x[1], x2 = st.x[2], x3 = st.x[3];
-        for (; c + 4 <= C; c += 4) {
-            const int32_t v0 = decodeValue<Shifts>(st, x0, params[c]);
-            const int32_t v1 = decodeValue<Shifts>(st, x1, params[c + 1]);
-            const int32_t v2 = decodeValue<Shifts>(st, x2, params[c + 2]);
-            const int32_t v3 = decodeValue<Shifts>(st, x3, params[c + 3]);
-            if (mode == 0) {
-                row[c] = dequantize(params[c], v0);
-                row[c + 1] = dequantize(params[c + 1], v1);
-                row[c + 2] = dequantize(params[c + 2], v2);
-                row[c + 3] = dequantize(params[c + 3], v3);
-            } else {
-                const int32_t v[4] = {v0, v1, v2, v3};
-                for (uint32_t i = 0; i < 4; i++) {
-                    int32_t q = anchor ? v[i] : (int32_t) ((uint32_t) v[i] + (uint32_t) prev[c + i]);
-                    if (mode == 1 || anchor)
-                        prev[c + i] = q;
-                    row[c + i] = dequantize(params[c + i], q);
-                }
+inline int32_t wrapAdd(int32_t a, int32_t b) {
+    return (int32_t) ((uint32_t) a + (uint32_t) b);
+}
+
+// Per channel: its mean (in steps), its step, and its anchor and delta rows' tables and raw-bit counts.
+struct SectionParams {
+    std::vector<int32_t> mean;
+    std::vector<float> step;
+    std::vector<const uint32_t*> anchorTables, deltaTables;
+    std::vector<uint8_t> anchorShift, deltaShift;
+    bool anchorShifts = false, deltaShifts = false;
+};
+
+// A row's values (delta undone, `prev` kept) dequantized into `row`. Rows with no raw bits and no escape (most of
+// them at the compact levels) take loops the compiler vectorizes.
+void rowValues(ValueStreams& st, const uint8_t* symbols, const SectionParams& sp, uint32_t C, bool anchor, uint32_t mode, bool plain,
+        int32_t* prev, float* row) {
+    const int32_t* mean = sp.mean.data();
+    const float* step = sp.step.data();
+    if (plain) {
+        if (mode == 0) {
+            for (uint32_t c = 0; c < C; c++)
+                row[c] = (float) ((int32_t) symbols[c] - kRange + mean[c]) * step[c];
+        } else if (anchor) {
+            for (uint32_t c = 0; c < C; c++) {
+                const int32_t q = (int32_t) symbols[c] - kRange;
+                prev[c] = q;
+                row[c] = (float) wrapAdd(q, mean[c]) * step[c];
             }
+        } else if (mode == 1) {
+            for (uint32_t c = 0; c < C; c++) {
+                const int32_t q = wrapAdd(prev[c], (int32_t) symbols[c] - kRange);
+                prev[c] = q;
+                row[c] = (float) wrapAdd(q, mean[c]) * step[c];
+            }
+        } else {
+            for (uint32_t c = 0; c < C; c++)
+                row[c] = (float) wrapAdd(wrapAdd(prev[c], (int32_t) symbols[c] - kRange), mean[c]) * step[c];
         }
-        st.x[0] = x0;
-        st.x[1] = x1;
-        st.x[2] = x2;
-        st.x[3] = x3;
+        return;
     }
-    for (; c < C; c++) {
-        int32_t v = decodeValue<Shifts>(st, st.x[j], params[c]);
-        j = (j + 1) & 3;
+    const uint8_t* shift = anchor ? sp.anchorShift.data() : sp.deltaShift.data();
+    for (uint32_t c = 0; c < C; c++) {
+        int32_t v = valueOf(st, symbols[c], shift[c]);
         if (mode != 0) {
             if (!anchor)
-                v = (int32_t) ((uint32_t) v + (uint32_t) prev[c]);
+                v = wrapAdd(v, prev[c]);
             if (mode == 1 || anchor)
                 prev[c] = v;
         }
-        row[c] = dequantize(params[c], v);
+        row[c] = (float) wrapAdd(v, mean[c]) * step[c];
     }
 }
 
@@ -141,8 +187,15 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     const uint64_t need = kSectionHead + perChannel * C + ransBytes + rawBytes + escapes * 4;
     if (need != size)
         return fail(detail, Error::corrupt, "section sizes add up to " + std::to_string(need) + " bytes, not " + std::to_string(size));
-    if (ransBytes < 16 || ransBytes % 2 != 0)
-        return fail(detail, Error::corrupt, "invalid rANS stream length");
+    uint64_t streamSum = 0;
+    for (uint32_t k = 0; k < kStates; k++) {
+        const uint32_t bytes = get32(p + 20 + 4 * k);
+        if (bytes < 4 || bytes % 2 != 0)
+            return fail(detail, Error::corrupt, "invalid rANS stream length");
+        streamSum += bytes;
+    }
+    if (streamSum != ransBytes)
+        return fail(detail, Error::corrupt, "rANS streams add up to " + std::to_string(streamSum) + " bytes, not " + std::to_string(ransBytes));
     if (escapes > (uint64_t) nTokens * C)
         return fail(detail, Error::corrupt, "more escapes than values");
 
@@ -150,49 +203,61 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     std::memcpy(&base, p + 16, 4);
     if (!std::isfinite(base) || !(base > 0) || base > 1e6f)
         return fail(detail, Error::corrupt, "invalid base step");
-    std::vector<ChannelDecode> anchorParams(C), deltaParams(C);
-    bool anchorShifts = false, deltaShifts = false;
+    SectionParams sp;
+    sp.mean.resize(C);
+    sp.step.resize(C);
+    sp.anchorTables.resize(C);
+    sp.deltaTables.resize(C);
+    sp.anchorShift.resize(C);
+    sp.deltaShift.resize(C);
     const uint8_t* params = p + kSectionHead;
     for (uint32_t c = 0; c < C; c++, params += perChannel) {
-        const int32_t mean = (int16_t) get16(params);
         const float step = base * t.stepScale[params[2]];
         const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
         const uint32_t dcls = mode ? params[4] & 31 : cls, dshift = mode ? params[4] >> 5 : shift;
         if (!std::isfinite(step) || !(step > 0))
             return fail(detail, Error::corrupt, "channel " + std::to_string(c) + " has invalid parameters");
-        anchorParams[c] = ChannelDecode{t.table[cls].slot, shift, mean, step};
-        deltaParams[c] = ChannelDecode{t.table[dcls].slot, dshift, mean, step};
-        anchorShifts |= shift != 0;
-        deltaShifts |= dshift != 0;
+        sp.mean[c] = (int16_t) get16(params);
+        sp.step[c] = step;
+        sp.anchorTables[c] = t.table[cls].slot;
+        sp.deltaTables[c] = t.table[dcls].slot;
+        sp.anchorShift[c] = (uint8_t) shift;
+        sp.deltaShift[c] = (uint8_t) dshift;
+        sp.anchorShifts |= shift != 0;
+        sp.deltaShifts |= dshift != 0;
     }
-    StreamState st;
-    st.rp = params;
-    st.rEnd = st.rp + ransBytes;
-    st.bp = st.rEnd;
+    RansStates r;
+    const uint8_t* at = params;
+    for (uint32_t k = 0; k < kStates; k++) {
+        const uint32_t bytes = get32(p + 20 + 4 * k);
+        r.x[k] = get32(at);
+        if (r.x[k] < kRansL)
+            return fail(detail, Error::corrupt, "invalid rANS state");
+        r.rp[k] = at + 4;
+        r.rEnd[k] = at + bytes;
+        at += bytes;
+    }
+    ValueStreams st;
+    st.bp = at;
     st.bEnd = st.bp + rawBytes;
     st.ep = st.bEnd;
     st.eEnd = st.ep + escapes * 4;
-    for (int j = 0; j < 4; j++, st.rp += 4) {
-        st.x[j] = get32(st.rp);
-        if (st.x[j] < kRansL)
-            return fail(detail, Error::corrupt, "invalid rANS state");
-    }
 
     std::vector<int32_t> prev(C, 0);
     std::vector<float> row(C);
+    std::vector<uint8_t> symbols(C);
     std::vector<uint16_t> halves(colStride == 1 ? 0 : C);
+    const uint32_t rotationStride = rope != nullptr ? rope->nRot : 0;  // cos and sin of each pair, per token
     uint32_t j = 0;
     for (uint32_t tok = 0; tok < nTokens; tok++) {
         const bool anchor = mode == 0 || (mode == 1 ? tok == 0 : tok % group == 0);
-        const ChannelDecode* rowParams = anchor ? anchorParams.data() : deltaParams.data();
-        if (anchor ? anchorShifts : deltaShifts)
-            decodeRow<true>(st, j, rowParams, C, anchor, mode, prev.data(), row.data());
-        else
-            decodeRow<false>(st, j, rowParams, C, anchor, mode, prev.data(), row.data());
-        if (st.overrun)
+        const uint32_t escaped = rowSymbols(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), C, symbols.data());
+        const bool plain = !escaped && !(anchor ? sp.anchorShifts : sp.deltaShifts);
+        rowValues(st, symbols.data(), sp, C, anchor, mode, plain, prev.data(), row.data());
+        if (r.overrun || st.overrun)
             return fail(detail, Error::corrupt, "stream ends before its values");
         if (rotation != nullptr)
-            rotateRow(row.data(), C, *rope, rotation + (size_t) tok * (rope->nRot / 2) * 2, 1);
+            rotateRow(row.data(), C, *rope, rotation + (size_t) tok * rotationStride, 1);
         if (colStride == 1) {
             floatsToHalves(row.data(), out + (size_t) tok * rowStride, C);
         } else {
@@ -201,8 +266,10 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
                 out[(size_t) tok * rowStride + (size_t) c * colStride] = halves[c];
         }
     }
-    if (st.rp != st.rEnd || st.ep != st.eEnd || st.bitsUsed > rawBytes * 8 || st.bitsUsed + 8 <= rawBytes * 8 || st.x[0] != kRansL ||
-        st.x[1] != kRansL || st.x[2] != kRansL || st.x[3] != kRansL)
+    bool ended = st.ep == st.eEnd && st.bitsUsed <= rawBytes * 8 && st.bitsUsed + 8 > rawBytes * 8;
+    for (uint32_t k = 0; k < kStates; k++)
+        ended = ended && r.rp[k] == r.rEnd[k] && r.x[k] == kRansL;
+    if (!ended)
         return fail(detail, Error::corrupt, "stream does not end where its values do");
     return Error::none;
 }
@@ -257,6 +324,23 @@ Error decodeAll(const uint8_t* data, size_t size, const Header& header, const st
             return errors[il];
         }
     return Error::none;
+}
+
+void* allocateOutput(size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr size_t kHuge = 2u << 20;
+    if (bytes >= 2 * kHuge) {
+        void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+        if (p != nullptr)
+            madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: no huge pages is fine
+        return p;
+    }
+#endif
+    return std::malloc(bytes == 0 ? 1 : bytes);
+}
+
+void freeOutput(void* output) {
+    std::free(output);
 }
 
 } // namespace weft_codec

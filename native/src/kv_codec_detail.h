@@ -23,6 +23,7 @@ constexpr uint32_t kEscape = kSymbols - 1;
 constexpr uint32_t kClasses = 32;
 constexpr uint32_t kMaxShift = 7;  // raw low bits per value (3 bits of the channel's code byte)
 constexpr uint32_t kGroup = 16;
+constexpr uint32_t kStates = 8;  // interleaved rANS states, each with its own stream
 
 struct Table {
     uint16_t freq[kSymbols];
@@ -63,7 +64,7 @@ inline uint64_t get64(const uint8_t* p) { return (uint64_t) get32(p) | ((uint64_
 constexpr uint8_t kMagic[8] = {'W', 'E', 'F', 'T', 'K', 'V', 'Z', 0};
 constexpr size_t kFixedHeader = 56;
 constexpr size_t kLayerEntry = 32;
-constexpr size_t kSectionHead = 20;
+constexpr size_t kSectionHead = 20 + 4 * kStates;  // the fixed fields, then each state's stream length
 
 inline Error fail(std::string& detail, Error error, const std::string& what) {
     detail = what;

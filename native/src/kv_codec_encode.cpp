@@ -187,8 +187,6 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     }
     const uint32_t rawBytes = (uint32_t) ((rawBits + 7) / 8);
     const size_t perChannel = mode == 0 ? 4 : 5;
-    const size_t ransCapacity = n * 2 + 32;
-    std::vector<uint8_t> rans(ransCapacity);
     std::vector<uint8_t> raw(rawBytes + 8, 0);
     std::vector<uint8_t> esc((size_t) escapes * 4);
     {
@@ -224,31 +222,41 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
             raw[rawAt++] = (uint8_t) buffer;
     }
 
-    // rANS, 4 interleaved states, encoded backwards so the decoder reads forwards.
-    uint8_t* end = rans.data() + ransCapacity;
-    uint8_t* ptr = end;
-    uint32_t state[4] = {kRansL, kRansL, kRansL, kRansL};
+    // rANS: value i goes to state i % kStates, each state with its own byte stream (its first 4 bytes the final state),
+    // encoded backwards so the decoder reads forwards. Separate streams keep the states independent in the decoder: no
+    // shared read pointer ties one state's renormalization to another's.
+    const size_t streamCapacity = (n / kStates + 1) * 2 + 4;
+    std::vector<uint8_t> streams(streamCapacity * kStates);
+    uint8_t* ptr[kStates];
+    uint32_t state[kStates];
+    for (uint32_t j = 0; j < kStates; j++) {
+        ptr[j] = streams.data() + streamCapacity * (j + 1);
+        state[j] = kRansL;
+    }
     for (size_t i = n; i-- > 0;) {
         const uint32_t tok = (uint32_t) (i / C), c = (uint32_t) (i % C);
         const std::vector<ChannelCode>& codes = isAnchor(mode, tok) ? best.anchor : best.delta;
         const Table& table = t.table[codes[c].cls];
         const uint32_t s = symbols[i];
         const uint32_t freq = table.freq[s];
-        uint32_t& x = state[i & 3];
+        uint32_t& x = state[i % kStates];
+        uint8_t*& p = ptr[i % kStates];
         const uint32_t xMax = ((kRansL >> kScaleBits) << 16) * freq;
         if (x >= xMax) {
-            ptr -= 2;
-            ptr[0] = (uint8_t) x;
-            ptr[1] = (uint8_t) (x >> 8);
+            p -= 2;
+            p[0] = (uint8_t) x;
+            p[1] = (uint8_t) (x >> 8);
             x >>= 16;
         }
         x = ((x / freq) << kScaleBits) + (x % freq) + table.cum[s];
     }
-    for (int j = 3; j >= 0; j--) {
-        ptr -= 4;
-        set32(ptr, state[j]);
+    uint32_t streamBytes[kStates], ransBytes = 0;
+    for (uint32_t j = 0; j < kStates; j++) {
+        ptr[j] -= 4;
+        set32(ptr[j], state[j]);
+        streamBytes[j] = (uint32_t) (streams.data() + streamCapacity * (j + 1) - ptr[j]);
+        ransBytes += streamBytes[j];
     }
-    const uint32_t ransBytes = (uint32_t) (end - ptr);
 
     out.push_back((uint8_t) mode);
     out.push_back((uint8_t) kGroup);
@@ -259,6 +267,8 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     uint32_t baseBits;
     std::memcpy(&baseBits, &base, 4);
     put32(out, baseBits);
+    for (uint32_t j = 0; j < kStates; j++)
+        put32(out, streamBytes[j]);
     out.reserve(out.size() + perChannel * C + ransBytes + rawBytes + esc.size());
     for (uint32_t c = 0; c < C; c++) {
         put16(out, (uint16_t) meanSteps[c]);
@@ -267,7 +277,8 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         if (mode != 0)
             out.push_back((uint8_t) (best.delta[c].cls | (best.delta[c].shift << 5)));
     }
-    out.insert(out.end(), ptr, end);
+    for (uint32_t j = 0; j < kStates; j++)
+        out.insert(out.end(), ptr[j], ptr[j] + streamBytes[j]);
     out.insert(out.end(), raw.begin(), raw.begin() + rawBytes);
     out.insert(out.end(), esc.begin(), esc.end());
 }

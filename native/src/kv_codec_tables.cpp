@@ -70,6 +70,7 @@ float layerFactor(uint32_t layer, uint32_t nLayer, bool isK) {
     return layer < fine ? 0.6f : 1.0f;
 }
 
+// Per token: cos of each pair, then sin of each pair (so a row's rotation is two contiguous loops the compiler vectorizes).
 void rotationTable(const RopeSpec& rope, uint32_t nTokens, std::vector<float>& cs) {
     const uint32_t pairs = rope.nRot / 2;
     cs.resize((size_t) nTokens * pairs * 2);
@@ -79,22 +80,35 @@ void rotationTable(const RopeSpec& rope, uint32_t nTokens, std::vector<float>& c
     for (uint32_t t = 0; t < nTokens; t++)
         for (uint32_t i = 0; i < pairs; i++) {
             const double angle = ((double) rope.firstPos + t) * freq[i];
-            cs[((size_t) t * pairs + i) * 2] = (float) std::cos(angle);
-            cs[((size_t) t * pairs + i) * 2 + 1] = (float) std::sin(angle);
+            cs[(size_t) t * pairs * 2 + i] = (float) std::cos(angle);
+            cs[(size_t) t * pairs * 2 + pairs + i] = (float) std::sin(angle);
         }
 }
 
-// Rotates every head of a K row by its position's angles (sign -1: back to position 0).
 void rotateRow(float* row, uint32_t C, const RopeSpec& rope, const float* cs, float sign) {
     const uint32_t pairs = rope.nRot / 2;
-    for (uint32_t head = 0; head + rope.headDim <= C; head += rope.headDim)
-        for (uint32_t i = 0; i < pairs; i++) {
-            const uint32_t a = head + (rope.kind == 1 ? 2 * i : i), b = rope.kind == 1 ? a + 1 : a + pairs;
-            const float c = cs[2 * i], sn = sign * cs[2 * i + 1];
-            const float x0 = row[a], x1 = row[b];
-            row[a] = x0 * c - x1 * sn;
-            row[b] = x0 * sn + x1 * c;
+    const float* cosines = cs;
+    const float* sines = cs + pairs;
+    for (uint32_t head = 0; head + rope.headDim <= C; head += rope.headDim) {
+        if (rope.kind == 2) {
+            float* __restrict a = row + head;
+            float* __restrict b = row + head + pairs;
+            for (uint32_t i = 0; i < pairs; i++) {
+                const float c = cosines[i], sn = sign * sines[i];
+                const float x0 = a[i], x1 = b[i];
+                a[i] = x0 * c - x1 * sn;
+                b[i] = x0 * sn + x1 * c;
+            }
+        } else {
+            float* h = row + head;
+            for (uint32_t i = 0; i < pairs; i++) {
+                const float c = cosines[i], sn = sign * sines[i];
+                const float x0 = h[2 * i], x1 = h[2 * i + 1];
+                h[2 * i] = x0 * c - x1 * sn;
+                h[2 * i + 1] = x0 * sn + x1 * c;
+            }
         }
+    }
 }
 
 } // namespace weft_codec::detail

@@ -258,7 +258,7 @@ describe("KV codec on stories260K", {skip: addonLoad.available ? false : addonLo
                 repairChecksums(out);
             return out;
         };
-        await refuse(edited((view) => view.setUint32(8, 2, true)), "wrong-version");
+        await refuse(edited((view) => view.setUint32(8, 1, true)), "wrong-version");
         await refuse(file, "wrong-model", {fingerprint: "0123456789abcdef0123456789abcdef"});
         // Absurd sizes, with the checksums made to match so that only the size checks stand in the way.
         const rss = process.memoryUsage().rss;
