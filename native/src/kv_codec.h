@@ -2,7 +2,7 @@
 // level, the layer and the channel's spread, then entropy coded with rANS under a table chosen per (layer, tensor,
 // channel). Pure C++ (no N-API), so a fuzzer can link it alone; kv_codec_addon.cpp binds it.
 //
-// Container ("WEFTKVZ\0", little-endian; version 1):
+// Container ("WEFTKVZ\0", little-endian; version 2):
 //   0   magic[8]
 //   8   u32 version, u32 level, u8 fingerprint[16], u32 nTokens, u32 nLayer, u32 flags (bit 0: V transposed, bit 1:
 //       K coded un-rotated), u32 metaBytes, u64 payloadBytes
@@ -12,10 +12,13 @@
 //       meta (opaque to the codec: the caller's key and tokens), u32 crc32 of everything before it
 //   payload: per layer its K section then its V section, each:
 //       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 0,
-//       u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step,
+//       u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step, u32 streamBytes[8] (adding up to ransBytes),
 //       per channel: i16 mean (in steps), u8 step code (step = base * 2^((code - 128) / 8)), u8 class | shift << 5
 //       [, u8 delta class | shift << 5 when mode != 0],
-//       rANS bytes (4 interleaved states), raw low bits, escapes (i32 each)
+//       8 rANS streams (value i of the tensor, token-major, is coded by state i % 8; each stream is its state's final
+//       u32 then its 16-bit words), raw low bits, escapes (i32 each)
+// Version 1 (one stream shared by 4 states) is refused as wrong-version: independent streams let the decoder run the
+// states without a shared read pointer (bench/RESULTS.md).
 // A layer decodes from its own bytes alone (offsets and a checksum per layer), so layers can decode as they arrive.
 #pragma once
 

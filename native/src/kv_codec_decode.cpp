@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -59,23 +60,44 @@ inline uint32_t ransSymbol(uint32_t& x, const uint8_t*& rp, const uint8_t* rEnd,
     return e & 63;
 }
 
-// A row's symbols; returns whether any is an escape. `j` is the state of the row's first value (value i of the tensor
-// is state i % kStates).
-uint32_t rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, uint32_t C, uint8_t* symbols) {
-    uint32_t escaped = 0, c = 0;
+// The same where every state is known to have a word left: no bounds check (most rows).
+inline uint32_t ransSymbolInBounds(uint32_t& x, const uint8_t*& rp, const uint32_t* table) {
+    const uint32_t e = table[x & (kScale - 1)];
+    x = (e >> 18) * (x >> kScaleBits) + ((e >> 6) & (kScale - 1));
+    const uint32_t word = (uint32_t) rp[0] | ((uint32_t) rp[1] << 8);
+    const bool need = x < kRansL;
+    x = need ? (x << 16) | word : x;
+    rp += need ? 2 : 0;
+    return e & 63;
+}
+
+// A row's symbols. `j` is the state of the row's first value (value i of the tensor is state i % kStates).
+void rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, uint32_t C, uint8_t* symbols) {
+    uint32_t c = 0;
     if (j == 0) {
+        // A state reads at most one word per symbol: when each has a word per symbol of the row left, the row needs
+        // no bounds checks.
+        const ptrdiff_t perState = 2 * (ptrdiff_t) ((C + kStates - 1) / kStates);
+        bool room = true;
+        for (uint32_t k = 0; k < kStates; k++)
+            room = room && r.rEnd[k] - r.rp[k] >= perState;
         uint32_t x[kStates];
         const uint8_t* rp[kStates];
         for (uint32_t k = 0; k < kStates; k++) {
             x[k] = r.x[k];
             rp[k] = r.rp[k];
         }
-        for (; c + kStates <= C; c += kStates) {
+        if (room) {
+            for (; c + kStates <= C; c += kStates) {
 #pragma GCC unroll 8
-            for (uint32_t k = 0; k < kStates; k++) {
-                const uint32_t s = ransSymbol(x[k], rp[k], r.rEnd[k], tables[c + k], r.overrun);
-                symbols[c + k] = (uint8_t) s;
-                escaped |= s == kEscape;
+                for (uint32_t k = 0; k < kStates; k++)
+                    symbols[c + k] = (uint8_t) ransSymbolInBounds(x[k], rp[k], tables[c + k]);
+            }
+        } else {
+            for (; c + kStates <= C; c += kStates) {
+#pragma GCC unroll 8
+                for (uint32_t k = 0; k < kStates; k++)
+                    symbols[c + k] = (uint8_t) ransSymbol(x[k], rp[k], r.rEnd[k], tables[c + k], r.overrun);
             }
         }
         for (uint32_t k = 0; k < kStates; k++) {
@@ -84,12 +106,17 @@ uint32_t rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, u
         }
     }
     for (; c < C; c++) {
-        const uint32_t s = ransSymbol(r.x[j], r.rp[j], r.rEnd[j], tables[c], r.overrun);
-        symbols[c] = (uint8_t) s;
-        escaped |= s == kEscape;
+        symbols[c] = (uint8_t) ransSymbol(r.x[j], r.rp[j], r.rEnd[j], tables[c], r.overrun);
         j = (j + 1) % kStates;
     }
-    return escaped;
+}
+
+// Whether a row holds an escape (a loop the compiler vectorizes).
+bool anyEscape(const uint8_t* symbols, uint32_t C) {
+    uint32_t escaped = 0;
+    for (uint32_t c = 0; c < C; c++)
+        escaped |= symbols[c] == kEscape;
+    return escaped != 0;
 }
 
 // A symbol's value with its raw low bits or its escape.
@@ -251,8 +278,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     uint32_t j = 0;
     for (uint32_t tok = 0; tok < nTokens; tok++) {
         const bool anchor = mode == 0 || (mode == 1 ? tok == 0 : tok % group == 0);
-        const uint32_t escaped = rowSymbols(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), C, symbols.data());
-        const bool plain = !escaped && !(anchor ? sp.anchorShifts : sp.deltaShifts);
+        rowSymbols(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), C, symbols.data());
+        const bool plain = !(anchor ? sp.anchorShifts : sp.deltaShifts) && !anyEscape(symbols.data(), C);
         rowValues(st, symbols.data(), sp, C, anchor, mode, plain, prev.data(), row.data());
         if (r.overrun || st.overrun)
             return fail(detail, Error::corrupt, "stream ends before its values");

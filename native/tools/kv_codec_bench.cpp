@@ -1,7 +1,7 @@
 // Standalone throughput check of the KV codec (no Node): a synthetic chunk KV at a given shape (per-channel log-normal
 // spreads with a few outlier K channels, AR(1) drift across tokens), encoded at each level and decoded with N threads.
 // Build: g++ -O3 -std=c++17 -pthread -Inative/src native/src/kv_codec_{tables,encode,decode,format}.cpp native/tools/kv_codec_bench.cpp -o /tmp/kvb
-// Run:   /tmp/kvb [layers 32] [tokens 512] [width 1024] [threads 2] [rope 1] [fresh 0]
+// Run:   /tmp/kvb [layers 32] [tokens 512] [width 1024] [threads 2] [rope 1] [fresh 0] [level: all]
 // rope 1: K coded un-rotated with Llama 3 8B's RoPE (neox, 128-wide heads, base 500000) and rotated back on decode, as
 // the engine does; fresh 1: every decode writes a newly allocated output (the addon's path), 0: one reused buffer.
 #include <chrono>
@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     const uint32_t nLayer = argc > 1 ? atoi(argv[1]) : 32, tokens = argc > 2 ? atoi(argv[2]) : 512, width = argc > 3 ? atoi(argv[3]) : 1024;
     const uint32_t threads = argc > 4 ? atoi(argv[4]) : 2;
     const bool rope = argc > 5 ? atoi(argv[5]) != 0 : true, fresh = argc > 6 && atoi(argv[6]) != 0;
+    const int onlyLevel = argc > 7 ? atoi(argv[7]) : -1;
     std::mt19937 rng(1);
     std::vector<std::vector<uint16_t>> k, v;
     std::vector<LayerIn> layers;
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
     printf("shape: %u layers x %u tokens x %u wide (K and V), %u threads, %.1f MB f16, rope %d, fresh output %d\n", nLayer, tokens, width, threads,
         f16Bytes / 1e6, rope, fresh);
     for (uint32_t level = 0; level < kLevelCount; level++) {
+        if (onlyLevel >= 0 && level != (uint32_t) onlyLevel)
+            continue;
         EncodeOptions options;
         options.level = level;
         options.threads = threads;
@@ -80,7 +83,7 @@ int main(int argc, char** argv) {
         double best = 1e9, bestCpu = 1e9;
         uint16_t* freshOut = nullptr;
         std::vector<LayerOut> freshOuts;
-        for (int r = 0; r < 5; r++) {
+        for (int r = 0; r < (onlyLevel >= 0 ? 20 : 5); r++) {
             t0 = std::chrono::steady_clock::now();
             const double c0 = cpuSeconds();
             freshOuts.clear();
