@@ -11,14 +11,15 @@
 //       f32 freqScale, u32 nFactors (0 or nRot / 2), f32 factors[nFactors]
 //       meta (opaque to the codec: the caller's key and tokens), u32 crc32 of everything before it
 //   payload: per layer its K section then its V section, each:
-//       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 0,
-//       u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step, u32 streamBytes[8] (adding up to ransBytes),
+//       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 S (rANS
+//       states: 16, or 4 for a tensor under 4,096 values), u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step,
+//       u32 streamBytes[S] (adding up to ransBytes),
 //       per channel: i16 mean (in steps), u8 step code (step = base * 2^((code - 128) / 8)), u8 class | shift << 5
 //       [, u8 delta class | shift << 5 when mode != 0],
-//       8 rANS streams (value i of the tensor, token-major, is coded by state i % 8; each stream is its state's final
+//       S rANS streams (value i of the tensor, token-major, is coded by state i % S; each stream is its state's final
 //       u32 then its 16-bit words), raw low bits, escapes (i32 each)
-// Version 1 (one stream shared by 4 states) is refused as wrong-version: independent streams let the decoder run the
-// states without a shared read pointer (bench/RESULTS.md).
+// Version 1 (one stream shared by 4 states) is refused as wrong-version: independent streams let the decoder run 16
+// states as two AVX2 vectors, or without a shared read pointer where it has no AVX2 (bench/RESULTS.md).
 // A layer decodes from its own bytes alone (offsets and a checksum per layer), so layers can decode as they arrive.
 #pragma once
 

@@ -35,9 +35,9 @@ struct ValueStreams {
 
 // The rANS states, each reading its own stream.
 struct RansStates {
-    uint32_t x[kStates];
-    const uint8_t* rp[kStates];
-    const uint8_t* rEnd[kStates];
+    uint32_t x[kMaxStates];
+    const uint8_t* rp[kMaxStates];
+    const uint8_t* rEnd[kMaxStates];
     uint32_t overrun = 0;
 };
 
@@ -71,43 +71,104 @@ inline uint32_t ransSymbolInBounds(uint32_t& x, const uint8_t*& rp, const uint32
     return e & 63;
 }
 
-// A row's symbols. `j` is the state of the row's first value (value i of the tensor is state i % kStates).
-void rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, uint32_t C, uint8_t* symbols) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define WEFT_CODEC_AVX2 1
+// One AVX2 step of 8 states: the same arithmetic as ransSymbolInBounds, lane by lane, with one gather for the 8 table
+// entries and one for the 8 streams' next words (read from 2 bytes before each state's position, so no lane reads
+// past its stream's end).
+__attribute__((target("avx2"))) inline void ransStepAvx2(__m256i& vx, __m256i& vpos, const int* slots, const int* words,
+        const int32_t* tableOffsets, uint8_t* symbols) {
+    const __m256i slotMask = _mm256_set1_epi32((int) (kScale - 1));
+    const __m256i index = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tableOffsets)), _mm256_and_si256(vx, slotMask));
+    const __m256i e = _mm256_i32gather_epi32(slots, index, 4);
+    const __m256i bias = _mm256_and_si256(_mm256_srli_epi32(e, 6), slotMask);
+    vx = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(e, 18), _mm256_srli_epi32(vx, kScaleBits)), bias);
+    const __m256i need = _mm256_cmpeq_epi32(_mm256_srli_epi32(vx, 16), _mm256_setzero_si256());
+    const __m256i word = _mm256_srli_epi32(_mm256_i32gather_epi32(words, vpos, 1), 16);
+    vx = _mm256_blendv_epi8(vx, _mm256_or_si256(_mm256_slli_epi32(vx, 16), word), need);
+    vpos = _mm256_sub_epi32(vpos, _mm256_add_epi32(need, need));
+    const __m256i s = _mm256_and_si256(e, _mm256_set1_epi32(63));
+    const __m128i s16 = _mm_packus_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(symbols), _mm_packus_epi16(s16, s16));
+}
+
+// The in-bounds loop with the 16 states as two AVX2 vectors, whose steps do not wait on each other.
+__attribute__((target("avx2")))
+void rowSymbolsAvx2(uint32_t* x, const uint8_t** rp, const uint8_t* streamBase, const int32_t* tableOffsets, uint32_t C, uint8_t* symbols) {
+    const int* slots = reinterpret_cast<const int*>(tables().table[0].slot);
+    const int* words = reinterpret_cast<const int*>(streamBase - 2);
+    alignas(32) int32_t pos[kMaxStates];
+    for (uint32_t k = 0; k < kMaxStates; k++)
+        pos[k] = (int32_t) (rp[k] - streamBase);
+    __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8));
+    __m256i pa = _mm256_load_si256(reinterpret_cast<const __m256i*>(pos)), pb = _mm256_load_si256(reinterpret_cast<const __m256i*>(pos + 8));
+    for (uint32_t c = 0; c + kMaxStates <= C; c += kMaxStates) {
+        ransStepAvx2(xa, pa, slots, words, tableOffsets + c, symbols + c);
+        ransStepAvx2(xb, pb, slots, words, tableOffsets + c + 8, symbols + c + 8);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), xa);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8), xb);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(pos), pa);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(pos + 8), pb);
+    for (uint32_t k = 0; k < kMaxStates; k++)
+        rp[k] = streamBase + pos[k];
+}
+
+// WEFT_NO_AVX2=1 forces the scalar loop, so the tests can check it on a machine that has AVX2.
+bool cpuHasAvx2() {
+    static const bool has = std::getenv("WEFT_NO_AVX2") == nullptr && __builtin_cpu_supports("avx2");
+    return has;
+}
+#endif
+
+// A row's symbols, S states. `j` is the state of the row's first value (value i of the tensor is state i % S).
+template <uint32_t S>
+void rowSymbols(RansStates& r, uint32_t& j, const uint32_t* const* tables, const int32_t* tableOffsets, const uint8_t* streamBase, uint32_t C,
+        uint8_t* symbols) {
     uint32_t c = 0;
     if (j == 0) {
         // A state reads at most one word per symbol: when each has a word per symbol of the row left, the row needs
         // no bounds checks.
-        const ptrdiff_t perState = 2 * (ptrdiff_t) ((C + kStates - 1) / kStates);
+        const ptrdiff_t perState = 2 * (ptrdiff_t) ((C + S - 1) / S);
         bool room = true;
-        for (uint32_t k = 0; k < kStates; k++)
+        for (uint32_t k = 0; k < S; k++)
             room = room && r.rEnd[k] - r.rp[k] >= perState;
-        uint32_t x[kStates];
-        const uint8_t* rp[kStates];
-        for (uint32_t k = 0; k < kStates; k++) {
+        uint32_t x[S];
+        const uint8_t* rp[S];
+        for (uint32_t k = 0; k < S; k++) {
             x[k] = r.x[k];
             rp[k] = r.rp[k];
         }
+#ifdef WEFT_CODEC_AVX2
+        if (S == kMaxStates && room && cpuHasAvx2()) {
+            rowSymbolsAvx2(x, rp, streamBase, tableOffsets, C, symbols);
+            c = C / S * S;
+        } else
+#else
+        (void) tableOffsets;
+        (void) streamBase;
+#endif
         if (room) {
-            for (; c + kStates <= C; c += kStates) {
-#pragma GCC unroll 8
-                for (uint32_t k = 0; k < kStates; k++)
+            for (; c + S <= C; c += S) {
+#pragma GCC unroll 16
+                for (uint32_t k = 0; k < S; k++)
                     symbols[c + k] = (uint8_t) ransSymbolInBounds(x[k], rp[k], tables[c + k]);
             }
         } else {
-            for (; c + kStates <= C; c += kStates) {
-#pragma GCC unroll 8
-                for (uint32_t k = 0; k < kStates; k++)
+            for (; c + S <= C; c += S) {
+#pragma GCC unroll 16
+                for (uint32_t k = 0; k < S; k++)
                     symbols[c + k] = (uint8_t) ransSymbol(x[k], rp[k], r.rEnd[k], tables[c + k], r.overrun);
             }
         }
-        for (uint32_t k = 0; k < kStates; k++) {
+        for (uint32_t k = 0; k < S; k++) {
             r.x[k] = x[k];
             r.rp[k] = rp[k];
         }
     }
     for (; c < C; c++) {
         symbols[c] = (uint8_t) ransSymbol(r.x[j], r.rp[j], r.rEnd[j], tables[c], r.overrun);
-        j = (j + 1) % kStates;
+        j = (j + 1) % S;
     }
 }
 
@@ -155,6 +216,7 @@ struct SectionParams {
     std::vector<int32_t> mean;
     std::vector<float> step;
     std::vector<const uint32_t*> anchorTables, deltaTables;
+    std::vector<int32_t> anchorOffsets, deltaOffsets;  // the same as indexes from tables().table[0].slot
     std::vector<uint8_t> anchorShift, deltaShift;
     bool anchorShifts = false, deltaShifts = false;
 };
@@ -204,19 +266,22 @@ void rowValues(ValueStreams& st, const uint8_t* symbols, const SectionParams& sp
 Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, uint16_t* out, size_t rowStride, size_t colStride,
         const RopeSpec* rope, const float* rotation, std::string& detail) {
     const Tables& t = tables();
-    if (size < kSectionHead)
+    if (size < kSectionFixed)
         return fail(detail, Error::corrupt, "section shorter than its head");
-    const uint32_t mode = p[0], group = p[1];
-    if (mode > 2 || (mode == 2 && group == 0) || get16(p + 2) != 0)
+    const uint32_t mode = p[0], group = p[1], S = get16(p + 2);
+    if (mode > 2 || (mode == 2 && group == 0))
         return fail(detail, Error::corrupt, "unknown section mode " + std::to_string(mode));
+    if (S != kFewStates && S != kMaxStates)
+        return fail(detail, Error::corrupt, "section has " + std::to_string(S) + " rANS states");
     const uint64_t ransBytes = get32(p + 4), rawBytes = get32(p + 8), escapes = get32(p + 12);
     const uint64_t perChannel = mode == 0 ? 4 : 5;
-    const uint64_t need = kSectionHead + perChannel * C + ransBytes + rawBytes + escapes * 4;
+    const size_t head = kSectionFixed + 4 * S;
+    const uint64_t need = head + perChannel * C + ransBytes + rawBytes + escapes * 4;
     if (need != size)
         return fail(detail, Error::corrupt, "section sizes add up to " + std::to_string(need) + " bytes, not " + std::to_string(size));
     uint64_t streamSum = 0;
-    for (uint32_t k = 0; k < kStates; k++) {
-        const uint32_t bytes = get32(p + 20 + 4 * k);
+    for (uint32_t k = 0; k < S; k++) {
+        const uint32_t bytes = get32(p + kSectionFixed + 4 * k);
         if (bytes < 4 || bytes % 2 != 0)
             return fail(detail, Error::corrupt, "invalid rANS stream length");
         streamSum += bytes;
@@ -235,9 +300,11 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     sp.step.resize(C);
     sp.anchorTables.resize(C);
     sp.deltaTables.resize(C);
+    sp.anchorOffsets.resize(C);
+    sp.deltaOffsets.resize(C);
     sp.anchorShift.resize(C);
     sp.deltaShift.resize(C);
-    const uint8_t* params = p + kSectionHead;
+    const uint8_t* params = p + head;
     for (uint32_t c = 0; c < C; c++, params += perChannel) {
         const float step = base * t.stepScale[params[2]];
         const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
@@ -248,6 +315,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
         sp.step[c] = step;
         sp.anchorTables[c] = t.table[cls].slot;
         sp.deltaTables[c] = t.table[dcls].slot;
+        sp.anchorOffsets[c] = (int32_t) (t.table[cls].slot - t.table[0].slot);
+        sp.deltaOffsets[c] = (int32_t) (t.table[dcls].slot - t.table[0].slot);
         sp.anchorShift[c] = (uint8_t) shift;
         sp.deltaShift[c] = (uint8_t) dshift;
         sp.anchorShifts |= shift != 0;
@@ -255,8 +324,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     }
     RansStates r;
     const uint8_t* at = params;
-    for (uint32_t k = 0; k < kStates; k++) {
-        const uint32_t bytes = get32(p + 20 + 4 * k);
+    for (uint32_t k = 0; k < S; k++) {
+        const uint32_t bytes = get32(p + kSectionFixed + 4 * k);
         r.x[k] = get32(at);
         if (r.x[k] < kRansL)
             return fail(detail, Error::corrupt, "invalid rANS state");
@@ -278,7 +347,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     uint32_t j = 0;
     for (uint32_t tok = 0; tok < nTokens; tok++) {
         const bool anchor = mode == 0 || (mode == 1 ? tok == 0 : tok % group == 0);
-        rowSymbols(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), C, symbols.data());
+        (S == kMaxStates ? rowSymbols<kMaxStates> : rowSymbols<kFewStates>)(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), anchor ? sp.anchorOffsets.data() : sp.deltaOffsets.data(), p, C,
+            symbols.data());
         const bool plain = !(anchor ? sp.anchorShifts : sp.deltaShifts) && !anyEscape(symbols.data(), C);
         rowValues(st, symbols.data(), sp, C, anchor, mode, plain, prev.data(), row.data());
         if (r.overrun || st.overrun)
@@ -294,7 +364,7 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
         }
     }
     bool ended = st.ep == st.eEnd && st.bitsUsed <= rawBytes * 8 && st.bitsUsed + 8 > rawBytes * 8;
-    for (uint32_t k = 0; k < kStates; k++)
+    for (uint32_t k = 0; k < S; k++)
         ended = ended && r.rp[k] == r.rEnd[k] && r.x[k] == kRansL;
     if (!ended)
         return fail(detail, Error::corrupt, "stream does not end where its values do");
@@ -303,10 +373,10 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
 
 // Sections of a layer: K's length comes from its own head; V takes the rest.
 Error sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail) {
-    if (size < kSectionHead)
+    if (size < kSectionFixed)
         return fail(detail, Error::corrupt, "section shorter than its head");
     const uint64_t perChannel = p[0] == 0 ? 4 : 5;
-    length = kSectionHead + perChannel * C + (uint64_t) get32(p + 4) + get32(p + 8) + (uint64_t) get32(p + 12) * 4;
+    length = kSectionFixed + 4ull * get16(p + 2) + perChannel * C + (uint64_t) get32(p + 4) + get32(p + 8) + (uint64_t) get32(p + 12) * 4;
     if (length > size)
         return fail(detail, Error::corrupt, "K section runs past its layer");
     return Error::none;

@@ -23,7 +23,12 @@ constexpr uint32_t kEscape = kSymbols - 1;
 constexpr uint32_t kClasses = 32;
 constexpr uint32_t kMaxShift = 7;  // raw low bits per value (3 bits of the channel's code byte)
 constexpr uint32_t kGroup = 16;
-constexpr uint32_t kStates = 8;  // interleaved rANS states, each with its own stream
+// Interleaved rANS states, each with its own stream: 16 (two AVX2 vectors) for a tensor of at least kManyStatesFrom
+// values, 4 for a smaller one, where each state's 8 bytes of overhead (its final value and its stream's length) tell.
+constexpr uint32_t kMaxStates = 16;
+constexpr uint32_t kFewStates = 4;
+constexpr size_t kManyStatesFrom = 4096;
+inline uint32_t statesFor(size_t values) { return values >= kManyStatesFrom ? kMaxStates : kFewStates; }
 
 struct Table {
     uint16_t freq[kSymbols];
@@ -64,7 +69,9 @@ inline uint64_t get64(const uint8_t* p) { return (uint64_t) get32(p) | ((uint64_
 constexpr uint8_t kMagic[8] = {'W', 'E', 'F', 'T', 'K', 'V', 'Z', 0};
 constexpr size_t kFixedHeader = 56;
 constexpr size_t kLayerEntry = 32;
-constexpr size_t kSectionHead = 20 + 4 * kStates;  // the fixed fields, then each state's stream length
+constexpr size_t kSectionFixed = 20;  // a section's fixed fields; then each state's stream length (u32)
+constexpr size_t kMinSection = kSectionFixed + 8 * kFewStates;  // lengths and final states, no channel, no word
+constexpr size_t kMaxSectionOverhead = kSectionFixed + 8 * kMaxStates;
 
 inline Error fail(std::string& detail, Error error, const std::string& what) {
     detail = what;

@@ -222,14 +222,15 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
             raw[rawAt++] = (uint8_t) buffer;
     }
 
-    // rANS: value i goes to state i % kStates, each state with its own byte stream (its first 4 bytes the final state),
+    // rANS: value i goes to state i % S, each state with its own byte stream (its first 4 bytes the final state),
     // encoded backwards so the decoder reads forwards. Separate streams keep the states independent in the decoder: no
     // shared read pointer ties one state's renormalization to another's.
-    const size_t streamCapacity = (n / kStates + 1) * 2 + 4;
-    std::vector<uint8_t> streams(streamCapacity * kStates);
-    uint8_t* ptr[kStates];
-    uint32_t state[kStates];
-    for (uint32_t j = 0; j < kStates; j++) {
+    const uint32_t S = statesFor(n);
+    const size_t streamCapacity = (n / S + 1) * 2 + 4;
+    std::vector<uint8_t> streams(streamCapacity * S);
+    uint8_t* ptr[kMaxStates];
+    uint32_t state[kMaxStates];
+    for (uint32_t j = 0; j < S; j++) {
         ptr[j] = streams.data() + streamCapacity * (j + 1);
         state[j] = kRansL;
     }
@@ -239,8 +240,8 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         const Table& table = t.table[codes[c].cls];
         const uint32_t s = symbols[i];
         const uint32_t freq = table.freq[s];
-        uint32_t& x = state[i % kStates];
-        uint8_t*& p = ptr[i % kStates];
+        uint32_t& x = state[i % S];
+        uint8_t*& p = ptr[i % S];
         const uint32_t xMax = ((kRansL >> kScaleBits) << 16) * freq;
         if (x >= xMax) {
             p -= 2;
@@ -250,8 +251,8 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         }
         x = ((x / freq) << kScaleBits) + (x % freq) + table.cum[s];
     }
-    uint32_t streamBytes[kStates], ransBytes = 0;
-    for (uint32_t j = 0; j < kStates; j++) {
+    uint32_t streamBytes[kMaxStates], ransBytes = 0;
+    for (uint32_t j = 0; j < S; j++) {
         ptr[j] -= 4;
         set32(ptr[j], state[j]);
         streamBytes[j] = (uint32_t) (streams.data() + streamCapacity * (j + 1) - ptr[j]);
@@ -260,14 +261,14 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
 
     out.push_back((uint8_t) mode);
     out.push_back((uint8_t) kGroup);
-    put16(out, 0);
+    put16(out, (uint16_t) S);
     put32(out, ransBytes);
     put32(out, rawBytes);
     put32(out, escapes);
     uint32_t baseBits;
     std::memcpy(&baseBits, &base, 4);
     put32(out, baseBits);
-    for (uint32_t j = 0; j < kStates; j++)
+    for (uint32_t j = 0; j < S; j++)
         put32(out, streamBytes[j]);
     out.reserve(out.size() + perChannel * C + ransBytes + rawBytes + esc.size());
     for (uint32_t c = 0; c < C; c++) {
@@ -277,7 +278,7 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         if (mode != 0)
             out.push_back((uint8_t) (best.delta[c].cls | (best.delta[c].shift << 5)));
     }
-    for (uint32_t j = 0; j < kStates; j++)
+    for (uint32_t j = 0; j < S; j++)
         out.insert(out.end(), ptr[j], ptr[j] + streamBytes[j]);
     out.insert(out.end(), raw.begin(), raw.begin() + rawBytes);
     out.insert(out.end(), esc.begin(), esc.end());

@@ -207,10 +207,10 @@ Error parseHeader(const uint8_t* data, size_t size, const DecodeExpect& expect, 
         // A section never exceeds its head, parameters, 2 bytes per symbol of rANS plus states, 3 bytes of raw bits and 4 of
         // escape per value.
         const uint64_t values = (uint64_t) header.nTokens * (info.nEmbdK + info.nEmbdV);
-        const uint64_t maxBytes = 2 * (kSectionHead + 4 * kStates) + 8ull * (info.nEmbdK + info.nEmbdV) + 9 * values;
+        const uint64_t maxBytes = 2 * kMaxSectionOverhead + 8ull * (info.nEmbdK + info.nEmbdV) + 9 * values;
         // ...and never falls below the fewest bits its values can take: a small file cannot claim a huge shape.
         const double minBytes = (double) values * tables().minBits / 8 / 2;
-        if (info.offset != offset || info.bytes < 2 * (kSectionHead + 4 * kStates) || info.bytes > maxBytes || (double) info.bytes < minBytes)
+        if (info.offset != offset || info.bytes < 2 * kMinSection || info.bytes > maxBytes || (double) info.bytes < minBytes)
             return fail(detail, Error::badSizes, "layer " + std::to_string(il) + " offset or size out of range");
         offset += info.bytes;
     }
