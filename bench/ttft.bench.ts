@@ -1,5 +1,6 @@
 // Time to first token of each prompt-preparation strategy, on a generated model large enough that prefill dominates.
 //   npm run bench -- ttft [--sizes 2048,4096,8192] [--runs 3] [--threads N] [--layers 8] [--chunk-tokens 512] [--json]
+//                         [--drop-all-caches]
 //
 // A context of S tokens is [BOS][label][chunk]...[label][chunk][question], with chunks of about 500 tokens of made-up
 // words (S/512 of them: a RAG top-k of 512-token chunks). Every chunk's KV is computed and cached first (ingest
@@ -25,7 +26,9 @@ const args = benchArgs({
     "chunk-tokens": {type: "string", default: "512"},
     layers: {type: "string", default: "8"},
     /** As the app sets it (auto) unless given: on | off. */
-    "flash-attention": {type: "string", default: "auto"}
+    "flash-attention": {type: "string", default: "auto"},
+    /** The cold row drops the whole page cache (root), the model's pages too, not only the chunk files'. */
+    "drop-all-caches": {type: "boolean", default: false}
 });
 const sizes = args.sizes.split(",").map((value) => Number.parseInt(value, 10));
 const runs = Number.parseInt(args.runs, 10);
@@ -109,15 +112,27 @@ function makeSources(tokenize: (text: string) => Token[], size: number, seed: nu
     });
 }
 
-let pageCacheNote = "dropped before each cold run (/proc/sys/vm/drop_caches)";
+let pageCacheNote = args["drop-all-caches"] ? "dropped whole before each cold run (/proc/sys/vm/drop_caches; the model's pages too)"
+    : "of the chunk files evicted before each cold run (dd iflag=nocache; the model stays in memory, as in a running app)";
 
-/** Drops the kernel's page cache (root on Linux); where it cannot, the cold rows read from the page cache and the note says so. */
-async function dropPageCache(): Promise<void> {
+/**
+ * Evicts the cold cache's chunk files from the kernel's page cache (each file's pages, through dd's nocache flag), so
+ * they are read from disk; `--drop-all-caches` drops the whole page cache instead (root), the model's pages with it.
+ * Where neither works, the cold rows read from the page cache and the note says so.
+ */
+async function dropPageCache(coldDir: string): Promise<void> {
     try {
         const {execFileSync} = await import("node:child_process");
         execFileSync("sync");
-        const {writeFile} = await import("node:fs/promises");
-        await writeFile("/proc/sys/vm/drop_caches", "3");
+        if (args["drop-all-caches"]) {
+            const {writeFile} = await import("node:fs/promises");
+            await writeFile("/proc/sys/vm/drop_caches", "3");
+            return;
+        }
+        const {readdir} = await import("node:fs/promises");
+        for (const entry of await readdir(coldDir, {recursive: true, withFileTypes: true}))
+            if (entry.isFile())
+                execFileSync("dd", [`if=${path.join(entry.parentPath, entry.name)}`, "iflag=nocache", "count=0", "status=none"]);
     } catch (error) {
         pageCacheNote = `NOT dropped (${(error as Error).message.split("\n")[0]}): the cold rows read through the page cache`;
     }
@@ -187,7 +202,7 @@ await withTempDir("ttft", async (dir) => {
         if (variant.strategy === "prefix")
             await sequence.clearHistory(); // cold: nothing of this prompt in the sequence, so prefix == full
         if (variant.cold === true)
-            await dropPageCache();
+            await dropPageCache(path.join(dir, "data-cold"));
         const cpuAtStart = process.cpuUsage();
         const startedAt = performance.now();
         const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)

@@ -23,7 +23,10 @@
         "src/kv_resident.cpp",
         "src/capture_graph.cpp",
         "src/layer_capture.cpp",
-        "src/kv_codec.cpp",
+        "src/kv_codec_tables.cpp",
+        "src/kv_codec_encode.cpp",
+        "src/kv_codec_decode.cpp",
+        "src/kv_codec_format.cpp",
         "src/kv_codec_addon.cpp",
         "src/fused_blend.cpp"
       ],

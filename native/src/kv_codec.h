@@ -2,7 +2,7 @@
 // level, the layer and the channel's spread, then entropy coded with rANS under a table chosen per (layer, tensor,
 // channel). Pure C++ (no N-API), so a fuzzer can link it alone; kv_codec_addon.cpp binds it.
 //
-// Container ("WEFTKVZ\0", little-endian; version 1):
+// Container ("WEFTKVZ\0", little-endian; version 2):
 //   0   magic[8]
 //   8   u32 version, u32 level, u8 fingerprint[16], u32 nTokens, u32 nLayer, u32 flags (bit 0: V transposed, bit 1:
 //       K coded un-rotated), u32 metaBytes, u64 payloadBytes
@@ -11,11 +11,15 @@
 //       f32 freqScale, u32 nFactors (0 or nRot / 2), f32 factors[nFactors]
 //       meta (opaque to the codec: the caller's key and tokens), u32 crc32 of everything before it
 //   payload: per layer its K section then its V section, each:
-//       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 0,
-//       u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step,
+//       u8 mode (0 direct, 1 delta to the previous token, 2 delta to the group's anchor token), u8 group, u16 S (rANS
+//       states: 16, or 4 for a tensor under 4,096 values), u32 ransBytes, u32 rawBytes, u32 escapes, f32 base step,
+//       u32 streamBytes[S] (adding up to ransBytes),
 //       per channel: i16 mean (in steps), u8 step code (step = base * 2^((code - 128) / 8)), u8 class | shift << 5
 //       [, u8 delta class | shift << 5 when mode != 0],
-//       rANS bytes (4 interleaved states), raw low bits, escapes (i32 each)
+//       S rANS streams (value i of the tensor, token-major, is coded by state i % S; each stream is its state's final
+//       u32 then its 16-bit words), raw low bits, escapes (i32 each)
+// Version 1 (one stream shared by 4 states) is refused as wrong-version: independent streams let the decoder run 16
+// states as two AVX2 vectors, or without a shared read pointer where it has no AVX2 (bench/RESULTS.md).
 // A layer decodes from its own bytes alone (offsets and a checksum per layer), so layers can decode as they arrive.
 #pragma once
 
@@ -26,7 +30,7 @@
 
 namespace weft_codec {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kLevelCount = 6;
 constexpr uint32_t kDefaultLevel = 4;
 constexpr uint32_t kMaxLayers = 4096;
@@ -130,6 +134,14 @@ struct LayerOut {
 
 /** Decodes one layer (its checksum first) from the whole container's bytes. */
 Error decodeLayer(const uint8_t* data, size_t size, const Header& header, uint32_t layer, const LayerOut& out, std::string& detail);
+
+/**
+ * Memory for decoded KV (release it with freeOutput). A decode writes its output once, so a fresh buffer costs a page
+ * fault per 4 KiB page, a fifth of the decode's time at 1 GB/s: large buffers are asked for as transparent huge pages
+ * (2 MiB per fault) where the system offers them. Null when out of memory.
+ */
+void* allocateOutput(size_t bytes);
+void freeOutput(void* output);
 
 /** Decodes every layer on up to `threads` threads; the first error wins. */
 Error decodeAll(const uint8_t* data, size_t size, const Header& header, const std::vector<LayerOut>& out, uint32_t threads, std::string& detail);

@@ -180,7 +180,7 @@ struct DecodeJob {
         }
     }
 
-    ~DecodeJob() { std::free(output); }
+    ~DecodeJob() { freeOutput(output); }
 
     void run() {
         error = parseHeader(data, size, expect, header, detail);
@@ -192,7 +192,7 @@ struct DecodeJob {
             offsets.push_back(outputBytes);
             outputBytes += (size_t) header.nTokens * (info.nEmbdK + info.nEmbdV) * 2;
         }
-        output = static_cast<uint8_t*>(std::malloc(outputBytes));
+        output = static_cast<uint8_t*>(allocateOutput(outputBytes));
         if (output == nullptr)
             throw std::runtime_error("out of memory allocating " + std::to_string(outputBytes) + " bytes of decoded KV");
         std::vector<LayerOut> out;
@@ -216,7 +216,7 @@ struct DecodeJob {
         const size_t length = outputBytes;
         Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t) length);
         Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::NewOrCopy(env, owned, length, [length](Napi::Env finalizeEnv, uint8_t* bytes) {
-            std::free(bytes);
+            freeOutput(bytes);
             Napi::MemoryManagement::AdjustExternalMemory(finalizeEnv, -(int64_t) length);
         });
         Napi::ArrayBuffer arrayBuffer = buffer.ArrayBuffer();

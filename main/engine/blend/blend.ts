@@ -120,6 +120,15 @@ function tokensHash(tokens: readonly Token[]): string {
     return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
 }
 
+/** A chunk's KV and where it came from. */
+export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
+
+/** A cache lookup's answer; a disk read carries its timing for the controller. */
+type CachedChunkKv = {hit: false} | (ChunkKvLoad & {
+    hit: true,
+    disk?: {readBytes: number, readMs: number, tokens: number, decode?: {f16Bytes: number, ms: number}}
+});
+
 type SessionParts = {
     model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, cache: ChunkKvCache, threads: number,
     fingerprint: string, rope: RopeParams, flashAttention: boolean,
@@ -268,26 +277,58 @@ export class BlendSession {
     }
 
     /**
-     * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
-     * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
-     * cache it is counted, not thrown (the KV is still good for this question).
+     * A chunk's KV from the cache's RAM or disk tier (a disk file read and decoded off the JS thread), or a miss when
+     * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
+     * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
      */
-    public async chunkKv(tokens: Token[]): Promise<{body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats}> {
+    private async cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
         const key = this.chunkKey(tokens);
         // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
         const fileBytes = this.cache.diskOnlyBytes(key);
         const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.cache.codecOn}).source === "recompute";
         const found = skipDisk ? {hit: false as const} : await this.cache.get(key);
-        if (found.hit && found.tier === "disk") {
-            this.kvController.observeDiskRead(found.readBytes ?? 0, found.readMs ?? 0);
-            if (found.codecLevel != null)
-                this.kvController.observeDecode(found.bytes, tokens.length, found.decodeMs ?? 0);
+        if (!found.hit)
+            return {hit: false};
+        const disk = found.tier === "disk" ? {
+            readBytes: found.readBytes ?? 0, readMs: found.readMs ?? 0, tokens: tokens.length,
+            decode: found.codecLevel != null ? {f16Bytes: found.bytes, ms: found.decodeMs ?? 0} : undefined
+        } : undefined;
+        return {
+            body: found.body, loadedBytes: found.bytes, hit: true, disk,
+            source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
+        };
+    }
+
+    /**
+     * Tells the controller what disk loads cost. Loads that ran at once (a question's chunks) overlap, so each one's
+     * read and decode times are scaled by `scale` (the batch's wall time over the sum of its loads' times, at most 1):
+     * the controller then weighs a chunk's disk load by what it added to the question's wait.
+     */
+    private observeDiskLoads(loads: CachedChunkKv[], scale = 1): void {
+        for (const load of loads) {
+            if (!load.hit || load.disk == null)
+                continue;
+            this.kvController.observeDiskRead(load.disk.readBytes, load.disk.readMs * scale);
+            if (load.disk.decode != null)
+                this.kvController.observeDecode(load.disk.decode.f16Bytes, load.disk.tokens, load.disk.decode.ms * scale);
+        }
+    }
+
+    /**
+     * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
+     * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
+     * cache it is counted, not thrown (the KV is still good for this question).
+     */
+    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>): Promise<ChunkKvLoad> {
+        let found: CachedChunkKv;
+        if (cached != null) {
+            found = await cached;  // its caller tells the controller
+        } else {
+            found = await this.cachedChunkKv(tokens);
+            this.observeDiskLoads([found]);
         }
         if (found.hit)
-            return {
-                body: found.body, loadedBytes: found.bytes, hit: true,
-                source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
-            };
+            return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
 
         const bos = this.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
@@ -300,7 +341,7 @@ export class BlendSession {
 
         const body = sliceCells(full, prefix.length, full.cells.length);
         try {
-            const stored = await this.cache.put(key, {tokens: Int32Array.from(tokens), body, rope: this.rope});
+            const stored = await this.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.rope});
             if (stored.error != null)
                 this.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {
@@ -339,10 +380,26 @@ export class BlendSession {
         const headerTokens = prompt.tokens.slice(0, headerEnd);
         const headerKey = `header:${tokensHash(headerTokens)}`;
         const residentHeader = tier?.get(headerKey);
+        // Every chunk not in the resident tier is asked of the cache at once, before the header is computed: disk
+        // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
+        // instead of read, decode, splice one chunk after another.
+        const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
+        for (const [index, {segment}] of layout.entries())
+            if (segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true) {
+                const load = this.cachedChunkKv(segment.tokens);
+                load.catch(() => {});  // awaited below, in order; a later one's failure must not go unhandled meanwhile
+                cachedLoads.set(index, load);
+            }
+        const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
+            const batchMs = performance.now() - loadStartedAt;
+            const summedMs = loads.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
+            this.observeDiskLoads(loads, summedMs > 0 ? Math.min(1, batchMs / summedMs) : 1);
+        });
+        loadsDone.catch(() => {});
         const header = residentHeader == null ? await this.headerKv(headerTokens) : undefined;
         const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
         const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
-        for (const {segment, start} of layout) {
+        for (const [index, {segment, start}] of layout.entries()) {
             if (segment.kind !== "chunk")
                 continue;
 
@@ -355,7 +412,7 @@ export class BlendSession {
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await this.chunkKv(segment.tokens);
+            const {body, loadedBytes, source} = await this.chunkKv(segment.tokens, cachedLoads.get(index));
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
             parts.push({body, delta: start - 1});
@@ -363,6 +420,7 @@ export class BlendSession {
                 toAdmit.push({key, body});
         }
 
+        await loadsDone;
         const prefixTokens = prompt.tokens.slice(0, tailStart);
         const chunkLoadMs = performance.now() - loadStartedAt;
         if (strategy === "hkvd" && parts.slice(1).every((part) => "resident" in part))

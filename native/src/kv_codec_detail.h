@@ -1,0 +1,89 @@
+// What the KV codec's files share (kv_codec.h is the public side): the entropy tables, the level rules, RoPE tables,
+// little-endian helpers and the container's fixed sizes. Internal to kv_codec_*.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kv_codec.h"
+
+namespace weft_codec::detail {
+
+// Entropy tables. A channel's symbols are h in [-15, 15] (the quantized value, or its delta, above its raw low bits)
+// and an escape. Each table is a two-sided geometric distribution of a given mean |h| (32 classes, log-spaced): the
+// encoder picks per channel the class that codes it in the fewest bits, so a table costs one byte, not a histogram.
+constexpr uint32_t kScaleBits = 12;
+constexpr uint32_t kScale = 1u << kScaleBits;
+constexpr uint32_t kRansL = 1u << 16;  // 32-bit state, 16-bit renormalization: at most one read per symbol
+constexpr int kRange = 15;
+constexpr uint32_t kSymbols = 2 * kRange + 2;
+constexpr uint32_t kEscape = kSymbols - 1;
+constexpr uint32_t kClasses = 32;
+constexpr uint32_t kMaxShift = 7;  // raw low bits per value (3 bits of the channel's code byte)
+constexpr uint32_t kGroup = 16;
+// Interleaved rANS states, each with its own stream: 16 (two AVX2 vectors) for a tensor of at least kManyStatesFrom
+// values, 4 for a smaller one, where each state's 8 bytes of overhead (its final value and its stream's length) tell.
+constexpr uint32_t kMaxStates = 16;
+constexpr uint32_t kFewStates = 4;
+constexpr size_t kManyStatesFrom = 4096;
+inline uint32_t statesFor(size_t values) { return values >= kManyStatesFrom ? kMaxStates : kFewStates; }
+
+struct Table {
+    uint16_t freq[kSymbols];
+    uint16_t cum[kSymbols];
+    float cost[kSymbols];  // bits
+    // Per slot: symbol (bits 0-5), slot - cum (bits 6-17), freq (bits 18-30): one load per decoded symbol.
+    uint32_t slot[kScale];
+};
+
+struct Tables {
+    Table table[kClasses];
+    float stepScale[256];  // a channel's step is the section's base step times stepScale[code]: 2^((code - 128) / 8)
+    float minBits;  // the fewest bits any value can cost (the likeliest symbol of the narrowest table)
+    float classMean[kClasses];
+    float halfToFloat[65536];
+};
+
+const Tables& tables();
+
+// Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta).
+constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
+float layerFactor(uint32_t layer, uint32_t nLayer, bool isK);
+
+// RoPE: cos, sin per (token, pair); rotateRow turns every head of a K row by its position's angles (sign -1: back to
+// position 0).
+void rotationTable(const RopeSpec& rope, uint32_t nTokens, std::vector<float>& cs);
+void rotateRow(float* row, uint32_t C, const RopeSpec& rope, const float* cs, float sign);
+
+// Little-endian bytes
+inline void put16(std::vector<uint8_t>& out, uint16_t v) { out.push_back((uint8_t) v); out.push_back((uint8_t) (v >> 8)); }
+inline void put32(std::vector<uint8_t>& out, uint32_t v) { for (int i = 0; i < 4; i++) out.push_back((uint8_t) (v >> (8 * i))); }
+inline void put64(std::vector<uint8_t>& out, uint64_t v) { for (int i = 0; i < 8; i++) out.push_back((uint8_t) (v >> (8 * i))); }
+inline void set32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t) (v >> (8 * i)); }
+inline uint16_t get16(const uint8_t* p) { return (uint16_t) (p[0] | (p[1] << 8)); }
+inline uint32_t get32(const uint8_t* p) { return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24); }
+inline uint64_t get64(const uint8_t* p) { return (uint64_t) get32(p) | ((uint64_t) get32(p + 4) << 32); }
+
+constexpr uint8_t kMagic[8] = {'W', 'E', 'F', 'T', 'K', 'V', 'Z', 0};
+constexpr size_t kFixedHeader = 56;
+constexpr size_t kLayerEntry = 32;
+constexpr size_t kSectionFixed = 20;  // a section's fixed fields; then each state's stream length (u32)
+constexpr size_t kMinSection = kSectionFixed + 8 * kFewStates;  // lengths and final states, no channel, no word
+constexpr size_t kMaxSectionOverhead = kSectionFixed + 8 * kMaxStates;
+
+inline Error fail(std::string& detail, Error error, const std::string& what) {
+    detail = what;
+    return error;
+}
+
+/** One tensor's section (kv_codec_encode.cpp); `modeChosen` is the grouping mode it took. */
+void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options,
+    const float* rotation, std::vector<uint8_t>& out, uint32_t& modeChosen);
+
+/** The container around encoded sections (kv_codec_format.cpp): sections[2 * il] is layer il's K, [2 * il + 1] its V. */
+std::vector<uint8_t> writeContainer(uint32_t nTokens, const std::vector<LayerIn>& layers, const EncodeOptions& options,
+    std::vector<std::vector<uint8_t>>& sections);
+
+} // namespace weft_codec::detail
