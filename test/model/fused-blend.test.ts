@@ -150,6 +150,28 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         assert.equal(diff, 0);
     });
 
+    it("chunk KVs computed at the same time equal the ones computed one after another", async () => {
+        // Background warming computes chunks while a question computes its header, on one small context: each
+        // computation clears it, evaluates and reads the state, so they must not interleave.
+        const texts = [" Ben found a shiny red stone by the river and showed it to his sister.",
+            " The old owl sat on the branch and watched the moon rise over the hill.",
+            " Mia baked a cake with her dad, and they ate it in the garden."];
+        const tokens = texts.map((text) => model.tokenize(text, false));
+        const together = await Promise.all(tokens.map((chunk) => blend.chunkKv(chunk)));
+        assert.ok(together.every((load) => !load.hit), "the chunks were already cached: the test would not compute them");
+        const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data-sequential"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 0});
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache, threads: testThreads});
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        for (const [index, chunk] of tokens.entries()) {
+            const alone = await opened.value.chunkKv(chunk);
+            assert.equal(alone.hit, false);
+            const body = together[index]!.body;
+            assert.deepEqual(body.cells, alone.body.cells, `chunk ${index}: cells`);
+            for (const [layer, {k}] of alone.body.layers.entries())
+                assert.deepEqual(body.layers[layer]!.k.rows, k.rows, `chunk ${index}, layer ${layer}: K`);
+        }
+    });
+
     it("without flash attention falls back to chunk-head and says why", async () => {
         const plain = await model.createContext({contextSize: 1024, threads: testThreads, sequences: 1, flashAttention: false});
         try {

@@ -163,6 +163,8 @@ export class BlendSession {
     public readonly kvController = new KvController();
     /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
     private alone?: Promise<LlamaContextSequence | null>;
+    /** The tail of the queue {@link evaluateAlone} runs its calls in. */
+    private aloneQueue: Promise<void> = Promise.resolve();
 
     public constructor(parts: SessionParts) {
         this.model = parts.model;
@@ -224,14 +226,22 @@ export class BlendSession {
         return alone;
     }
 
-    /** Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state. */
-    private async evaluateAlone(tokens: Token[]): Promise<KvBody> {
-        const sequence = await this.aloneSequence(tokens.length);
-        await sequence.clearHistory();
-        if (tokens.length > 0)
-            await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+    /**
+     * Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state.
+     * One at a time: clearing, evaluating and reading the state are three steps on one sequence, and background warming
+     * computes chunks while a question computes its header, so two interleaved calls would read each other's tokens.
+     */
+    private evaluateAlone(tokens: Token[]): Promise<KvBody> {
+        const run = this.aloneQueue.then(async () => {
+            const sequence = await this.aloneSequence(tokens.length);
+            await sequence.clearHistory();
+            if (tokens.length > 0)
+                await sequence.evaluateWithoutGeneratingNewTokens(tokens);
 
-        return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+            return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+        });
+        this.aloneQueue = run.then(() => undefined, () => undefined);
+        return run;
     }
 
     /** The chunk cache's key for a chunk's tokens under this model and context settings. */
