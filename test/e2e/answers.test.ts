@@ -2,8 +2,7 @@
 // asked in the chat (the same one as test/model/answers.test.ts asks through `weft ask`), and the answer must hold the
 // gold answer and cite the document that holds it, as the Sources list shows it.
 import assert from "node:assert/strict";
-import {mkdtemp, rm, writeFile} from "node:fs/promises";
-import os from "node:os";
+import {writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import type {Browser} from "playwright-core";
@@ -12,7 +11,8 @@ import {answerModelMissing, answerModelPath} from "../fixtures/answer-model.js";
 import {AppPage} from "./pages/app-page.js";
 import {ChatPage} from "./pages/chat-page.js";
 import {LibraryPage} from "./pages/library-page.js";
-import {launchChromium, registerModel, startServe, type RunningServer} from "./support/serve.js";
+import type {RunningServer} from "./support/serve.js";
+import {startServedApp, stopServedApp} from "./support/served-app.js";
 
 describe("the answer model in the browser (weft serve)", {skip: answerModelMissing() ?? false}, () => {
     // A one-hop question among four documents: the engine's default topK of 4 retrieves them all, in its own order.
@@ -24,21 +24,14 @@ describe("the answer model in the browser (weft serve)", {skip: answerModelMissi
     let browser: Browser | undefined;
 
     before(async () => {
-        dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-"));
-        docsDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-answers-"));
-        for (const [name, text] of exampleFiles(example))
-            await writeFile(path.join(docsDir, name), text);
-        await registerModel(dataDir, answerModelPath);
-        server = await startServe(dataDir);
-        browser = await launchChromium();
+        ({dataDir, docsDir, server, browser} = await startServedApp(answerModelPath, async (folder: string) => {
+            for (const [name, text] of exampleFiles(example))
+                await writeFile(path.join(folder, name), text);
+        }));
     });
 
     after(async () => {
-        await browser?.close();
-        await server?.stop();
-        for (const dir of [dataDir, docsDir])
-            if (dir !== "")
-                await rm(dir, {recursive: true, force: true});
+        await stopServedApp({browser, server, dataDir, docsDir});
     });
 
     it("answers a held-out question with the gold answer and cites the gold document", {timeout: 240_000}, async () => {

@@ -3,8 +3,7 @@
 // and theme, the cache view, and a model download with progress, cancel and resume. Screenshots go to
 // test/.tmp/screenshots/app-*.png.
 import assert from "node:assert/strict";
-import {mkdir, mkdtemp, readFile, rm, writeFile} from "node:fs/promises";
-import os from "node:os";
+import {mkdir, readFile, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {PDFDocument, StandardFonts} from "pdf-lib";
@@ -12,7 +11,8 @@ import type {Browser, BrowserContext, Page} from "playwright-core";
 import {AppPage} from "./pages/app-page.js";
 import {ChatPage} from "./pages/chat-page.js";
 import {LibraryPage} from "./pages/library-page.js";
-import {launchChromium, registerModel, repoRoot, startServe, tinyModelPath, type RunningServer} from "./support/serve.js";
+import {repoRoot, startServe, tinyModelPath, type RunningServer} from "./support/serve.js";
+import {startServedApp, stopServedApp} from "./support/served-app.js";
 import {startSlowFileServer} from "./support/slow-file-server.js";
 
 const screenshots = path.join(repoRoot, "test/.tmp/screenshots");
@@ -41,21 +41,12 @@ describe("the app around the chat (weft serve)", () => {
     let browser: Browser | undefined;
 
     before(async () => {
-        dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-"));
-        docsDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-docs-"));
-        await writeDocuments(docsDir);
         await mkdir(screenshots, {recursive: true});
-        await registerModel(dataDir, tinyModelPath);
-        server = await startServe(dataDir);
-        browser = await launchChromium();
+        ({dataDir, docsDir, server, browser} = await startServedApp(tinyModelPath, writeDocuments));
     });
 
     after(async () => {
-        await browser?.close();
-        await server?.stop();
-        for (const dir of [dataDir, docsDir])
-            if (dir !== "")
-                await rm(dir, {recursive: true, force: true});
+        await stopServedApp({browser, server, dataDir, docsDir});
     });
 
     const withPage = async (body: (page: Page) => Promise<void>): Promise<void> => {

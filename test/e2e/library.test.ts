@@ -1,14 +1,14 @@
 // End to end: add a folder through the library panel of the real `weft serve`, watch it index, see what it
 // could not read and why, then ask about it and follow the answer's citation back to the file.
 import assert from "node:assert/strict";
-import {mkdir, mkdtemp, rm, writeFile} from "node:fs/promises";
-import os from "node:os";
+import {mkdir, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import type {Browser, BrowserContext} from "playwright-core";
 import {ChatPage} from "./pages/chat-page.js";
 import {LibraryPage} from "./pages/library-page.js";
-import {launchChromium, registerModel, repoRoot, startServe, tinyModelPath, type RunningServer} from "./support/serve.js";
+import {repoRoot, tinyModelPath, type RunningServer} from "./support/serve.js";
+import {startServedApp, stopServedApp} from "./support/served-app.js";
 
 const screenshotPath = path.join(repoRoot, "test/.tmp/screenshots/library.png");
 
@@ -47,20 +47,11 @@ describe("the library in the browser (weft serve)", () => {
     let browser: Browser | undefined;
 
     before(async () => {
-        dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-"));
-        docsDir = await mkdtemp(path.join(os.tmpdir(), "weft-e2e-docs-"));
-        await writeDocuments(docsDir);
-        await registerModel(dataDir, tinyModelPath);
-        server = await startServe(dataDir);
-        browser = await launchChromium();
+        ({dataDir, docsDir, server, browser} = await startServedApp(tinyModelPath, writeDocuments));
     });
 
     after(async () => {
-        await browser?.close();
-        await server?.stop();
-        for (const dir of [dataDir, docsDir])
-            if (dir !== "")
-                await rm(dir, {recursive: true, force: true});
+        await stopServedApp({browser, server, dataDir, docsDir});
     });
 
     it("indexes a folder added in the panel, lists its problems and cites it in answers", {timeout: 180_000}, async () => {
