@@ -1,18 +1,16 @@
-// One blend session per loaded model: sources chunk KVs (the resident tier, the chunk cache, or computing them),
-// selects the tokens to recompute, splices the prompt's KV and recomputes (CacheBlend). `full` and `prefix` are in
+// One blend session per loaded model: takes chunk KVs from the resident tier or from its ChunkKvSource (the chunk
+// cache, or computing them), selects the tokens to recompute, splices the prompt's KV and recomputes (CacheBlend). `full` and `prefix` are in
 // prepare.ts; hkvd selects and recomputes in one fused decode (fused.ts, Weft patch 0003).
-import {createHash} from "node:crypto";
-import {stat} from "node:fs/promises";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
 import type {ChunkKvCache} from "../kv/chunk-cache.js";
 import {modelFingerprint} from "../kv/fingerprint.js";
-import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
+import {type KvBody, parseSeqStateMemory} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
 import {StoreFailures} from "../kv/store-failures.js";
-import {KvController} from "../kv/kv-controller.js";
+import type {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
@@ -20,14 +18,14 @@ import {
     sequenceIdOf
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
+import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import type {BlendTrace, PreparedPrompt} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
-/** Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. */
-export const promptFormatVersion = 1;
+export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
@@ -39,15 +37,6 @@ export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> 
     const {free} = await llama.getVramState();
     return Math.min(4 * 1024 ** 3, Math.floor(free / 4));
 }
-
-/**
- * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus BOS
- * fits, with room to spare. Longer token lists use the chat's own sequence.
- */
-const aloneContextSize = 1024;
-
-/** Distinct prompt headers whose KV is kept (the header is the same for every question; a few cover template changes). */
-const keptHeaders = 4;
 
 export type BlendSessionOptions = {
     llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
@@ -116,19 +105,6 @@ async function chatKvLayout(sequence: LlamaContextSequence, model: LlamaModel): 
 }
 
 /** The chunk cache's key hash of a token list (the chunk's token ids, not its text: the tokenizer is part of it). */
-function tokensHash(tokens: readonly Token[]): string {
-    return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
-}
-
-/** A chunk's KV and where it came from. */
-export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
-
-/** A cache lookup's answer; a disk read carries its timing for the controller. */
-type CachedChunkKv = {hit: false} | (ChunkKvLoad & {
-    hit: true,
-    disk?: {readBytes: number, readMs: number, tokens: number, decode?: {f16Bytes: number, ms: number}}
-});
-
 type SessionParts = {
     model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, cache: ChunkKvCache, threads: number,
     fingerprint: string, rope: RopeParams, flashAttention: boolean,
@@ -157,15 +133,8 @@ export class BlendSession {
     private residentTier: ResidentTier | undefined;
     /** The latest admission into the resident tier (it runs after a blend, off the answer's path); settles, never rejects. */
     private residentAdmission: Promise<void> = Promise.resolve();
-    /** The prompt header's KV (the same for every question), by token hash. */
-    private readonly headers = new Map<string, KvBody>();
-    /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
-    public readonly kvController = new KvController();
-    /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
-    private alone?: Promise<LlamaContextSequence | null>;
-    /** The tail of the queue {@link evaluateAlone} runs its calls in. */
-    private aloneQueue: Promise<void> = Promise.resolve();
-
+    /** Where chunk and header KVs come from: the chunk cache, or computed alone. */
+    private readonly kvSource: ChunkKvSource;
     public constructor(parts: SessionParts) {
         this.model = parts.model;
         this.context = parts.context;
@@ -178,6 +147,22 @@ export class BlendSession {
         this.nStream = parts.nStream;
         this.residentTier = parts.resident;
         this.failures = parts.failures;
+        this.kvSource = new ChunkKvSource(parts);
+    }
+
+    /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
+    public get kvController(): KvController {
+        return this.kvSource.kvController;
+    }
+
+    /** A chunk's KV from the cache, or computed alone and cached (see {@link ChunkKvSource.chunkKv}). */
+    public chunkKv(tokens: Token[]): Promise<ChunkKvLoad> {
+        return this.kvSource.chunkKv(tokens);
+    }
+
+    /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
+    public chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
+        return this.kvSource.chunkCachedOnDisk(tokens);
     }
 
     public get resident(): ResidentTier | undefined {
@@ -204,57 +189,6 @@ export class BlendSession {
     }
 
     /**
-     * The sequence chunk and header KVs are computed on: a small context of the same model with the chat context's
-     * KV-relevant settings (flash attention, batch size, threads), so computing a chunk in the background never clears
-     * the chat's sequence, whose prompt the next `prefix` question would reuse. Falls back to the chat's sequence when
-     * the small context cannot be made (memory).
-     */
-    private async aloneSequence(length: number): Promise<LlamaContextSequence> {
-        if (length + 1 > aloneContextSize)
-            return this.sequence;
-
-        this.alone ??= this.model.createContext({
-            contextSize: aloneContextSize,
-            batchSize: Math.min(this.context.batchSize, aloneContextSize),
-            threads: this.threads,
-            flashAttention: this.flashAttention,
-            sequences: 1
-        }).then((context) => context.getSequence(), () => null);
-        const alone = await this.alone;
-        if (alone == null || alone.disposed)
-            return this.sequence;
-        return alone;
-    }
-
-    /**
-     * Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state.
-     * One at a time: clearing, evaluating and reading the state are three steps on one sequence, and background warming
-     * computes chunks while a question computes its header, so two interleaved calls would read each other's tokens.
-     */
-    private evaluateAlone(tokens: Token[]): Promise<KvBody> {
-        const run = this.aloneQueue.then(async () => {
-            const sequence = await this.aloneSequence(tokens.length);
-            await sequence.clearHistory();
-            if (tokens.length > 0)
-                await sequence.evaluateWithoutGeneratingNewTokens(tokens);
-
-            return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
-        });
-        this.aloneQueue = run.then(() => undefined, () => undefined);
-        return run;
-    }
-
-    /** The chunk cache's key for a chunk's tokens under this model and context settings. */
-    private chunkKey(tokens: readonly Token[]) {
-        return {fingerprint: this.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion};
-    }
-
-    /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
-    public async chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
-        return stat(this.cache.pathOf(this.chunkKey(tokens))).then((info) => info.isFile() && info.size > 0, () => false);
-    }
-
-    /**
      * Background warming's share of the resident tier: copies a chunk's KV (from the RAM or disk tier, computing it if
      * need be; `body` when the caller has it) into the tier while it has free room, never evicting (chunks that
      * questions used come first). So on a GPU the first question after start-up or an ingest already finds its chunks
@@ -271,93 +205,6 @@ export class BlendSession {
             this.failures.record("residentAdmission", error);
             return false;
         }
-    }
-
-    /** The header's KV, evaluated once per distinct header (it is the same for every question). */
-    private async headerKv(tokens: Token[]): Promise<KvBody> {
-        const key = tokensHash(tokens);
-        let body = this.headers.get(key);
-        if (body == null) {
-            body = await this.evaluateAlone(tokens);
-            if (this.headers.size >= keptHeaders)
-                this.headers.delete(this.headers.keys().next().value!);
-            this.headers.set(key, body);
-        }
-        return body;
-    }
-
-    /**
-     * A chunk's KV from the cache's RAM or disk tier (a disk file read and decoded off the JS thread), or a miss when
-     * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
-     * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
-     */
-    private async cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
-        const key = this.chunkKey(tokens);
-        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
-        const fileBytes = this.cache.diskOnlyBytes(key);
-        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.cache.codecOn}).source === "recompute";
-        const found = skipDisk ? {hit: false as const} : await this.cache.get(key);
-        if (!found.hit)
-            return {hit: false};
-        const disk = found.tier === "disk" ? {
-            readBytes: found.readBytes ?? 0, readMs: found.readMs ?? 0, tokens: tokens.length,
-            decode: found.codecLevel != null ? {f16Bytes: found.bytes, ms: found.decodeMs ?? 0} : undefined
-        } : undefined;
-        return {
-            body: found.body, loadedBytes: found.bytes, hit: true, disk,
-            source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
-        };
-    }
-
-    /**
-     * Tells the controller what disk loads cost. Loads that ran at once (a question's chunks) overlap, so each one's
-     * read and decode times are scaled by `scale` (the batch's wall time over the sum of its loads' times, at most 1):
-     * the controller then weighs a chunk's disk load by what it added to the question's wait.
-     */
-    private observeDiskLoads(loads: CachedChunkKv[], scale = 1): void {
-        for (const load of loads) {
-            if (!load.hit || load.disk == null)
-                continue;
-            this.kvController.observeDiskRead(load.disk.readBytes, load.disk.readMs * scale);
-            if (load.disk.decode != null)
-                this.kvController.observeDecode(load.disk.decode.f16Bytes, load.disk.tokens, load.disk.decode.ms * scale);
-        }
-    }
-
-    /**
-     * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
-     * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
-     * cache it is counted, not thrown (the KV is still good for this question).
-     */
-    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>): Promise<ChunkKvLoad> {
-        let found: CachedChunkKv;
-        if (cached != null) {
-            found = await cached;  // its caller tells the controller
-        } else {
-            found = await this.cachedChunkKv(tokens);
-            this.observeDiskLoads([found]);
-        }
-        if (found.hit)
-            return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
-
-        const bos = this.model.tokens.bos;
-        const prefix = bos != null ? [bos] : [];
-        const prefillStartedAt = performance.now();
-        const full = await this.evaluateAlone([...prefix, ...tokens]);
-        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
-        const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
-        if (order.some((entry, index) => entry.index !== index))
-            throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
-
-        const body = sliceCells(full, prefix.length, full.cells.length);
-        try {
-            const stored = await this.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.rope});
-            if (stored.error != null)
-                this.failures.record("chunkCachePut", new Error(stored.error));
-        } catch (error) {
-            this.failures.record("chunkCachePut", error);
-        }
-        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }
 
     /**
@@ -396,17 +243,17 @@ export class BlendSession {
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
         for (const [index, {segment}] of layout.entries())
             if (segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true) {
-                const load = this.cachedChunkKv(segment.tokens);
+                const load = this.kvSource.cachedChunkKv(segment.tokens);
                 load.catch(() => {});  // awaited below, in order; a later one's failure must not go unhandled meanwhile
                 cachedLoads.set(index, load);
             }
         const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
             const batchMs = performance.now() - loadStartedAt;
             const summedMs = loads.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
-            this.observeDiskLoads(loads, summedMs > 0 ? Math.min(1, batchMs / summedMs) : 1);
+            this.kvSource.observeDiskLoads(loads, summedMs > 0 ? Math.min(1, batchMs / summedMs) : 1);
         });
         loadsDone.catch(() => {});
-        const header = residentHeader == null ? await this.headerKv(headerTokens) : undefined;
+        const header = residentHeader == null ? await this.kvSource.headerKv(headerTokens) : undefined;
         const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
         const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
         for (const [index, {segment, start}] of layout.entries()) {
@@ -422,7 +269,7 @@ export class BlendSession {
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await this.chunkKv(segment.tokens, cachedLoads.get(index));
+            const {body, loadedBytes, source} = await this.kvSource.chunkKv(segment.tokens, cachedLoads.get(index));
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
             parts.push({body, delta: start - 1});

@@ -1,0 +1,199 @@
+// Where a chunk's (and the prompt header's) KV comes from for a blend: the chunk cache's RAM or disk tier (the
+// controller may judge recomputing sooner), or computed alone on a small context of the same model and cached.
+import {createHash} from "node:crypto";
+import {stat} from "node:fs/promises";
+import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
+import type {ChunkKvStats} from "../../contract/index.js";
+import type {ChunkKvCache} from "../kv/chunk-cache.js";
+import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
+import {KvController} from "../kv/kv-controller.js";
+import type {RopeParams} from "../kv/rope-params.js";
+import type {StoreFailures} from "../kv/store-failures.js";
+import {getContextSequenceState, sequenceIdOf} from "../native/native-addon.js";
+
+/** Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. */
+export const promptFormatVersion = 1;
+
+/**
+ * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus BOS
+ * fits, with room to spare. Longer token lists use the chat's own sequence.
+ */
+const aloneContextSize = 1024;
+
+/** Distinct prompt headers whose KV is kept (the header is the same for every question; a few cover template changes). */
+const keptHeaders = 4;
+
+export function tokensHash(tokens: readonly Token[]): string {
+    return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
+}
+
+/** A chunk's KV and where it came from. */
+export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
+
+/** A cache lookup's answer; a disk read carries its timing for the controller. */
+export type CachedChunkKv = {hit: false} | (ChunkKvLoad & {
+    hit: true,
+    disk?: {readBytes: number, readMs: number, tokens: number, decode?: {f16Bytes: number, ms: number}}
+});
+
+
+export type ChunkKvSourceParts = {
+    model: LlamaModel,
+    /** The chat context: the small context copies its KV-relevant settings. */
+    context: LlamaContext,
+    /** The chat's sequence: used for token lists longer than the small context holds. */
+    sequence: LlamaContextSequence,
+    cache: ChunkKvCache, threads: number, fingerprint: string, rope: RopeParams, flashAttention: boolean, failures: StoreFailures
+};
+
+export class ChunkKvSource {
+    /** The prompt header's KV (the same for every question), by token hash. */
+    private readonly headers = new Map<string, KvBody>();
+    /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
+    public readonly kvController = new KvController();
+    /** A small context of its own for computing chunk and header KVs (see {@link aloneSequence}); made on first use. */
+    private alone?: Promise<LlamaContextSequence | null>;
+    /** The tail of the queue {@link evaluateAlone} runs its calls in. */
+    private aloneQueue: Promise<void> = Promise.resolve();
+
+
+    public constructor(private readonly parts: ChunkKvSourceParts) {}
+
+    /**
+     * The sequence chunk and header KVs are computed on: a small context of the same model with the chat context's
+     * KV-relevant settings (flash attention, batch size, threads), so computing a chunk in the background never clears
+     * the chat's sequence, whose prompt the next `prefix` question would reuse. Falls back to the chat's sequence when
+     * the small context cannot be made (memory).
+     */
+    private async aloneSequence(length: number): Promise<LlamaContextSequence> {
+        if (length + 1 > aloneContextSize)
+            return this.parts.sequence;
+
+        this.alone ??= this.parts.model.createContext({
+            contextSize: aloneContextSize,
+            batchSize: Math.min(this.parts.context.batchSize, aloneContextSize),
+            threads: this.parts.threads,
+            flashAttention: this.parts.flashAttention,
+            sequences: 1
+        }).then((context) => context.getSequence(), () => null);
+        const alone = await this.alone;
+        if (alone == null || alone.disposed)
+            return this.parts.sequence;
+        return alone;
+    }
+
+    /**
+     * Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state.
+     * One at a time: clearing, evaluating and reading the state are three steps on one sequence, and background warming
+     * computes chunks while a question computes its header, so two interleaved calls would read each other's tokens.
+     */
+    private evaluateAlone(tokens: Token[]): Promise<KvBody> {
+        const run = this.aloneQueue.then(async () => {
+            const sequence = await this.aloneSequence(tokens.length);
+            await sequence.clearHistory();
+            if (tokens.length > 0)
+                await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+
+            return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+        });
+        this.aloneQueue = run.then(() => undefined, () => undefined);
+        return run;
+    }
+
+    /** The chunk cache's key for a chunk's tokens under this model and context settings. */
+    private chunkKey(tokens: readonly Token[]) {
+        return {fingerprint: this.parts.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion};
+    }
+
+    /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
+    public async chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
+        return stat(this.parts.cache.pathOf(this.chunkKey(tokens))).then((info) => info.isFile() && info.size > 0, () => false);
+    }
+
+    /** The header's KV, evaluated once per distinct header (it is the same for every question). */
+    public async headerKv(tokens: Token[]): Promise<KvBody> {
+        const key = tokensHash(tokens);
+        let body = this.headers.get(key);
+        if (body == null) {
+            body = await this.evaluateAlone(tokens);
+            if (this.headers.size >= keptHeaders)
+                this.headers.delete(this.headers.keys().next().value!);
+            this.headers.set(key, body);
+        }
+        return body;
+    }
+
+    /**
+     * A chunk's KV from the cache's RAM or disk tier (a disk file read and decoded off the JS thread), or a miss when
+     * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
+     * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
+     */
+    public async cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
+        const key = this.chunkKey(tokens);
+        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
+        const fileBytes = this.parts.cache.diskOnlyBytes(key);
+        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.parts.cache.codecOn}).source === "recompute";
+        const found = skipDisk ? {hit: false as const} : await this.parts.cache.get(key);
+        if (!found.hit)
+            return {hit: false};
+        const disk = found.tier === "disk" ? {
+            readBytes: found.readBytes ?? 0, readMs: found.readMs ?? 0, tokens: tokens.length,
+            decode: found.codecLevel != null ? {f16Bytes: found.bytes, ms: found.decodeMs ?? 0} : undefined
+        } : undefined;
+        return {
+            body: found.body, loadedBytes: found.bytes, hit: true, disk,
+            source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
+        };
+    }
+
+    /**
+     * Tells the controller what disk loads cost. Loads that ran at once (a question's chunks) overlap, so each one's
+     * read and decode times are scaled by `scale` (the batch's wall time over the sum of its loads' times, at most 1):
+     * the controller then weighs a chunk's disk load by what it added to the question's wait.
+     */
+    public observeDiskLoads(loads: CachedChunkKv[], scale = 1): void {
+        for (const load of loads) {
+            if (!load.hit || load.disk == null)
+                continue;
+            this.kvController.observeDiskRead(load.disk.readBytes, load.disk.readMs * scale);
+            if (load.disk.decode != null)
+                this.kvController.observeDecode(load.disk.decode.f16Bytes, load.disk.tokens, load.disk.decode.ms * scale);
+        }
+    }
+
+    /**
+     * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
+     * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
+     * cache it is counted, not thrown (the KV is still good for this question).
+     */
+    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>): Promise<ChunkKvLoad> {
+        let found: CachedChunkKv;
+        if (cached != null) {
+            found = await cached;  // its caller tells the controller
+        } else {
+            found = await this.cachedChunkKv(tokens);
+            this.observeDiskLoads([found]);
+        }
+        if (found.hit)
+            return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
+
+        const bos = this.parts.model.tokens.bos;
+        const prefix = bos != null ? [bos] : [];
+        const prefillStartedAt = performance.now();
+        const full = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
+        const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
+        if (order.some((entry, index) => entry.index !== index))
+            throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
+
+        const body = sliceCells(full, prefix.length, full.cells.length);
+        try {
+            const stored = await this.parts.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.parts.rope});
+            if (stored.error != null)
+                this.parts.failures.record("chunkCachePut", new Error(stored.error));
+        } catch (error) {
+            this.parts.failures.record("chunkCachePut", error);
+        }
+        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
+    }
+}
