@@ -32,7 +32,7 @@ const chunkTokens = Number(a.chunk), ratio = Number(a.ratio), reps = Number(a.re
 const log = (s: string) => console.error(`[ttft ${(performance.now() / 1000).toFixed(1)}s] ${s}`);
 const trace = (s: string) => {
     if (a.trace === true)
-        log(`trace ${s}`);
+        log(`trace @${process.hrtime.bigint()} ${s}`); // CLOCK_MONOTONIC ns: scripts/cupti-summary.py places runs with it
 };
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
@@ -140,7 +140,7 @@ for (const size of sizes) {
             await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             const start = performance.now();
-            trace(`${size} ${variant.strategy} rep ${rep}: prepare`);
+            trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: prepare`);
             const traced: {splice?: SpliceTrace, select?: SelectTrace, fused?: FusedTrace} = {};
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
                 : await blend.prepare(prompt, variant.strategy, variant.ratio, {
@@ -148,9 +148,9 @@ for (const size of sizes) {
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
                     trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
                 });
-            trace(`${size} ${variant.strategy} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
+            trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
             await firstToken(sequence, prep.tokensToEvaluate);
-            trace(`${size} ${variant.strategy} rep ${rep}: done`);
+            trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: done`);
             await blend.admissionsSettled();
             const ttft = performance.now() - start;
             if (rep > 0)

@@ -21,8 +21,8 @@
 # (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
 # strategies; default bench/ttft-gpu.ts's: full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,
 # hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share), WEFT_PROBE (1: short
-# 8k runs that each change one thing), WEFT_BATCH_PROBE (N: a second run at batch size N), WEFT_NSYS (1: an Nsight Systems
-# profile of hkvd0 at 8k, per-kernel and per-API sums as CSV). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
+# 8k runs that each change one thing), WEFT_BATCH_PROBE (N[,M]: a further run at each batch size), WEFT_NSYS (1: an Nsight Systems
+# profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
 
 start=$(date +%s)
@@ -246,9 +246,49 @@ if [ "${WEFT_PROBE:-0}" = 1 ]; then
     run_bench probe-graphs-off GGML_CUDA_DISABLE_GRAPHS=1 -- --sizes 8192 --variants naive-pageable,naive
     run_bench probe-launch-blocking CUDA_LAUNCH_BLOCKING=1 -- --sizes 8192 --variants naive-pageable
 fi
-# WEFT_BATCH_PROBE=N: a second run at batch (and ubatch) size N: fewer, larger fused decodes, to weigh the per-decode cost.
-if [ -n "${WEFT_BATCH_PROBE:-}" ]; then
-    run_bench "batch$WEFT_BATCH_PROBE" -- --sizes "$sizes" --batch "$WEFT_BATCH_PROBE" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
+# WEFT_BATCH_PROBE=N[,M...]: a further run at each batch (and ubatch) size N: fewer, larger fused decodes, to weigh the per-decode cost.
+batch_probes="${WEFT_BATCH_PROBE:-}"
+for probe_batch in ${batch_probes//,/ }; do
+    run_bench "batch$probe_batch" -- --sizes "$sizes" --batch "$probe_batch" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
+done
+# WEFT_CUPTI=1: a kernel-level trace (scripts/cupti-trace.c, an injection library on the machine's CUPTI; there is no
+# nsys) of one rep of WEFT_CUPTI_VARIANTS at 8k and batch WEFT_CUPTI_BATCH, summarized per run by scripts/cupti-summary.py.
+if [ "${WEFT_CUPTI:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
+    say "cupti: skipped, past the budget"
+elif [ "${WEFT_CUPTI:-0}" = 1 ]; then
+    sites="$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)"
+    cupti_h="$(find /usr/local/cuda/extras/CUPTI /usr/local/cuda/targets /usr/local/cuda*/ $sites -name cupti.h 2>/dev/null | head -1)"
+    cupti_so="$(find "$(dirname "$(dirname "$cupti_h")")" /usr/local/cuda*/ $sites -name 'libcupti.so*' 2>/dev/null | head -1)"
+    say "cupti: header $cupti_h, library $cupti_so"
+    built=0
+    if [ -n "$cupti_h" ] && [ -n "$cupti_so" ]; then
+        inc="$(dirname "$cupti_h")"
+        ln -sf "$cupti_so" "$work/libcupti.so"
+        for kt in $(grep -oh 'CUpti_ActivityKernel[0-9]*\b' "$inc"/*.h | sort -uV -r); do
+            mt="$(grep -oh 'CUpti_ActivityMemcpy[0-9]*\b' "$inc"/*.h | sort -uV | tail -1)"
+            st="$(grep -oh 'CUpti_ActivityMemset[0-9]*\b' "$inc"/*.h | sort -uV | tail -1)"
+            if gcc -shared -fPIC -O2 -DKERNEL_T="$kt" -DMEMCPY_T="$mt" -DMEMSET_T="$st" -I"$inc" -I/usr/local/cuda/include \
+                scripts/cupti-trace.c -o "$work/libcupti-trace.so" -L"$work" -lcupti -Wl,-rpath,"$(dirname "$cupti_so")" \
+                >"$OUT/cupti-build.log" 2>&1; then
+                say "cupti: tracer built with $kt, $mt, $st"; built=1; break
+            fi
+        done
+    fi
+    if [ $built = 1 ]; then
+        rm -f "$work"/cupti.csv.*
+        run_bench cupti CUDA_INJECTION64_PATH="$work/libcupti-trace.so" WEFT_CUPTI_OUT="$work/cupti.csv" -- --sizes 8192 --reps 1 \
+            --trace --batch "${WEFT_CUPTI_BATCH:-2048}" --variants "${WEFT_CUPTI_VARIANTS:-full,naive-resident,hkvd0-resident,hkvd-resident}"
+        trace_file="$(ls -S "$work"/cupti.csv.* 2>/dev/null | head -1)"
+        if [ -n "$trace_file" ]; then
+            python3 scripts/cupti-summary.py "$trace_file" "$OUT/ttft-progress-cupti.log" >"$OUT/cupti-summary.txt" 2>&1
+            cat "$OUT/cupti-summary.txt"
+            xz -T0 -6 -c "$trace_file" >"$OUT/cupti-trace.csv.xz"
+        else
+            say "cupti: no trace file was written"
+        fi
+    else
+        say "cupti: no tracer (see cupti-build.log)"; tail -5 "$OUT/cupti-build.log" 2>/dev/null
+    fi
 fi
 # WEFT_NSYS=1: an Nsight Systems profile of hkvd's fused decode at 8k (one rep), summarized per kernel and per CUDA API call.
 if [ "${WEFT_NSYS:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
