@@ -246,11 +246,6 @@ if [ "${WEFT_PROBE:-0}" = 1 ]; then
     run_bench probe-graphs-off GGML_CUDA_DISABLE_GRAPHS=1 -- --sizes 8192 --variants naive-pageable,naive
     run_bench probe-launch-blocking CUDA_LAUNCH_BLOCKING=1 -- --sizes 8192 --variants naive-pageable
 fi
-# WEFT_BATCH_PROBE=N[,M...]: a further run at each batch (and ubatch) size N: fewer, larger fused decodes, to weigh the per-decode cost.
-batch_probes="${WEFT_BATCH_PROBE:-}"
-for probe_batch in ${batch_probes//,/ }; do
-    run_bench "batch$probe_batch" -- --sizes "$sizes" --batch "$probe_batch" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
-done
 # WEFT_CUPTI=1: a kernel-level trace (scripts/cupti-trace.c, an injection library on the machine's CUPTI; there is no
 # nsys) of one rep of WEFT_CUPTI_VARIANTS at 8k and batch WEFT_CUPTI_BATCH, summarized per run by scripts/cupti-summary.py.
 if [ "${WEFT_CUPTI:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
@@ -290,6 +285,11 @@ elif [ "${WEFT_CUPTI:-0}" = 1 ]; then
         say "cupti: no tracer (see cupti-build.log)"; tail -5 "$OUT/cupti-build.log" 2>/dev/null
     fi
 fi
+# WEFT_BATCH_PROBE=N[,M...]: a further run at each batch (and ubatch) size N: fewer, larger fused decodes, to weigh the per-decode cost.
+batch_probes="${WEFT_BATCH_PROBE:-}"
+for probe_batch in ${batch_probes//,/ }; do
+    run_bench "batch$probe_batch" -- --sizes "$sizes" --batch "$probe_batch" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
+done
 # WEFT_NSYS=1: an Nsight Systems profile of hkvd's fused decode at 8k (one rep), summarized per kernel and per CUDA API call.
 if [ "${WEFT_NSYS:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
     say "nsys: skipped, past the budget"
