@@ -36,6 +36,64 @@ export function fusedKeep(length: number, ratio: number): number {
 }
 
 /**
+ * Whole pieces (each at most `batchSize` tokens), in order, into as few decodes as filling each up to `batchSize`
+ * needs, with the smallest decode as large as that count allows. Filling greedily leaves the last decode whatever
+ * remains, often just the question's few dozen tokens, and llama.cpp's CPU flash attention takes a much slower
+ * row-by-row path below 64 query rows; on a GPU every extra decode is another pass over the weights, so the count
+ * never grows. A search over the smallest decode's size, each step a small dynamic program over the pieces.
+ */
+export function packFusedBatches(pieces: readonly FusedSegment[], batchSize: number): FusedSegment[][] {
+    const n = pieces.length;
+    const prefix = [0];
+    for (const piece of pieces)
+        prefix.push(prefix.at(-1)! + piece.length);
+    let count = 0;
+    for (let used = batchSize + 1, index = 0; index < n; index++) {
+        if (used + pieces[index]!.length > batchSize) {
+            count++;
+            used = 0;
+        }
+        used += pieces[index]!.length;
+    }
+    if (count <= 1)
+        return count === 0 ? [] : [[...pieces]];
+
+    // from[i][c]: where the c-th decode ending before piece i starts, -1 if the first i pieces cannot make c decodes
+    // of between `least` and batchSize tokens each
+    const cut = (least: number): number[][] | null => {
+        const from = Array.from({length: n + 1}, () => new Array<number>(count + 1).fill(-1));
+        from[0]![0] = 0;
+        for (let end = 1; end <= n; end++)
+            for (let begin = end - 1; begin >= 0 && prefix[end]! - prefix[begin]! <= batchSize; begin--) {
+                if (prefix[end]! - prefix[begin]! < least)
+                    continue;
+                for (let c = 1; c <= count; c++)
+                    if (from[end]![c] === -1 && from[begin]![c - 1] !== -1)
+                        from[end]![c] = begin;
+            }
+        return from[n]![count] === -1 ? null : from;
+    };
+    let low = 0, high = batchSize, best = cut(0)!;
+    while (low < high) {
+        const mid = Math.ceil((low + high) / 2);
+        const found = cut(mid);
+        if (found == null)
+            high = mid - 1;
+        else {
+            low = mid;
+            best = found;
+        }
+    }
+    const batches: FusedSegment[][] = [];
+    for (let end = n, c = count; c > 0; c--) {
+        const begin = best[end]![c]!;
+        batches.unshift(pieces.slice(begin, end));
+        end = begin;
+    }
+    return batches;
+}
+
+/**
  * Runs the fused blend decode over `segments` (ascending, non-overlapping positions of `tokens`) in as few decodes as
  * the batch size allows, each holding whole segments (a chunk longer than a batch is split, each piece selecting its
  * own share). Decodes in order, so a later one attends to what earlier ones recomputed, as one decode would. A
@@ -48,20 +106,7 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
         for (let offset = 0; offset < segment.length; offset += options.batchSize)
             pieces.push({start: segment.start + offset, length: Math.min(options.batchSize, segment.length - offset), forced: segment.forced});
 
-    const batches: FusedSegment[][] = [];
-    let current: FusedSegment[] = [];
-    let currentTokens = 0;
-    for (const piece of pieces) {
-        if (currentTokens + piece.length > options.batchSize && current.length > 0) {
-            batches.push(current);
-            current = [];
-            currentTokens = 0;
-        }
-        current.push(piece);
-        currentTokens += piece.length;
-    }
-    if (current.length > 0)
-        batches.push(current);
+    const batches = packFusedBatches(pieces, options.batchSize);
 
     const selected: number[] = [];
     let decodes = 0;
