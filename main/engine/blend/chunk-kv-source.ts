@@ -30,8 +30,11 @@ export function tokensHash(tokens: readonly Token[]): string {
 /** A chunk's KV and where it came from. */
 export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
 
-/** A cache lookup's answer; a disk read carries its timing for the controller. */
-export type CachedChunkKv = {hit: false} | (ChunkKvLoad & {
+/**
+ * A cache lookup's answer; a disk read carries its timing for the controller. A miss says when the chunk's file is
+ * on disk and the controller chose to recompute it instead (the file then needs no writing).
+ */
+export type CachedChunkKv = {hit: false, skippedDisk?: boolean} | (ChunkKvLoad & {
     hit: true,
     disk?: {readBytes: number, readMs: number, tokens: number, decode?: {f16Bytes: number, ms: number}}
 });
@@ -133,7 +136,9 @@ export class ChunkKvSource {
         // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
         const fileBytes = this.parts.cache.diskOnlyBytes(key);
         const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.parts.cache.codecOn}).source === "recompute";
-        const found = skipDisk ? {hit: false as const} : await this.parts.cache.get(key);
+        if (skipDisk)
+            return {hit: false, skippedDisk: true};
+        const found = await this.parts.cache.get(key);
         if (!found.hit)
             return {hit: false};
         const disk = found.tier === "disk" ? {
@@ -188,7 +193,11 @@ export class ChunkKvSource {
 
         const body = sliceCells(full, prefix.length, full.cells.length);
         try {
-            const stored = await this.parts.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.parts.rope});
+            // A file the controller skipped is already on disk: encoding and writing it again would only add to the
+            // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
+            // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
+            const stored = await this.parts.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.parts.rope},
+                {disk: found.skippedDisk !== true});
             if (stored.error != null)
                 this.parts.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {
