@@ -239,14 +239,21 @@ export class BlendSession {
         const residentHeader = tier?.get(headerKey);
         // Every chunk not in the resident tier is asked of the cache at once, before the header is computed: disk
         // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
-        // instead of read, decode, splice one chunk after another.
+        // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
+        // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
+        const fromSource = layout.flatMap(({segment}, index) =>
+            segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
-        for (const [index, {segment}] of layout.entries())
-            if (segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true) {
-                const load = this.kvSource.cachedChunkKv(segment.tokens);
-                load.catch(() => {});  // awaited below, in order; a later one's failure must not go unhandled meanwhile
-                cachedLoads.set(index, load);
-            }
+        const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
+        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens)).entries()) {
+            const {index, tokens} = fromSource[j]!;
+            const chunk = this.kvSource.chunkKv(tokens, load);
+            // awaited below, in order; a later one's failure must not go unhandled meanwhile
+            load.catch(() => {});
+            chunk.catch(() => {});
+            cachedLoads.set(index, load);
+            chunkLoads.set(index, chunk);
+        }
         const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
             const batchMs = performance.now() - loadStartedAt;
             const summedMs = loads.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
@@ -269,7 +276,7 @@ export class BlendSession {
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await this.kvSource.chunkKv(segment.tokens, cachedLoads.get(index));
+            const {body, loadedBytes, source} = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment.tokens));
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
             parts.push({body, delta: start - 1});

@@ -131,11 +131,36 @@ export class ChunkKvSource {
      * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
      * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
      */
-    public async cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
-        const key = this.chunkKey(tokens);
-        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
-        const fileBytes = this.parts.cache.diskOnlyBytes(key);
-        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.parts.cache.codecOn}).source === "recompute";
+    public cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
+        return this.cachedChunkKvs([tokens])[0]!;
+    }
+
+    /**
+     * {@link cachedChunkKv} for a question's chunks at once (started now, in order): the controller plans the chunks
+     * only on disk together (KvController.plan), so where a GPU recomputes while the CPU reads and decodes, some are
+     * recomputed to shorten the wait for the rest.
+     */
+    public cachedChunkKvs(chunks: readonly Token[][]): Array<Promise<CachedChunkKv>> {
+        const keys = chunks.map((tokens) => this.chunkKey(tokens));
+        const coded = this.parts.cache.codecOn;
+        const onDisk = chunks.flatMap((tokens, index) => {
+            const fileBytes = this.parts.cache.diskOnlyBytes(keys[index]!);
+            return fileBytes != null ? [{index, input: {tokens: tokens.length, fileBytes, coded}}] : [];
+        });
+        const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), {recomputeAlongside: this.recomputeAlongside});
+        const skip = new Set(onDisk.filter((_, j) => choices[j]!.source === "recompute").map((chunk) => chunk.index));
+        return chunks.map((tokens, index) => this.lookUp(keys[index]!, tokens, skip.has(index)));
+    }
+
+    /**
+     * Whether recomputing a chunk runs beside reading and decoding others rather than taking the same cores: the model's
+     * layers are on a GPU, and the codec decodes on the CPU.
+     */
+    private get recomputeAlongside(): boolean {
+        return this.parts.model.llama.gpu !== false && this.parts.model.gpuLayers > 0;
+    }
+
+    private async lookUp(key: ReturnType<ChunkKvSource["chunkKey"]>, tokens: Token[], skipDisk: boolean): Promise<CachedChunkKv> {
         if (skipDisk)
             return {hit: false, skippedDisk: true};
         const found = await this.parts.cache.get(key);
