@@ -277,11 +277,14 @@ for (const size of sizes) {
             ttftRuns: runs.map((r) => Math.round(r.ttft * 10) / 10).join(" ")
         };
         if (cold != null) {
-            // The controller's rates after these runs and what it would now choose for this prompt's average chunk.
+            // The controller's rates after these runs and how it would now plan this prompt's chunks (as ChunkKvSource
+            // does: both sides at once where the model's layers are on a GPU).
             const rates = cold.blend.kvController.rates();
-            const chunkTokensAvg = Math.round(chunkSegments.reduce((sum, segment) => sum + segment.tokens.length, 0) / chunkSegments.length);
             const fileBytesAvg = Math.round(coldRuns[0]!.fileBytes / Math.max(1, cold.cache.stats().disk.entries));
-            const choice = cold.blend.kvController.choose({tokens: chunkTokensAvg, fileBytes: fileBytesAvg, coded: true});
+            const plan = cold.blend.kvController.plan(chunkSegments.map((segment) => ({tokens: segment.tokens.length, fileBytes: fileBytesAvg, coded: true})),
+                {recomputeAlongside: llama.gpu !== false && model.gpuLayers > 0});
+            const side = (source: "disk" | "recompute") => plan.filter((c) => c.source === source);
+            const sum = (choices: typeof plan, key: "diskMs" | "recomputeMs") => choices.reduce((total, c) => total + c[key], 0);
             coldRows.push({
                 card: a.card!, strategy: row.strategy, context: prompt.tokens.length, ttftMs: ttft, warmStrategy: "-", warmMs: NaN, xWarm: NaN,
                 ratioToFull: ttft / fullMs, loadMs: load,
@@ -290,7 +293,8 @@ for (const size of sizes) {
                 cachedAfterEvict: coldRuns.every((r) => r.cachedAfterEvict != null)
                     ? `${(Math.max(...coldRuns.map((r) => r.cachedAfterEvict!)) / 2 ** 20).toFixed(1)} of ${(coldRuns[0]!.fileBytes / 2 ** 20).toFixed(1)} MiB` : "?",
                 diskMBps: rates.diskBytesPerMs / 1e3, decodeMBps: rates.decodeF16BytesPerMs / 1e3, prefillTokPerS: rates.prefillTokensPerMs * 1e3,
-                chunkChoice: `${choice.source} (disk ${choice.diskMs.toFixed(1)} / recompute ${choice.recomputeMs.toFixed(1)} ms)`,
+                chunkChoice: `disk ${side("disk").length} (${sum(side("disk"), "diskMs").toFixed(0)} ms) + recompute ${side("recompute").length} ` +
+                    `(${sum(side("recompute"), "recomputeMs").toFixed(0)} ms); a chunk: disk ${plan[0]!.diskMs.toFixed(1)} / recompute ${plan[0]!.recomputeMs.toFixed(1)} ms`,
                 ttftRuns: row.ttftRuns, size
             });
         }
@@ -323,7 +327,7 @@ if (coldRows.length > 0) {
     // Issue #13's GPU target: cold within 1.5x of warm, or the controller chose recompute and the sources say so.
     const coldHead = ["card", "strategy", "context tokens", "TTFT ms", "x warm", "warm row", "warm ms", "ratio to full", "load ms",
         "chunk sources per run (w = warm-up)", "disk MiB read", "f16 MiB", "decode threads", "page cache after evict",
-        "disk MB/s", "decode MB/s", "prefill tok/s", "controller, average chunk", "TTFT runs"];
+        "disk MB/s", "decode MB/s", "prefill tok/s", "controller's plan now (est.)", "TTFT runs"];
     const coldKeys = ["card", "strategy", "context", "ttftMs", "xWarm", "warmStrategy", "warmMs", "ratioToFull", "loadMs", "sources", "readMiB",
         "f16MiB", "decodeThreads", "cachedAfterEvict", "diskMBps", "decodeMBps", "prefillTokPerS", "chunkChoice", "ttftRuns"];
     const coldFmt = (v: string | number, k: string) => typeof v === "string" ? v : Number.isNaN(v) ? "-"
@@ -334,9 +338,11 @@ if (coldRows.length > 0) {
         `the row's level under ${dataDir} (${filesystemOf(dataDir)}); before every run (warm-up included) the chunk files were ` +
         (pageCacheProblem == null ? "written back and evicted from the page cache (dd iflag=nocache; the model's pages stay)"
             : `NOT evicted (${pageCacheProblem}): they were read from the page cache`) +
-        `; "page cache after evict" is the most fincore found still cached over the runs. The product's controller chose per chunk ` +
-        "between the disk (read + decode on the decode threads) and recomputing the chunk alone; its rates are the ones measured " +
-        "by the end of the row, and its choice for an average chunk of the prompt with those rates is the last column. " +
+        `; "page cache after evict" is the most fincore found still cached over the runs. The product's controller planned each ` +
+        "question's chunks between the disk (read + decode on the decode threads) and recomputing them alone (KvController.plan: " +
+        "on a GPU both sides run at once, so it splits them to shorten the slower side; on a CPU each chunk takes its cheaper side); " +
+        "the rates are the ones it measured by the end of the row, and the last column is its plan for this prompt with them " +
+        "(estimated ms per side, and one chunk's estimates). " +
         "Target (issue #13, GPU, 8B shape, 8k): x warm <= 1.5, or the sources show recompute.");
 }
 console.log(lines.join("\n"));
