@@ -1,6 +1,7 @@
 // Where a blend's chunk KVs come from (main/engine/blend/chunk-kv-source.ts) when the controller judges recomputing
 // a chunk sooner than reading its disk file: the chunk is recomputed, and the file, already on disk, is neither
-// encoded nor written again on the question's path.
+// encoded nor written again on the question's path; and what the controller learns of prefill from chunks computed
+// at once.
 import assert from "node:assert/strict";
 import {stat} from "node:fs/promises";
 import path from "node:path";
@@ -72,5 +73,28 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         const after = await stat(file);
         assert.equal(after.mtimeMs, stored.mtimeMs);
         assert.equal(after.size, stored.size);
+    });
+
+    it("times each chunk's prefill alone, not its wait behind the others computed before it", async () => {
+        // A question starts every chunk it recomputes at once; they run one at a time on the small context. Counting
+        // a chunk's wait for the earlier ones would make prefill look several times slower than it is.
+        const observed: number[] = [];
+        const observe = blend.kvController.observePrefill.bind(blend.kvController);
+        blend.kvController.observePrefill = (tokens, ms) => {
+            observed.push(ms);
+            observe(tokens, ms);
+        };
+        try {
+            const startedAt = performance.now();
+            const loads = await Promise.all(storySources.map((source, index) => blend.chunkKv(model.tokenize(`${source.text} ${index}`))));
+            const wallMs = performance.now() - startedAt;
+            assert.ok(loads.every((load) => load.source.kvSource === "recompute"));
+            assert.equal(observed.length, storySources.length);
+            // One after another, so their own times add up to less than the wall time of all three.
+            const summed = observed.reduce((sum, ms) => sum + ms, 0);
+            assert.ok(summed <= wallMs, `prefill times ${observed.map((ms) => ms.toFixed(1)).join(", ")} ms sum past the ${wallMs.toFixed(1)} ms wall`);
+        } finally {
+            blend.kvController.observePrefill = observe;
+        }
     });
 });

@@ -89,15 +89,18 @@ export class ChunkKvSource {
      * Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state.
      * One at a time: clearing, evaluating and reading the state are three steps on one sequence, and background warming
      * computes chunks while a question computes its header, so two interleaved calls would read each other's tokens.
+     * `ms` is this call's own time, without its wait in the queue (a question starts all its chunks at once).
      */
-    private evaluateAlone(tokens: Token[]): Promise<KvBody> {
+    private evaluateAlone(tokens: Token[]): Promise<{body: KvBody, ms: number}> {
         const run = this.aloneQueue.then(async () => {
-            const sequence = await this.aloneSequence(tokens.length);
+            const sequence = await this.aloneSequence(tokens.length);  // made on first use: not part of a prefill's time
+            const startedAt = performance.now();
             await sequence.clearHistory();
             if (tokens.length > 0)
                 await sequence.evaluateWithoutGeneratingNewTokens(tokens);
 
-            return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+            const body = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+            return {body, ms: performance.now() - startedAt};
         });
         this.aloneQueue = run.then(() => undefined, () => undefined);
         return run;
@@ -118,7 +121,7 @@ export class ChunkKvSource {
         const key = tokensHash(tokens);
         let body = this.headers.get(key);
         if (body == null) {
-            body = await this.evaluateAlone(tokens);
+            body = (await this.evaluateAlone(tokens)).body;
             if (this.headers.size >= keptHeaders)
                 this.headers.delete(this.headers.keys().next().value!);
             this.headers.set(key, body);
@@ -209,9 +212,8 @@ export class ChunkKvSource {
 
         const bos = this.parts.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
-        const prefillStartedAt = performance.now();
-        const full = await this.evaluateAlone([...prefix, ...tokens]);
-        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
+        const {body: full, ms: prefillMs} = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, prefillMs);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
         if (order.some((entry, index) => entry.index !== index))
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
