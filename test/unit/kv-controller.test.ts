@@ -83,10 +83,23 @@ describe("KvController", () => {
         assert.equal(recomputed(measuredController(10, 1000).plan(sixteen, {recomputeAlongside: true})), 0);
     });
 
-    it("plans every chunk from disk until the rates are measured, whatever the devices", () => {
+    it("plans every chunk from disk until the disk and decoder are measured, whatever the devices", () => {
         const controller = new KvController();
         controller.observePrefill(1e6, 1);
         assert.ok(controller.plan(sixteen, {recomputeAlongside: true}).every((choice) => choice.source === "disk"));
+    });
+
+    it("recomputes one chunk, the smallest, to measure prefill where it runs beside the loads and nothing measured it yet", () => {
+        const chunks = [{tokens: 500, fileBytes: 11e6, coded: true}, {tokens: 120, fileBytes: 3e6, coded: true}, {tokens: 480, fileBytes: 10e6, coded: true}];
+        const controller = new KvController();
+        controller.observeDiskRead(11e6, 1);  // a disk and decoder far faster than any prefill would be
+        controller.observeDecode(512 * 131072, 512, 1);
+        assert.deepEqual(controller.plan(chunks, {recomputeAlongside: true}).map((choice) => choice.source), ["disk", "recompute", "disk"]);
+        assert.ok(controller.plan(chunks, {recomputeAlongside: false}).every((choice) => choice.source === "disk"), "on one device it would cost the question");
+        assert.ok(controller.plan(chunks.slice(0, 1), {recomputeAlongside: true}).every((choice) => choice.source === "disk"), "a lone chunk is not probed");
+        // Once prefill is measured (slow here), the plan follows the rates.
+        controller.observePrefill(512, 100);
+        assert.ok(controller.plan(chunks, {recomputeAlongside: true}).every((choice) => choice.source === "disk"));
     });
 
     it("ignores samples that carry no rate", () => {

@@ -91,11 +91,24 @@ export class KvController {
      * waits for the slower of the two sides: chunks move from the disk to the recompute side, those whose recompute
      * costs least per disk time saved first, while that shortens the longer side. The disk side's times are the
      * measured ones, which already count loads running at once (see ChunkKvSource.observeDiskLoads).
+     *
+     * Prefill is measured only by recomputing a chunk, so after a start with every chunk on disk nothing would ever
+     * measure it: with it unmeasured, the smallest of two or more chunks is recomputed as a probe. Beside the others'
+     * loads it costs the question at most that one chunk's prefill.
      */
     plan(inputs: readonly KvPlanInput[], options: {recomputeAlongside: boolean}): KvChoice[] {
         const choices = inputs.map((input) => this.choose(input));
-        const measured = this.disk.measured && this.prefill.measured && (inputs.every((input) => !input.coded) || this.decode.measured);
-        if (!options.recomputeAlongside || !measured)
+        if (!options.recomputeAlongside)
+            return choices;
+        if (!this.prefill.measured) {
+            if (choices.length >= 2) {
+                const smallest = inputs.reduce((best, input, index) => input.tokens < inputs[best]!.tokens ? index : best, 0);
+                choices[smallest]!.source = "recompute";
+            }
+            return choices;
+        }
+        const measured = this.disk.measured && (inputs.every((input) => !input.coded) || this.decode.measured);
+        if (!measured)
             return choices;
 
         let diskSide = 0, recomputeSide = 0;
