@@ -190,18 +190,28 @@ for (const size of sizes) {
     await blend.prepare(prompt, "naive", 0); // computes and caches every chunk's KV
     log(`  chunk KVs computed and cached in ${(performance.now() - t).toFixed(0)} ms`);
     const chunkSegments = prompt.segments.filter((segment) => segment.kind === "chunk");
+    /** Cold levels whose files this size has on disk; a failure here skips only those rows, not the rest of the table. */
+    const coldReady = new Set<number>();
     for (const cold of coldSessions.values()) {
+        if (pastDeadline())
+            break;
         // As background warming does: each chunk computed alone and stored (encoded) on the disk tier; the prefills
         // are the controller's first measure of the recompute side.
         t = performance.now();
-        const f16Before = cold.cache.stats().disk.f16Bytes;
-        for (const segment of chunkSegments)
-            await cold.blend.chunkKv(segment.tokens);
-        let fileBytes = 0;
-        for (const segment of chunkSegments)
-            fileBytes += (await stat(cold.cache.pathOf({fingerprint: cold.blend.fingerprint, chunkHash: tokensHash(segment.tokens), promptFormatVersion}))).size;
-        log(`  cold L${cold.level}: chunk KVs computed alone, encoded and written in ${(performance.now() - t).toFixed(0)} ms: ` +
-            `${(fileBytes / 2 ** 20).toFixed(1)} MiB of files for ${((cold.cache.stats().disk.f16Bytes - f16Before) / 2 ** 20).toFixed(1)} MiB of f16 KV`);
+        try {
+            const f16Before = cold.cache.stats().disk.f16Bytes;
+            for (const segment of chunkSegments)
+                await cold.blend.chunkKv(segment.tokens);
+            let fileBytes = 0;
+            for (const segment of chunkSegments)
+                fileBytes += (await stat(cold.cache.pathOf({fingerprint: cold.blend.fingerprint, chunkHash: tokensHash(segment.tokens), promptFormatVersion}))).size;
+            log(`  cold L${cold.level}: chunk KVs computed alone, encoded and written in ${(performance.now() - t).toFixed(0)} ms: ` +
+                `${(fileBytes / 2 ** 20).toFixed(1)} MiB of files for ${((cold.cache.stats().disk.f16Bytes - f16Before) / 2 ** 20).toFixed(1)} MiB of f16 KV`);
+            coldReady.add(cold.level);
+        } catch (error) {
+            log(`  cold L${cold.level}: storing the chunk files failed, its rows are skipped: ${(error as Error).message}; ` +
+                `cache ${JSON.stringify(cold.cache.stats().disk)}`);
+        }
     }
 
     let fullMs = NaN;
@@ -214,6 +224,11 @@ for (const size of sizes) {
         const runs: Run[] = [];
         const coldRuns: ColdRun[] = [];
         const cold = variant.coldLevel != null ? coldSessions.get(variant.coldLevel)! : undefined;
+        if (cold != null && !coldReady.has(cold.level)) {
+            log(`  ${variant.strategy}@${variant.ratio} cold L${cold.level}: skipped, no chunk files`);
+            skipped++;
+            continue;
+        }
         const session = cold?.blend ?? blend;
         // Resident variants: the warm-up fills the tier (admission runs after it), the timed runs place from it.
         if (variant.resident)
