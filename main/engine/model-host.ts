@@ -183,6 +183,10 @@ export class ModelHost {
     }
 
     public async cacheStats(): Promise<CacheStats> {
+        // Counted once the disk files of chunks the last questions computed are written (they are written after the question).
+        const session = this.loaded != null ? await this.blendSessions.get(this.loaded)?.catch(() => null) : null;
+        if (session?.available === true)
+            await session.value.storesSettled();
         return {...(await this.chunkCache()).stats(), failures: this.storeFailures.snapshot()};
     }
 

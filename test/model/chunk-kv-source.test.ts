@@ -1,7 +1,7 @@
 // Where a blend's chunk KVs come from (main/engine/blend/chunk-kv-source.ts) when the controller judges recomputing
 // a chunk sooner than reading its disk file: the chunk is recomputed, and the file, already on disk, is neither
-// encoded nor written again on the question's path; and what the controller learns of prefill from chunks computed
-// at once.
+// encoded nor written again on the question's path; a chunk a question computes is written to disk after the
+// question; and what the controller learns of prefill from chunks computed at once.
 import assert from "node:assert/strict";
 import {stat} from "node:fs/promises";
 import path from "node:path";
@@ -73,6 +73,23 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         const after = await stat(file);
         assert.equal(after.mtimeMs, stored.mtimeMs);
         assert.equal(after.size, stored.size);
+    });
+
+    it("writes a chunk a question computed to disk after returning its KV (diskLater), and says when it is written", async () => {
+        const tokens = model.tokenize(storySources[1]!.text);
+        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
+        const writes = cache.stats().disk.writes;
+        const load = await blend.chunkKv(tokens, {diskLater: true});
+        assert.equal(load.source.kvSource, "recompute");
+        // The encode runs on the addon's threads: it cannot have finished before this continuation runs.
+        assert.equal(cache.stats().disk.writes, writes, "not written yet");
+        await assert.rejects(stat(file));
+        await blend.storesSettled();
+        assert.equal(cache.stats().disk.writes, writes + 1);
+        assert.ok((await stat(file)).isFile());
+        const onDisk = await cache.get({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
+        assert.ok(onDisk.hit && onDisk.tier === "disk" && onDisk.codecLevel === 2);
+        assert.deepEqual(onDisk.tokens, Int32Array.from(tokens));
     });
 
     it("times each chunk's prefill alone, not its wait behind the others computed before it", async () => {

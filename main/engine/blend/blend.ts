@@ -156,8 +156,8 @@ export class BlendSession {
     }
 
     /** A chunk's KV from the cache, or computed alone and cached (see {@link ChunkKvSource.chunkKv}). */
-    public chunkKv(tokens: Token[]): Promise<ChunkKvLoad> {
-        return this.kvSource.chunkKv(tokens);
+    public chunkKv(tokens: Token[], options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
+        return this.kvSource.chunkKv(tokens, undefined, options);
     }
 
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
@@ -182,10 +182,16 @@ export class BlendSession {
         return this.residentAdmission;
     }
 
-    /** Frees the resident tier (before its context is disposed); waits for an admission in flight first. */
+    /** Resolves once the disk files of chunks that questions computed, written after them, are written (or failed, counted). */
+    public storesSettled(): Promise<void> {
+        return this.kvSource.storesSettled();
+    }
+
+    /** Frees the resident tier (before its context is disposed); waits for an admission and the disk files in flight first. */
     public async close(): Promise<void> {
         const tier = await this.replaceResidentTier(undefined);
         tier?.clear();
+        await this.storesSettled();
     }
 
     /**
@@ -247,7 +253,7 @@ export class BlendSession {
         const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
         for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens)).entries()) {
             const {index, tokens} = fromSource[j]!;
-            const chunk = this.kvSource.chunkKv(tokens, load);
+            const chunk = this.kvSource.chunkKv(tokens, load, {diskLater: true});
             // awaited below, in order; a later one's failure must not go unhandled meanwhile
             load.catch(() => {});
             chunk.catch(() => {});

@@ -4,7 +4,7 @@ import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
-import type {ChunkKvCache} from "../kv/chunk-cache.js";
+import type {ChunkKvCache, ChunkKvEntry} from "../kv/chunk-cache.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {KvController} from "../kv/kv-controller.js";
 import type {RopeParams} from "../kv/rope-params.js";
@@ -58,6 +58,8 @@ export class ChunkKvSource {
     private alone?: Promise<LlamaContextSequence | null>;
     /** The tail of the queue {@link evaluateAlone} runs its calls in. */
     private aloneQueue: Promise<void> = Promise.resolve();
+    /** The disk files of chunks questions computed, written one at a time after the question (see {@link chunkKv}). */
+    private diskStores: Promise<void> = Promise.resolve();
 
 
     public constructor(private readonly parts: ChunkKvSourceParts) {}
@@ -197,9 +199,10 @@ export class ChunkKvSource {
     /**
      * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
      * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
-     * cache it is counted, not thrown (the KV is still good for this question).
+     * cache it is counted, not thrown (the KV is still good for this question). With `diskLater` (a question waits for
+     * it) the disk file is written after this returns, see {@link storesSettled}.
      */
-    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>): Promise<ChunkKvLoad> {
+    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>, options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
         let found: CachedChunkKv;
         if (cached != null) {
             found = await cached;  // its caller tells the controller
@@ -219,17 +222,36 @@ export class ChunkKvSource {
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
 
         const body = sliceCells(full, prefix.length, full.cells.length);
+        const key = this.chunkKey(tokens);
+        const entry = {tokens: Int32Array.from(tokens), body, rope: this.parts.rope};
+        // A file the controller skipped is already on disk: encoding and writing it again would only add to the
+        // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
+        // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
+        const toDisk = found.skippedDisk !== true;
+        if (options.diskLater === true && toDisk) {
+            // For the same reason a question's new chunk goes to the RAM tier now and to disk after the files queued
+            // before it (the codec's encode, then the write): off the question's path, one encode at a time.
+            await this.store(key, entry, {disk: false});
+            this.diskStores = this.diskStores.then(() => this.store(key, entry, {ram: "leave"}));
+        } else {
+            await this.store(key, entry, {disk: toDisk});
+        }
+        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
+    }
+
+    /** Resolves once the disk files queued so far by {@link chunkKv} are written (or have failed, counted). */
+    public storesSettled(): Promise<void> {
+        return this.diskStores;
+    }
+
+    /** Puts a computed chunk in the cache; a failure is counted, not thrown (the KV is still good for this question). */
+    private async store(key: ReturnType<ChunkKvSource["chunkKey"]>, entry: ChunkKvEntry, tiers: {ram?: boolean | "leave", disk?: boolean}): Promise<void> {
         try {
-            // A file the controller skipped is already on disk: encoding and writing it again would only add to the
-            // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
-            // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
-            const stored = await this.parts.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.parts.rope},
-                {disk: found.skippedDisk !== true});
+            const stored = await this.parts.cache.put(key, entry, tiers);
             if (stored.error != null)
                 this.parts.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {
             this.parts.failures.record("chunkCachePut", error);
         }
-        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }
 }
