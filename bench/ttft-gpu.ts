@@ -253,6 +253,7 @@ for (const size of sizes) {
             trace(`${size} ${variant.strategy} rep ${rep}: done`);
             await blend.admissionsSettled();
             const ttft = performance.now() - start;
+            await session.storesSettled();  // disk files a run queued are written before the next run starts
             if (rep > 0)
                 runs.push({ttft, prep, ...traced}); // rep 0 is the warm-up
             if (cold != null)
