@@ -22,8 +22,9 @@
 # strategies; default bench/ttft-gpu.ts's: full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,
 # hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share; not in the default:
 # naive-cold, chunk-head-cold, hkvd-cold, hkvd0-cold, each also as -cold-l<level>: chunk KVs from the disk tier in the KV
-# codec's container at --cold-level (the codec's default, 4) or <level>, page cache evicted before each run, the controller
-# choosing disk or recompute per chunk; a second table gives its choices, bytes read and the ratio to the warm row), WEFT_PROBE (1: short
+# codec's container at --cold-level (the codec's default, 4) or <level> (the engine's disk tier stores 2), page cache
+# evicted before each run, the controller planning disk or recompute for the question's chunks; a second table gives its
+# choices per run, bytes read and the ratio to the same strategy's warm row), WEFT_PROBE (1: short
 # 8k runs that each change one thing), WEFT_BATCH_PROBE (N: a second run at batch size N), WEFT_NSYS (1: an Nsight Systems
 # profile of hkvd0 at 8k, per-kernel and per-API sums as CSV). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
