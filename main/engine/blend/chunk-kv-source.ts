@@ -1,5 +1,6 @@
 // Where a chunk's (and the prompt header's) KV comes from for a blend: the chunk cache's RAM or disk tier (the
-// controller may judge recomputing sooner), or computed alone on a small context of the same model and cached.
+// controller plans a question's chunks between the disk and recomputing), or computed alone on a small context of the
+// same model and cached (a question's new chunks reach the disk after the question).
 import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
