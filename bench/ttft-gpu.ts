@@ -1,19 +1,26 @@
 // TTFT of full / naive / chunk-head / hkvd on the patched llama.cpp build of a GPU machine, one row per (context size,
 // strategy), median of --reps runs after one warm-up each. Chunk KVs are computed before any timing (as ingest would),
-// and served from the RAM tier of the chunk cache. scripts/gpu-run.sh provisions the machine and runs this; results go
-// to bench/GPU.md with the card.
-import {appendFile, mkdtemp, rm, writeFile} from "node:fs/promises";
+// and served from the RAM tier of the chunk cache. The "-cold" variants (issue #13's GPU target) serve them from the
+// disk tier instead: a cache with no RAM tier that stores the KV codec's container (level: --cold-level, or -lN in the
+// variant's name), the files evicted from the page cache before each run, the product's controller choosing per chunk
+// between reading and decoding the file and recomputing the chunk; a second table says what it chose. scripts/gpu-run.sh
+// provisions the machine and runs this; results go to bench/GPU.md with the card.
+import {appendFile, mkdtemp, rm, stat, writeFile} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
-import {type BlendStrategy, openBlendSession} from "../main/engine/blend/blend.js";
+import {type BlendSession, type BlendStrategy, openBlendSession, promptFormatVersion} from "../main/engine/blend/blend.js";
+import {tokensHash} from "../main/engine/blend/chunk-kv-source.js";
+import type {ChunkKvStats} from "../main/contract/index.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
+import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "./harness.js";
+import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
 
 const {values: a} = parseArgs({options: {
     model: {type: "string"}, gpu: {type: "string", default: "cuda"}, sizes: {type: "string", default: "2048,8192"},
@@ -21,7 +28,9 @@ const {values: a} = parseArgs({options: {
     threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
     out: {type: "string"}, card: {type: "string", default: "?"},
     variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-resident,hkvd0-resident"},
-    deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false}
+    deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false},
+    /** The codec level of the "-cold" variants' disk files (a variant's "-lN" suffix overrides it). */
+    "cold-level": {type: "string", default: String(kvCodecDefaultLevel)}
 }});
 /** Epoch ms after which no new run starts (0: none): the device command has a hard limit, and a partial table beats none. */
 const deadline = Number(a.deadline);
@@ -89,7 +98,11 @@ function spliceColumns(runs: Run[]): Record<string, string | number> {
         residentMiB: resident / 2 ** 20, residentMs: resident > 0 ? residentMs : NaN, residentGBps: resident > 0 ? resident / 1e9 / (residentMs / 1000) : NaN};
 }
 
-type Variant = {strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean, fusedMask?: "host" | "graph"};
+type Variant = {
+    strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean, fusedMask?: "host" | "graph",
+    /** Chunk KVs from the disk tier's codec files at this level, page cache evicted, the controller choosing per chunk. */
+    coldLevel?: number
+};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
     naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
     "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
@@ -100,12 +113,62 @@ const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "nai
     // the fused decode's mask filled on the host and copied over (patch 0004's sorted fill), against "auto" (in the graph on a GPU)
     "hkvd-resident-hostmask": {strategy: "hkvd", ratio, resident: true, fusedMask: "host"},
     "hkvd0-resident-hostmask": {strategy: "hkvd", ratio: 0, resident: true, fusedMask: "host"}};
+const defaultColdLevel = Number(a["cold-level"]);
+if (!(Number.isInteger(defaultColdLevel) && defaultColdLevel >= 0 && defaultColdLevel < kvCodecLevelCount))
+    throw new Error(`--cold-level must be a codec level 0..${kvCodecLevelCount - 1}`);
+/** "<warm variant>-cold" or "<warm variant>-cold-l<N>": the same strategy with its chunk KVs cold on disk. */
+function parseVariant(name: string): Variant | undefined {
+    const cold = /^(naive|chunk-head|hkvd|hkvd0)-cold(?:-l(\d+))?$/.exec(name);
+    if (cold == null)
+        return known[name];
+    const level = cold[2] != null ? Number(cold[2]) : defaultColdLevel;
+    if (level >= kvCodecLevelCount)
+        throw new Error(`${name}: the codec has levels 0..${kvCodecLevelCount - 1}`);
+    return {...known[cold[1]!]!, coldLevel: level};
+}
 const variants: Variant[] = a.variants!.split(",").map((name) => {
-    const variant = known[name];
+    const variant = parseVariant(name);
     if (variant == null)
-        throw new Error(`unknown variant ${name}; known: ${Object.keys(known).join(", ")}`);
+        throw new Error(`unknown variant ${name}; known: ${Object.keys(known).join(", ")}, and naive, chunk-head, hkvd or hkvd0 ` +
+            "followed by -cold or -cold-l<level>");
     return variant;
 });
+
+/**
+ * One cold session per codec level: a chunk cache with no RAM tier (so every chunk not recomputed comes from its disk
+ * file), the product's disk budget, files in the codec's container decoded with the engine's thread count (model-host.ts
+ * gives the cache the engine's threads, the core count), and a blend session of its own (its own controller) over
+ * the same context, without a resident tier.
+ */
+type ColdSession = {level: number, dir: string, cache: ChunkKvCache, blend: BlendSession};
+const coldSessions = new Map<number, ColdSession>();
+for (const level of new Set(variants.flatMap((variant) => variant.coldLevel != null ? [variant.coldLevel] : []))) {
+    const dir = path.join(dataDir, `cold-l${level}`);
+    const coldCache = await ChunkKvCache.open({dataDir: dir, ramBudgetBytes: 0, diskBudgetBytes: 8 * 1024 ** 3, codec: {level, threads}});
+    const coldOpened = await openBlendSession({llama, model, context, sequence, modelPath: a.model!, cache: coldCache, threads, residentBudgetBytes: 0});
+    if (!coldOpened.available)
+        throw new Error(`blend path unavailable: ${coldOpened.reason}`);
+    if (!coldCache.codecOn)
+        throw new Error("the cold variants need the KV codec, which needs the native addon");
+    coldSessions.set(level, {level, dir, cache: coldCache, blend: coldOpened.value});
+}
+if (coldSessions.size > 0)
+    log(`cold sessions at codec level(s) ${[...coldSessions.keys()].join(", ")}: chunk files under ${dataDir} (${filesystemOf(dataDir)}), ` +
+        `decode threads ${threads}`);
+
+/** "disk@L4 12 + recompute 4": where a run's chunk KVs came from. */
+function sourceCounts(chunks: readonly ChunkKvStats[]): string {
+    const counts = new Map<string, number>();
+    for (const chunk of chunks) {
+        const name = chunk.kvSource === "disk" && chunk.codecLevel != null ? `disk@L${chunk.codecLevel}` : chunk.kvSource;
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    return [...counts].map(([name, count]) => `${name} ${count}`).join(" + ");
+}
+/** What the cold rows add: per run (warm-up first) the chunks' sources, the bytes read, the page cache left after eviction. */
+type ColdRun = {sources: string, bytesRead: number, cachedAfterEvict: number | null, fileBytes: number};
+const coldRows: Array<Record<string, string | number>> = [];
+let pageCacheProblem: string | null = null;
 const rows: Array<Record<string, string | number>> = [];
 let skipped = 0;
 for (const size of sizes) {
@@ -126,6 +189,30 @@ for (const size of sizes) {
     t = performance.now();
     await blend.prepare(prompt, "naive", 0); // computes and caches every chunk's KV
     log(`  chunk KVs computed and cached in ${(performance.now() - t).toFixed(0)} ms`);
+    const chunkSegments = prompt.segments.filter((segment) => segment.kind === "chunk");
+    /** Cold levels whose files this size has on disk; a failure here skips only those rows, not the rest of the table. */
+    const coldReady = new Set<number>();
+    for (const cold of coldSessions.values()) {
+        if (pastDeadline())
+            break;
+        // As background warming does: each chunk computed alone and stored (encoded) on the disk tier; the prefills
+        // are the controller's first measure of the recompute side.
+        t = performance.now();
+        try {
+            const f16Before = cold.cache.stats().disk.f16Bytes;
+            for (const segment of chunkSegments)
+                await cold.blend.chunkKv(segment.tokens);
+            let fileBytes = 0;
+            for (const segment of chunkSegments)
+                fileBytes += (await stat(cold.cache.pathOf({fingerprint: cold.blend.fingerprint, chunkHash: tokensHash(segment.tokens), promptFormatVersion}))).size;
+            log(`  cold L${cold.level}: chunk KVs computed alone, encoded and written in ${(performance.now() - t).toFixed(0)} ms: ` +
+                `${(fileBytes / 2 ** 20).toFixed(1)} MiB of files for ${((cold.cache.stats().disk.f16Bytes - f16Before) / 2 ** 20).toFixed(1)} MiB of f16 KV`);
+            coldReady.add(cold.level);
+        } catch (error) {
+            log(`  cold L${cold.level}: storing the chunk files failed, its rows are skipped: ${(error as Error).message}; ` +
+                `cache ${JSON.stringify(cold.cache.stats().disk)}`);
+        }
+    }
 
     let fullMs = NaN;
     for (const variant of variants) {
@@ -135,15 +222,28 @@ for (const size of sizes) {
             continue;
         }
         const runs: Run[] = [];
+        const coldRuns: ColdRun[] = [];
+        const cold = variant.coldLevel != null ? coldSessions.get(variant.coldLevel)! : undefined;
+        if (cold != null && !coldReady.has(cold.level)) {
+            log(`  ${variant.strategy}@${variant.ratio} cold L${cold.level}: skipped, no chunk files`);
+            skipped++;
+            continue;
+        }
+        const session = cold?.blend ?? blend;
         // Resident variants: the warm-up fills the tier (admission runs after it), the timed runs place from it.
         if (variant.resident)
             await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
+            let cachedAfterEvict: number | null = null, fileBytes = 0;
+            if (cold != null) {
+                pageCacheProblem ??= await evictFromPageCache(cold.dir);
+                ({cachedBytes: cachedAfterEvict, fileBytes} = await pageCacheResidency(cold.dir));
+            }
             const start = performance.now();
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: prepare`);
             const traced: {splice?: SpliceTrace, select?: SelectTrace, fused?: FusedTrace} = {};
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
-                : await blend.prepare(prompt, variant.strategy, variant.ratio, {
+                : await session.prepare(prompt, variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
                     trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
@@ -153,9 +253,13 @@ for (const size of sizes) {
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: done`);
             await blend.admissionsSettled();
             const ttft = performance.now() - start;
+            await session.storesSettled();  // disk files a run queued are written before the next run starts
             if (rep > 0)
                 runs.push({ttft, prep, ...traced}); // rep 0 is the warm-up
-            log(`  ${variant.strategy}@${variant.ratio} ${rep === 0 ? "warm-up" : `rep ${rep}`}: ${ttft.toFixed(1)} ms`);
+            if (cold != null)
+                coldRuns.push({sources: sourceCounts(prep.chunkKv ?? []), bytesRead: prep.kvBytesRead ?? 0, cachedAfterEvict, fileBytes});
+            log(`  ${variant.strategy}@${variant.ratio}${cold != null ? ` cold L${cold.level}` : ""} ${rep === 0 ? "warm-up" : `rep ${rep}`}: ` +
+                `${ttft.toFixed(1)} ms${cold != null ? ` (${coldRuns.at(-1)!.sources})` : ""}`);
         }
         (await blend.replaceResidentTier(undefined))?.clear();
         const details = runs.flatMap((r) => r.select != null ? [r.select] : []);
@@ -180,16 +284,50 @@ for (const size of sizes) {
         const bytes = runs[0]!.prep.kvBytesLoaded;
         const row = {
             card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
-                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : "") + (variant.fusedMask != null ? ` (${variant.fusedMask} mask)` : ""),
+                (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : "") + (variant.fusedMask != null ? ` (${variant.fusedMask} mask)` : "") +
+                (variant.coldLevel != null ? ` cold (disk L${variant.coldLevel})` : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,
             kvGBps: bytes > 0 && load > 0 ? bytes / 1e9 / (load / 1000) : NaN, runs: runs.length,
             ...spliceColumns(runs),
             ttftRuns: runs.map((r) => Math.round(r.ttft * 10) / 10).join(" ")
         };
+        if (cold != null) {
+            // The controller's rates after these runs and how it would now plan this prompt's chunks (as ChunkKvSource
+            // does: both sides at once where the model's layers are on a GPU).
+            const rates = cold.blend.kvController.rates();
+            const fileBytesAvg = Math.round(coldRuns[0]!.fileBytes / Math.max(1, cold.cache.stats().disk.entries));
+            const plan = cold.blend.kvController.plan(chunkSegments.map((segment) => ({tokens: segment.tokens.length, fileBytes: fileBytesAvg, coded: true})),
+                {recomputeAlongside: llama.gpu !== false && model.gpuLayers > 0});
+            const side = (source: "disk" | "recompute") => plan.filter((c) => c.source === source);
+            const sum = (choices: typeof plan, key: "diskMs" | "recomputeMs") => choices.reduce((total, c) => total + c[key], 0);
+            coldRows.push({
+                card: a.card!, strategy: row.strategy, context: prompt.tokens.length, ttftMs: ttft, warmStrategy: "-", warmMs: NaN, xWarm: NaN,
+                ratioToFull: ttft / fullMs, loadMs: load,
+                sources: coldRuns.map((r, i) => `${i === 0 ? "w " : ""}${r.sources}`).join(" / "),
+                readMiB: median(coldRuns.slice(1).map((r) => r.bytesRead)) / 2 ** 20, f16MiB: bytes / 2 ** 20, decodeThreads: threads,
+                cachedAfterEvict: coldRuns.every((r) => r.cachedAfterEvict != null)
+                    ? `${(Math.max(...coldRuns.map((r) => r.cachedAfterEvict!)) / 2 ** 20).toFixed(1)} of ${(coldRuns[0]!.fileBytes / 2 ** 20).toFixed(1)} MiB` : "?",
+                diskMBps: rates.diskBytesPerMs / 1e3, decodeMBps: rates.decodeF16BytesPerMs / 1e3, prefillTokPerS: rates.prefillTokensPerMs * 1e3,
+                chunkChoice: `disk ${side("disk").length} (${sum(side("disk"), "diskMs").toFixed(0)} ms) + recompute ${side("recompute").length} ` +
+                    `(${sum(side("recompute"), "recomputeMs").toFixed(0)} ms); a chunk: disk ${plan[0]!.diskMs.toFixed(1)} / recompute ${plan[0]!.recomputeMs.toFixed(1)} ms`,
+                ttftRuns: row.ttftRuns, size
+            });
+        }
         rows.push(row);
         if (a.out)
             await appendFile(`${a.out}.jsonl`, JSON.stringify(row) + "\n");
+    }
+    // Each cold row against the warm row of the same strategy and ratio in this run: the RAM tier's (pinned host)
+    // if it ran, else the resident tier's.
+    for (const coldRow of coldRows.filter((r) => r.size === size && Number.isNaN(r.warmMs))) {
+        const base = String(coldRow.strategy).replace(/ cold \(disk L\d+\)$/, "");
+        const warm = rows.find((r) => r.context === coldRow.context && r.strategy === base) ??
+            rows.find((r) => r.context === coldRow.context && r.strategy === `${base} (resident)`);
+        if (warm != null)
+            Object.assign(coldRow, {warmStrategy: warm.strategy, warmMs: warm.ttftMs, xWarm: Number(coldRow.ttftMs) / Number(warm.ttftMs)});
+        if (a.out)
+            await appendFile(`${a.out}.jsonl`, JSON.stringify({kind: "cold", ...coldRow}) + "\n");
     }
 }
 
@@ -201,6 +339,28 @@ const fmt = (v: string | number, k: string) => typeof v === "string" ? v : Numbe
     : k === "ratioToFull" ? v.toFixed(3) : k === "kvGBps" || k === "setGBps" || k === "residentGBps" ? v.toFixed(2) : k === "context" || k === "recomputed" ? String(v) : v.toFixed(1);
 const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`,
     ...rows.map((r) => `| ${keys.map((k) => fmt(r[k]!, k)).join(" | ")} |`)];
+if (coldRows.length > 0) {
+    // Issue #13's GPU target: cold within 1.5x of warm, or the controller chose recompute and the sources say so.
+    const coldHead = ["card", "strategy", "context tokens", "TTFT ms", "x warm", "warm row", "warm ms", "ratio to full", "load ms",
+        "chunk sources per run (w = warm-up)", "disk MiB read", "f16 MiB", "decode threads", "page cache after evict",
+        "disk MB/s", "decode MB/s", "prefill tok/s", "controller's plan now (est.)", "TTFT runs"];
+    const coldKeys = ["card", "strategy", "context", "ttftMs", "xWarm", "warmStrategy", "warmMs", "ratioToFull", "loadMs", "sources", "readMiB",
+        "f16MiB", "decodeThreads", "cachedAfterEvict", "diskMBps", "decodeMBps", "prefillTokPerS", "chunkChoice", "ttftRuns"];
+    const coldFmt = (v: string | number, k: string) => typeof v === "string" ? v : Number.isNaN(v) ? "-"
+        : k === "xWarm" || k === "ratioToFull" ? v.toFixed(3) : k === "context" || k === "decodeThreads" || k === "prefillTokPerS" ? String(Math.round(v)) : v.toFixed(1);
+    lines.push("", `| ${coldHead.join(" | ")} |`, `|${coldHead.map(() => "---").join("|")}|`,
+        ...coldRows.map((r) => `| ${coldKeys.map((k) => coldFmt(r[k]!, k)).join(" | ")} |`));
+    lines.push("", `cold rows: chunk KVs from the disk tier only (no RAM tier, no resident tier), stored in the KV codec's container at ` +
+        `the row's level under ${dataDir} (${filesystemOf(dataDir)}); before every run (warm-up included) the chunk files were ` +
+        (pageCacheProblem == null ? "written back and evicted from the page cache (dd iflag=nocache; the model's pages stay)"
+            : `NOT evicted (${pageCacheProblem}): they were read from the page cache`) +
+        `; "page cache after evict" is the most fincore found still cached over the runs. The product's controller planned each ` +
+        "question's chunks between the disk (read + decode on the decode threads) and recomputing them alone (KvController.plan: " +
+        "on a GPU both sides run at once, so it splits them to shorten the slower side; on a CPU each chunk takes its cheaper side); " +
+        "the rates are the ones it measured by the end of the row, and the last column is its plan for this prompt with them " +
+        "(estimated ms per side, and one chunk's estimates). " +
+        "Target (issue #13, GPU, 8B shape, 8k): x warm <= 1.5, or the sources show recompute.");
+}
 console.log(lines.join("\n"));
 if (skipped > 0)
     console.log(`\n${skipped} size(s)/strategies skipped: the run reached its deadline.`);

@@ -20,7 +20,11 @@
 # rebuild the native addon; minutes saved), WEFT_TRACE (1: --trace, log each step of each run, to find a hang), WEFT_STALL_S
 # (25: a run whose log stops growing this long is stuck: stacks, then stopped), WEFT_VARIANTS (the main run's
 # strategies; default bench/ttft-gpu.ts's: full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,
-# hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share), WEFT_PROBE (1: short
+# hkvd-resident,hkvd0-resident: hkvd is the fused decode of patch 0003, hkvd0 its selection's share; not in the default:
+# naive-cold, chunk-head-cold, hkvd-cold, hkvd0-cold, each also as -cold-l<level>: chunk KVs from the disk tier in the KV
+# codec's container at --cold-level (the codec's default, 4) or <level> (the engine's disk tier stores 2), page cache
+# evicted before each run, the controller planning disk or recompute for the question's chunks; a second table gives its
+# choices per run, bytes read and the ratio to the same strategy's warm row), WEFT_PROBE (1: short
 # 8k runs that each change one thing), WEFT_BATCH_PROBE (N[,M]: a further run at each batch size), WEFT_NSYS (1: an Nsight Systems
 # profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail

@@ -182,12 +182,21 @@ export class ModelHost {
         return this.chunkCachePromise;
     }
 
+    /** Resolves once the disk files of chunks the last questions computed are written (they are written after the question). */
+    private async chunkStoresSettled(): Promise<void> {
+        const session = this.loaded != null ? await this.blendSessions.get(this.loaded)?.catch(() => null) : null;
+        if (session?.available === true)
+            await session.value.storesSettled();
+    }
+
     public async cacheStats(): Promise<CacheStats> {
+        await this.chunkStoresSettled();
         return {...(await this.chunkCache()).stats(), failures: this.storeFailures.snapshot()};
     }
 
     /** Drops every chunk KV cache, in RAM and on disk, for every model. */
     public async clearChunkCache(): Promise<void> {
+        await this.chunkStoresSettled();  // a file written after the folder is removed would outlive the clear
         (await this.chunkCache()).clearRam();
         await rm(path.join(this.options.dataDir, "kvcache"), {recursive: true, force: true});
     }

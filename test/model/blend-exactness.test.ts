@@ -120,6 +120,7 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         assert.ok(opened.available);
         const prepared = await opened.value.prepare(prompt, "naive", 0);
         assert.equal(prepared.reusedTokens + prepared.recomputedTokens + prepared.freshTokens, prompt.tokens.length);
+        await opened.value.storesSettled();  // a question's chunks are written to disk after it
         const {chunkCachePut} = opened.value.failures.snapshot();
         assert.equal(chunkCachePut.count, sources.length, "each chunk's put failed and was counted");
         assert.match(chunkCachePut.lastError ?? "", /disk budget/);

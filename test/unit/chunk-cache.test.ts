@@ -107,6 +107,24 @@ describe("chunk KV cache round trips", () => {
         assert.deepEqual(Buffer.from(serializeKvBody(hit.body)), Buffer.from(expected));
     });
 
+    it("writes the file later without touching RAM (ram: leave), where ram: false drops the RAM copy", async () => {
+        const cache = await ChunkKvCache.open({dataDir: temp.dir, ramBudgetBytes: 1 << 20, diskBudgetBytes: 1 << 20});
+        const body = syntheticBody(6);
+        const tokens = tokensFor(body);
+        assert.deepEqual(await cache.put(key("abab"), {tokens, body}, {disk: false}), {ram: true, disk: false});
+        await assert.rejects(stat(cache.pathOf(key("abab"))), "no file yet");
+        assert.deepEqual(await cache.put(key("abab"), {tokens, body}, {ram: "leave"}), {ram: true, disk: true});
+        assert.ok((await stat(cache.pathOf(key("abab")))).isFile());
+        assertHit(await cache.get(key("abab")), "ram", body, tokens);
+        assert.equal(cache.stats().ram.entries, 1);
+        // Not in RAM: leave does not add it.
+        assert.deepEqual(await cache.put(key("cdcd"), {tokens, body}, {ram: "leave"}), {ram: false, disk: true});
+        assert.equal(cache.stats().ram.entries, 1);
+        await cache.put(key("abab"), {tokens, body}, {ram: false});
+        assert.equal(cache.stats().ram.entries, 0);
+        assertHit(await cache.get(key("abab")), "disk", body, tokens);
+    });
+
     it("finds what an earlier instance stored on disk", async () => {
         const body = syntheticBody(5);
         const first = await ChunkKvCache.open({dataDir: temp.dir, ramBudgetBytes: 1 << 20, diskBudgetBytes: 1 << 20});

@@ -156,8 +156,8 @@ export class BlendSession {
     }
 
     /** A chunk's KV from the cache, or computed alone and cached (see {@link ChunkKvSource.chunkKv}). */
-    public chunkKv(tokens: Token[]): Promise<ChunkKvLoad> {
-        return this.kvSource.chunkKv(tokens);
+    public chunkKv(tokens: Token[], options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
+        return this.kvSource.chunkKv(tokens, undefined, options);
     }
 
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
@@ -182,10 +182,16 @@ export class BlendSession {
         return this.residentAdmission;
     }
 
-    /** Frees the resident tier (before its context is disposed); waits for an admission in flight first. */
+    /** Resolves once the disk files of chunks that questions computed, written after them, are written (or failed, counted). */
+    public storesSettled(): Promise<void> {
+        return this.kvSource.storesSettled();
+    }
+
+    /** Frees the resident tier (before its context is disposed); waits for an admission and the disk files in flight first. */
     public async close(): Promise<void> {
         const tier = await this.replaceResidentTier(undefined);
         tier?.clear();
+        await this.storesSettled();
     }
 
     /**
@@ -239,14 +245,21 @@ export class BlendSession {
         const residentHeader = tier?.get(headerKey);
         // Every chunk not in the resident tier is asked of the cache at once, before the header is computed: disk
         // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
-        // instead of read, decode, splice one chunk after another.
+        // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
+        // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
+        const fromSource = layout.flatMap(({segment}, index) =>
+            segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
-        for (const [index, {segment}] of layout.entries())
-            if (segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true) {
-                const load = this.kvSource.cachedChunkKv(segment.tokens);
-                load.catch(() => {});  // awaited below, in order; a later one's failure must not go unhandled meanwhile
-                cachedLoads.set(index, load);
-            }
+        const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
+        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens)).entries()) {
+            const {index, tokens} = fromSource[j]!;
+            const chunk = this.kvSource.chunkKv(tokens, load, {diskLater: true});
+            // awaited below, in order; a later one's failure must not go unhandled meanwhile
+            load.catch(() => {});
+            chunk.catch(() => {});
+            cachedLoads.set(index, load);
+            chunkLoads.set(index, chunk);
+        }
         const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
             const batchMs = performance.now() - loadStartedAt;
             const summedMs = loads.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
@@ -269,7 +282,7 @@ export class BlendSession {
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await this.kvSource.chunkKv(segment.tokens, cachedLoads.get(index));
+            const {body, loadedBytes, source} = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment.tokens));
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
             parts.push({body, delta: start - 1});

@@ -1,10 +1,11 @@
 // Where a chunk's (and the prompt header's) KV comes from for a blend: the chunk cache's RAM or disk tier (the
-// controller may judge recomputing sooner), or computed alone on a small context of the same model and cached.
+// controller plans a question's chunks between the disk and recomputing), or computed alone on a small context of the
+// same model and cached (a question's new chunks reach the disk after the question).
 import {createHash} from "node:crypto";
 import {stat} from "node:fs/promises";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
-import type {ChunkKvCache} from "../kv/chunk-cache.js";
+import type {ChunkKvCache, ChunkKvEntry} from "../kv/chunk-cache.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {KvController} from "../kv/kv-controller.js";
 import type {RopeParams} from "../kv/rope-params.js";
@@ -30,8 +31,11 @@ export function tokensHash(tokens: readonly Token[]): string {
 /** A chunk's KV and where it came from. */
 export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
 
-/** A cache lookup's answer; a disk read carries its timing for the controller. */
-export type CachedChunkKv = {hit: false} | (ChunkKvLoad & {
+/**
+ * A cache lookup's answer; a disk read carries its timing for the controller. A miss says when the chunk's file is
+ * on disk and the controller chose to recompute it instead (the file then needs no writing).
+ */
+export type CachedChunkKv = {hit: false, skippedDisk?: boolean} | (ChunkKvLoad & {
     hit: true,
     disk?: {readBytes: number, readMs: number, tokens: number, decode?: {f16Bytes: number, ms: number}}
 });
@@ -55,6 +59,8 @@ export class ChunkKvSource {
     private alone?: Promise<LlamaContextSequence | null>;
     /** The tail of the queue {@link evaluateAlone} runs its calls in. */
     private aloneQueue: Promise<void> = Promise.resolve();
+    /** The disk files of chunks questions computed, written one at a time after the question (see {@link chunkKv}). */
+    private diskStores: Promise<void> = Promise.resolve();
 
 
     public constructor(private readonly parts: ChunkKvSourceParts) {}
@@ -86,15 +92,18 @@ export class ChunkKvSource {
      * Evaluates tokens on a cleared sequence (see {@link aloneSequence}) without sampling and returns its KV state.
      * One at a time: clearing, evaluating and reading the state are three steps on one sequence, and background warming
      * computes chunks while a question computes its header, so two interleaved calls would read each other's tokens.
+     * `ms` is this call's own time, without its wait in the queue (a question starts all its chunks at once).
      */
-    private evaluateAlone(tokens: Token[]): Promise<KvBody> {
+    private evaluateAlone(tokens: Token[]): Promise<{body: KvBody, ms: number}> {
         const run = this.aloneQueue.then(async () => {
-            const sequence = await this.aloneSequence(tokens.length);
+            const sequence = await this.aloneSequence(tokens.length);  // made on first use: not part of a prefill's time
+            const startedAt = performance.now();
             await sequence.clearHistory();
             if (tokens.length > 0)
                 await sequence.evaluateWithoutGeneratingNewTokens(tokens);
 
-            return parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+            const body = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
+            return {body, ms: performance.now() - startedAt};
         });
         this.aloneQueue = run.then(() => undefined, () => undefined);
         return run;
@@ -115,7 +124,7 @@ export class ChunkKvSource {
         const key = tokensHash(tokens);
         let body = this.headers.get(key);
         if (body == null) {
-            body = await this.evaluateAlone(tokens);
+            body = (await this.evaluateAlone(tokens)).body;
             if (this.headers.size >= keptHeaders)
                 this.headers.delete(this.headers.keys().next().value!);
             this.headers.set(key, body);
@@ -128,12 +137,39 @@ export class ChunkKvSource {
      * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
      * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
      */
-    public async cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
-        const key = this.chunkKey(tokens);
-        // Only on disk: the controller decides whether reading (and decoding) it beats recomputing it.
-        const fileBytes = this.parts.cache.diskOnlyBytes(key);
-        const skipDisk = fileBytes != null && this.kvController.choose({tokens: tokens.length, fileBytes, coded: this.parts.cache.codecOn}).source === "recompute";
-        const found = skipDisk ? {hit: false as const} : await this.parts.cache.get(key);
+    public cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
+        return this.cachedChunkKvs([tokens])[0]!;
+    }
+
+    /**
+     * {@link cachedChunkKv} for a question's chunks at once (started now, in order): the controller plans the chunks
+     * only on disk together (KvController.plan), so where a GPU recomputes while the CPU reads and decodes, some are
+     * recomputed to shorten the wait for the rest.
+     */
+    public cachedChunkKvs(chunks: readonly Token[][]): Array<Promise<CachedChunkKv>> {
+        const keys = chunks.map((tokens) => this.chunkKey(tokens));
+        const coded = this.parts.cache.codecOn;
+        const onDisk = chunks.flatMap((tokens, index) => {
+            const fileBytes = this.parts.cache.diskOnlyBytes(keys[index]!);
+            return fileBytes != null ? [{index, input: {tokens: tokens.length, fileBytes, coded}}] : [];
+        });
+        const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), {recomputeAlongside: this.recomputeAlongside});
+        const skip = new Set(onDisk.filter((_, j) => choices[j]!.source === "recompute").map((chunk) => chunk.index));
+        return chunks.map((tokens, index) => this.lookUp(keys[index]!, tokens, skip.has(index)));
+    }
+
+    /**
+     * Whether recomputing a chunk runs beside reading and decoding others rather than taking the same cores: the model's
+     * layers are on a GPU, and the codec decodes on the CPU.
+     */
+    private get recomputeAlongside(): boolean {
+        return this.parts.model.llama.gpu !== false && this.parts.model.gpuLayers > 0;
+    }
+
+    private async lookUp(key: ReturnType<ChunkKvSource["chunkKey"]>, tokens: Token[], skipDisk: boolean): Promise<CachedChunkKv> {
+        if (skipDisk)
+            return {hit: false, skippedDisk: true};
+        const found = await this.parts.cache.get(key);
         if (!found.hit)
             return {hit: false};
         const disk = found.tier === "disk" ? {
@@ -164,9 +200,10 @@ export class ChunkKvSource {
     /**
      * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
      * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
-     * cache it is counted, not thrown (the KV is still good for this question).
+     * cache it is counted, not thrown (the KV is still good for this question). With `diskLater` (a question waits for
+     * it) the disk file is written after this returns, see {@link storesSettled}.
      */
-    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>): Promise<ChunkKvLoad> {
+    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>, options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
         let found: CachedChunkKv;
         if (cached != null) {
             found = await cached;  // its caller tells the controller
@@ -179,21 +216,43 @@ export class ChunkKvSource {
 
         const bos = this.parts.model.tokens.bos;
         const prefix = bos != null ? [bos] : [];
-        const prefillStartedAt = performance.now();
-        const full = await this.evaluateAlone([...prefix, ...tokens]);
-        this.kvController.observePrefill(prefix.length + tokens.length, performance.now() - prefillStartedAt);
+        const {body: full, ms: prefillMs} = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, prefillMs);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
         if (order.some((entry, index) => entry.index !== index))
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
 
         const body = sliceCells(full, prefix.length, full.cells.length);
+        const key = this.chunkKey(tokens);
+        const entry = {tokens: Int32Array.from(tokens), body, rope: this.parts.rope};
+        // A file the controller skipped is already on disk: encoding and writing it again would only add to the
+        // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
+        // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
+        const toDisk = found.skippedDisk !== true;
+        if (options.diskLater === true && toDisk) {
+            // For the same reason a question's new chunk goes to the RAM tier now and to disk after the files queued
+            // before it (the codec's encode, then the write): off the question's path, one encode at a time.
+            await this.store(key, entry, {disk: false});
+            this.diskStores = this.diskStores.then(() => this.store(key, entry, {ram: "leave"}));
+        } else {
+            await this.store(key, entry, {disk: toDisk});
+        }
+        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
+    }
+
+    /** Resolves once the disk files queued so far by {@link chunkKv} are written (or have failed, counted). */
+    public storesSettled(): Promise<void> {
+        return this.diskStores;
+    }
+
+    /** Puts a computed chunk in the cache; a failure is counted, not thrown (the KV is still good for this question). */
+    private async store(key: ReturnType<ChunkKvSource["chunkKey"]>, entry: ChunkKvEntry, tiers: {ram?: boolean | "leave", disk?: boolean}): Promise<void> {
         try {
-            const stored = await this.parts.cache.put(this.chunkKey(tokens), {tokens: Int32Array.from(tokens), body, rope: this.parts.rope});
+            const stored = await this.parts.cache.put(key, entry, tiers);
             if (stored.error != null)
                 this.parts.failures.record("chunkCachePut", new Error(stored.error));
         } catch (error) {
             this.parts.failures.record("chunkCachePut", error);
         }
-        return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }
 }

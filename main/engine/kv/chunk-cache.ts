@@ -330,8 +330,10 @@ export class ChunkKvCache {
     /**
      * Stores a chunk's KV in both tiers (or those chosen). The body is copied into one compact buffer, so the caller
      * may reuse its arrays. Throws only for an invalid key or body; a failed disk write is reported in the result.
+     * `ram: false` also drops a RAM copy (it must not shadow the file); `ram: "leave"` leaves the RAM tier as it is
+     * (a caller that put this same KV there before writing the file later).
      */
-    async put(key: ChunkKey, entry: ChunkKvEntry, tiers: {ram?: boolean, disk?: boolean} = {}): Promise<PutResult> {
+    async put(key: ChunkKey, entry: ChunkKvEntry, tiers: {ram?: boolean | "leave", disk?: boolean} = {}): Promise<PutResult> {
         this.checkKey(key);
         validateKvBody(entry.body);
         if (entry.tokens.length !== entry.body.cells.length)
@@ -343,7 +345,9 @@ export class ChunkKvCache {
 
         const id = this.ramId(key);
         let ram = false;
-        if (tiers.ram ?? true) {
+        if (tiers.ram === "leave") {
+            ram = this.ram.has(id);
+        } else if (tiers.ram ?? true) {
             ram = this.putRam(id, compact);
         } else {
             // Never leave an older RAM copy shadowing what is about to be written.

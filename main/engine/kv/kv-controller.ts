@@ -4,6 +4,10 @@
  * the engine goes (every disk read, codec decode and chunk prefill reports its bytes or tokens and time) and smoothed.
  * It chooses the disk until every rate in the comparison has been measured at least once: the first chunks read from
  * disk are what measures it (and a damaged file is found and dropped rather than skipped).
+ *
+ * A question's chunks are planned together ({@link KvController.plan}): where recomputing runs on another device than
+ * reading and decoding (a GPU prefills while the CPU decodes), the two sides run at once and the first token waits for
+ * the longer one, so some chunks are recomputed even when each alone would load sooner.
  */
 
 /** Exponentially weighted rate (units per ms), weighting recent samples by `weight`. */
@@ -35,6 +39,9 @@ class Rate {
 export type KvRates = {diskBytesPerMs: number, decodeF16BytesPerMs: number, prefillTokensPerMs: number, f16BytesPerToken: number};
 
 export type KvChoice = {source: "disk" | "recompute", diskMs: number, recomputeMs: number};
+
+/** A chunk whose KV is in a disk file of `fileBytes` (decoded by the codec when `coded`) and nowhere nearer. */
+export type KvPlanInput = {tokens: number, fileBytes: number, coded: boolean};
 
 export class KvController {
     // Priors: 100 MB/s disk, 100 MB/s decode, 0.1 tokens/ms prefill (a slow CPU), 128 KiB of f16 KV per token (8B).
@@ -76,5 +83,47 @@ export class KvController {
         const recomputeMs = input.tokens / rates.prefillTokensPerMs;
         const measured = this.disk.measured && this.prefill.measured && (!input.coded || this.decode.measured);
         return {source: measured && recomputeMs < diskMs ? "recompute" : "disk", diskMs, recomputeMs};
+    }
+
+    /**
+     * The choices for a question's chunks on disk, in order. Without `recomputeAlongside` (one device does both: a
+     * CPU build) the costs add up, so each chunk takes its own cheaper side ({@link choose}). With it, the question
+     * waits for the slower of the two sides: chunks move from the disk to the recompute side, those whose recompute
+     * costs least per disk time saved first, while that shortens the longer side. The disk side's times are the
+     * measured ones, which already count loads running at once (see ChunkKvSource.observeDiskLoads).
+     *
+     * Prefill is measured only by recomputing a chunk, so after a start with every chunk on disk nothing would ever
+     * measure it: with it unmeasured, the smallest of two or more chunks is recomputed as a probe. Beside the others'
+     * loads it costs the question at most that one chunk's prefill.
+     */
+    plan(inputs: readonly KvPlanInput[], options: {recomputeAlongside: boolean}): KvChoice[] {
+        const choices = inputs.map((input) => this.choose(input));
+        if (!options.recomputeAlongside)
+            return choices;
+        if (!this.prefill.measured) {
+            if (choices.length >= 2) {
+                const smallest = inputs.reduce((best, input, index) => input.tokens < inputs[best]!.tokens ? index : best, 0);
+                choices[smallest]!.source = "recompute";
+            }
+            return choices;
+        }
+        const measured = this.disk.measured && (inputs.every((input) => !input.coded) || this.decode.measured);
+        if (!measured)
+            return choices;
+
+        let diskSide = 0, recomputeSide = 0;
+        for (const choice of choices) {
+            choice.source = "disk";
+            diskSide += choice.diskMs;
+        }
+        const cheapestFirst = [...choices].sort((a, b) => a.recomputeMs / a.diskMs - b.recomputeMs / b.diskMs);
+        for (const choice of cheapestFirst) {
+            if (Math.max(recomputeSide + choice.recomputeMs, diskSide - choice.diskMs) >= Math.max(recomputeSide, diskSide))
+                continue;
+            choice.source = "recompute";
+            recomputeSide += choice.recomputeMs;
+            diskSide -= choice.diskMs;
+        }
+        return choices;
     }
 }

@@ -1,0 +1,117 @@
+// Where a blend's chunk KVs come from (main/engine/blend/chunk-kv-source.ts) when the controller judges recomputing
+// a chunk sooner than reading its disk file: the chunk is recomputed, and the file, already on disk, is neither
+// encoded nor written again on the question's path; a chunk a question computes is written to disk after the
+// question; and what the controller learns of prefill from chunks computed at once.
+import assert from "node:assert/strict";
+import {stat} from "node:fs/promises";
+import path from "node:path";
+import {after, before, describe, it} from "node:test";
+import {getLlama, type Llama, type LlamaContext, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
+import {type BlendSession, openBlendSession, promptFormatVersion} from "../../main/engine/blend/blend.js";
+import {tokensHash} from "../../main/engine/blend/chunk-kv-source.js";
+import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
+import {blendSkipReason, storySources} from "../helpers/blend-prompt.js";
+import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
+
+const skip = blendSkipReason();
+
+describe("chunk KVs when the controller chooses recompute (stories260K, CPU, patched build)", {skip}, () => {
+    let temp: Awaited<ReturnType<typeof makeTempDir>>;
+    let llama: Llama;
+    let model: LlamaModel;
+    let context: LlamaContext;
+    let cache: ChunkKvCache;
+    let blend: BlendSession;
+
+    before(async () => {
+        temp = await makeTempDir();
+        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never", logLevel: LlamaLogLevel.error});
+        model = await llama.loadModel({modelPath: stories260kPath});
+        context = await model.createContext({contextSize: 512, threads: testThreads, sequences: 1, flashAttention: true});
+        // As after a restart: no RAM tier, codec files on disk.
+        cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 0, diskBudgetBytes: 64 * 1024 ** 2,
+            codec: {level: 2, threads: 1}});
+        const opened = await openBlendSession({llama, model, context, sequence: context.getSequence(), modelPath: stories260kPath, cache,
+            threads: testThreads, residentBudgetBytes: 0});
+        assert.ok(opened.available, opened.available ? "" : opened.reason);
+        blend = opened.value;
+    });
+
+    after(async () => {
+        await blend?.close();
+        await context?.dispose();
+        await model?.dispose();
+        await llama?.dispose();
+        await temp?.cleanup();
+    });
+
+    it("recomputes a chunk whose file the controller skips without rewriting the file", async () => {
+        const tokens = model.tokenize(storySources[0]!.text);
+        const first = await blend.chunkKv(tokens);
+        assert.equal(first.source.kvSource, "recompute");
+        assert.equal(cache.stats().disk.writes, 1, "a chunk computed for the first time is stored");
+        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
+
+        const fromDisk = await blend.chunkKv(tokens);
+        assert.equal(fromDisk.source.kvSource, "disk", "the controller reads the disk until every rate is measured");
+        assert.equal(fromDisk.source.codecLevel, 2);
+        const stored = await stat(file);  // a disk hit touches the file (LRU order)
+
+        // A slow disk and decoder against a fast prefill (a GPU): recomputing the chunk wins.
+        for (let i = 0; i < 40; i++) {
+            blend.kvController.observeDiskRead(1e3, 1e3);
+            blend.kvController.observeDecode(1e3, 1, 1e3);
+            blend.kvController.observePrefill(1e6, 1);
+        }
+        assert.equal(blend.kvController.choose({tokens: tokens.length, fileBytes: stored.size, coded: true}).source, "recompute");
+
+        const recomputed = await blend.chunkKv(tokens);
+        assert.equal(recomputed.source.kvSource, "recompute");
+        assert.equal(recomputed.body.cells.length, tokens.length);
+        assert.deepEqual(recomputed.body.layers[0]!.k.rows, first.body.layers[0]!.k.rows, "the same KV as computed the first time");
+        assert.equal(cache.stats().disk.writes, 1, "the file on disk was not encoded and written again");
+        const after = await stat(file);
+        assert.equal(after.mtimeMs, stored.mtimeMs);
+        assert.equal(after.size, stored.size);
+    });
+
+    it("writes a chunk a question computed to disk after returning its KV (diskLater), and says when it is written", async () => {
+        const tokens = model.tokenize(storySources[1]!.text);
+        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
+        const writes = cache.stats().disk.writes;
+        const load = await blend.chunkKv(tokens, {diskLater: true});
+        assert.equal(load.source.kvSource, "recompute");
+        // The encode runs on the addon's threads: it cannot have finished before this continuation runs.
+        assert.equal(cache.stats().disk.writes, writes, "not written yet");
+        await assert.rejects(stat(file));
+        await blend.storesSettled();
+        assert.equal(cache.stats().disk.writes, writes + 1);
+        assert.ok((await stat(file)).isFile());
+        const onDisk = await cache.get({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
+        assert.ok(onDisk.hit && onDisk.tier === "disk" && onDisk.codecLevel === 2);
+        assert.deepEqual(onDisk.tokens, Int32Array.from(tokens));
+    });
+
+    it("times each chunk's prefill alone, not its wait behind the others computed before it", async () => {
+        // A question starts every chunk it recomputes at once; they run one at a time on the small context. Counting
+        // a chunk's wait for the earlier ones would make prefill look several times slower than it is.
+        const observed: number[] = [];
+        const observe = blend.kvController.observePrefill.bind(blend.kvController);
+        blend.kvController.observePrefill = (tokens, ms) => {
+            observed.push(ms);
+            observe(tokens, ms);
+        };
+        try {
+            const startedAt = performance.now();
+            const loads = await Promise.all(storySources.map((source, index) => blend.chunkKv(model.tokenize(`${source.text} ${index}`))));
+            const wallMs = performance.now() - startedAt;
+            assert.ok(loads.every((load) => load.source.kvSource === "recompute"));
+            assert.equal(observed.length, storySources.length);
+            // One after another, so their own times add up to less than the wall time of all three.
+            const summed = observed.reduce((sum, ms) => sum + ms, 0);
+            assert.ok(summed <= wallMs, `prefill times ${observed.map((ms) => ms.toFixed(1)).join(", ")} ms sum past the ${wallMs.toFixed(1)} ms wall`);
+        } finally {
+            blend.kvController.observePrefill = observe;
+        }
+    });
+});
