@@ -26,7 +26,8 @@
 # evicted before each run, the controller planning disk or recompute for the question's chunks; a second table gives its
 # choices per run, bytes read and the ratio to the same strategy's warm row), WEFT_PROBE (1: short
 # 8k runs that each change one thing), WEFT_BATCH_PROBE (N[,M]: a further run at each batch size), WEFT_NSYS (1: an Nsight Systems
-# profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
+# profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run),
+# WEFT_COLD_VARIANTS (a run of these variants at 8k). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
 
 start=$(date +%s)
@@ -244,6 +245,11 @@ run_bench() {
 
 run_bench main -- --sizes "$sizes" ${WEFT_VARIANTS:+--variants "$WEFT_VARIANTS"}
 bench_rc=$?
+# WEFT_COLD_VARIANTS=V,...: a run at 8k of these variants (issue #13's cold rows, e.g. naive,naive-cold,naive-cold-l2),
+# apart from the main run so that its sizes stay the blend's.
+if [ -n "${WEFT_COLD_VARIANTS:-}" ]; then
+    run_bench cold -- --sizes 8192 --variants "$WEFT_COLD_VARIANTS"
+fi
 # WEFT_PROBE=1: after the main run, short 8k runs that each change one thing, to find what a hang depends on.
 if [ "${WEFT_PROBE:-0}" = 1 ]; then
     run_bench probe-naive-only -- --sizes 8192 --variants naive
