@@ -246,6 +246,8 @@ for (const size of sizes) {
                 : await session.prepare(prompt, variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
+                    // as the engine does: a cold blend is weighed against a full prefill (this run's own full row)
+                    ...(cold != null && Number.isFinite(fullMs) ? {fullPrefillMs: fullMs} : {}),
                     trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
                 });
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);

@@ -10,7 +10,8 @@ import {getLlama, type Llama, type LlamaContext, LlamaLogLevel, type LlamaModel}
 import {type BlendSession, openBlendSession, promptFormatVersion} from "../../main/engine/blend/blend.js";
 import {tokensHash} from "../../main/engine/blend/chunk-kv-source.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
-import {blendSkipReason, storySources} from "../helpers/blend-prompt.js";
+import {blendSkipReason, storyQuestion, storySources} from "../helpers/blend-prompt.js";
+import {buildPrompt} from "../../main/engine/prompt.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
 
 const skip = blendSkipReason();
@@ -113,5 +114,32 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         } finally {
             blend.kvController.observePrefill = observe;
         }
+    });
+
+    it("answers with a full prefill, and says why, when the chunks on disk would load slower than the prompt prefills", async () => {
+        const prompt = buildPrompt(model, storyQuestion, storySources.map((source, index) => ({n: index + 1, path: source.path, text: source.text})), false);
+        await blend.prepare(prompt, "naive", 0);  // computes the chunks; with no RAM tier they go to disk after the question
+        await blend.storesSettled();
+        // A fast disk and decoder against a slow prefill (the earlier test set the opposite): every chunk is read from
+        // disk, and the plan expects the disk's time.
+        for (let i = 0; i < 40; i++) {
+            blend.kvController.observePrefill(1, 1e3);
+            blend.kvController.observeDiskRead(1e9, 1);
+            blend.kvController.observeDecode(1e9, 1, 1);
+        }
+
+        const chunks = prompt.segments.filter((segment) => segment.kind === "chunk").length;
+        const cold = await blend.prepare(prompt, "naive", 0, {fullPrefillMs: 1e-6});
+        assert.equal(cold.strategy, "full");
+        assert.match(cold.fallbackReason ?? "", /^naive: loading its chunks from disk \(about \d+ ms\) is slower than a full prefill/);
+        assert.deepEqual(cold.tokensToEvaluate, prompt.tokens);
+        assert.equal(cold.reusedTokens + cold.recomputedTokens + cold.freshTokens, prompt.tokens.length);
+        assert.deepEqual(cold.chunkKv?.map((chunk) => chunk.kvSource), Array.from({length: chunks}, () => "recompute"));
+        assert.equal(cold.kvBytesRead, 0);
+
+        const blended = await blend.prepare(prompt, "naive", 0, {fullPrefillMs: 1e9});
+        assert.equal(blended.strategy, "naive", blended.fallbackReason);
+        assert.deepEqual(blended.chunkKv?.map((chunk) => chunk.kvSource), Array.from({length: chunks}, () => "disk"));
+        assert.ok((blended.kvBytesRead ?? 0) > 0);
     });
 });

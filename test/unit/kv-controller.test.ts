@@ -110,4 +110,24 @@ describe("KvController", () => {
         controller.observeDecode(Number.NaN, 1, 1);
         assert.deepEqual(controller.rates(), before);
     });
+
+    it("expects the slower side where recomputing runs alongside, the sum otherwise, scaled by past load steps", () => {
+        const controller = new KvController();
+        const choices: KvChoice[] = [
+            {source: "disk", diskMs: 30, recomputeMs: 90}, {source: "disk", diskMs: 20, recomputeMs: 80},
+            {source: "recompute", diskMs: 25, recomputeMs: 40}
+        ];
+        assert.deepEqual(controller.planWaitMs(choices, {recomputeAlongside: true}), {plannedMs: 50, scaledMs: 50});
+        assert.deepEqual(controller.planWaitMs(choices, {recomputeAlongside: false}), {plannedMs: 90, scaledMs: 90});
+        // A load step planned at 212 ms took 401 (an H200): the next plan is scaled by that.
+        controller.observeColdWait(212, 401);
+        const next = controller.planWaitMs(choices, {recomputeAlongside: true});
+        assert.equal(next.plannedMs, 50);
+        assert.ok(Math.abs(next.scaledMs - 50 * 401 / 212) < 1e-9, `scaled ${next.scaledMs}`);
+        controller.observeColdWait(100, 100);  // later steps move it back towards their own ratio
+        const after = controller.planWaitMs(choices, {recomputeAlongside: true}).scaledMs;
+        assert.ok(after < next.scaledMs && after > 50, `scaled ${after}`);
+        controller.observeColdWait(0, 50);  // nothing planned: no ratio to learn
+        assert.equal(controller.planWaitMs(choices, {recomputeAlongside: true}).scaledMs, after);
+    });
 });

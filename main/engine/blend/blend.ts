@@ -20,7 +20,7 @@ import {
 import {blendSupportOf} from "./blend-support.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
-import type {BlendTrace, PreparedPrompt} from "./prepare.js";
+import {type BlendTrace, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
@@ -58,6 +58,11 @@ export type BlendPrepareOptions = {
     /** Where hkvd's fused decode builds its causal mask (default "auto": see FusedBlendSpec.mask); both give the same mask. */
     fusedMask?: "auto" | "host" | "graph";
     trace?: BlendTrace;
+    /**
+     * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
+     * chunks that are only on disk would take longer, the prompt is prefilled in full instead (stats say why).
+     */
+    fullPrefillMs?: number;
 };
 
 /**
@@ -249,9 +254,22 @@ export class BlendSession {
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
         const fromSource = layout.flatMap(({segment}, index) =>
             segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
+        const plan = this.kvSource.planChunks(fromSource.map((chunk) => chunk.tokens));
+        // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
+        // and decodes 8k tokens' KV in ~400 ms and prefills them in ~380): then the answer is a full prefill, and says so.
+        if (plan.wait != null && options.fullPrefillMs != null && plan.wait.scaledMs > options.fullPrefillMs) {
+            const prepared = await prepareFull(this.sequence, prompt.tokens);
+            return {
+                ...prepared,
+                fallbackReason: `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) is slower than a ` +
+                    `full prefill (about ${Math.round(options.fullPrefillMs)} ms); used full prefill`,
+                chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
+                kvBytesRead: 0
+            };
+        }
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
         const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
-        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens)).entries()) {
+        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens), plan).entries()) {
             const {index, tokens} = fromSource[j]!;
             const chunk = this.kvSource.chunkKv(tokens, load, {diskLater: true});
             // awaited below, in order; a later one's failure must not go unhandled meanwhile
@@ -293,6 +311,8 @@ export class BlendSession {
         await loadsDone;
         const prefixTokens = prompt.tokens.slice(0, tailStart);
         const chunkLoadMs = performance.now() - loadStartedAt;
+        if (plan.wait != null)
+            this.kvController.observeColdWait(plan.wait.plannedMs, chunkLoadMs);
         if (strategy === "hkvd" && parts.slice(1).every((part) => "resident" in part))
             parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout, headerEnd, tailStart));
 

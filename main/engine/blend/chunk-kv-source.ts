@@ -31,6 +31,9 @@ export function tokensHash(tokens: readonly Token[]): string {
 /** A chunk's KV and where it came from. */
 export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
 
+/** Which of a question's chunks to recompute rather than read from disk, and the wait the controller expects. */
+export type ChunkPlan = {skipDisk: ReadonlySet<number>, wait: {plannedMs: number, scaledMs: number} | null};
+
 /**
  * A cache lookup's answer; a disk read carries its timing for the controller. A miss says when the chunk's file is
  * on disk and the controller chose to recompute it instead (the file then needs no writing).
@@ -142,20 +145,28 @@ export class ChunkKvSource {
     }
 
     /**
-     * {@link cachedChunkKv} for a question's chunks at once (started now, in order): the controller plans the chunks
-     * only on disk together (KvController.plan), so where a GPU recomputes while the CPU reads and decodes, some are
-     * recomputed to shorten the wait for the rest.
+     * The controller's plan for a question's chunks (KvController.plan): those only on disk are planned together, so
+     * where a GPU recomputes while the CPU reads and decodes, some are recomputed to shorten the wait for the rest.
+     * `wait` is what the plan expects the load step to take (none: no chunk is only on disk).
      */
-    public cachedChunkKvs(chunks: readonly Token[][]): Array<Promise<CachedChunkKv>> {
+    public planChunks(chunks: readonly Token[][]): ChunkPlan {
         const keys = chunks.map((tokens) => this.chunkKey(tokens));
         const coded = this.parts.cache.codecOn;
         const onDisk = chunks.flatMap((tokens, index) => {
             const fileBytes = this.parts.cache.diskOnlyBytes(keys[index]!);
             return fileBytes != null ? [{index, input: {tokens: tokens.length, fileBytes, coded}}] : [];
         });
-        const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), {recomputeAlongside: this.recomputeAlongside});
-        const skip = new Set(onDisk.filter((_, j) => choices[j]!.source === "recompute").map((chunk) => chunk.index));
-        return chunks.map((tokens, index) => this.lookUp(keys[index]!, tokens, skip.has(index)));
+        const options = {recomputeAlongside: this.recomputeAlongside};
+        const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), options);
+        return {
+            skipDisk: new Set(onDisk.filter((_, j) => choices[j]!.source === "recompute").map((chunk) => chunk.index)),
+            wait: onDisk.length > 0 ? this.kvController.planWaitMs(choices, options) : null
+        };
+    }
+
+    /** {@link cachedChunkKv} for a question's chunks at once (started now, in order), as `plan` says. */
+    public cachedChunkKvs(chunks: readonly Token[][], plan: ChunkPlan = this.planChunks(chunks)): Array<Promise<CachedChunkKv>> {
+        return chunks.map((tokens, index) => this.lookUp(this.chunkKey(tokens), tokens, plan.skipDisk.has(index)));
     }
 
     /**

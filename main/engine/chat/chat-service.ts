@@ -115,7 +115,9 @@ export class ChatService {
                 else {
                     loaded.sequenceKvExact = false;
                     try {
-                        return await blend.value.prepare(prompt, requested, ratio);
+                        // a full prefill at the rate measured on earlier answers: the blend's alternative when its chunks are cold
+                        const fullPrefillMs = loaded.prefillMsPerToken != null ? loaded.prefillMsPerToken * prompt.tokens.length : undefined;
+                        return await blend.value.prepare(prompt, requested, ratio, {fullPrefillMs});
                     } catch (error) {
                         // The answer still comes, by exact prefix reuse on a cleared sequence, and says why.
                         await loaded.sequence.clearHistory();
