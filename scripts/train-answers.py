@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Trains Weft's answer model (a small llama) on the answer corpus, on one GPU, within a wall-clock budget.
 
-    python3 scripts/train-answers.py DATA_DIR OUT_DIR --seconds 540 [--seed 1] [--resume CKPT_DIR]
+    python3 scripts/train-answers.py DATA_DIR OUT_DIR --seconds 540 [--seed 1] [--resume CKPT_DIR | --init-gguf MODEL.gguf]
 
 DATA_DIR holds what test/fixtures/answer-tokens.ts writes (tokens.u16, index.i32, meta.json; either may be .xz): prompts
 in Weft's own format, tokenized by llama.cpp. The model trains with full attention on the whole prompt; the loss is
@@ -20,6 +20,10 @@ waits for the GPU except to log every --log-every steps. Evaluation (greedy exac
 of text, which teacher forcing gives exactly) runs every --eval-every seconds, and the checkpoint is written from a
 copy by a background thread.
 
+--init-gguf starts from the weights of a GGUF that scripts/answers-gguf.py wrote (the committed model travels with the
+checkout, where a checkpoint would not fit beside the data): its matrices are dequantized with gguf-py (a `gguf`
+package directory beside this script, or the llama.cpp source's), its vocabulary is the embedding's non-zero rows.
+
 OUT_DIR gets train.log, and ckpt.json with its parts (fp16 weights as .npz, split for the transfer limit) after each
 evaluation, so a run that is cut short still leaves its last checkpoint.
 """
@@ -30,8 +34,10 @@ import json
 import lzma
 import math
 import os
+import sys
 import threading
 import time
+import types
 
 import numpy as np
 import torch
@@ -183,6 +189,51 @@ def load_checkpoint(ckpt_dir):
     return info, arrays
 
 
+def import_gguf_py():
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (here, os.path.join(here, "..", "node_modules", "node-llama-cpp", "llama", "llama.cpp", "gguf-py")):
+        if os.path.isdir(os.path.join(candidate, "gguf")) and candidate not in sys.path:
+            sys.path.insert(0, candidate)
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        # gguf/__init__ imports its model-card reader, which needs PyYAML; the GPU machine's Python may lack it and
+        # nothing can be installed there. Only the reader and the dequantizer are used here.
+        sys.modules["yaml"] = types.ModuleType("yaml")
+    import gguf
+    return gguf
+
+
+def load_gguf(path):
+    """Weights of a GGUF written by scripts/answers-gguf.py, as this script's state-dict names (float32 numpy), and the
+    token ids whose embedding rows are in use (answers-gguf.py writes the others as zeros). Its matrices are stored
+    unpermuted (RoPE on adjacent pairs, as here) and the output is tied (no output.weight), so they load as they are."""
+    gguf = import_gguf_py()
+    from gguf.quants import dequantize
+    reader = gguf.GGUFReader(path)
+
+    def field(key):
+        return reader.fields[key].contents()
+
+    stored = dict(layers=field("llama.block_count"), embd=field("llama.embedding_length"), heads=field("llama.attention.head_count"),
+                  kv_heads=field("llama.attention.head_count_kv"), ff=field("llama.feed_forward_length"),
+                  rope_base=field("llama.rope.freq_base"), rms_eps=field("llama.attention.layer_norm_rms_epsilon"))
+    for key, value in stored.items():
+        assert abs(SHAPE[key] - value) <= 1e-6 * abs(value), f"{path}: {key} is {value}, the model here has {SHAPE[key]}"
+    weights = {}
+    for t in reader.tensors:
+        name = t.name
+        if name.startswith("blk."):
+            _, layer, rest = name.split(".", 2)
+            name = f"blocks.{layer}.{rest}"
+        weights[name] = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(tuple(int(n) for n in reversed(t.shape)))
+    assert "output.weight" not in weights, f"{path} has an untied output; this model ties it to token_embd"
+    emb = weights.pop("token_embd.weight")
+    vocab_ids = np.flatnonzero(np.abs(emb).sum(1) > 0)
+    weights["token_embd.weight"] = emb[vocab_ids]
+    return weights, vocab_ids
+
+
 class Batches:
     """Draws rows from the curriculum prefix, sorts a pool of them by length and cuts it into batches of about
     `tokens` padded tokens each (rounded up to a multiple of 16 positions), in shuffled order."""
@@ -238,6 +289,7 @@ def main():
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (a CPU profile)")
     ap.add_argument("--shape", default=None, help="JSON overriding SHAPE's fields (a CPU profile's tiny model)")
     ap.add_argument("--resume", default=None)
+    ap.add_argument("--init-gguf", default=None, help="start from a GGUF's weights (scripts/answers-gguf.py's output)")
     ap.add_argument("--profile", action="store_true", help="time the host's and the model's parts of a step")
     args = ap.parse_args()
     if args.shape:
@@ -263,10 +315,15 @@ def main():
     meta, tokens, index = load_data(args.data)
 
     resumed = None
-    if args.resume:
-        info, resumed = load_checkpoint(args.resume)
-        vocab_ids = resumed.pop("vocab_ids").astype(np.int64)
-        log("resume from step", info["step"], info.get("note"))
+    assert not (args.resume and args.init_gguf), "--resume and --init-gguf both name the starting weights"
+    if args.resume or args.init_gguf:
+        if args.resume:
+            info, resumed = load_checkpoint(args.resume)
+            vocab_ids = resumed.pop("vocab_ids").astype(np.int64)
+            log("resume from step", info["step"], info.get("note"))
+        else:
+            resumed, vocab_ids = load_gguf(args.init_gguf)
+            log(f"initialised from {args.init_gguf} ({len(vocab_ids)} embedding rows in use)")
         # Tokens this corpus uses that the checkpoint's did not: new embedding rows, initialised as at the start.
         extra = np.setdiff1d(np.unique(tokens), vocab_ids)
         if len(extra):
