@@ -17,6 +17,7 @@ import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
+import {fusedBlendPhases} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "./harness.js";
@@ -274,6 +275,13 @@ for (const size of sizes) {
             log(`  ${variant.strategy}@${variant.ratio} fused decode, medians: ${median(fusedRuns.map((f) => f.decodeMs)).toFixed(1)} ms in ` +
                 `${fusedRuns[0]!.decodes} decodes (selection and recompute in one graph; fallback: ${runs[0]!.prep.fallbackReason ?? "none"}); ` +
                 `each, median: ${fusedRuns[0]!.decodeMsEach.map((_, i) => median(fusedRuns.map((f) => f.decodeMsEach[i] ?? NaN)).toFixed(1)).join(" ")} ms`);
+            // each decode's host phases (patch 0003's phase_ms), medians over the runs: where a decode's time goes
+            // before and while the device works
+            const phased = fusedRuns.filter((f) => f.phaseMsEach != null && f.phaseMsEach.length === f.decodes);
+            if (phased.length > 0)
+                log(`  ${variant.strategy}@${variant.ratio} fused decode phases, median ms (${fusedBlendPhases.join(" / ")}): ` +
+                    phased[0]!.phaseMsEach!.map((_, d) => fusedBlendPhases.map((_, p) =>
+                        median(phased.map((f) => f.phaseMsEach![d]![p]!)).toFixed(1)).join("/")).join("  "));
         const placements = runs.flatMap((r) => r.splice != null && r.splice.residentBytes > 0 ? [r.splice] : []);
         if (placements.length > 0)
             log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +

@@ -22,7 +22,9 @@ struct WeftBlend {
     int32_t* selected;
     float* deviation;
     int32_t maskMode; // llama_weft_mask_mode: 0 auto, 1 host, 2 graph
+    float* phaseMs;   // out [kWeftPhases] or null: the decode's host phases (a diagnostic the benchmark asks for)
 };
+constexpr size_t kWeftPhases = 8; // LLAMA_WEFT_PHASES
 using BlendDecodeFn = int32_t (*)(llama_context*, llama_batch, const WeftBlend*);
 
 BlendDecodeFn blendDecodeFunction() {
@@ -58,10 +60,10 @@ class BlendWorker : public PromiseWorker {
     public:
         BlendWorker(Napi::Env env, const Napi::Object& context, const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId,
                 std::vector<int32_t> tokens, std::vector<int32_t> positions, std::vector<int32_t> segLen, std::vector<int32_t> segKeep,
-                int32_t checkLayer, bool wantDeviation, int32_t maskMode)
+                int32_t checkLayer, bool wantDeviation, int32_t maskMode, bool wantPhases)
             : PromiseWorker(env, "WeftFusedBlendDecode"), functions(functions), ctx(ctx), seqId(seqId), tokens(std::move(tokens)),
               positions(std::move(positions)), segLen(std::move(segLen)), segKeep(std::move(segKeep)), checkLayer(checkLayer),
-              wantDeviation(wantDeviation), maskMode(maskMode), contextRef(Napi::Persistent(context)) {}
+              wantDeviation(wantDeviation), maskMode(maskMode), wantPhases(wantPhases), contextRef(Napi::Persistent(context)) {}
 
     protected:
         void Run() override {
@@ -71,6 +73,8 @@ class BlendWorker : public PromiseWorker {
             selected.assign(nSel, -1);
             if (wantDeviation)
                 deviation.assign(tokens.size(), 0.0f);
+            if (wantPhases)
+                phases.assign(kWeftPhases, 0.0f);
 
             const int32_t n = (int32_t) tokens.size();
             llama_batch batch = functions.llama_batch_init(n, 0, 1);
@@ -83,7 +87,7 @@ class BlendWorker : public PromiseWorker {
             }
             batch.n_tokens = n;
             WeftBlend blend{checkLayer, (int32_t) segLen.size(), segLen.data(), segKeep.data(), selected.data(),
-                wantDeviation ? deviation.data() : nullptr, maskMode};
+                wantDeviation ? deviation.data() : nullptr, maskMode, wantPhases ? phases.data() : nullptr};
             const auto startedAt = std::chrono::steady_clock::now();
             const int32_t code = blendDecodeFunction()(ctx, batch, &blend);
             decodeMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - startedAt).count();
@@ -105,6 +109,11 @@ class BlendWorker : public PromiseWorker {
             } else
                 result.Set("deviation", env.Null());
             result.Set("decodeMs", Napi::Number::New(env, decodeMs));
+            if (wantPhases) {
+                Napi::Float32Array phaseMs = Napi::Float32Array::New(env, phases.size());
+                std::copy(phases.begin(), phases.end(), phaseMs.Data());
+                result.Set("phaseMs", phaseMs);
+            }
             deferred.Resolve(result);
         }
 
@@ -116,9 +125,11 @@ class BlendWorker : public PromiseWorker {
         int32_t checkLayer;
         bool wantDeviation;
         int32_t maskMode;
+        bool wantPhases;
         Napi::ObjectReference contextRef;
         std::vector<int32_t> selected;
         std::vector<float> deviation;
+        std::vector<float> phases;
         double decodeMs = 0;
 };
 
@@ -149,6 +160,7 @@ Napi::Value FusedBlendDecode(const Napi::CallbackInfo& info) {
         const int32_t checkLayer = (int32_t) integerArgument(spec.Get("checkLayer"), "spec.checkLayer", 0,
             (int64_t) functions.llama_model_n_layer(functions.llama_get_model(ctx)) - 1);
         const bool wantDeviation = spec.Has("deviation") && spec.Get("deviation").ToBoolean().Value();
+        const bool wantPhases = spec.Has("phases") && spec.Get("phases").ToBoolean().Value();
         int32_t maskMode = 0;
         if (spec.Has("mask") && !spec.Get("mask").IsUndefined()) {
             const std::string mask = spec.Get("mask").IsString() ? spec.Get("mask").As<Napi::String>().Utf8Value() : "";
@@ -160,7 +172,7 @@ Napi::Value FusedBlendDecode(const Napi::CallbackInfo& info) {
                 throw Napi::TypeError::New(env, "spec.mask must be \"auto\", \"host\" or \"graph\"");
         }
         auto* worker = new BlendWorker(env, info[0].As<Napi::Object>(), functions, ctx, seqId, std::move(tokens), std::move(positions),
-            std::move(segLen), std::move(segKeep), checkLayer, wantDeviation, maskMode);
+            std::move(segLen), std::move(segKeep), checkLayer, wantDeviation, maskMode, wantPhases);
         Napi::Promise promise = worker->Promise();
         worker->Queue();
         return promise;

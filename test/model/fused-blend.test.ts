@@ -5,8 +5,8 @@ import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type
 import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
-import {fusedBlendSupported} from "../../main/engine/native/native-addon.js";
-import {prepareFull} from "../../main/engine/blend/prepare.js";
+import {fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
+import {type FusedTrace, prepareFull} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {naiveWithExactLayers, promptLayout, referenceDeviation, topIndices} from "../helpers/fused-reference.js";
@@ -148,6 +148,23 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const diff = maxAbsDiff(runs[1]!.logits, runs[0]!.logits);
         t.diagnostic(`graph vs host mask: max |logit diff| ${diff.toExponential(2)}, ${runs[0]!.selected?.length} selected`);
         assert.equal(diff, 0);
+    });
+
+    it("reports each fused decode's host phases to a trace sink", async (t) => {
+        let traced: FusedTrace | undefined;
+        const prepared = await blend.prepare(prompt, "hkvd", 0.15, {trace: {fused: (fused) => traced = fused}});
+        assert.equal(prepared.strategy, "hkvd");
+        assert.ok(traced != null && traced.phaseMsEach != null);
+        assert.equal(traced.phaseMsEach.length, traced.decodes);
+        for (const [index, phases] of traced.phaseMsEach.entries()) {
+            assert.equal(phases.length, fusedBlendPhases.length);
+            assert.ok(phases.every((ms) => Number.isFinite(ms) && ms >= 0), phases.join(" "));
+            const summed = phases.reduce((sum, ms) => sum + ms, 0);
+            // the phases tile the decode: their sum is its time inside llama.cpp, within the addon's own timing
+            assert.ok(summed > 0 && summed <= traced.decodeMsEach[index]! + 0.5, `phases ${summed} ms, decode ${traced.decodeMsEach[index]} ms`);
+            assert.ok(phases[fusedBlendPhases.indexOf("build")]! > 0, "a fused graph is built for every decode");
+        }
+        t.diagnostic(`phases (${fusedBlendPhases.join("/")}): ${traced.phaseMsEach.map((phases) => phases.map((ms) => ms.toFixed(2)).join("/")).join("  ")}`);
     });
 
     it("chunk KVs computed at the same time equal the ones computed one after another", async () => {

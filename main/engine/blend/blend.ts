@@ -373,9 +373,11 @@ export class BlendSession {
             if (tailInBatch.length > 0)
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
-                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask});
+                // the decodes' host phases only for a trace sink (the GPU benchmark): the product passes none
+                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fused != null});
             selected = run.selected;
-            options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach});
+            options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
+                ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
         } else {
             const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
             await this.recomputeAt(seqId, positions, prompt.tokens, selected);

@@ -27,7 +27,9 @@ export type FusedBlendRun = {
     decodes: number,
     decodeMs: number,
     /** Each decode's time in llama_weft_blend_decode, in order. */
-    decodeMsEach: number[]
+    decodeMsEach: number[],
+    /** With options.phases: each decode's host phases (native-addon.ts fusedBlendPhases), in order. */
+    phaseMsEach?: number[][]
 };
 
 /** Tokens of a chunk segment the fused decode recomputes: CacheBlend's per-chunk ratio, rounded up (as chunk-head). */
@@ -100,7 +102,7 @@ export function packFusedBatches(pieces: readonly FusedSegment[], batchSize: num
  * decode with nothing to recompute (only chunks, ratio 0) is skipped: its cells keep their cached rows in every layer.
  */
 export async function runFusedBlend(sequence: LlamaContextSequence, tokens: readonly Token[], segments: readonly FusedSegment[],
-    options: {ratio: number, batchSize: number, checkLayer: number, mask?: FusedBlendSpec["mask"]}): Promise<FusedBlendRun> {
+    options: {ratio: number, batchSize: number, checkLayer: number, mask?: FusedBlendSpec["mask"], phases?: boolean}): Promise<FusedBlendRun> {
     const pieces: FusedSegment[] = [];
     for (const segment of segments)
         for (let offset = 0; offset < segment.length; offset += options.batchSize)
@@ -112,6 +114,7 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
     let decodes = 0;
     let decodeMs = 0;
     const decodeMsEach: number[] = [];
+    const phaseMsEach: number[][] = [];
     for (const batch of batches) {
         const keep = batch.map((piece) => piece.forced ? piece.length : fusedKeep(piece.length, options.ratio));
         if (keep.every((count) => count === 0))
@@ -123,11 +126,14 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
             segLen: Int32Array.from(batch, (piece) => piece.length),
             segKeep: Int32Array.from(keep),
             checkLayer: options.checkLayer,
-            ...(options.mask != null ? {mask: options.mask} : {})
+            ...(options.mask != null ? {mask: options.mask} : {}),
+            ...(options.phases === true ? {phases: true} : {})
         });
         decodes++;
         decodeMs += result.decodeMs;
         decodeMsEach.push(result.decodeMs);
+        if (result.phaseMs != null)
+            phaseMsEach.push(Array.from(result.phaseMs));
         let at = 0;
         for (let index = 0; index < batch.length; index++) {
             if (!batch[index]!.forced)
@@ -136,5 +142,5 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
             at += keep[index]!;
         }
     }
-    return {selected: selected.sort((a, b) => a - b), decodes, decodeMs, decodeMsEach};
+    return {selected: selected.sort((a, b) => a - b), decodes, decodeMs, decodeMsEach, ...(options.phases === true ? {phaseMsEach} : {})};
 }

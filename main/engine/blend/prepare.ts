@@ -42,7 +42,7 @@ export type SelectTrace = {
 
 /** hkvd's fused blend decode (selection and recompute in one pass, Weft patch 0003): how many decodes and their time. */
 /** hkvd's fused decodes: how many, their total time in llama_weft_blend_decode and each one's (the first also applies the placed cells' K-shift). */
-export type FusedTrace = {decodes: number, decodeMs: number, decodeMsEach: number[]};
+export type FusedTrace = {decodes: number, decodeMs: number, decodeMsEach: number[], phaseMsEach?: number[][]};
 
 /** An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none). */
 export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void, fused?(trace: FusedTrace): void};

@@ -219,15 +219,22 @@ export type FusedBlendSpec = {
      * Where the causal mask is built: "auto" (default) in the graph when the KV cache is in device memory, else on the
      * host; "host" / "graph" force one (both give the same mask: tests compare them on a CPU).
      */
-    mask?: "auto" | "host" | "graph"
+    mask?: "auto" | "host" | "graph",
+    /** Also return the decode's host phases (a diagnostic: the GPU benchmark asks, the product does not). */
+    phases?: boolean
 };
 
+/** The phases of {@link FusedBlendResult.phaseMs}, in order (llama.h: LLAMA_WEFT_PHASES). */
+export const fusedBlendPhases = ["update", "batch", "apply", "build", "alloc", "inputs", "submit", "wait"] as const;
+
 export type FusedBlendResult = {
-    /** Batch indices of the recomputed tokens, segment by segment, largest deviation first within one. */
+    /** Batch indices of the recomputed tokens, segment by segment, in position order within one. */
     selected: Int32Array,
     deviation: Float32Array | null,
     /** Time in llama_weft_blend_decode. */
-    decodeMs: number
+    decodeMs: number,
+    /** With spec.phases: host ms of each of {@link fusedBlendPhases}. */
+    phaseMs?: Float32Array
 };
 
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
