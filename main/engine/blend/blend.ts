@@ -313,7 +313,7 @@ export class BlendSession {
         const chunkLoadMs = performance.now() - loadStartedAt;
         if (plan.wait != null)
             this.kvController.observeColdWait(plan.wait.plannedMs, chunkLoadMs);
-        if (strategy === "hkvd" && parts.slice(1).every((part) => "resident" in part))
+        if (strategy === "hkvd")
             parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout, headerEnd, tailStart));
 
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.

@@ -5,7 +5,7 @@
  * test/helpers/kv-reference.ts the tests compare it with), without three copies of the KV in JavaScript.
  */
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
-import {isTransposed, type KvBody, KvBlobError, layerShape, validateKvBody} from "../kv/kv-blob.js";
+import {isTransposed, type KvBody, KvBlobError, type KvRows, layerShape, validateKvBody} from "../kv/kv-blob.js";
 import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "../native/native-addon.js";
 import type {ResidentEntry} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
@@ -77,20 +77,57 @@ export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: 
 }
 
 /**
- * hkvd's resident chunk parts with cells for the labels between them, in prompt order. The fused decode writes every
- * label token in full; given cells here, each cell's index follows its position, so the GPU's flash attention, which
- * runs each query tile up to the last cell its mask leaves open, stops at the tile's own positions (labels given new
- * cells after every chunk would leave one open at the end of the cache for every tile: twice a causal prefill's work).
+ * hkvd's chunk parts with cells for the labels between them, in prompt order, so that each cell's index follows its
+ * position as in a prefill; the fused decode then writes every label token in full into its cell (overwrite slots).
+ * - Resident parts get placeholder parts (cells, no rows): the GPU's flash attention runs each query tile up to the
+ *   last cell its mask leaves open, and labels given new cells after every chunk would leave one open at the end of the
+ *   cache for every tile (twice a causal prefill's work).
+ * - Host parts get parts of zero rows shaped like the chunks': attention then sums the cells in the prefill's order.
+ *   With the labels' cells after every chunk cell instead, hkvd at ratio 1.0 was 2.55e-2 from a prefill's logits on
+ *   stories260K (chunk-head's scattered decode, cells in order: 3.1e-3), whatever the check layer or batch size.
+ * Mixed parts, transposed V, or parts that do not match the layout's chunks stay as they are.
  */
 export function withLabelCells(chunkParts: SplicePartInput[], layout: ReadonlyArray<{segment: {kind: string, tokens: readonly unknown[]}, start: number}>,
     headerEnd: number, tailStart: number): SplicePartInput[] {
+    const labelPart = labelPartMaker(chunkParts);
+    if (labelPart == null)
+        return chunkParts;
     const ordered: SplicePartInput[] = [];
     let chunkIndex = 0;
     for (const {segment, start} of layout) {
         if (segment.kind === "chunk")
             ordered.push(chunkParts[chunkIndex++]!);
         else if (start >= headerEnd && start < tailStart && segment.tokens.length > 0)
-            ordered.push({placeholder: Array.from({length: segment.tokens.length}, (_, index) => start + index)});
+            ordered.push(labelPart(start, segment.tokens.length));
     }
     return chunkIndex === chunkParts.length && ordered.length >= chunkParts.length ? ordered : chunkParts;
+}
+
+/** How a label at `start` of `length` tokens is given cells beside `chunkParts`, or null when it cannot be. */
+function labelPartMaker(chunkParts: readonly SplicePartInput[]): ((start: number, length: number) => SplicePartInput) | null {
+    if (chunkParts.length > 0 && chunkParts.every((part) => "resident" in part))
+        return (start, length) => ({placeholder: Array.from({length}, (_, index) => start + index)});
+    const bodies = chunkParts.flatMap((part) => "body" in part ? [part.body] : []);
+    const shape = bodies[0];
+    if (shape == null || bodies.length !== chunkParts.length || shape.vTrans || shape.cells.length === 0)
+        return null;
+    const layers = shape.layers.map((layer) => ({k: layer.k, v: layer.v as KvRows}));
+    const widest = Math.max(...layers.map((layer) => Math.max(layer.k.rowSize, layer.v.rowSize)));
+    let zeros = new Uint8Array(0);
+    return (start, length) => {
+        if (zeros.length < length * widest)
+            zeros = new Uint8Array(length * widest); // read only: every layer's K and V rows view the same zeros
+        return {
+            // cached at positions 1..length like a chunk, moved to start..; a zero K row stays zero when rotated
+            delta: start - 1,
+            body: {
+                nStream: shape.nStream, stream: shape.stream, vTrans: false,
+                cells: Array.from({length}, (_, index) => ({pos: index + 1, seqIds: [...shape.cells[0]!.seqIds]})),
+                layers: layers.map(({k, v}) => ({
+                    k: {type: k.type, rowSize: k.rowSize, rows: zeros.subarray(0, length * k.rowSize)},
+                    v: {type: v.type, rowSize: v.rowSize, rows: zeros.subarray(0, length * v.rowSize)}
+                }))
+            }
+        };
+    };
 }
