@@ -234,6 +234,7 @@ for (const size of sizes) {
         // Resident variants: the warm-up fills the tier (admission runs after it), the timed runs place from it.
         if (variant.resident)
             await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
+        let warmupFused: FusedTrace | undefined;
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             let cachedAfterEvict: number | null = null, fileBytes = 0;
             if (cold != null) {
@@ -249,7 +250,9 @@ for (const size of sizes) {
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
                     // as the engine does: a cold blend is weighed against a full prefill (this run's own full row)
                     ...(cold != null && Number.isFinite(fullMs) ? {fullPrefillMs: fullMs} : {}),
-                    trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused}
+                    // the warm-up asks for the fused decodes' host phases, which make each decode wait for the device
+                    trace: {splice: (splice) => traced.splice = splice, select: (select) => traced.select = select, fused: (fused) => traced.fused = fused,
+                        fusedPhases: rep === 0}
                 });
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: first token after ${prep.tokensToEvaluate.length} tokens`);
             await firstToken(sequence, prep.tokensToEvaluate);
@@ -259,6 +262,8 @@ for (const size of sizes) {
             await session.storesSettled();  // disk files a run queued are written before the next run starts
             if (rep > 0)
                 runs.push({ttft, prep, ...traced}); // rep 0 is the warm-up
+            else
+                warmupFused = traced.fused;
             if (cold != null)
                 coldRuns.push({sources: sourceCounts(prep.chunkKv ?? []), bytesRead: prep.kvBytesRead ?? 0, cachedAfterEvict, fileBytes});
             log(`  ${variant.strategy}@${variant.ratio}${cold != null ? ` cold L${cold.level}` : ""} ${rep === 0 ? "warm-up" : `rep ${rep}`}: ` +
@@ -275,13 +280,11 @@ for (const size of sizes) {
             log(`  ${variant.strategy}@${variant.ratio} fused decode, medians: ${median(fusedRuns.map((f) => f.decodeMs)).toFixed(1)} ms in ` +
                 `${fusedRuns[0]!.decodes} decodes (selection and recompute in one graph; fallback: ${runs[0]!.prep.fallbackReason ?? "none"}); ` +
                 `each, median: ${fusedRuns[0]!.decodeMsEach.map((_, i) => median(fusedRuns.map((f) => f.decodeMsEach[i] ?? NaN)).toFixed(1)).join(" ")} ms`);
-            // each decode's host phases (patch 0003's phase_ms), medians over the runs: where a decode's time goes
-            // before and while the device works
-            const phased = fusedRuns.filter((f) => f.phaseMsEach != null && f.phaseMsEach.length === f.decodes);
-            if (phased.length > 0)
-                log(`  ${variant.strategy}@${variant.ratio} fused decode phases, median ms (${fusedBlendPhases.join(" / ")}): ` +
-                    phased[0]!.phaseMsEach!.map((_, d) => fusedBlendPhases.map((_, p) =>
-                        median(phased.map((f) => f.phaseMsEach![d]![p]!)).toFixed(1)).join("/")).join("  "));
+        // each decode's host phases (patch 0003's phase_ms) in the warm-up, whose decodes each waited for the device:
+        // where a decode's time goes before and while the device works
+        if (warmupFused?.phaseMsEach != null && warmupFused.phaseMsEach.length === warmupFused.decodes)
+            log(`  ${variant.strategy}@${variant.ratio} fused decode phases, warm-up (each decode waited; ${warmupFused.decodeMs.toFixed(1)} ms in all), ms ` +
+                `(${fusedBlendPhases.join(" / ")}): ${warmupFused.phaseMsEach.map((phases) => phases.map((ms) => ms.toFixed(1)).join("/")).join("  ")}`);
         const placements = runs.flatMap((r) => r.splice != null && r.splice.residentBytes > 0 ? [r.splice] : []);
         if (placements.length > 0)
             log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +

@@ -24,6 +24,7 @@
     X(llama_init_from_model) \
     X(llama_free) \
     X(llama_decode) \
+    X(llama_synchronize) \
     X(llama_batch_init) \
     X(llama_batch_free) \
     X(llama_model_n_layer) \

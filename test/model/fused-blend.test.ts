@@ -152,7 +152,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
 
     it("reports each fused decode's host phases to a trace sink", async (t) => {
         let traced: FusedTrace | undefined;
-        const prepared = await blend.prepare(prompt, "hkvd", 0.15, {trace: {fused: (fused) => traced = fused}});
+        const prepared = await blend.prepare(prompt, "hkvd", 0.15, {trace: {fused: (fused) => traced = fused, fusedPhases: true}});
         assert.equal(prepared.strategy, "hkvd");
         assert.ok(traced != null && traced.phaseMsEach != null);
         assert.equal(traced.phaseMsEach.length, traced.decodes);

@@ -373,8 +373,8 @@ export class BlendSession {
             if (tailInBatch.length > 0)
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
-                // the decodes' host phases only for a trace sink (the GPU benchmark): the product passes none
-                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fused != null});
+                // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
+                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
             selected = run.selected;
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});

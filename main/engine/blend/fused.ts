@@ -26,7 +26,10 @@ export type FusedBlendRun = {
     selected: number[],
     decodes: number,
     decodeMs: number,
-    /** Each decode's time in llama_weft_blend_decode, in order. */
+    /**
+     * Each decode's host time in llama_weft_blend_decode, in order: queueing it (the device's work overlaps the next
+     * one's queueing; decodeMs includes the final wait), or with options.phases the whole decode.
+     */
     decodeMsEach: number[],
     /** With options.phases: each decode's host phases (native-addon.ts fusedBlendPhases), in order. */
     phaseMsEach?: number[][]
@@ -97,8 +100,8 @@ export function packFusedBatches(pieces: readonly FusedSegment[], batchSize: num
 
 /**
  * Runs the fused blend decode over `segments` (ascending, non-overlapping positions of `tokens`) in as few decodes as
- * the batch size allows, each holding whole segments (a chunk longer than a batch is split, each piece selecting its
- * own share). Decodes in order, so a later one attends to what earlier ones recomputed, as one decode would. A
+ * the batch size allows, all in one native job (each queued while the device computes the one before), each holding
+ * whole segments (a chunk longer than a batch is split, each piece selecting its own share). Decodes in order, so a later one attends to what earlier ones recomputed, as one decode would. A
  * decode with nothing to recompute (only chunks, ratio 0) is skipped: its cells keep their cached rows in every layer.
  */
 export async function runFusedBlend(sequence: LlamaContextSequence, tokens: readonly Token[], segments: readonly FusedSegment[],
@@ -110,37 +113,34 @@ export async function runFusedBlend(sequence: LlamaContextSequence, tokens: read
 
     const batches = packFusedBatches(pieces, options.batchSize);
 
-    const selected: number[] = [];
-    let decodes = 0;
-    let decodeMs = 0;
-    const decodeMsEach: number[] = [];
-    const phaseMsEach: number[][] = [];
-    for (const batch of batches) {
-        const keep = batch.map((piece) => piece.forced ? piece.length : fusedKeep(piece.length, options.ratio));
-        if (keep.every((count) => count === 0))
-            continue;
-        const positions = Int32Array.from(batch.flatMap((piece) => Array.from({length: piece.length}, (_, index) => piece.start + index)));
-        const result = await fusedBlendDecode(sequence, {
-            tokens: Int32Array.from(positions, (position) => tokens[position]!),
-            positions,
+    const runs = batches.map((batch) => ({batch, keep: batch.map((piece) => piece.forced ? piece.length : fusedKeep(piece.length, options.ratio))}))
+        .filter(({keep}) => keep.some((count) => count > 0));
+    if (runs.length === 0)
+        return {selected: [], decodes: 0, decodeMs: 0, decodeMsEach: [], ...(options.phases === true ? {phaseMsEach: []} : {})};
+    const positionsOf = runs.map(({batch}) =>
+        Int32Array.from(batch.flatMap((piece) => Array.from({length: piece.length}, (_, index) => piece.start + index))));
+    const result = await fusedBlendDecode(sequence, {
+        batches: runs.map(({batch, keep}, index) => ({
+            tokens: Int32Array.from(positionsOf[index]!, (position) => tokens[position]!),
+            positions: positionsOf[index]!,
             segLen: Int32Array.from(batch, (piece) => piece.length),
-            segKeep: Int32Array.from(keep),
-            checkLayer: options.checkLayer,
-            ...(options.mask != null ? {mask: options.mask} : {}),
-            ...(options.phases === true ? {phases: true} : {})
-        });
-        decodes++;
-        decodeMs += result.decodeMs;
-        decodeMsEach.push(result.decodeMs);
-        if (result.phaseMs != null)
-            phaseMsEach.push(Array.from(result.phaseMs));
+            segKeep: Int32Array.from(keep)
+        })),
+        checkLayer: options.checkLayer,
+        ...(options.mask != null ? {mask: options.mask} : {}),
+        ...(options.phases === true ? {phases: true} : {})
+    });
+    const selected: number[] = [];
+    runs.forEach(({batch, keep}, run) => {
         let at = 0;
         for (let index = 0; index < batch.length; index++) {
             if (!batch[index]!.forced)
                 for (let pick = 0; pick < keep[index]!; pick++)
-                    selected.push(positions[result.selected[at + pick]!]!);
+                    selected.push(positionsOf[run]![result.selected[run]![at + pick]!]!);
             at += keep[index]!;
         }
-    }
+    });
+    const decodes = runs.length, decodeMs = result.decodeMs, decodeMsEach = Array.from(result.hostMsEach);
+    const phaseMsEach = result.phaseMs?.map((phases) => Array.from(phases)) ?? [];
     return {selected: selected.sort((a, b) => a - b), decodes, decodeMs, decodeMsEach, ...(options.phases === true ? {phaseMsEach} : {})};
 }

@@ -40,12 +40,18 @@ export type SelectTrace = {
     positions: readonly number[], captureMs: number, captureDecodeMs: number, captureCopyMs: number, captureDecodes: number, scoreMs: number
 };
 
-/** hkvd's fused blend decode (selection and recompute in one pass, Weft patch 0003): how many decodes and their time. */
-/** hkvd's fused decodes: how many, their total time in llama_weft_blend_decode and each one's (the first also applies the placed cells' K-shift). */
+/**
+ * hkvd's fused decodes (selection and recompute in one pass, Weft patch 0003): how many, their total time (the final
+ * wait for the device included) and each one's host time in llama_weft_blend_decode (the first also applies the placed
+ * cells' K-shift).
+ */
 export type FusedTrace = {decodes: number, decodeMs: number, decodeMsEach: number[], phaseMsEach?: number[][]};
 
-/** An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none). */
-export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void, fused?(trace: FusedTrace): void};
+/**
+ * An optional sink for a blend's per-step timings (the GPU benchmark reads them; the product passes none).
+ * fusedPhases asks the fused decodes for their host phases, which makes each decode wait for the device.
+ */
+export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void, fused?(trace: FusedTrace): void, fusedPhases?: boolean};
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvBlobBytes: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0};
 

@@ -202,16 +202,19 @@ export type KvCodecDecodeResult =
     | {ok: false, reason: KvCodecFailure, detail: string};
 
 /**
- * One fused blend decode (Weft patch 0003): `tokens` at `positions` (one sequence, strictly increasing), split into
+ * One decode of a fused blend (Weft patch 0003): `tokens` at `positions` (one sequence, strictly increasing), split into
  * consecutive segments of `segLen[s]` tokens of which the `segKeep[s]` whose layer-`checkLayer` K deviates most from
  * their cells' cached K are recomputed through the remaining layers (`segKeep == segLen`: the whole segment, as for
  * new tokens, whose cells do not exist yet). At most the context's batch size; no logits.
  */
+export type FusedBlendBatch = {tokens: Int32Array, positions: Int32Array, segLen: Int32Array, segKeep: Int32Array};
+
+/**
+ * A fused blend's decodes, run in order in one native job: each is queued without waiting for the device, so
+ * llama.cpp's host work for the next one overlaps the device's work on this one, and the job synchronizes once.
+ */
 export type FusedBlendSpec = {
-    tokens: Int32Array,
-    positions: Int32Array,
-    segLen: Int32Array,
-    segKeep: Int32Array,
+    batches: FusedBlendBatch[],
     checkLayer: number,
     /** Also return each token's deviation (squared K distance at the check layer). */
     deviation?: boolean,
@@ -220,7 +223,10 @@ export type FusedBlendSpec = {
      * host; "host" / "graph" force one (both give the same mask: tests compare them on a CPU).
      */
     mask?: "auto" | "host" | "graph",
-    /** Also return the decode's host phases (a diagnostic: the GPU benchmark asks, the product does not). */
+    /**
+     * Also return each decode's host phases (a diagnostic: the GPU benchmark asks, the product does not). The phases
+     * measure each decode's wait for the device, so every decode then waits and none overlaps the next.
+     */
     phases?: boolean
 };
 
@@ -228,13 +234,18 @@ export type FusedBlendSpec = {
 export const fusedBlendPhases = ["update", "batch", "apply", "build", "alloc", "inputs", "submit", "wait"] as const;
 
 export type FusedBlendResult = {
-    /** Batch indices of the recomputed tokens, segment by segment, in position order within one. */
-    selected: Int32Array,
-    deviation: Float32Array | null,
-    /** Time in llama_weft_blend_decode. */
+    /** Per decode: batch indices of the recomputed tokens, segment by segment, in position order within one. */
+    selected: Int32Array[],
+    /** Per decode with spec.deviation, else null. */
+    deviation: Float32Array[] | null,
+    /** Wall time of the whole job, the last synchronize included. */
     decodeMs: number,
-    /** With spec.phases: host ms of each of {@link fusedBlendPhases}. */
-    phaseMs?: Float32Array
+    /** The final wait for the device. */
+    syncMs: number,
+    /** Host time of each llama_weft_blend_decode call (queueing it, without phases; the whole decode with them). */
+    hostMsEach: Float64Array,
+    /** With spec.phases: per decode, host ms of each of {@link fusedBlendPhases}. */
+    phaseMs?: Float32Array[]
 };
 
 /** The addon's exports, typed by hand (native/src/addon.cpp). Every promise rejects with an Error on failure. */
@@ -258,7 +269,7 @@ export interface WeftNativeAddon {
     captureLayerKV(model: ModelHandle, tokens: Uint32Array | Int32Array, layer: number, options: CaptureLayerOptions): Promise<LayerKV>;
     /** Frees the cached private capture contexts of one model (or all); returns how many. */
     releaseLayerCaptureContexts(model?: ModelHandle): number;
-    /** Runs one fused blend decode on the sequence (see {@link FusedBlendSpec}); rejects with llama.cpp's reason. */
+    /** Runs a fused blend's decodes on the sequence (see {@link FusedBlendSpec}); rejects with llama.cpp's reason. */
     fusedBlendDecode(context: ContextHandle, seqId: number, spec: FusedBlendSpec): Promise<FusedBlendResult>;
     /** Whether the loaded llama.cpp has Weft's patch 0003 (llama_weft_blend_decode). */
     fusedBlendSupported(): boolean;
@@ -502,7 +513,7 @@ export function fusedBlendSupported(): boolean {
 }
 
 /**
- * One fused blend decode on `sequence` (see {@link FusedBlendSpec}), under the context's lock. The sequence's token
+ * A fused blend's decodes on `sequence` (see {@link FusedBlendSpec}), under the context's lock. The sequence's token
  * list is not changed: the decoded positions already belong to it (their cells are overwritten, or new cells made for
  * forced segments the caller then reports with {@link markTokensEvaluated}).
  */
