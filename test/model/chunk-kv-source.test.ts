@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import {stat} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
-import {getLlama, type Llama, type LlamaContext, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
+import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
 import {type BlendSession, openBlendSession, promptFormatVersion} from "../../main/engine/blend/blend.js";
 import {tokensHash} from "../../main/engine/blend/chunk-kv-source.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
@@ -21,6 +21,7 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
     let llama: Llama;
     let model: LlamaModel;
     let context: LlamaContext;
+    let sequence: LlamaContextSequence;
     let cache: ChunkKvCache;
     let blend: BlendSession;
 
@@ -32,7 +33,8 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         // As after a restart: no RAM tier, codec files on disk.
         cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data"), ramBudgetBytes: 0, diskBudgetBytes: 64 * 1024 ** 2,
             codec: {level: 2, threads: 1}});
-        const opened = await openBlendSession({llama, model, context, sequence: context.getSequence(), modelPath: stories260kPath, cache,
+        sequence = context.getSequence();
+        const opened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache,
             threads: testThreads, residentBudgetBytes: 0});
         assert.ok(opened.available, opened.available ? "" : opened.reason);
         blend = opened.value;
@@ -120,6 +122,15 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         const prompt = buildPrompt(model, storyQuestion, storySources.map((source, index) => ({n: index + 1, path: source.path, text: source.text})), false);
         await blend.prepare(prompt, "naive", 0);  // computes the chunks; with no RAM tier they go to disk after the question
         await blend.storesSettled();
+        // A session just opened (as after a restart) has only priors for its rates: no fallback is decided on them, the
+        // first cold question reads the disk and so measures it.
+        const reopened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache,
+            threads: testThreads, residentBudgetBytes: 0});
+        assert.ok(reopened.available, reopened.available ? "" : reopened.reason);
+        const first = await reopened.value.prepare(prompt, "naive", 0, {fullPrefillMs: 1e-6});
+        assert.equal(first.strategy, "naive", first.fallbackReason);
+        assert.ok(first.chunkKv?.some((chunk) => chunk.kvSource === "disk"), JSON.stringify(first.chunkKv));
+        await reopened.value.close();
         // A fast disk and decoder against a slow prefill (the earlier test set the opposite): every chunk is read from
         // disk, and the plan expects the disk's time.
         for (let i = 0; i < 40; i++) {

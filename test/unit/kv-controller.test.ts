@@ -130,4 +130,16 @@ describe("KvController", () => {
         controller.observeColdWait(0, 50);  // nothing planned: no ratio to learn
         assert.equal(controller.planWaitMs(choices, {recomputeAlongside: true}).scaledMs, after);
     });
+
+    it("counts its rates as measured only once disk, prefill and (for coded files) decode have each been observed", () => {
+        const controller = new KvController();
+        assert.equal(controller.ratesMeasured(false), false);
+        controller.observeDiskRead(1e6, 2);
+        assert.equal(controller.ratesMeasured(false), false, "prefill is still a prior");
+        controller.observePrefill(512, 30);
+        assert.equal(controller.ratesMeasured(false), true);
+        assert.equal(controller.ratesMeasured(true), false, "decode is still a prior");
+        controller.observeDecode(64e6, 512, 40);
+        assert.equal(controller.ratesMeasured(true), true);
+    });
 });

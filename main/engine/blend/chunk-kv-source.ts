@@ -147,7 +147,8 @@ export class ChunkKvSource {
     /**
      * The controller's plan for a question's chunks (KvController.plan): those only on disk are planned together, so
      * where a GPU recomputes while the CPU reads and decodes, some are recomputed to shorten the wait for the rest.
-     * `wait` is what the plan expects the load step to take (none: no chunk is only on disk).
+     * `wait` is what the plan expects the load step to take (none: no chunk is only on disk, or the controller's rates
+     * are still priors: the first cold question measures them, and a fallback decided on priors would never let it).
      */
     public planChunks(chunks: readonly Token[][]): ChunkPlan {
         const keys = chunks.map((tokens) => this.chunkKey(tokens));
@@ -160,7 +161,7 @@ export class ChunkKvSource {
         const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), options);
         return {
             skipDisk: new Set(onDisk.filter((_, j) => choices[j]!.source === "recompute").map((chunk) => chunk.index)),
-            wait: onDisk.length > 0 ? this.kvController.planWaitMs(choices, options) : null
+            wait: onDisk.length > 0 && this.kvController.ratesMeasured(coded) ? this.kvController.planWaitMs(choices, options) : null
         };
     }
 

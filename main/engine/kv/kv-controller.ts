@@ -68,6 +68,15 @@ export class KvController {
         this.prefill.observe(tokens, ms);
     }
 
+    /**
+     * Whether a plan's times come from this machine: disk, prefill and (for coded files) decode rates each measured
+     * at least once. Before that they are priors, too slow or too fast by any factor, and nothing should be decided by
+     * their sum: the first cold question loads (and probes a recompute) to measure them.
+     */
+    ratesMeasured(coded: boolean): boolean {
+        return this.disk.measured && this.prefill.measured && (!coded || this.decode.measured);
+    }
+
     /** A question's load step, whose plan ({@link planWaitMs} before scaling) said `plannedMs`, took `actualMs`. */
     observeColdWait(plannedMs: number, actualMs: number): void {
         this.coldScale.observe(actualMs, plannedMs);
