@@ -148,6 +148,7 @@ await withTempDir("answers", async (dir) => {
         f1("naive", 0, "cross-chunk") <= f1("full", 0, "cross-chunk") - 10);
     report.print();
 
+    await blend.close();
     await context.dispose();
     await model.dispose();
 });

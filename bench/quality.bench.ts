@@ -220,6 +220,7 @@ await withTempDir("quality", async (dir) => {
         `(per context: ${perContextPass}/${perContext.length} pass)`);
     report.print();
 
+    await blend.close();
     await context.dispose();
     await model.dispose();
 });

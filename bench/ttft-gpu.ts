@@ -389,6 +389,9 @@ console.log(`\nmodel load ${modelLoadMs.toFixed(0)} ms; median of up to ${reps} 
 if (a.out) {
     await writeFile(`${a.out}.md`, lines.join("\n") + "\n");
 }
+await blend.close();
+for (const cold of coldSessions.values())
+    await cold.blend.close();
 await rm(dataDir, {recursive: true, force: true});
 await context.dispose();
 await model.dispose();

@@ -318,6 +318,8 @@ await withTempDir("ttft", async (dir) => {
         report.note(verdict);
     report.print();
 
+    await blend.close();
+    await coldBlend.close();
     await context.dispose();
     await model.dispose();
 });

@@ -53,6 +53,7 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
     });
 
     after(async () => {
+        await blend?.close();
         await context?.dispose();
         await model?.dispose();
         await temp?.cleanup();
@@ -125,5 +126,6 @@ describe("blend exactness on stories260K (CPU, patched build)", {skip}, () => {
         assert.match(chunkCachePut.lastError ?? "", /disk budget/);
         assert.equal(warnings.length, 1, "warned once, not per chunk");
         assert.match(warnings[0]!, /could not be cached/);
+        await opened.value.close();
     });
 });

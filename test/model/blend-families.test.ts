@@ -81,6 +81,7 @@ for (const {preset, family, rope: ropeType} of blending) {
         });
 
         after(async () => {
+            await blend?.close();
             await scratchContext?.dispose();
             await context?.dispose();
             await model?.dispose();

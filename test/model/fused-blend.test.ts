@@ -5,7 +5,7 @@ import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type
 import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
-import {fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
+import {fusedBlendDecode, fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull} from "../../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
@@ -64,6 +64,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
     });
 
     after(async () => {
+        await blend?.close();  // chunk KVs the questions computed are stored after them: settle before the context goes
         await context?.dispose();
         await model?.dispose();
         await temp?.cleanup();
@@ -187,6 +188,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
             for (const [layer, {k}] of alone.body.layers.entries())
                 assert.deepEqual(body.layers[layer]!.k.rows, k.rows, `chunk ${index}, layer ${layer}: K`);
         }
+        await opened.value.close();
     });
 
     it("without flash attention falls back to chunk-head and says why", async () => {
@@ -198,8 +200,53 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
             const prepared = await opened.value.prepare(prompt, "hkvd", 0.15);
             assert.equal(prepared.strategy, "chunk-head");
             assert.match(prepared.fallbackReason ?? "", /hkvd unavailable: flash attention is off/);
+            await opened.value.close();
         } finally {
             await plain.dispose();
         }
+    });
+
+    it("chains its decodes in one job (each queued before the last finishes): ratio 1.0 over 64-token decodes still equals full", async (t) => {
+        // Later decodes attend to the cells earlier ones recomputed, as one decode would; none waits for the one before.
+        const small = await model.createContext({contextSize: 1024, batchSize: 64, threads: testThreads, sequences: 1, flashAttention: true});
+        try {
+            const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data-b64"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 0});
+            const smallSequence = small.getSequence();
+            const opened = await openBlendSession({llama, model, context: small, sequence: smallSequence, modelPath: stories260kPath, cache, threads: testThreads});
+            assert.ok(opened.available, opened.available ? "" : opened.reason);
+            let traced: FusedTrace | undefined;
+            const prepared = await opened.value.prepare(prompt, "hkvd", 1, {trace: {fused: (fused) => traced = fused}});
+            assert.equal(prepared.strategy, "hkvd", prepared.fallbackReason);
+            assert.ok(traced != null && traced.decodes >= 4, `${traced?.decodes} decodes`);
+            assert.equal(traced.decodeMsEach.length, traced.decodes);
+            const logits = await nextLogits(smallSequence, prepared.tokensToEvaluate, vocabSize);
+            const diff = maxAbsDiff(logits, fullLogits);
+            t.diagnostic(`${traced.decodes} decodes: max |logit diff| vs full ${diff.toExponential(2)}`);
+            assert.ok(diff < ratioOneTolerance, `max |diff| ${diff}`);
+            assert.equal(argmax(logits), argmax(fullLogits));
+            await opened.value.close();  // its chunk KVs are stored after the question: let that finish before the context goes
+        } finally {
+            await small.dispose();
+        }
+    });
+
+    it("names the decode llama.cpp refuses in a job, and the session keeps serving", async () => {
+        await blend.prepare(prompt, "naive", 0);
+        const start = promptLayout(prompt).chunks[0]!.start;
+        const batch = (positions: number[]) => ({
+            tokens: Int32Array.from(positions, (position) => prompt.tokens[position]!),
+            positions: Int32Array.from(positions),
+            segLen: Int32Array.of(positions.length),
+            segKeep: Int32Array.of(1)
+        });
+        const ascending = Array.from({length: 8}, (_, index) => start + index);
+        await assert.rejects(fusedBlendDecode(sequence, {batches: [batch(ascending), batch([...ascending].reverse())], checkLayer: 1}),
+            /fused blend decode 2 of 2: bad batch/);
+        await assert.rejects(fusedBlendDecode(sequence, {batches: [{...batch(ascending), segLen: Int32Array.of(7)}], checkLayer: 1}),
+            /segLen must sum to the token count/);
+        const prepared = await blend.prepare(prompt, "hkvd", 1);
+        assert.equal(prepared.strategy, "hkvd", prepared.fallbackReason);
+        const logits = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
+        assert.ok(maxAbsDiff(logits, fullLogits) < ratioOneTolerance);
     });
 });

@@ -62,6 +62,8 @@ export class ChunkKvSource {
     private alone?: Promise<LlamaContextSequence | null>;
     /** The tail of the queue {@link evaluateAlone} runs its calls in. */
     private aloneQueue: Promise<void> = Promise.resolve();
+    /** Set by {@link close}: no small context is made any more. */
+    private closed = false;
     /** The disk files of chunks questions computed, written one at a time after the question (see {@link chunkKv}). */
     private diskStores: Promise<void> = Promise.resolve();
 
@@ -77,6 +79,8 @@ export class ChunkKvSource {
     private async aloneSequence(length: number): Promise<LlamaContextSequence> {
         if (length + 1 > aloneContextSize)
             return this.parts.sequence;
+        if (this.closed)
+            throw new Error("the blend session is closed");
 
         this.alone ??= this.parts.model.createContext({
             contextSize: aloneContextSize,
@@ -255,6 +259,22 @@ export class ChunkKvSource {
     /** Resolves once the disk files queued so far by {@link chunkKv} are written (or have failed, counted). */
     public storesSettled(): Promise<void> {
         return this.diskStores;
+    }
+
+    /**
+     * Lets the queued computations and disk writes finish, then disposes the small context of its own. Each context
+     * holds its model open, and node-llama-cpp disposes a model's contexts when the model goes only through weak
+     * references: once a session was dropped without closing and collected, its context kept model.dispose() waiting
+     * for good (a test's suite that failed now and then, after every test had passed).
+     */
+    public async close(): Promise<void> {
+        this.closed = true;
+        await this.aloneQueue.catch(() => undefined);
+        await this.diskStores;
+        const alone = await this.alone;
+        this.alone = undefined;
+        if (alone != null && !alone.context.disposed)
+            await alone.context.dispose();
     }
 
     /** Puts a computed chunk in the cache; a failure is counted, not thrown (the KV is still good for this question). */
