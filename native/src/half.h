@@ -8,6 +8,7 @@
 #include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -96,9 +97,14 @@ inline void floatsToHalvesF16c(const float* in, uint16_t* out, size_t n) {
         out[i] = floatToHalf(in[i]);
 }
 
-// WEFT_NO_F16C=1 forces the scalar path, so the tests can check it on a machine that has F16C.
+// WEFT_NO_F16C=1 forces the scalar path, so the tests can check it on a machine that has F16C. F16C is read from
+// CPUID (leaf 1, ECX) rather than __builtin_cpu_supports("f16c"), which clang 14 does not know (the fuzzer's build).
 inline bool cpuHasF16c() {
-    static const bool has = std::getenv("WEFT_NO_F16C") == nullptr && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    static const bool has = [] {
+        unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+        return std::getenv("WEFT_NO_F16C") == nullptr && __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 &&
+            (ecx & bit_F16C) != 0;
+    }();
     return has;
 }
 #define WEFT_HAVE_F16C_DISPATCH 1
