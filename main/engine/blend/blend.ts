@@ -192,7 +192,10 @@ export class BlendSession {
         return this.kvSource.storesSettled();
     }
 
-    /** Frees the resident tier (before its context is disposed) and its own small context; waits for an admission, the chunk computations and the disk files in flight first. */
+    /**
+     * Frees the resident tier (before its context is disposed) and its own small context; waits for an admission, the
+     * chunk computations and the disk files in flight first.
+     */
     public async close(): Promise<void> {
         const tier = await this.replaceResidentTier(undefined);
         tier?.clear();

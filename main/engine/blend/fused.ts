@@ -101,8 +101,9 @@ export function packFusedBatches(pieces: readonly FusedSegment[], batchSize: num
 /**
  * Runs the fused blend decode over `segments` (ascending, non-overlapping positions of `tokens`) in as few decodes as
  * the batch size allows, all in one native job (each queued while the device computes the one before), each holding
- * whole segments (a chunk longer than a batch is split, each piece selecting its own share). Decodes in order, so a later one attends to what earlier ones recomputed, as one decode would. A
- * decode with nothing to recompute (only chunks, ratio 0) is skipped: its cells keep their cached rows in every layer.
+ * whole segments (a chunk longer than a batch is split, each piece selecting its own share). Decodes in order, so a
+ * later one attends to what earlier ones recomputed, as one decode would. A decode with nothing to recompute (only
+ * chunks, ratio 0) is skipped: its cells keep their cached rows in every layer.
  */
 export async function runFusedBlend(sequence: LlamaContextSequence, tokens: readonly Token[], segments: readonly FusedSegment[],
     options: {ratio: number, batchSize: number, checkLayer: number, mask?: FusedBlendSpec["mask"], phases?: boolean}): Promise<FusedBlendRun> {

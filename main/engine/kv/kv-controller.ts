@@ -115,8 +115,7 @@ export class KvController {
         const decodeMs = input.coded ? input.tokens * rates.f16BytesPerToken / rates.decodeF16BytesPerMs : 0;
         const diskMs = readMs + decodeMs;
         const recomputeMs = input.tokens / rates.prefillTokensPerMs;
-        const measured = this.disk.measured && this.prefill.measured && (!input.coded || this.decode.measured);
-        return {source: measured && recomputeMs < diskMs ? "recompute" : "disk", diskMs, recomputeMs};
+        return {source: this.ratesMeasured(input.coded) && recomputeMs < diskMs ? "recompute" : "disk", diskMs, recomputeMs};
     }
 
     /**
