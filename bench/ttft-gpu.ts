@@ -17,7 +17,7 @@ import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
-import {fusedBlendPhases} from "../main/engine/native/native-addon.js";
+import {type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "./harness.js";
@@ -30,6 +30,8 @@ const {values: a} = parseArgs({options: {
     out: {type: "string"}, card: {type: "string", default: "?"},
     variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-resident,hkvd0-resident"},
     deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false},
+    /** Where ordinary decodes (the full prefill, the question) build their causal mask: patch 0008's modes. */
+    "decode-mask": {type: "string", default: "auto"},
     /** The codec level of the "-cold" variants' disk files (a variant's "-lN" suffix overrides it). */
     "cold-level": {type: "string", default: String(kvCodecDefaultLevel)}
 }});
@@ -54,7 +56,10 @@ const modelLoadMs = performance.now() - t;
 const maxSize = Math.max(...sizes);
 const context = await model.createContext({contextSize: maxSize + 512, batchSize: Number(a.batch), threads, sequences: 1, flashAttention: true});
 const sequence = context.getSequence();
-log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize}, batch ${context.batchSize}, flash attention ${String(context.flashAttention)}`);
+const decodeMask = a["decode-mask"] as DecodeMaskMode;
+const decodeMaskSet = await setDecodeMaskMode(context, decodeMask);
+log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize}, batch ${context.batchSize}, flash attention ${String(context.flashAttention)}, ` +
+    `decode mask ${decodeMask}${decodeMaskSet ? "" : " (not set: no patch 0008)"}`);
 const dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-ttft-"));
 const cache = await ChunkKvCache.open({dataDir, ramBudgetBytes: 16 * 1024 ** 3, diskBudgetBytes: 0});
 // Host tiers only by default; the "-resident" variants give the blend a resident (GPU) tier of their own.

@@ -28,7 +28,8 @@
         "src/kv_codec_decode.cpp",
         "src/kv_codec_format.cpp",
         "src/kv_codec_addon.cpp",
-        "src/fused_blend.cpp"
+        "src/fused_blend.cpp",
+        "src/mask_mode.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -27,7 +27,9 @@
 # choices per run, bytes read and the ratio to the same strategy's warm row), WEFT_PROBE (1: short
 # 8k runs that each change one thing), WEFT_BATCH_PROBE (N[,M]: a further run at each batch size), WEFT_NSYS (1: an Nsight Systems
 # profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run),
-# WEFT_COLD_VARIANTS (a run of these variants at 8k). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
+# WEFT_COLD_VARIANTS (a run of these variants at 8k), WEFT_MASK_PROBE (N: the full prefill at batch N with the host-filled
+# mask, against patch 0008's in-graph one in the batch probe), WEFT_SAVE_BUILD (1: the CUDA build comes back in parts
+# for .device/build/, which later calls use instead of building when made from the same patches). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
 
 start=$(date +%s)
@@ -136,7 +138,24 @@ model_pid=$!
 native_pid=$!
 
 # ---- llama.cpp with Weft's patches
-if [ $reuse = 0 ]; then
+# A build that came back from an earlier call (WEFT_SAVE_BUILD=1, copied here into .device/build/) is used instead of
+# building when it was made from the same patches, node-llama-cpp, backend and CUDA arch: minutes of device time saved.
+build_manifest() {
+    echo "node-llama-cpp $(node -p 'require("./node_modules/node-llama-cpp/package.json").version') gpu=$gpu arch=$arch"
+    (cd native/patches && sha256sum *.diff)
+}
+saved_build=0
+if [ $reuse = 0 ] && [ -f .device/build/llama-build.manifest ] && ls .device/build/llama-build.tar.xz.* >/dev/null 2>&1; then
+    if [ "$(build_manifest)" = "$(sed '/^--- parts$/,$d' .device/build/llama-build.manifest)" ] &&
+        (cd .device/build && sed '1,/^--- parts$/d' llama-build.manifest | sha256sum --quiet -c -) &&
+        cat .device/build/llama-build.tar.xz.* | unxz_to /dev/stdin | tar -C "$nlc/llama" --no-same-owner -xf -; then
+        saved_build=1
+        say "llama.cpp: using the build carried in .device/build ($(du -sh .device/build | cut -f1)), made from these patches"
+    else
+        say "llama.cpp: the build in .device/build was made from other patches or is damaged: building"
+    fi
+fi
+if [ $reuse = 0 ] && [ $saved_build = 0 ]; then
 say "building llama.cpp (gpu=$gpu) with Weft's patches"
 if [ "$gpu" = cuda ]; then export NODE_LLAMA_CPP_CMAKE_OPTION_CMAKE_CUDA_ARCHITECTURES="$arch"; fi
 node scripts/build-llama.mjs --gpu "$gpu" >"$OUT/build-llama.log" 2>&1
@@ -144,6 +163,19 @@ build_rc=$?
 grep -E "patch|patched build|done in|failed|error" "$OUT/build-llama.log" | grep -v "^-- " | tail -20
 [ $build_rc -eq 0 ] || { tail -40 "$OUT/build-llama.log"; die "scripts/build-llama.mjs --gpu $gpu exited $build_rc (log: build-llama.log)"; }
 say "llama.cpp built"
+# WEFT_SAVE_BUILD=1: the build's binaries come back (xz, in 15 MiB parts, with a manifest: what they were built from and
+# each part's sha256; at most 3 parts, as a call returns 8 files) for a later call to carry
+# in .device/build/. pax keeps buildDone.status's mtime exact: weft-patches.json records it as the build's stamp.
+if [ "${WEFT_SAVE_BUILD:-0}" = 1 ]; then
+    folder="$(cd "$nlc/llama/localBuilds" && ls -t | head -1)"
+    mkdir -p "$work/build-out"
+    tar -C "$nlc/llama" --format=posix -cf - "localBuilds/$folder/Release" "localBuilds/$folder/buildDone.status" weft-patches.json \
+        $(cd "$nlc/llama" && ls lastBuild.json 2>/dev/null) | xz -T0 -6 | split -b 15M - "$work/build-out/llama-build.tar.xz."
+    (build_manifest; echo "--- parts"; cd "$work/build-out" && sha256sum llama-build.tar.xz.*) >"$work/build-out/llama-build.manifest"
+    parts=$(ls "$work/build-out"/llama-build.tar.xz.* | wc -l)
+    say "saved build: $(du -sh "$work/build-out" | cut -f1) in $parts parts (localBuilds/$folder)"
+    if [ "$parts" -le 3 ]; then cp "$work/build-out"/* "$OUT/"; else say "saved build: too large to come back"; fi
+fi
 fi
 wait $native_pid; native_rc=$?
 tail -3 "$OUT/native.log"
@@ -300,6 +332,11 @@ batch_probes="${WEFT_BATCH_PROBE:-}"
 for probe_batch in ${batch_probes//,/ }; do
     run_bench "batch$probe_batch" -- --sizes "$sizes" --batch "$probe_batch" --variants "${WEFT_BATCH_VARIANTS:-full,hkvd-resident,hkvd0-resident}"
 done
+# WEFT_MASK_PROBE=N[,M...]: at each batch N, the full prefill with the stock host-filled mask against patch 0008's in-graph one.
+mask_probes="${WEFT_MASK_PROBE:-}"
+for probe_batch in ${mask_probes//,/ }; do
+    run_bench "mask-host$probe_batch" -- --sizes "$sizes" --batch "$probe_batch" --decode-mask host --variants full
+done
 # WEFT_NSYS=1: an Nsight Systems profile of hkvd's fused decode at 8k (one rep), summarized per kernel and per CUDA API call.
 if [ "${WEFT_NSYS:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
     say "nsys: skipped, past the budget"
@@ -318,7 +355,8 @@ elif [ "${WEFT_NSYS:-0}" = 1 ]; then
     fi
 fi
 # What comes back from a device call is at most 8 files: the logs beyond the main table go into one archive.
-extra=$(cd "$OUT" && ls | grep -v -x -e gpu-run.log -e ttft-main.md -e ttft-main.jsonl -e logs.tar.gz || true)
+extra=$(cd "$OUT" && ls | grep -v -x -e gpu-run.log -e ttft-main.md -e ttft-main.jsonl -e logs.tar.gz \
+    -e llama-build.manifest -e 'llama-build.tar.xz.*' || true)
 if [ -n "$extra" ]; then
     (cd "$OUT" && tar czf logs.tar.gz $extra && rm -f $extra)
 fi

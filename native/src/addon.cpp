@@ -9,6 +9,7 @@
 //   captureLayerKV(LlamaModel._model, tokens, layer, options): Promise<{k, v, nTokens, nEmbdK, nEmbdV, ...}>
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   fusedBlendDecode(LlamaContext._ctx, seqId, spec): Promise<{selected, deviation, decodeMs}>; fusedBlendSupported(): boolean (patch 0003)
+//   setDecodeMaskMode(LlamaContext._ctx, mode): boolean (patch 0008: where ordinary decodes build their causal mask)
 //   llamaFunctionsAvailable(): {ok, missing, library}
 //   kvCodecEncode / kvCodecDecode / kvCodecDecodeSync / kvCodecLevels: the KV codec (kv_codec.h)
 // The TypeScript side is main/engine/native/native-addon.ts.
@@ -22,6 +23,7 @@
 #include "kv_splice.h"
 #include "layer_capture.h"
 #include "llama_functions.h"
+#include "mask_mode.h"
 #include "sequence_state.h"
 #ifdef WEFT_DEBUG_DIAGNOSTICS
 #include "stack_dump.h"
@@ -72,6 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("kvCodecLevels", Napi::Function::New(env, KvCodecLevels, "kvCodecLevels"));
     exports.Set("fusedBlendDecode", Napi::Function::New(env, FusedBlendDecode, "fusedBlendDecode"));
     exports.Set("fusedBlendSupported", Napi::Function::New(env, FusedBlendSupported, "fusedBlendSupported"));
+    exports.Set("setDecodeMaskMode", Napi::Function::New(env, SetDecodeMaskMode, "setDecodeMaskMode"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
     return exports;
 }

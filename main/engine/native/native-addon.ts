@@ -209,6 +209,9 @@ export type KvCodecDecodeResult =
  */
 export type FusedBlendBatch = {tokens: Int32Array, positions: Int32Array, segLen: Int32Array, segKeep: Int32Array};
 
+/** Where a decode's causal mask is built: see {@link setDecodeMaskMode} and {@link FusedBlendSpec.mask}. */
+export type DecodeMaskMode = "auto" | "host" | "graph";
+
 /**
  * A fused blend's decodes, run in order in one native job: each is queued without waiting for the device, so
  * llama.cpp's host work for the next one overlaps the device's work on this one, and the job synchronizes once.
@@ -222,7 +225,7 @@ export type FusedBlendSpec = {
      * Where the causal mask is built: "auto" (default) in the graph when the KV cache is in device memory, else on the
      * host; "host" / "graph" force one (both give the same mask: tests compare them on a CPU).
      */
-    mask?: "auto" | "host" | "graph",
+    mask?: DecodeMaskMode,
     /**
      * Also return each decode's host phases (a diagnostic: the GPU benchmark asks, the product does not). The phases
      * measure each decode's wait for the device, so every decode then waits and none overlaps the next.
@@ -273,6 +276,8 @@ export interface WeftNativeAddon {
     fusedBlendDecode(context: ContextHandle, seqId: number, spec: FusedBlendSpec): Promise<FusedBlendResult>;
     /** Whether the loaded llama.cpp has Weft's patch 0003 (llama_weft_blend_decode). */
     fusedBlendSupported(): boolean;
+    /** Where the context's ordinary decodes build their causal mask (patch 0008); false where the build lacks it. */
+    setDecodeMaskMode(context: ContextHandle, mode: DecodeMaskMode): boolean;
     /** Whether every llama.cpp / ggml function the addon needs was found in the loaded library (load a model first). */
     llamaFunctionsAvailable(): LlamaFunctionsReport;
     /** Encodes a chunk's KV into a codec container (native/src/kv_codec.h). */
@@ -524,6 +529,23 @@ export async function fusedBlendDecode(sequence: LlamaContextSequence, spec: Fus
         throw new Error("the context is disposed");
     return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
         () => withContextLock(context, () => addon.fusedBlendDecode(contextHandleOf(context), sequenceIdOf(sequence), spec)));
+}
+
+/**
+ * Where `context`'s ordinary decodes build their causal mask (patch 0008): `auto`, llama.cpp's default under it, builds
+ * it in the graph for prefill ubatches when the KV cache is on a GPU; `host` is upstream's fill; `graph` forces the
+ * in-graph mask wherever the ubatch allows it (tests compare the two on a CPU). Resolves to false where the addon or
+ * the patch is missing (the host fill then stays).
+ */
+export async function setDecodeMaskMode(context: LlamaContext, mode: DecodeMaskMode): Promise<boolean> {
+    const load = loadNativeAddon();
+    if (!load.available || typeof load.value.setDecodeMaskMode !== "function")
+        return false;
+    const addon = load.value;
+    if (context.disposed)
+        throw new Error("the context is disposed");
+    return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
+        () => withContextLock(context, async () => addon.setDecodeMaskMode(contextHandleOf(context), mode)));
 }
 
 /** hkvd's deviation scores, natively (see {@link DeviationSpec}). */
