@@ -17,7 +17,8 @@ import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
-import {type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
+import {createModelContext} from "../main/engine/llama-runtime.js";
+import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {seededRandom, Vocabulary} from "./harness.js";
@@ -26,7 +27,7 @@ import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache
 const {values: a} = parseArgs({options: {
     model: {type: "string"}, gpu: {type: "string", default: "cuda"}, sizes: {type: "string", default: "2048,8192"},
     chunk: {type: "string", default: "512"}, ratio: {type: "string", default: "0.15"}, reps: {type: "string", default: "3"},
-    threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "2048"},
+    threads: {type: "string", default: String(Math.min(16, os.availableParallelism()))}, batch: {type: "string", default: "auto"},
     out: {type: "string"}, card: {type: "string", default: "?"},
     variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-resident,hkvd0-resident"},
     deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false},
@@ -54,11 +55,15 @@ let t = performance.now();
 const model = await llama.loadModel({modelPath: a.model!, gpuLayers: gpu === false ? 0 : "max"});
 const modelLoadMs = performance.now() - t;
 const maxSize = Math.max(...sizes);
-const context = await model.createContext({contextSize: maxSize + 512, batchSize: Number(a.batch), threads, sequences: 1, flashAttention: true});
+// --batch auto: the app's own sizes (llama-runtime.ts: node-llama-cpp feeds 2048 per decode, the ubatch is 8192 where
+// the GPU has room); a number N: N for both, as node-llama-cpp makes it
+const context = a.batch === "auto"
+    ? await createModelContext(llama, model, {contextSize: maxSize + 512, threads, flashAttention: true})
+    : await model.createContext({contextSize: maxSize + 512, batchSize: Number(a.batch), threads, sequences: 1, flashAttention: true});
 const sequence = context.getSequence();
 const decodeMask = a["decode-mask"] as DecodeMaskMode;
 const decodeMaskSet = await setDecodeMaskMode(context, decodeMask);
-log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize}, batch ${context.batchSize}, flash attention ${String(context.flashAttention)}, ` +
+log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize}, batch ${context.batchSize} (ubatch ${decodeBatchSize(context)}), flash attention ${String(context.flashAttention)}, ` +
     `decode mask ${decodeMask}${decodeMaskSet ? "" : " (not set: no patch 0008)"}`);
 const dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-ttft-"));
 const cache = await ChunkKvCache.open({dataDir, ramBudgetBytes: 16 * 1024 ** 3, diskBudgetBytes: 0});

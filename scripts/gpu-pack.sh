@@ -5,7 +5,7 @@
 #   bash scripts/gpu-pack.sh            then: device run, carry [".device"], command "bash scripts/gpu-run.sh"
 #
 # .device/pack/ gets:
-#   node.xz              this machine's node binary (x86-64, glibc; the GPU machine has none)
+#   node.xz              this machine's node binary, stripped (x86-64, glibc; the GPU machine has none)
 #   nodedist-include.tar.xz  Node's headers (/usr/include/node without openssl/, which an N-API addon never includes),
 #                        laid out as <nodedir>/include/node for node-gyp --nodedir
 #   npm.tar.xz           npm itself (node-llama-cpp's source build runs `npm run`)
@@ -14,6 +14,7 @@
 #                        without the prebuilt @node-llama-cpp/* binaries, llama/gitRelease.bundle (35 MB),
 #                        llama/localBuilds and llama/llama.cpp
 #   llama.cpp.tar.xz     the bundled llama.cpp source (git archive of HEAD, i.e. unpatched) without models/ and docs/
+#                        (only include/ and ggml/include/ when .device/build/ holds a build from an earlier call)
 #   ggml-vocab-llama-spm.gguf   the vocab-only GGUF the fixture writer copies the tokenizer from
 #   bundle-head.bundle   the first lines of gitRelease.bundle (`git bundle list-heads` reads only those), so
 #                        test/fixtures/llama-source.ts learns the llama.cpp commit without the 35 MB bundle
@@ -33,7 +34,10 @@ trap 'rm -rf "$tmp"' EXIT
 export XZ_DEFAULTS="-T0"
 
 echo "gpu-pack: node $(node --version) from $(command -v node)"
-xz -6 -c "$(readlink -f "$(command -v node)")" >"$pack/node.xz" &
+# Debian's node carries its debug info: stripped, it packs 2 MB smaller, room the carried build (.device/build) needs.
+nodebin="$(readlink -f "$(command -v node)")"
+if command -v strip >/dev/null && strip -o "$tmp/node" "$nodebin" && "$tmp/node" --version >/dev/null; then nodebin="$tmp/node"; fi
+xz -6 -c "$nodebin" >"$pack/node.xz" &
 
 # Node's headers for node-gyp: <nodedir>/include/node/{common.gypi,config.gypi,node_api.h,...}.
 nodeinc="$(dirname "$(readlink -f "$(command -v node)")")/../include/node"
@@ -48,14 +52,20 @@ npmdir="$(npm root -g)/npm"
 [ -f "$npmdir/bin/npm-cli.js" ] || { echo "gpu-pack: npm not found at $npmdir" >&2; exit 1; }
 tar -C "$(dirname "$npmdir")" -cJf "$pack/npm.tar.xz" npm &
 
-# The llama.cpp source node-llama-cpp bundles, unpatched (scripts/build-llama.mjs applies the patches there).
+# The llama.cpp source node-llama-cpp bundles, unpatched (scripts/build-llama.mjs applies the patches there). With a
+# build carried in .device/build (scripts/gpu-run.sh WEFT_SAVE_BUILD) only the headers the native addon compiles against.
 src="$nlc/llama/llama.cpp"
+paths=(. ':!models' ':!docs')
+if [ -f "$root/.device/build/llama-build.manifest" ]; then
+    paths=(include ggml/include)
+    echo "gpu-pack: .device/build holds a build: the llama.cpp source is packed as headers only"
+fi
 if [ -d "$src/.git" ]; then
-    git -C "$src" archive --format=tar --prefix=llama.cpp/ HEAD -- . ':!models' ':!docs' | xz -6 >"$pack/llama.cpp.tar.xz"
+    git -C "$src" archive --format=tar --prefix=llama.cpp/ HEAD -- "${paths[@]}" | xz -6 >"$pack/llama.cpp.tar.xz"
     git -C "$src" show HEAD:models/ggml-vocab-llama-spm.gguf >"$pack/ggml-vocab-llama-spm.gguf"
 else
     git clone -q --bare "$nlc/llama/gitRelease.bundle" "$tmp/llama.git"
-    git -C "$tmp/llama.git" archive --format=tar --prefix=llama.cpp/ HEAD -- . ':!models' ':!docs' | xz -6 >"$pack/llama.cpp.tar.xz"
+    git -C "$tmp/llama.git" archive --format=tar --prefix=llama.cpp/ HEAD -- "${paths[@]}" | xz -6 >"$pack/llama.cpp.tar.xz"
     git -C "$tmp/llama.git" show HEAD:models/ggml-vocab-llama-spm.gguf >"$pack/ggml-vocab-llama-spm.gguf"
 fi
 # `git bundle list-heads` reads the header only: keep it up to the blank line that ends it.

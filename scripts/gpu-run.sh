@@ -13,7 +13,7 @@
 # $OUT (gpu-run.log, ttft.md, ttft.jsonl, build logs).
 #
 # Environment (defaults are the GPU run's): WEFT_GPU (cuda; "false" for a CPU dry run of the whole flow),
-# WEFT_CUDA_ARCH (90), WEFT_SIZES (2048,8192), WEFT_REPS (3), WEFT_RATIO (0.15), WEFT_CHUNK (512 tokens per chunk),
+# WEFT_CUDA_ARCH (90-real: Hopper's machine code without PTX, a smaller build to carry back), WEFT_SIZES (2048,8192), WEFT_REPS (3), WEFT_RATIO (0.15), WEFT_CHUNK (512 tokens per chunk),
 # WEFT_SHAPE ("layers embd heads kvHeads ff": 16 2048 16 8 5632), WEFT_BUDGET_S (570: no new benchmark run starts
 # after this many seconds from the script's start), WEFT_WORK (/tmp/weft-gpu), WEFT_GPU_REUSE (1: on a warm machine
 # whose previous call of this script built everything, keep node_modules, the CUDA build and the model, and only
@@ -43,7 +43,7 @@ if [ -z "${WEFT_GPU_RUN_TEED:-}" ]; then # everything also goes to $OUT/gpu-run.
     exit "${PIPESTATUS[0]}"
 fi
 gpu="${WEFT_GPU:-cuda}"
-arch="${WEFT_CUDA_ARCH:-90}"
+arch="${WEFT_CUDA_ARCH:-90-real}"
 sizes="${WEFT_SIZES:-2048,8192}"
 reps="${WEFT_REPS:-3}"
 ratio="${WEFT_RATIO:-0.15}"

@@ -14,7 +14,7 @@ import type {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
-    contextInternalsProblem, decodeAtPositions, getContextSequenceState, markTokensEvaluated, type PositionedRun, residentKvSupported,
+    contextInternalsProblem, decodeAtPositions, decodeBatchSize, getContextSequenceState, markTokensEvaluated, type PositionedRun, residentKvSupported,
     sequenceIdOf
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
@@ -377,7 +377,7 @@ export class BlendSession {
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
                 // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
-                {ratio, batchSize: this.context.batchSize, checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
+                {ratio, batchSize: decodeBatchSize(this.context), checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
             selected = run.selected;
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
@@ -436,7 +436,7 @@ export class BlendSession {
 
         // Equal pieces rather than full ones and a remainder: llama.cpp's CPU flash-attention kernel takes a much slower
         // path for fewer than 64 query rows (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
-        const pieces = Math.ceil(positions.length / this.context.batchSize);
+        const pieces = Math.ceil(positions.length / decodeBatchSize(this.context));
         const pieceSize = Math.ceil(positions.length / pieces);
         const batches: PositionedRun[][] = [];
         for (let start = 0; start < positions.length; start += pieceSize)

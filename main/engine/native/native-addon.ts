@@ -437,6 +437,30 @@ export async function decodeAtPositions(context: LlamaContext, sequenceId: numbe
     }));
 }
 
+/** Each context's own batch (llama.cpp's n_batch and n_ubatch) where {@link limitEvaluationBatch} lowered node-llama-cpp's. */
+const decodeBatchSizes = new WeakMap<LlamaContext, number>();
+
+/**
+ * node-llama-cpp makes a context's batch size its ubatch too, and feeds each of its own decodes (a prompt's prefill,
+ * the question, generation) up to that many tokens. This keeps the context's ubatch and makes node-llama-cpp feed at
+ * most `tokens` per decode, so its prefill runs as several ubatches whose host work overlaps the device's, while
+ * Weft's own decodes (the fused blend's, chunk-head's recompute) may still fill the whole ubatch:
+ * {@link decodeBatchSize} gives it.
+ */
+export function limitEvaluationBatch(context: LlamaContext, tokens: number): void {
+    const internals = context as unknown as {_batchSize?: unknown};
+    if (typeof internals._batchSize !== "number")
+        throw new Error("node-llama-cpp's LlamaContext has no _batchSize: limitEvaluationBatch needs updating for this version");
+    const own = decodeBatchSizes.get(context) ?? internals._batchSize;
+    decodeBatchSizes.set(context, own);
+    internals._batchSize = Math.max(1, Math.min(Math.floor(tokens), own));
+}
+
+/** The most tokens one llama_decode of Weft's may hold on `context` (its ubatch), whatever node-llama-cpp feeds. */
+export function decodeBatchSize(context: LlamaContext): number {
+    return decodeBatchSizes.get(context) ?? context.batchSize;
+}
+
 /** Keeps the native object from being disposed while `run` uses it (node-llama-cpp's own dispose guards). */
 async function withDisposalPrevented<T>(guard: DisposeGuard | undefined, run: () => Promise<T>): Promise<T> {
     const handle = guard?.createPreventDisposalHandle();

@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import {describe, it} from "node:test";
+import {chooseDecodeBatch, decodeBatchHeadroomBytes, gpuDecodeBatchTokens} from "../../main/engine/llama-runtime.js";
+
+const GiB = 1024 ** 3;
+
+describe("chooseDecodeBatch: the GPU context's ubatch", () => {
+    it("takes the large ubatch where the card holds the context, its in-graph mask and the headroom", () => {
+        const contextSize = 33_280;
+        const maskBytes = contextSize * gpuDecodeBatchTokens * 6; // F32 and F16, n_ctx x ubatch
+        const need = 6 * GiB + maskBytes + decodeBatchHeadroomBytes;
+        assert.equal(chooseDecodeBatch({contextSize, evaluationTokens: 2048, freeVramBytes: need, contextVramBytes: 6 * GiB}), gpuDecodeBatchTokens);
+        assert.equal(chooseDecodeBatch({contextSize, evaluationTokens: 2048, freeVramBytes: need - 1, contextVramBytes: 6 * GiB}), 2048);
+    });
+
+    it("keeps the evaluation batch on a small card (24 GB, an 8B f16 model loaded) and for short contexts", () => {
+        assert.equal(chooseDecodeBatch({contextSize: 32_768, evaluationTokens: 2048, freeVramBytes: 7 * GiB, contextVramBytes: 5 * GiB}), 2048);
+        assert.equal(chooseDecodeBatch({contextSize: 2048, evaluationTokens: 2048, freeVramBytes: 100 * GiB, contextVramBytes: GiB}), 2048);
+    });
+
+    it("never exceeds the context", () => {
+        assert.equal(chooseDecodeBatch({contextSize: 4096, evaluationTokens: 2048, freeVramBytes: 100 * GiB, contextVramBytes: GiB}), 4096);
+    });
+});
