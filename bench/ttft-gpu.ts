@@ -17,7 +17,7 @@ import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
-import {createModelContext} from "../main/engine/llama-runtime.js";
+import {createModelContext} from "../main/engine/context-batch.js";
 import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";

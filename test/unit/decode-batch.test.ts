@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {describe, it} from "node:test";
-import {chooseDecodeBatch, decodeBatchHeadroomBytes, gpuDecodeBatchTokens} from "../../main/engine/llama-runtime.js";
+import {chooseDecodeBatch, decodeBatchHeadroomBytes, gpuDecodeBatchTokens} from "../../main/engine/context-batch.js";
 
 const GiB = 1024 ** 3;
 
