@@ -19,6 +19,7 @@
         "src/pinned_buffer.cpp",
         "src/rope.cpp",
         "src/kv_splice.cpp",
+        "src/kv_splice_plan.cpp",
         "src/kv_deviation.cpp",
         "src/kv_resident.cpp",
         "src/capture_graph.cpp",
