@@ -1,6 +1,5 @@
 #include "mask_mode.h"
 
-#include <mutex>
 #include <string>
 
 #include "addon_handles.h"
@@ -10,15 +9,6 @@ namespace {
 
 // Patch 0008's function, declared here because an unpatched llama.h (the default install) lacks it.
 using SetMaskModeFn = int32_t (*)(llama_context*, int32_t);
-
-SetMaskModeFn setMaskModeFunction() {
-    static std::mutex mutex;
-    static SetMaskModeFn found = nullptr;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (found == nullptr)
-        found = reinterpret_cast<SetMaskModeFn>(findOptionalLlamaFunction("llama_weft_set_mask_mode"));
-    return found;
-}
 
 } // namespace
 
@@ -35,7 +25,8 @@ Napi::Value SetDecodeMaskMode(const Napi::CallbackInfo& info) {
         code = 2;
     else
         throw Napi::TypeError::New(env, "mode must be \"auto\", \"host\" or \"graph\"");
-    SetMaskModeFn set = setMaskModeFunction();
+    // looked up on each call (a context's mode is set once): node-llama-cpp may load its library after the addon
+    auto set = reinterpret_cast<SetMaskModeFn>(findOptionalLlamaFunction("llama_weft_set_mask_mode"));
     if (set == nullptr)
         return Napi::Boolean::New(env, false);
     if (set(ctx, code) != 0)
