@@ -105,22 +105,27 @@ git -C "$nlc/llama/llama.cpp" init -q || die "git init in the llama.cpp source"
 touch node_modules/.weft-gpu-pack
 say "unpacked: node $(node --version), npm $(npm --version 2>/dev/null), $(ls node_modules | wc -l) packages"
 
-# ---- the model, in the background (one core; the build takes the rest)
+# ---- the model, in the background
 commit="$(git bundle list-heads "$pack/bundle-head.bundle" | awk '$2 == "HEAD" { print $1 }')"
 cp "$pack/ggml-vocab-llama-spm.gguf" "$work/fixtures/llama.cpp/ggml-vocab-llama-spm.${commit:0:12}.gguf"
 mkdir -p .device/run
 cat >.device/run/make-model.ts <<'TS'
+import os from "node:os";
 import {makeTinyLlama} from "../../test/fixtures/make-tiny-models.js";
 const [outPath, layers, embd, heads, kvHeads, ff] = process.argv.slice(2);
 const started = performance.now();
 const result = await makeTinyLlama({vocab: "llama-spm", layers: Number(layers), embd: Number(embd), heads: Number(heads),
-    kvHeads: Number(kvHeads), ff: Number(ff), contextLength: 32768, weightType: "f16", seed: 1, outPath: outPath!});
+    kvHeads: Number(kvHeads), ff: Number(ff), contextLength: 32768, weightType: "f16", seed: 1, outPath: outPath!,
+    workers: Number(process.env.WEFT_MODEL_WORKERS ?? "1")});
 console.log(`model: ${(result.bytes / 2 ** 30).toFixed(2)} GiB written in ${((performance.now() - started) / 1000).toFixed(1)} s: ${result.path}`);
 TS
 model="$work/model.gguf"
 fi
 model="$work/model.gguf"
-[ $reuse = 1 ] || (WEFT_LLAMA_BUNDLE="$pack/bundle-head.bundle" WEFT_FIXTURE_CACHE="$work/fixtures" \
+# Its weights are written by worker threads: all cores when a carried build spares the compile (.device/build), else two.
+model_workers=2
+[ -f .device/build/llama-build.manifest ] && model_workers=$(nproc)
+[ $reuse = 1 ] || (WEFT_MODEL_WORKERS=$model_workers WEFT_LLAMA_BUNDLE="$pack/bundle-head.bundle" WEFT_FIXTURE_CACHE="$work/fixtures" \
     node --import tsx .device/run/make-model.ts "$model" "$layers" "$embd" "$heads" "$kvheads" "$ff" >"$OUT/model.log" 2>&1) &
 model_pid=$!
 [ $reuse = 1 ] && model_pid=

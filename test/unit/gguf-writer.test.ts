@@ -9,6 +9,7 @@ import {
     alignUp, f16ToF32, f32ToF16, gguf, readGgufHeader, readTensorValues, writeGguf, type GgufMetadata, type GgufTensorSpec
 } from "../fixtures/gguf-writer.js";
 import {fixtureCacheDir} from "../fixtures/llama-source.js";
+import {uniformFill} from "../fixtures/make-tiny-models.js";
 
 const invalidUtf8 = new Uint8Array([0x61, 0xff, 0xfe, 0x62]);
 
@@ -202,5 +203,28 @@ describe("gguf-writer", () => {
         await assert.rejects(writeGguf(path.join(dir, "r4.gguf"), new Map(), [{...t, dims: [3]}]), /values for dims/);
         await assert.rejects(writeGguf(path.join(dir, "r5.gguf"), new Map(), [{...t, dims: [0]}]), /bad dims/);
         assert.throws(() => readGgufHeader(path.join(dir, "missing.gguf")), /ENOENT/);
+    });
+
+    test("worker threads write the same bytes as one thread, portable fills and in-memory tensors mixed", async () => {
+        // Several chunks per tensor (1 Mi elements each), odd sizes (padding between tensors), both types.
+        const tensors = (): GgufTensorSpec[] => [
+            {name: "a", dims: [1000, 2500], type: "f16", data: uniformFill(7, "a", 0, 0.5)},
+            {name: "norm", dims: [37], type: "f32", data: Float32Array.from({length: 37}, (_, i) => i / 7)},
+            {name: "b", dims: [777, 3001], type: "f32", data: uniformFill(7, "b", 1, 0.05)},
+            {name: "c", dims: [3, 5], type: "f16", data: uniformFill(7, "c", 0, 2)},
+            {name: "d", dims: [4096, 600], type: "f16", data: uniformFill(7, "d", 0, 0.1)}
+        ];
+        const metadata = new Map([["general.name", gguf.str("parallel")]]);
+        const one = await writeGguf(path.join(dir, "one.gguf"), metadata, tensors());
+        const three = await writeGguf(path.join(dir, "three.gguf"), metadata, tensors(), {workers: 3});
+        assert.equal(three.bytes, one.bytes);
+        assert.equal(three.dataOffset, one.dataOffset);
+        const bytesOne = readFileSync(one.path), bytesThree = readFileSync(three.path);
+        assert.equal(bytesThree.length, bytesOne.length);
+        assert.ok(bytesThree.equals(bytesOne), "the files differ");
+        // and the values are the fills' (not zeros left by a worker that wrote nothing)
+        const header = readGgufHeader(three.path);
+        const d = readTensorValues(three.path, header, "d");
+        assert.ok(d.some((value) => value !== 0));
     });
 });
