@@ -50,12 +50,19 @@ export async function createModelContext(llama: Llama, model: LlamaModel, option
     const {contextSize, threads} = options;
     const evaluationTokens = evaluationBatchSize(llama, contextSize);
     const flash = options.flashAttention != null ? {flashAttention: options.flashAttention} : {};
-    let batchSize = llama.gpu === false ? evaluationTokens : chooseDecodeBatch({
-        contextSize, evaluationTokens, freeVramBytes: (await llama.getVramState()).free,
-        contextVramBytes: (await model.fileInsights.estimateContextResourceRequirementsV2({
-            contextSize, modelGpuLayers: model.gpuLayers, batchSize: Math.min(contextSize, gpuDecodeBatchTokens), sequences: 1, ...flash
-        })).gpuVram
-    });
+    let batchSize = evaluationTokens;
+    if (llama.gpu !== false) {
+        try {
+            batchSize = chooseDecodeBatch({
+                contextSize, evaluationTokens, freeVramBytes: (await llama.getVramState()).free,
+                contextVramBytes: (await model.fileInsights.estimateContextResourceRequirementsV2({
+                    contextSize, modelGpuLayers: model.gpuLayers, batchSize: Math.min(contextSize, gpuDecodeBatchTokens), sequences: 1, ...flash
+                })).gpuVram
+            });
+        } catch {
+            // no estimate for this model or device: the ubatch node-llama-cpp feeds
+        }
+    }
     let context: LlamaContext;
     try {
         context = await model.createContext({contextSize, threads, sequences: 1, batchSize, ...flash});
