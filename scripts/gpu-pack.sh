@@ -4,6 +4,9 @@
 #
 #   bash scripts/gpu-pack.sh            then: device run, carry [".device"], command "bash scripts/gpu-run.sh"
 #
+# With a build carried in .device/build the tree is too large with the answer model in it: `bash scripts/gpu-aside.sh
+# out` first and `... in` after the call (it keeps `git add -A` from committing the model's absence).
+#
 # .device/pack/ gets:
 #   node.xz              this machine's node binary, stripped (x86-64, glibc; the GPU machine has none)
 #   nodedist-include.tar.xz  Node's headers (/usr/include/node without openssl/, which an N-API addon never includes),
@@ -134,6 +137,11 @@ wait
 
 echo "gpu-pack: .device/pack:"
 ls -l "$pack" | awk 'NR > 1 { printf "  %-28s %6.1f MiB\n", $9, $5 / 1048576 }'
+deleted="$(git ls-files --deleted)"
+if [ -n "$deleted" ]; then
+    echo "gpu-pack: WARNING: tracked files missing from the working tree (a commit of git add -A would delete them;" \
+        "scripts/gpu-aside.sh moves files out safely): $deleted" >&2
+fi
 carried=$(du -sb "$root/.device" | cut -f1)
 # Tracked and untracked-not-ignored files travel too.
 tree=$( (git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null || true) | awk '{ s += $1 } END { print s + 0 }')
