@@ -73,7 +73,14 @@ export async function createModelContext(llama: Llama, model: LlamaModel, option
         batchSize = evaluationTokens;
         context = await model.createContext({contextSize, threads, sequences: 1, batchSize, ...flash});
     }
-    if (batchSize > evaluationTokens)
-        limitEvaluationBatch(context, evaluationTokens);
+    if (batchSize > evaluationTokens) {
+        try {
+            limitEvaluationBatch(context, evaluationTokens);
+        } catch {
+            // node-llama-cpp's internals changed: a context of the plain batch rather than a slower full prefill
+            await context.dispose();
+            context = await model.createContext({contextSize, threads, sequences: 1, batchSize: evaluationTokens, ...flash});
+        }
+    }
     return context;
 }
