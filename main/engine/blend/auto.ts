@@ -2,10 +2,10 @@ import type {RequestedStrategy, Strategy} from "../../contract/index.js";
 
 /**
  * What `auto` (and a question that names no strategy) uses, chosen from `npm run bench -- answers` (bench/RESULTS.md,
- * "Answer quality under reuse"): the answer model retrained in one H200 call answers only at the rate of a guess among
- * the prompt's entities of the answer's type (full F1 40 / 75 / 27.5 on one-hop / two-hop / cross-chunk, 20 questions
- * each), so no blend strategy has been measured at full quality on a model that can answer; the default stays exact
- * prefix reuse until one is measured within 2 F1 of full on every kind.
+ * "Answer quality under reuse", 60 questions per kind): with the answer model of 2026-12-04 (full F1 40.8 / 63.3 / 61.7
+ * on one-hop / two-hop / cross-chunk) hkvd at 0.15 loses 11.7 F1 on cross-chunk questions (50.0), as naive does, so no
+ * blend strategy has been measured at full quality; the default stays exact prefix reuse until one is measured within
+ * 2 F1 of full on every kind.
  */
 export const autoStrategy: {strategy: Strategy, ratio: number} = {strategy: "prefix", ratio: 0};
 
