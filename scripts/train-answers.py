@@ -470,6 +470,12 @@ def main():
     evaluate(eval_train_rows, f"train-split final step {step}")
     save(step, f"final t={time.time() - started:.0f}s")
     writer["thread"].join()
+    # What a device call returns is at most 64 MiB: two generations of ~40 MB do not both fit, and the transfer may cut
+    # the final one (2026-12-04). Once ckpt.json names the final generation, the other one goes.
+    final_prefix = json.load(open(os.path.join(args.out, "ckpt.json")))["parts"][0].split(".")[0]
+    for name in os.listdir(args.out):
+        if name.startswith("ckpt") and ".part" in name and not name.startswith(final_prefix + "."):
+            os.remove(os.path.join(args.out, name))
     log(f"done: {step} steps in {time.time() - started:.0f}s")
 
 
