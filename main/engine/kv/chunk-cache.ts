@@ -13,8 +13,8 @@
 import {randomBytes} from "node:crypto";
 import {mkdir, open, readdir, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
-import {isTransposed, type KvBody, kvBodySize, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
-import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
+import {type KvBody, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
+import {chunkContainerMagic, containerF16Bytes, decodeChunkContainer, encodeChunkContainer, kvValueBytes} from "./chunk-container.js";
 import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
 import {type ChunkKey, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
@@ -155,7 +155,7 @@ export class ChunkKvCache {
         }
         found.sort((a, b) => a.mtimeMs - b.mtimeMs);
         for (const {file, bytes} of found) {
-            const f16Bytes = await f16BytesOf(file, bytes);
+            const f16Bytes = await containerF16Bytes(file, bytes);
             this.disk.set(file, {bytes, f16Bytes});
             this.diskBytes += bytes;
             this.diskF16Bytes += f16Bytes;
@@ -234,7 +234,7 @@ export class ChunkKvCache {
             // Regular files only, sized by their header before reading, layout and positions checked (wkv-open.ts);
             // a codec container is read whole only within the disk budget, and its decoder checks its shape.
             read = await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
-                {magic: codecMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
+                {magic: chunkContainerMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
         } catch (error) {
             if (error instanceof WkvMiss && error.reason === "absent")
                 this.forgetDisk(file);
@@ -243,37 +243,11 @@ export class ChunkKvCache {
         const readMs = performance.now() - readStartedAt;
         if (read.kind === "other") {
             const decodeStartedAt = performance.now();
-            const entry = await this.decodeCodecFile(read.bytes, key);
+            const entry = await decodeChunkContainer(read.bytes, key, this.options.codec?.threads ?? 1);
             return {...entry, readMs, decodeMs: performance.now() - decodeStartedAt};
         }
         const {header, body, tokens} = read;
         return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: header.bodyBytes + 4 * header.nTokens, readMs};
-    }
-
-    /** A codec container (see {@link ChunkCacheOptions.codec}), decoded off the JS thread; a refused one is a Miss. */
-    private async decodeCodecFile(bytes: Uint8Array, key: ChunkKey): Promise<RamEntry> {
-        let decoded: Awaited<ReturnType<typeof decodeKvBody>>;
-        try {
-            decoded = await decodeKvBody(bytes, {fingerprint: key.fingerprint, threads: this.options.codec?.threads ?? 1});
-        } catch (error) {
-            if (error instanceof KvCodecError)
-                throw new WkvMiss(codecMissReasons[error.reason], error.message);
-            throw error;
-        }
-        let extra: {chunkHash?: unknown, promptFormatVersion?: unknown, tokens?: unknown};
-        try {
-            extra = JSON.parse(Buffer.from(decoded.extra).toString("utf8")) as typeof extra;
-        } catch (error) {
-            throw new WkvMiss("bad-header", `container key is not JSON: ${(error as Error).message}`);
-        }
-        if (extra.chunkHash !== key.chunkHash)
-            throw new WkvMiss("wrong-chunk", `file holds chunk ${String(extra.chunkHash)}, expected ${key.chunkHash}`);
-        if (extra.promptFormatVersion !== String(key.promptFormatVersion))
-            throw new WkvMiss("wrong-prompt-format", `file has prompt format ${String(extra.promptFormatVersion)}, expected ${String(key.promptFormatVersion)}`);
-        if (!Array.isArray(extra.tokens) || extra.tokens.length !== decoded.body.cells.length || !extra.tokens.every((t) => Number.isInteger(t)))
-            throw new WkvMiss("bad-sizes", "container tokens do not match its KV cells");
-        const tokens = Int32Array.from(extra.tokens as number[]);
-        return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
     }
 
     /** Size of the chunk's disk file when the disk tier indexes one and RAM does not hold the chunk (what a get would read). */
@@ -361,7 +335,7 @@ export class ChunkKvCache {
             return {ram, disk: false};
 
         // The codec's container where it is on (and the addon loaded), else the raw f16 .wkv.
-        const encoded = await this.encodeForDisk(key, compact, entry.rope ?? null);
+        const encoded = await encodeChunkContainer(key, compact, this.options.codec, entry.rope ?? null);
         const wkv = encoded == null ? encodeWkv(key, tokens, compact.body, bodyBytes) : null;
         const fileBytes = encoded?.byteLength ?? wkv!.bytes;
         if (fileBytes > this.options.diskBudgetBytes)
@@ -386,25 +360,12 @@ export class ChunkKvCache {
         }
         this.counters.diskWrites++;
         this.forgetDisk(file);
-        const f16Bytes = encoded != null ? valueBytes(compact.body) : fileBytes;
+        const f16Bytes = encoded != null ? kvValueBytes(compact.body) : fileBytes;
         this.disk.set(file, {bytes: fileBytes, f16Bytes});
         this.diskBytes += fileBytes;
         this.diskF16Bytes += f16Bytes;
         await this.evictDisk(0, file);
         return {ram, disk: true};
-    }
-
-    /** The codec container for the disk copy, or null for a raw `.wkv` (codec off, addon missing, or the encoder refused). */
-    private async encodeForDisk(key: ChunkKey, entry: RamEntry, rope: RopeParams | null): Promise<Uint8Array | null> {
-        const codec = this.options.codec;
-        if (codec == null || !loadNativeAddon().available || !/^[0-9a-f]{32}$/.test(key.fingerprint))
-            return null;
-        const extra = Buffer.from(JSON.stringify({chunkHash: key.chunkHash, promptFormatVersion: String(key.promptFormatVersion), tokens: Array.from(entry.tokens)}));
-        try {
-            return await encodeKvBody(entry.body, {level: codec.level, fingerprint: key.fingerprint, extra, threads: codec.threads, rope});
-        } catch {
-            return null;
-        }
     }
 
     /** Evicts least recently used files until `extra` more bytes fit the budget (never `keep`). */
@@ -477,46 +438,3 @@ export class ChunkKvCache {
         };
     }
 }
-const codecMagic = Buffer.from("WEFTKVZ\0", "latin1");
-
-/** Bytes of a body's K and V values (what the codec's header shape gives, f16). */
-function valueBytes(body: KvBody): number {
-    return body.layers.reduce((sum, {k, v}) => sum + k.rows.byteLength + (isTransposed(v) ? v.data : v.rows).byteLength, 0);
-}
-
-/** The f16 size of the KV in a disk file: from a codec container's header (shape), else the file's own size. */
-async function f16BytesOf(file: string, size: number): Promise<number> {
-    try {
-        const handle = await open(file, "r");
-        try {
-            const head = Buffer.alloc(56);
-            if ((await handle.read(head, 0, 56, 0)).bytesRead < 56 || !startsWithCodecMagic(head))
-                return size;
-            const nTokens = head.readUInt32LE(32), nLayer = head.readUInt32LE(36);
-            if (nLayer === 0 || nLayer > 4096)
-                return size;
-            const table = Buffer.alloc(32 * nLayer);
-            if ((await handle.read(table, 0, table.byteLength, 56)).bytesRead < table.byteLength)
-                return size;
-            let widths = 0;
-            for (let il = 0; il < nLayer; il++)
-                widths += table.readUInt32LE(32 * il) + table.readUInt32LE(32 * il + 4);
-            return nTokens * widths * 2;
-        } finally {
-            await handle.close();
-        }
-    } catch {
-        return size;
-    }
-}
-
-function startsWithCodecMagic(bytes: Uint8Array): boolean {
-    return bytes.byteLength >= codecMagic.byteLength && codecMagic.equals(bytes.subarray(0, codecMagic.byteLength));
-}
-
-/** The codec's refusal reasons as the cache's miss reasons. */
-const codecMissReasons: Record<KvCodecError["reason"], MissReason> = {
-    "truncated": "truncated", "bad-magic": "bad-magic", "wrong-version": "wrong-version", "bad-header": "bad-header",
-    "bad-sizes": "bad-sizes", "wrong-model": "wrong-model", "wrong-shape": "bad-sizes", "checksum": "checksum", "corrupt": "bad-body",
-    "bad-meta": "bad-header", "unsupported": "bad-body"
-};
