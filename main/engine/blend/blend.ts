@@ -57,6 +57,8 @@ export type BlendPrepareOptions = {
     pinned?: boolean;
     /** Where hkvd's fused decode builds its causal mask (default "auto": see FusedBlendSpec.mask); both give the same mask. */
     fusedMask?: "auto" | "host" | "graph";
+    /** hkvd's check layer (default {@link selectionLayer}); the answers benchmark compares others. */
+    checkLayer?: number;
     trace?: BlendTrace;
     /**
      * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
@@ -377,7 +379,7 @@ export class BlendSession {
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
                 // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
-                {ratio, batchSize: decodeBatchSize(this.context), checkLayer: selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
+                {ratio, batchSize: decodeBatchSize(this.context), checkLayer: options.checkLayer ?? selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
             selected = run.selected;
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
