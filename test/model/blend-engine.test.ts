@@ -4,6 +4,7 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AnswerStats, AskResult, ChatRequest} from "../../main/contract/index.js";
 import {Engine} from "../../main/engine/engine.js";
+import {minRecomputedPerChunk} from "../../main/engine/blend/fused.js";
 import {collectEvents, lastEvent} from "../helpers/collect.js";
 import {makeTempDir, stories260kPath, testThreads, tinyRandomLlama2Path} from "../helpers/paths.js";
 import {weft} from "../helpers/weft-cli.js";
@@ -101,7 +102,9 @@ describe("blend strategies through the engine (patched build)", {skip}, () => {
         const stats = AnswerStats.parse(done.stats);
         assert.equal(stats.strategy, "hkvd");
         assert.equal(stats.ratio, 0.15);
-        assert.ok(stats.reusedTokens > stats.recomputedTokens * 4, JSON.stringify(stats));
+        // These chunks are short (~37 tokens): each recomputes at least minRecomputedPerChunk (12) of them, still the lesser part.
+        assert.ok(stats.reusedTokens > stats.recomputedTokens, JSON.stringify(stats));
+        assert.ok(stats.recomputedTokens >= minRecomputedPerChunk, JSON.stringify(stats));
         assert.ok(stats.kvBytesLoaded > 0, "chunk KVs came from the cache");
         assert.ok(stats.kvLoadGBps > 0);
         assert.equal(stats.reusedTokens + stats.recomputedTokens + stats.freshTokens, stats.promptTokens);

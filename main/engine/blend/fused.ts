@@ -35,9 +35,23 @@ export type FusedBlendRun = {
     phaseMsEach?: number[][]
 };
 
-/** Tokens of a chunk segment the fused decode recomputes: CacheBlend's per-chunk ratio, rounded up (as chunk-head). */
+/**
+ * The fewest tokens of a chunk that hkvd recomputes at any ratio above 0 (the whole chunk when it is shorter). A short
+ * chunk's share alone (15 % of a 35-token paragraph is 6 tokens) left the chunk unrepaired where it refers to the
+ * one before it: on the answer model's held-out questions (6 sources of ~70 tokens), hkvd 0.15 scored 50.0 F1 on
+ * cross-chunk questions, as naive does (full: 61.7); with at least 8 tokens a chunk 50.0, 12 58.3, 16 and 24 58.3
+ * (bench/RESULTS.md, answer quality, floor). Chunks of Weft's usual 512 tokens recompute 77 at 0.15 anyway.
+ */
+export const minRecomputedPerChunk = 12;
+
+/**
+ * Tokens of a chunk segment the fused decode recomputes: CacheBlend's per-chunk ratio, rounded up (as chunk-head),
+ * and at least {@link minRecomputedPerChunk} when the ratio is above 0 (ratio 0 recomputes none: the selection's share).
+ */
 export function fusedKeep(length: number, ratio: number): number {
-    return Math.min(length, Math.ceil(ratio * length - 1e-9));
+    if (!(ratio > 0))
+        return 0;
+    return Math.min(length, Math.max(minRecomputedPerChunk, Math.ceil(ratio * length - 1e-9)));
 }
 
 /**
