@@ -60,8 +60,16 @@ tar -C "$(dirname "$npmdir")" -cJf "$pack/npm.tar.xz" npm &
 src="$nlc/llama/llama.cpp"
 paths=(. ':!models' ':!docs')
 if [ -f "$root/.device/build/llama-build.manifest" ]; then
-    paths=(include ggml/include)
-    echo "gpu-pack: .device/build holds a build: the llama.cpp source is packed as headers only"
+    # Only a build of these very patches spares the compile there (gpu-run.sh checks the whole manifest); for any
+    # other the full source must travel, or the build it falls back to has nothing to compile.
+    if diff -q <(cd "$root/native/patches" && sha256sum *.diff) \
+            <(sed '1,/^--- parts$/!d' "$root/.device/build/llama-build.manifest" | grep -E '^[0-9a-f]{64}  ') >/dev/null; then
+        paths=(include ggml/include)
+        echo "gpu-pack: .device/build holds a build of these patches: the llama.cpp source is packed as headers only"
+    else
+        echo "gpu-pack: WARNING: .device/build was built from other patches: packing the full source (the call compiles;" \
+            "remove .device/build to make room)" >&2
+    fi
 fi
 if [ -d "$src/.git" ]; then
     git -C "$src" archive --format=tar --prefix=llama.cpp/ HEAD -- "${paths[@]}" | xz -6 >"$pack/llama.cpp.tar.xz"

@@ -51,7 +51,7 @@ export async function createModelContext(llama: Llama, model: LlamaModel, option
     const evaluationTokens = evaluationBatchSize(llama, contextSize);
     const flash = options.flashAttention != null ? {flashAttention: options.flashAttention} : {};
     let batchSize = evaluationTokens;
-    if (llama.gpu !== false) {
+    if (llama.gpu !== false && Math.min(contextSize, gpuDecodeBatchTokens) > evaluationTokens) {
         try {
             batchSize = chooseDecodeBatch({
                 contextSize, evaluationTokens, freeVramBytes: (await llama.getVramState()).free,
