@@ -30,7 +30,7 @@
         "src/kv_codec_format.cpp",
         "src/kv_codec_addon.cpp",
         "src/fused_blend.cpp",
-        "src/mask_mode.cpp"
+        "src/decode_settings.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

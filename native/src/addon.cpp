@@ -10,6 +10,7 @@
 //   releaseLayerCaptureContexts(LlamaModel._model?): number
 //   fusedBlendDecode(LlamaContext._ctx, seqId, spec): Promise<{selected, deviation, decodeMs}>; fusedBlendSupported(): boolean (patch 0003)
 //   setDecodeMaskMode(LlamaContext._ctx, mode): boolean (patch 0008: where ordinary decodes build their causal mask)
+//   setUpdateReserve(LlamaContext._ctx, reserve): boolean | null (patch 0009: the worst-case reserve after a K-shift)
 //   llamaFunctionsAvailable(): {ok, missing, library}
 //   kvCodecEncode / kvCodecDecode / kvCodecDecodeSync / kvCodecLevels: the KV codec (kv_codec.h)
 // The TypeScript side is main/engine/native/native-addon.ts.
@@ -23,7 +24,7 @@
 #include "kv_splice.h"
 #include "layer_capture.h"
 #include "llama_functions.h"
-#include "mask_mode.h"
+#include "decode_settings.h"
 #include "sequence_state.h"
 #ifdef WEFT_DEBUG_DIAGNOSTICS
 #include "stack_dump.h"
@@ -75,6 +76,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("fusedBlendDecode", Napi::Function::New(env, FusedBlendDecode, "fusedBlendDecode"));
     exports.Set("fusedBlendSupported", Napi::Function::New(env, FusedBlendSupported, "fusedBlendSupported"));
     exports.Set("setDecodeMaskMode", Napi::Function::New(env, SetDecodeMaskMode, "setDecodeMaskMode"));
+    exports.Set("setUpdateReserve", Napi::Function::New(env, SetUpdateReserve, "setUpdateReserve"));
     exports.Set("llamaFunctionsAvailable", Napi::Function::New(env, LlamaFunctionsAvailable, "llamaFunctionsAvailable"));
     return exports;
 }

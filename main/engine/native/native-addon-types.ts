@@ -259,6 +259,8 @@ export interface WeftNativeAddon {
     fusedBlendSupported(): boolean;
     /** Where the context's ordinary decodes build their causal mask (patch 0008); false where the build lacks it. */
     setDecodeMaskMode(context: ContextHandle, mode: DecodeMaskMode): boolean;
+    /** Whether a memory update (a K-shift) reserves the worst-case graph (patch 0009); the previous setting, null where the build lacks it. */
+    setUpdateReserve(context: ContextHandle, reserve: boolean): boolean | null;
     /** Whether every llama.cpp / ggml function the addon needs was found in the loaded library (load a model first). */
     llamaFunctionsAvailable(): LlamaFunctionsReport;
     /** Encodes a chunk's KV into a codec container (native/src/kv_codec.h). */

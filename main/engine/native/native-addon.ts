@@ -300,14 +300,29 @@ export async function fusedBlendDecode(sequence: LlamaContextSequence, spec: Fus
  * the patch is missing (the host fill then stays).
  */
 export async function setDecodeMaskMode(context: LlamaContext, mode: DecodeMaskMode): Promise<boolean> {
+    return withContextSetting(context, "setDecodeMaskMode", (addon, handle) => addon.setDecodeMaskMode(handle, mode), false);
+}
+
+/**
+ * Whether the context's memory updates (the K-shift of cells a blend placed at new positions) are followed by upstream
+ * llama.cpp's reserve of the worst-case graph (Weft patch 0009; off by default in a patched build, where the next
+ * decode sizes its own graph). Resolves to the previous setting, or null where the addon or the patch is missing.
+ */
+export async function setUpdateReserve(context: LlamaContext, reserve: boolean): Promise<boolean | null> {
+    return withContextSetting(context, "setUpdateReserve", (addon, handle) => addon.setUpdateReserve(handle, reserve), null);
+}
+
+/** Calls an addon setter of a context under its lock; `missing` where the addon or that function is not there. */
+async function withContextSetting<T>(context: LlamaContext, name: "setDecodeMaskMode" | "setUpdateReserve",
+    set: (addon: WeftNativeAddon, handle: ContextHandle) => T, missing: T): Promise<T> {
     const load = loadNativeAddon();
-    if (!load.available || typeof load.value.setDecodeMaskMode !== "function")
-        return false;
+    if (!load.available || typeof load.value[name] !== "function")
+        return missing;
     const addon = load.value;
     if (context.disposed)
         throw new Error("the context is disposed");
     return withDisposalPrevented((context as unknown as ContextInternals)._backendContextDisposeGuard,
-        () => withContextLock(context, async () => addon.setDecodeMaskMode(contextHandleOf(context), mode)));
+        () => withContextLock(context, async () => set(addon, contextHandleOf(context))));
 }
 
 /** hkvd's deviation scores, natively (see {@link DeviationSpec}). */

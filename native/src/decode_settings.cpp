@@ -1,4 +1,4 @@
-#include "mask_mode.h"
+#include "decode_settings.h"
 
 #include <string>
 
@@ -7,8 +7,9 @@
 
 namespace {
 
-// Patch 0008's function, declared here because an unpatched llama.h (the default install) lacks it.
+// Patches 0008's and 0009's functions, declared here because an unpatched llama.h (the default install) lacks them.
 using SetMaskModeFn = int32_t (*)(llama_context*, int32_t);
+using SetUpdateReserveFn = int32_t (*)(llama_context*, int32_t);
 
 } // namespace
 
@@ -32,4 +33,15 @@ Napi::Value SetDecodeMaskMode(const Napi::CallbackInfo& info) {
     if (set(ctx, code) != 0)
         throw Napi::Error::New(env, "llama_weft_set_mask_mode refused mode " + mode);
     return Napi::Boolean::New(env, true);
+}
+
+Napi::Value SetUpdateReserve(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    llama_context* ctx = contextOfHandle(info[0], "context");
+    if (!info[1].IsBoolean())
+        throw Napi::TypeError::New(env, "reserve must be a boolean");
+    auto set = reinterpret_cast<SetUpdateReserveFn>(findOptionalLlamaFunction("llama_weft_set_update_reserve"));
+    if (set == nullptr)
+        return env.Null();
+    return Napi::Boolean::New(env, set(ctx, info[1].As<Napi::Boolean>().Value() ? 1 : 0) != 0);
 }
