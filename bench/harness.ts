@@ -241,3 +241,13 @@ export function pick<T>(random: () => number, items: readonly T[]): T {
 export function formatCount(n: number): string {
     return n % 1000 === 0 && n >= 1000 ? `${n / 1000}k` : n.toLocaleString("en-US");
 }
+
+/**
+ * The middle value, or the mean of the two middle ones. (bench/ttft-gpu.ts took the lower of the two middle values until
+ * session 9, so its rows of two runs were the faster run: bench/GPU.md says which tables that affects.)
+ */
+export function median(values: readonly number[]): number {
+    const sorted = [...values].sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}

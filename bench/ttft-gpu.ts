@@ -21,7 +21,7 @@ import {createModelContext} from "../main/engine/context-batch.js";
 import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
-import {seededRandom, Vocabulary} from "./harness.js";
+import {median, seededRandom, Vocabulary} from "./harness.js";
 import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
 
 const {values: a} = parseArgs({options: {
@@ -47,7 +47,6 @@ const trace = (s: string) => {
     if (a.trace === true)
         log(`trace @${process.hrtime.bigint()} ${s}`); // CLOCK_MONOTONIC ns: scripts/cupti-summary.py places runs with it
 };
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
 
 const llama = await getPatchedLlama({gpu, maxThreads: threads, logLevel: LlamaLogLevel.error});
 log(`llama: ${llama.buildType} gpu=${String(llama.gpu)}; devices ${(await llama.getGpuDeviceNames()).join(", ")}`);

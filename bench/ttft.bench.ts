@@ -17,7 +17,7 @@ import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {ensureTinyLlama, fixturePresets, type TinyLlamaShape} from "../test/fixtures/make-tiny-models.js";
-import {benchArgs, formatCount, log, Report, seededRandom, Vocabulary, withTempDir} from "./harness.js";
+import {benchArgs, formatCount, log, median, Report, seededRandom, Vocabulary, withTempDir} from "./harness.js";
 
 const args = benchArgs({
     sizes: {type: "string", default: "2048,4096,8192"},
@@ -73,11 +73,6 @@ const variants: Variant[] = [
 
 type Timing = {totalMs: number, cpuMs: number, loadMs: number, selectMs: number, recomputeMs: number, questionMs: number, prepared: PreparedPrompt};
 
-const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const middle = sorted.length >> 1;
-    return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 
 /** Evaluates `tokens` after what the sequence holds, with logits on the last one: the first token could be sampled. */
 async function firstTokenLogits(sequence: LlamaContextSequence, tokens: Token[]): Promise<void> {

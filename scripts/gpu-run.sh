@@ -294,7 +294,8 @@ if [ "${WEFT_PROBE:-0}" = 1 ]; then
     run_bench probe-launch-blocking CUDA_LAUNCH_BLOCKING=1 -- --sizes 8192 --variants naive-pageable
 fi
 # WEFT_CUPTI=1: a kernel-level trace (scripts/cupti-trace.c, an injection library on the machine's CUPTI; there is no
-# nsys) of one rep of WEFT_CUPTI_VARIANTS at 8k and batch WEFT_CUPTI_BATCH, summarized per run by scripts/cupti-summary.py.
+# nsys) of one rep of WEFT_CUPTI_VARIANTS at WEFT_CUPTI_SIZES (8192) and batch WEFT_CUPTI_BATCH, summarized per run by
+# scripts/cupti-summary.py.
 if [ "${WEFT_CUPTI:-0}" = 1 ] && [ $(($(date +%s) - start)) -ge "$budget" ]; then
     say "cupti: skipped, past the budget"
 elif [ "${WEFT_CUPTI:-0}" = 1 ]; then
@@ -318,7 +319,7 @@ elif [ "${WEFT_CUPTI:-0}" = 1 ]; then
     fi
     if [ $built = 1 ]; then
         rm -f "$work"/cupti.csv.*
-        run_bench cupti CUDA_INJECTION64_PATH="$work/libcupti-trace.so" WEFT_CUPTI_OUT="$work/cupti.csv" -- --sizes 8192 --reps 1 \
+        run_bench cupti CUDA_INJECTION64_PATH="$work/libcupti-trace.so" WEFT_CUPTI_OUT="$work/cupti.csv" -- --sizes "${WEFT_CUPTI_SIZES:-8192}" --reps 1 \
             --trace --batch "${WEFT_CUPTI_BATCH:-2048}" --variants "${WEFT_CUPTI_VARIANTS:-full,naive-resident,hkvd0-resident,hkvd-resident}"
         trace_file="$(ls -S "$work"/cupti.csv.* 2>/dev/null | head -1)"
         if [ -n "$trace_file" ]; then
