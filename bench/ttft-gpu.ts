@@ -31,6 +31,8 @@ const {values: a} = parseArgs({options: {
     out: {type: "string"}, card: {type: "string", default: "?"},
     variants: {type: "string", default: "full,naive-pageable,naive,naive-resident,chunk-head,chunk-head-resident,hkvd,hkvd-resident,hkvd0-resident"},
     deadline: {type: "string", default: "0"}, trace: {type: "boolean", default: false},
+    /** After the first size's rows: the next-token logits of full, hkvd 1.0 and hkvd at --ratio (resident, twice each), compared. */
+    check: {type: "boolean", default: false},
     /** Where ordinary decodes (the full prefill, the question) build their causal mask: patch 0008's modes. */
     "decode-mask": {type: "string", default: "auto"},
     /** The codec level of the "-cold" variants' disk files (a variant's "-lN" suffix overrides it). */
@@ -91,6 +93,42 @@ async function firstToken(seq: LlamaContextSequence, tokens: Token[]): Promise<v
     } finally {
         await it.return?.(undefined);
     }
+}
+
+/** The prompt's next-token logits after `prep` (untimed: the map of every token's logit is built in JS). */
+async function logitsAfter(seq: LlamaContextSequence, tokens: Token[]): Promise<Float64Array> {
+    const results = await seq.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
+    const out = new Float64Array(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
+    for (const [token, value] of results.at(-1)?.next?.logits ?? [])
+        out[token] = value;
+    return out;
+}
+
+const maxAbsDiff = (x: Float64Array, y: Float64Array) => x.reduce((max, value, index) => Math.max(max, Math.abs(value - y[index]!)), 0);
+
+/**
+ * A correctness check on the device (--check): hkvd's resident path with its queued decodes must be deterministic (two
+ * runs, the same logits) and at ratio 1.0 recompute every token, so its logits match the full prefill's up to the
+ * numeric noise of other batch shapes. A race between a decode's host work and the device's work on the one before
+ * (patch 0010 lets them overlap) would show as runs that differ.
+ */
+async function checkLogits(prompt: ReturnType<typeof buildPrompt>): Promise<void> {
+    const full = await logitsAfter(sequence, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
+    const out: string[] = [];
+    for (const ratioChecked of [1, ratio]) {
+        await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
+        const runs: Float64Array[] = [];
+        for (let rep = 0; rep < 3; rep++) { // the first fills the resident tier
+            const prep = await blend.prepare(prompt, "hkvd", ratioChecked);
+            runs.push(await logitsAfter(sequence, prep.tokensToEvaluate));
+            await blend.admissionsSettled();
+        }
+        (await blend.replaceResidentTier(undefined))?.clear();
+        out.push(`hkvd ${ratioChecked} resident: runs 2 vs 3 max |diff| ${maxAbsDiff(runs[1]!, runs[2]!).toExponential(2)}, ` +
+            `vs full ${maxAbsDiff(runs[1]!, full).toExponential(2)} (host path, run 1, vs full ${maxAbsDiff(runs[0]!, full).toExponential(2)})`);
+    }
+    const again = await logitsAfter(sequence, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
+    log(`  logits check, ${prompt.tokens.length} tokens: full vs full ${maxAbsDiff(full, again).toExponential(2)}; ${out.join("; ")}`);
 }
 
 /** One timed run: what was prepared and the per-step timings the blend reported to its trace sink. */
@@ -340,6 +378,8 @@ for (const size of sizes) {
         if (a.out)
             await appendFile(`${a.out}.jsonl`, JSON.stringify(row) + "\n");
     }
+    if (a.check === true && size === sizes[0] && !pastDeadline())
+        await checkLogits(prompt);
     // Each cold row against the warm row of the same strategy and ratio in this run: the RAM tier's (pinned host)
     // if it ran, else the resident tier's.
     for (const coldRow of coldRows.filter((r) => r.size === size && Number.isNaN(r.warmMs))) {

@@ -280,7 +280,8 @@ run_bench() {
     return $rc
 }
 
-run_bench main -- --sizes "$sizes" ${WEFT_VARIANTS:+--variants "$WEFT_VARIANTS"}
+# WEFT_CHECK=1 (default): after the first size, the logits of full and hkvd (1.0 and --ratio, resident, runs compared).
+run_bench main -- --sizes "$sizes" ${WEFT_VARIANTS:+--variants "$WEFT_VARIANTS"} $([ "${WEFT_CHECK:-1}" = 1 ] && echo --check)
 bench_rc=$?
 # WEFT_COLD_VARIANTS=V,...: a run at 8k of these variants (issue #13's cold rows, e.g. naive,naive-cold,naive-cold-l2),
 # apart from the main run so that its sizes stay the blend's.
