@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import {after, before, describe, it} from "node:test";
-import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
+import type {Token} from "node-llama-cpp";
 import {setDecodeMaskMode} from "../../main/engine/native/native-addon.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {maxAbsDiff} from "../helpers/logits.js";
-import {stories260kPath, testThreads} from "../helpers/paths.js";
+import {openStoriesContext, type StoriesContext} from "../helpers/stories-context.js";
 
 /**
  * Patch 0008 builds an ordinary decode's causal mask in the graph from the cells' and the tokens' positions (by
@@ -17,33 +17,25 @@ const tolerance = 1e-4;
 const skip = blendSkipReason();
 
 describe("patch 0008: an ordinary decode's causal mask built in the graph (stories260K, CPU, flash attention)", {skip}, () => {
-    let llama: Llama;
-    let model: LlamaModel;
-    let context: LlamaContext;
-    let sequence: LlamaContextSequence;
-    let vocabSize: number;
+    let stories: StoriesContext;
     let prompt: Token[];
     let continuation: Token[];
 
     before(async () => {
-        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never"});
-        model = await llama.loadModel({modelPath: stories260kPath});
         // Batch 32: the prompt runs as several ubatches, each attending to the cells of the ones before it.
-        context = await model.createContext({contextSize: 1024, batchSize: 32, threads: testThreads, sequences: 1, flashAttention: true});
-        sequence = context.getSequence();
-        vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
-        prompt = model.tokenize([...storySources, ...storySources].join("\n"));
-        continuation = model.tokenize(` ${storyQuestion} ${storySources[0]}`);
+        stories = await openStoriesContext({batchSize: 32});
+        prompt = stories.model.tokenize([...storySources, ...storySources].join("\n"));
+        continuation = stories.model.tokenize(` ${storyQuestion} ${storySources[0]}`);
         assert.ok(prompt.length > 2 * 32, `the prompt must span several ubatches (${prompt.length} tokens)`);
     });
 
     after(async () => {
-        await context?.dispose();
-        await model?.dispose();
+        await stories?.dispose();
     });
 
     /** The prompt's next-token logits, then, after erasing a middle range (later cells shift down), a continuation's. */
     async function run(mode: "host" | "graph"): Promise<{prompt: Float64Array, afterErase: Float64Array}> {
+        const {context, sequence, vocabSize} = stories;
         assert.equal(await setDecodeMaskMode(context, mode), true, "the build has patch 0008");
         await sequence.clearHistory();
         const promptLogits = await nextLogits(sequence, prompt, vocabSize);
@@ -65,10 +57,10 @@ describe("patch 0008: an ordinary decode's causal mask built in the graph (stori
         // The comparison is meaningful: the continuation's logits depend on what the erase removed.
         assert.ok(maxAbsDiff(host.afterErase, host.prompt) > 1e-2);
         assert.deepEqual(host2, host, "switching modes back gives the host fill's logits again");
-        await setDecodeMaskMode(context, "auto");
+        await setDecodeMaskMode(stories.context, "auto");
     });
 
     it("refuses an unknown mode with a clear error", async () => {
-        await assert.rejects(setDecodeMaskMode(context, "gpu" as never), /mode must be "auto", "host" or "graph"/);
+        await assert.rejects(setDecodeMaskMode(stories.context, "gpu" as never), /mode must be "auto", "host" or "graph"/);
     });
 });

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import {after, before, describe, it} from "node:test";
-import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
+import type {Token} from "node-llama-cpp";
 import {setUpdateReserve} from "../../main/engine/native/native-addon.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {maxAbsDiff} from "../helpers/logits.js";
-import {stories260kPath, testThreads} from "../helpers/paths.js";
+import {openStoriesContext, type StoriesContext} from "../helpers/stories-context.js";
 
 /**
  * Patch 0009: after a memory update (here the K-shift of the cells an erase moved down), llama.cpp no longer reserves
@@ -17,31 +17,23 @@ const tolerance = 1e-4;
 const skip = blendSkipReason();
 
 describe("patch 0009: no worst-case graph reserve after a K-shift (stories260K, CPU)", {skip}, () => {
-    let llama: Llama;
-    let model: LlamaModel;
-    let context: LlamaContext;
-    let sequence: LlamaContextSequence;
-    let vocabSize: number;
+    let stories: StoriesContext;
     let prompt: Token[];
     let continuation: Token[];
 
     before(async () => {
-        llama = await getLlama({gpu: false, maxThreads: testThreads, build: "never"});
-        model = await llama.loadModel({modelPath: stories260kPath});
-        context = await model.createContext({contextSize: 1024, batchSize: 64, threads: testThreads, sequences: 1, flashAttention: true});
-        sequence = context.getSequence();
-        vocabSize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
-        prompt = model.tokenize(storySources.join("\n"));
-        continuation = model.tokenize(` ${storyQuestion} ${storySources[0]}`);
+        stories = await openStoriesContext({batchSize: 64});
+        prompt = stories.model.tokenize(storySources.join("\n"));
+        continuation = stories.model.tokenize(` ${storyQuestion} ${storySources[0]}`);
     });
 
     after(async () => {
-        await context?.dispose();
-        await model?.dispose();
+        await stories?.dispose();
     });
 
     /** A continuation's logits after an erase in the middle of the prompt shifted the later cells (a K-shift). */
     async function afterShift(reserve: boolean): Promise<{logits: Float64Array, promptLogits: Float64Array}> {
+        const {context, sequence, vocabSize} = stories;
         await setUpdateReserve(context, reserve);
         await sequence.clearHistory();
         const promptLogits = await nextLogits(sequence, prompt, vocabSize);
@@ -51,8 +43,8 @@ describe("patch 0009: no worst-case graph reserve after a K-shift (stories260K, 
     }
 
     it("is off by default in the patched build and reports the previous setting", async () => {
-        assert.equal(await setUpdateReserve(context, true), false, "a fresh context does not reserve after an update");
-        assert.equal(await setUpdateReserve(context, false), true);
+        assert.equal(await setUpdateReserve(stories.context, true), false, "a fresh context does not reserve after an update");
+        assert.equal(await setUpdateReserve(stories.context, false), true);
     });
 
     it("gives the same logits after a K-shift with and without the reserve", async (t) => {
@@ -67,6 +59,6 @@ describe("patch 0009: no worst-case graph reserve after a K-shift (stories260K, 
     });
 
     it("refuses a setting that is not a boolean", async () => {
-        await assert.rejects(setUpdateReserve(context, 1 as never), /reserve must be a boolean/);
+        await assert.rejects(setUpdateReserve(stories.context, 1 as never), /reserve must be a boolean/);
     });
 });
