@@ -3,8 +3,9 @@
 
     python3 scripts/train-answers.py DATA_DIR OUT_DIR --seconds 540 [--seed 1] [--resume CKPT_DIR | --init-gguf MODEL.gguf]
 
-DATA_DIR holds what test/fixtures/answer-tokens.ts writes (tokens.u16, index.i32, meta.json; either may be .xz): prompts
-in Weft's own format, tokenized by llama.cpp. The model trains with full attention on the whole prompt; the loss is
+DATA_DIR holds what test/fixtures/answer-tokens.ts writes (tokens.u16, index.i32, meta.json, and with --extra answer.u8;
+any but meta.json may be .xz): prompts in Weft's own format, tokenized by llama.cpp. With answer.u8 a row may hold several
+questions after its sources (each answer, citation and end of text flagged there), all weighted as answers. The model trains with full attention on the whole prompt; the loss is
 next-token cross-entropy on the answer (and its citation and end-of-text), plus a lighter weight on the prompt's own
 tokens (0.3 falling to 0.1), which teaches the copying (induction) circuits early. The vocabulary is compacted to the tokens the corpus
 uses; scripts/answers-gguf.py expands it back to the tokenizer's 32000 rows.
@@ -153,7 +154,14 @@ def load_data(data_dir):
     path = os.path.join(data_dir, "index.i32")
     raw = open(path, "rb").read() if os.path.exists(path) else lzma.decompress(open(path + ".xz", "rb").read())
     index = np.frombuffer(raw, dtype="<i4").reshape(-1, 6).astype(np.int64)
-    return meta, tokens, index
+    # answer.u8 (--extra data): 1 for every token the answer loss predicts, so a row may hold several answers.
+    path = os.path.join(data_dir, "answer.u8")
+    flags = None
+    if os.path.exists(path) or os.path.exists(path + ".xz"):
+        raw = open(path, "rb").read() if os.path.exists(path) else lzma.decompress(open(path + ".xz", "rb").read())
+        flags = np.frombuffer(raw, dtype=np.uint8)
+        assert len(flags) == len(tokens), "answer.u8 and tokens.u16 differ in length"
+    return meta, tokens, index, flags
 
 
 def checkpoint_bytes(state, vocab_ids):
@@ -258,14 +266,18 @@ class Batches:
         return self.queue.pop()
 
 
-def loss_positions(rows, T, prompt_weight):
+def loss_positions(rows, T, prompt_weight, flags=None):
     """Flat positions (row * T + t) whose next token carries a loss, their weights, and which are answer tokens.
-    Position t predicts token t + 1: prompt tokens after BOS (weight prompt_weight), then answer, citation, EOS (1)."""
+    Position t predicts token t + 1: prompt tokens after BOS (weight prompt_weight), then answer, citation, EOS (1).
+    With flags (answer.u8), the answer tokens are those flagged: a row may hold several questions and answers."""
     lengths, answer_start = rows[:, 1], rows[:, 2]
     counts = lengths - 1
     row_of = np.repeat(np.arange(len(rows)), counts)
     t = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    is_answer = t >= np.repeat(answer_start - 1, counts)
+    if flags is None:
+        is_answer = t >= np.repeat(answer_start - 1, counts)
+    else:
+        is_answer = flags[rows[row_of, 0] + t + 1] == 1
     weight = np.where(is_answer, 1.0, prompt_weight).astype(np.float32)
     return row_of * T + t, weight, is_answer
 
@@ -312,7 +324,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         log(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    meta, tokens, index = load_data(args.data)
+    meta, tokens, index, answer_flags = load_data(args.data)
 
     resumed = None
     assert not (args.resume and args.init_gguf), "--resume and --init-gguf both name the starting weights"
@@ -346,6 +358,8 @@ def main():
     n_train = meta["train"]
     train_rows, eval_train_rows = train_rows[:n_train], train_rows[n_train:]
     held_rows = index[index[:, 5] == 1]
+    if answer_flags is not None:
+        log(f"answer flags: {int(answer_flags.sum())} answer tokens, {meta.get('extras', 0)} extra questions")
     log(f"data: {len(train_rows)} train, {len(held_rows)} held-out, {len(vocab_ids)} tokens in use, "
         f"{len(tokens)} tokens, mean length {index[:, 1].mean():.0f}, load {time.time() - started:.1f}s")
 
@@ -367,7 +381,7 @@ def main():
         """ids (B, T) gathered on the device; flat loss positions, their targets, weights and answer flags."""
         T = int(rows[:, 1].max())
         T = (T + 15) // 16 * 16
-        positions, weight, is_answer = loss_positions(rows, T, prompt_weight)
+        positions, weight, is_answer = loss_positions(rows, T, prompt_weight, answer_flags)
         starts = to_dev(rows[:, 0])
         lengths = to_dev(rows[:, 1])
         pos = torch.arange(T, device=dev)

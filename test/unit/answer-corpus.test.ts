@@ -34,4 +34,22 @@ describe("answer corpus", () => {
         };
         assert.ok(guess(0.7) < guess(0) - 0.15, `type-guess rate ${guess(0.7)} with sameType 0.7, ${guess(0)} without`);
     });
+    it("adds extra questions without changing the prompt, each answered in the source it cites", () => {
+        for (const kind of questionKinds)
+            for (let seed = 0; seed < 40; seed++) {
+                const plain = makeExample(seededRandom(seed), "train", kind, 6, {sameType: 0.5});
+                const example = makeExample(seededRandom(seed), "train", kind, 6, {sameType: 0.5, extraQuestions: 5});
+                const {extra, ...rest} = example;
+                assert.deepEqual(rest, plain);
+                assert.ok(extra != null && extra.length >= 2 && extra.length <= 5, `${extra?.length} extra questions`);
+                const answers = new Set([example.answer]);
+                for (const question of extra) {
+                    assert.ok(example.chunks[question.answerSource - 1]!.text.includes(question.answer), `${question.question} -> ${question.target}`);
+                    assert.ok(!answers.has(question.answer), `${question.answer} repeats an earlier answer`);
+                    answers.add(question.answer);
+                    if (question.kind === "cross-chunk")
+                        assert.match(example.chunks[question.answerSource - 1]!.text, /^It/);
+                }
+            }
+    });
 });
