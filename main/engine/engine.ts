@@ -47,6 +47,8 @@ export class Engine extends AppEndpoints implements EngineApi {
     private readonly warming: CacheWarming;
     private readonly chatService: ChatService;
     private readonly lockWait: LockWait;
+    /** The settings writes of this process, in order (see updateSettings). */
+    private settingsWrites: Promise<void> = Promise.resolve();
 
     private constructor(dataDir: string, threads: number, options: EngineOptions, protected readonly registry: ModelRegistry, protected settings: Settings) {
         super(dataDir, threads, settings);
@@ -262,12 +264,18 @@ export class Engine extends AppEndpoints implements EngineApi {
         return result;
     }
 
-    /** Read-modify-write under the data folder's lock, so a change another process saved meanwhile is kept. */
+    /**
+     * Read-modify-write under the data folder's lock, so a change another process saved meanwhile is kept, and one
+     * change after another in this process: the lock is shared within a process, and two changes read together (a
+     * theme and a strategy picked in quick succession) would each write the file back without the other's field.
+     */
     protected async updateSettings(patch: Partial<Settings>): Promise<void> {
-        await DataDirLock.for(this.dataDir).hold(async () => {
+        const write = this.settingsWrites.then(() => DataDirLock.for(this.dataDir).hold(async () => {
             this.settings = {...(await loadSettings(this.dataDir)), ...patch};
             await saveSettings(this.dataDir, this.settings);
-        }, this.lockWait);
+        }, this.lockWait));
+        this.settingsWrites = write.catch(() => undefined);
+        await write;
     }
 }
 

@@ -138,6 +138,21 @@ describe("app endpoints on the engine and the serve socket (no model)", () => {
         assert.equal((await engine.getSettings()).settings.strategy, "hkvd");
     });
 
+    it("keeps every field of settings changed at the same moment", async () => {
+        // The settings page sends one change per control: picking a theme and then a strategy in quick succession
+        // put two changes in flight together, and each used to write the file back without the other's field.
+        const changes = [{theme: "light"}, {strategy: "naive"}, {ratio: 0.25}, {theme: "dark"}, {threads: 2}] as const;
+        const views = await Promise.all(changes.map((change) => engine.changeSettings(change)));
+        const {settings} = await engine.getSettings();
+        assert.equal(settings.theme, "dark", "the later of two changes to one field wins");
+        assert.equal(settings.strategy, "naive");
+        assert.equal(settings.ratio, 0.25);
+        assert.equal(settings.threads, 2);
+        const saved = JSON.parse(await readFile(path.join(temp.dir, "data", "settings.json"), "utf8")) as Record<string, unknown>;
+        assert.deepEqual([saved.theme, saved.strategy, saved.ratio, saved.threads], ["dark", "naive", 0.25, 2]);
+        assert.equal(views.at(-1)!.settings.strategy, "naive", "each reply holds the changes made before it");
+    });
+
     it("gives cache totals per tier", async () => {
         const overview = await engine.getCacheOverview();
         assert.equal(overview.ram.entries, 0);
