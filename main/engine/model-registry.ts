@@ -12,6 +12,9 @@ const RegistryFile = z.object({version: z.literal(1), models: z.array(ModelInfo)
  * read-modify-written under the data folder's lock, so two processes sharing the folder never erase each other's.
  */
 export class ModelRegistry {
+    /** This process's registry changes, in order (see change). */
+    private changes: Promise<unknown> = Promise.resolve();
+
     private constructor(private readonly dataDir: string, private readonly filePath: string, private models: ModelInfo[],
         private readonly lockWait: LockWait) {}
 
@@ -78,13 +81,19 @@ export class ModelRegistry {
         });
     }
 
+    /**
+     * Read, change and write the registry under the data folder's lock, one change after another in this process (the
+     * lock is shared within a process: two changes refreshed together would each save without the other's).
+     */
     private async change<T>(apply: () => Promise<T>): Promise<T> {
-        return DataDirLock.for(this.dataDir).hold(async () => {
+        const result = this.changes.then(() => DataDirLock.for(this.dataDir).hold(async () => {
             await this.refresh();
-            const result = await apply();
+            const applied = await apply();
             await this.save();
-            return result;
-        }, this.lockWait);
+            return applied;
+        }, this.lockWait));
+        this.changes = result.catch(() => undefined);
+        return result;
     }
 
     private freeId(absolutePath: string): string {

@@ -161,6 +161,21 @@ describe("one writer per data folder", () => {
         }
     });
 
+    it("two models added at the same moment by one process are both kept", async () => {
+        // The lock is shared within a process: two additions used to refresh the registry together and each save it
+        // without the other's model.
+        const dataDir = path.join(temp.dir, "registry-at-once");
+        const engine = await Engine.open({dataDir, threads: 1, gpu: false});
+        try {
+            await Promise.all([engine.addModel({path: stories260kPath}), engine.addModel({path: tinyRandomLlama2Path})]);
+            const saved = JSON.parse(await readFile(path.join(dataDir, "models.json"), "utf8")) as {models: Array<{path: string}>};
+            assert.deepEqual(saved.models.map((model) => model.path).sort(), [stories260kPath, tinyRandomLlama2Path].sort());
+            assert.equal((await engine.listModels()).length, 2);
+        } finally {
+            await engine.close();
+        }
+    });
+
     it("retries a LanceDB commit that lost a race with another connection", async () => {
         const dir = path.join(temp.dir, "conflict");
         const schema = new Schema([new Field("text", new Utf8(), false), new Field("n", new Int32(), false)]);
