@@ -77,6 +77,13 @@ struct EncodeOptions {
     float spreadExponent = 0.5f;
     float kStepFactor = 1.0f;
     float vStepFactor = 1.0f;
+    /** The first layers' step factor and how many of every 32 layers (rounded up) take it, for K and for V. */
+    float kFineFactor = 0.6f;
+    float vFineFactor = 0.6f;
+    uint32_t kFineLayers = 10;
+    uint32_t vFineLayers = 2;
+    /** How a channel's spread is measured: 0 its RMS deviation from its mean, 1 1.4826 x its median absolute deviation. */
+    uint32_t spreadMode = 0;
 };
 
 struct EncodeStats {

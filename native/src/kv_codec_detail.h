@@ -50,7 +50,7 @@ const Tables& tables();
 
 // Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta).
 constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
-float layerFactor(uint32_t layer, uint32_t nLayer, bool isK);
+float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options);
 
 // RoPE: cos, sin per (token, pair); rotateRow turns every head of a K row by its position's angles (sign -1: back to
 // position 0).

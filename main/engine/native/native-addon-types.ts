@@ -160,7 +160,13 @@ export type KvCodecEncodeSpec = {
      */
     rope?: {kind: 0 | 1 | 2, nRot: number, headDim: number, firstPos: number, freqBase: number, freqScale: number, freqFactors: Float32Array | null},
     /** Encoder tuning for experiments: exponent of a channel's own spread in its step (default 0.5), K/V step factors (1). */
-    tuning?: {spreadExponent?: number, kStepFactor?: number, vStepFactor?: number}
+    tuning?: {
+        spreadExponent?: number, kStepFactor?: number, vStepFactor?: number,
+        /** The first layers' step factor, and how many of every 32 layers (rounded up) are first, for K and V. */
+        kFineFactor?: number, vFineFactor?: number, kFineLayers?: number, vFineLayers?: number,
+        /** 0: a channel's spread is its RMS deviation from its mean; 1: 1.4826 x its median absolute deviation. */
+        spreadMode?: number
+    }
 };
 
 export type KvCodecEncodeResult = {bytes: Buffer, /** tensors coded in each mode */ modes: [number, number, number]};
