@@ -55,8 +55,8 @@ const args = benchArgs({
     seed: {type: "string", default: "7"},
     /** Experiment: code keys as stored (after RoPE), not un-rotated. */
     rotated: {type: "boolean", default: false},
-    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR). */
-    beta: {type: "string", default: "0.5"},
+    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR; default the level's); K / V step factors on the level's. */
+    beta: {type: "string", default: ""},
     kfactor: {type: "string", default: "1"},
     vfactor: {type: "string", default: "1"},
     /** Experiment: K / V step factor of the first layers (the fine ones) and how many of every 32 layers are fine. */
@@ -81,7 +81,7 @@ if (!["stories", "answers", "both"].includes(args.model))
 if (!(threads >= 1) || !(promptsPerKind >= 1) || !(chunkCount >= 2))
     throw new Error(`--threads, --prompts and --chunks (>= 2) must be positive integers, got ${args.threads}, ${args.prompts}, ${args.chunks}`);
 const tuning = {
-    spreadExponent: Number(args.beta), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
+    ...(args.beta === "" ? {} : {spreadExponent: Number(args.beta)}), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
     kFineFactor: Number(args.kfine), vFineFactor: Number(args.vfine), kFineLayers: Number(args.kfinelayers), vFineLayers: Number(args.vfinelayers),
     spreadMode: Number(args.spread)
 };

@@ -73,8 +73,11 @@ struct EncodeOptions {
     /** Modes the encoder may pick from per tensor (bit i: mode i); it takes the cheapest. Default all. */
     uint32_t modeMask = 7;
     RopeSpec rope;
-    /** Tuning (the benchmark's experiments): exponent of the channel's own spread in its step, K and V step factors. */
-    float spreadExponent = 0.5f;
+    /**
+     * Tuning (the benchmark's experiments): exponent of the channel's own spread in its step (negative: the level's),
+     * K and V step factors (on top of the level's).
+     */
+    float spreadExponent = -1.0f;
     float kStepFactor = 1.0f;
     float vStepFactor = 1.0f;
     /** The first layers' step factor and how many of every 32 layers (rounded up) take it, for K and for V. */

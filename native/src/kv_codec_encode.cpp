@@ -146,9 +146,10 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     for (uint32_t c = 0; c < C; c++)
         tensorSq += sq[c] / nTokens;
     const double tensorSpread = std::sqrt(tensorSq / C);
-    const double scale = kLevelScale[std::min(options.level, kLevelCount - 1)] * layerFactor(layer, nLayer, isK, options) *
-        (isK ? options.kStepFactor : options.vStepFactor);
-    const double beta = options.spreadExponent;
+    const uint32_t level = std::min(options.level, kLevelCount - 1);
+    const double scale = kLevelScale[level] * layerFactor(layer, nLayer, isK, options) *
+        (isK ? kLevelKFactor[level] * options.kStepFactor : kLevelVFactor[level] * options.vStepFactor);
+    const double beta = options.spreadExponent >= 0 ? options.spreadExponent : kLevelBeta[level];
 
     // Steps: the section's base step times 2^(k/8) per channel (one byte); means: whole steps (two bytes).
     const float base = (float) std::min(std::max(scale * tensorSpread, 1.0 / 16384), 60000.0);
