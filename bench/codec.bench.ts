@@ -55,10 +55,20 @@ const args = benchArgs({
     seed: {type: "string", default: "7"},
     /** Experiment: code keys as stored (after RoPE), not un-rotated. */
     rotated: {type: "boolean", default: false},
-    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR). */
-    beta: {type: "string", default: "0.5"},
+    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR; default the level's); K / V step factors on the level's. */
+    beta: {type: "string", default: ""},
     kfactor: {type: "string", default: "1"},
-    vfactor: {type: "string", default: "1"}
+    vfactor: {type: "string", default: "1"},
+    /** Experiment: K / V step factor of the first layers (the fine ones) and how many of every 32 layers are fine. */
+    kfine: {type: "string", default: "0.6"},
+    vfine: {type: "string", default: "0.6"},
+    kfinelayers: {type: "string", default: "10"},
+    vfinelayers: {type: "string", default: "2"},
+    /** Experiment: 0 a channel's spread is its RMS deviation, 1 its median absolute deviation (x 1.4826). */
+    spread: {type: "string", default: "0"},
+    /** Sweeps: which levels to measure (comma list; default all); --no-kv-types skips llama.cpp's KV-cache rows. */
+    levels: {type: "string", default: ""},
+    "no-kv-types": {type: "boolean", default: false}
 });
 const span = Number.parseInt(args.span, 10);
 const threads = Number.parseInt(args.threads, 10);
@@ -70,7 +80,13 @@ if (!["stories", "answers", "both"].includes(args.model))
     throw new Error(`--model is stories, answers or both, not ${JSON.stringify(args.model)}`);
 if (!(threads >= 1) || !(promptsPerKind >= 1) || !(chunkCount >= 2))
     throw new Error(`--threads, --prompts and --chunks (>= 2) must be positive integers, got ${args.threads}, ${args.prompts}, ${args.chunks}`);
-const tuning = {spreadExponent: Number(args.beta), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor)};
+const tuning = {
+    ...(args.beta === "" ? {} : {spreadExponent: Number(args.beta)}), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
+    kFineFactor: Number(args.kfine), vFineFactor: Number(args.vfine), kFineLayers: Number(args.kfinelayers), vFineLayers: Number(args.vfinelayers),
+    spreadMode: Number(args.spread)
+};
+const levels = args.levels === "" ? null : args.levels.split(",").map((n) => Number.parseInt(n, 10));
+const measureLevel = (level: number) => levels == null || levels.includes(level);
 const [shapeLayers, shapeTokens, shapeWidth] = args.shape.split(/\s+/).map((n) => Number.parseInt(n, 10)) as [number, number, number];
 const loadAtStart = os.loadavg()[0]!;
 const modelPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "shared", "models", "stories260K.gguf");
@@ -273,6 +289,8 @@ async function storiesTable(llama: Llama, dir: string): Promise<void> {
     const synthetic = syntheticKv(shapeLayers, shapeTokens, shapeWidth);
     const syntheticBytes = synthetic.reduce((sum, layer) => sum + layer.k.byteLength + layer.v.byteLength, 0);
     for (let level = 0; level < kvCodecLevelCount; level++) {
+        if (!measureLevel(level))
+            continue;
         const quality = await codecLevel(setup, level);
         const start = performance.now();
         // The synthetic KV has no positions: RoPE un-rotation is timed with Llama 3 8B's parameters (128-wide heads).
@@ -345,7 +363,7 @@ async function answersTable(llama: Llama, dir: string): Promise<void> {
     add("f16", "f16", 16, null);
     let q4PerPrompt: number[] | null = null;
     const kvTypes = [["q8_0", "Q8_0", 8.5, true], ["q4_0", "Q4_0", 4.5, true], ["q4_0", "Q4_0", 4.5, false]] as const;
-    for (const [name, type, bits, rotation] of kvTypes) {
+    for (const [name, type, bits, rotation] of args["no-kv-types"] ? [] : kvTypes) {
         const row = `llama.cpp ${name} KV cache${rotation ? "" : ", rotation off"}`;
         try {
             const perPrompt = add(row, `${name}${rotation ? "" : "-norot"}`, bits, await kvType(setup, type, rotation));
@@ -359,6 +377,8 @@ async function answersTable(llama: Llama, dir: string): Promise<void> {
     for (const [name, bits] of [["q8_0", 8.5], ["q4_0", 4.5]] as const)
         add(`${name} block format (chunk only)`, `${name}-block`, bits, await blockFormat(setup, name));
     for (let level = 0; level < kvCodecLevelCount; level++) {
+        if (!measureLevel(level))
+            continue;
         const quality = await codecLevel(setup, level);
         const perPrompt = add(levelName(level), levelCodec(level), quality.bitsPerValue, quality.measured);
         if (q4PerPrompt != null)

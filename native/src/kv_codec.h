@@ -73,10 +73,20 @@ struct EncodeOptions {
     /** Modes the encoder may pick from per tensor (bit i: mode i); it takes the cheapest. Default all. */
     uint32_t modeMask = 7;
     RopeSpec rope;
-    /** Tuning (the benchmark's experiments): exponent of the channel's own spread in its step, K and V step factors. */
-    float spreadExponent = 0.5f;
+    /**
+     * Tuning (the benchmark's experiments): exponent of the channel's own spread in its step (negative: the level's),
+     * K and V step factors (on top of the level's).
+     */
+    float spreadExponent = -1.0f;
     float kStepFactor = 1.0f;
     float vStepFactor = 1.0f;
+    /** The first layers' step factor and how many of every 32 layers (rounded up) take it, for K and for V. */
+    float kFineFactor = 0.6f;
+    float vFineFactor = 0.6f;
+    uint32_t kFineLayers = 10;
+    uint32_t vFineLayers = 2;
+    /** How a channel's spread is measured: 0 its RMS deviation from its mean, 1 1.4826 x its median absolute deviation. */
+    uint32_t spreadMode = 0;
 };
 
 struct EncodeStats {

@@ -74,6 +74,16 @@ class EncodeWorker : public PromiseWorker {
                 number("spreadExponent", options.spreadExponent, 0, 1);
                 number("kStepFactor", options.kStepFactor, 0.01, 100);
                 number("vStepFactor", options.vStepFactor, 0.01, 100);
+                number("kFineFactor", options.kFineFactor, 0.01, 100);
+                number("vFineFactor", options.vFineFactor, 0.01, 100);
+                float kFine = (float) options.kFineLayers, vFine = (float) options.vFineLayers;
+                number("kFineLayers", kFine, 0, 32);
+                number("vFineLayers", vFine, 0, 32);
+                options.kFineLayers = (uint32_t) kFine;
+                options.vFineLayers = (uint32_t) vFine;
+                float spreadMode = (float) options.spreadMode;
+                number("spreadMode", spreadMode, 0, 1);
+                options.spreadMode = (uint32_t) spreadMode;
             }
             if (spec.Has("meta") && !spec.Get("meta").IsUndefined()) {
                 Napi::Uint8Array meta = bytesArgument(spec.Get("meta"), "meta");

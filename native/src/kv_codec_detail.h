@@ -48,9 +48,14 @@ struct Tables {
 
 const Tables& tables();
 
-// Level: step = scale * layerFactor * spread^beta * tensorSpread^(1 - beta).
+// Level: step = scale * (K or V factor) * layerFactor * spread^beta * tensorSpread^(1 - beta). L4 (the default) was
+// re-tuned on the answer model (bench/RESULTS.md, issue #13 session 10): a flatter step across a tensor's channels
+// (beta 0.25) and keys finer than values. The decoder reads every step from the container, so old files decode alike.
 constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
-float layerFactor(uint32_t layer, uint32_t nLayer, bool isK);
+constexpr float kLevelBeta[kLevelCount] = {0.5f, 0.5f, 0.5f, 0.5f, 0.25f, 0.5f};
+constexpr float kLevelKFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.8f, 1.0f};
+constexpr float kLevelVFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 1.2f, 1.0f};
+float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options);
 
 // RoPE: cos, sin per (token, pair); rotateRow turns every head of a K row by its position's angles (sign -1: back to
 // position 0).

@@ -123,13 +123,33 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
         const double d = x[i] - mean[i % C];
         sq[i % C] += d * d;
     }
+    if (options.spreadMode == 1) {
+        // Robust: the channel's median and 1.4826 x its median absolute deviation (a Gaussian's sigma), so a few
+        // outlier tokens (an attention sink's) do not coarsen every other token's step; outliers escape.
+        std::vector<float> column(nTokens);
+        for (uint32_t c = 0; c < C; c++) {
+            for (uint32_t tok = 0; tok < nTokens; tok++)
+                column[tok] = x[(size_t) tok * C + c];
+            std::nth_element(column.begin(), column.begin() + nTokens / 2, column.end());
+            const double median = column[nTokens / 2];
+            for (uint32_t tok = 0; tok < nTokens; tok++)
+                column[tok] = std::abs(x[(size_t) tok * C + c] - (float) median);
+            std::nth_element(column.begin(), column.begin() + nTokens / 2, column.end());
+            const double sigma = 1.4826 * column[nTokens / 2];
+            if (sigma > 0) {
+                mean[c] = median;
+                sq[c] = sigma * sigma * nTokens;
+            }
+        }
+    }
     double tensorSq = 0;
     for (uint32_t c = 0; c < C; c++)
         tensorSq += sq[c] / nTokens;
     const double tensorSpread = std::sqrt(tensorSq / C);
-    const double scale = kLevelScale[std::min(options.level, kLevelCount - 1)] * layerFactor(layer, nLayer, isK) *
-        (isK ? options.kStepFactor : options.vStepFactor);
-    const double beta = options.spreadExponent;
+    const uint32_t level = std::min(options.level, kLevelCount - 1);
+    const double scale = kLevelScale[level] * layerFactor(layer, nLayer, isK, options) *
+        (isK ? kLevelKFactor[level] * options.kStepFactor : kLevelVFactor[level] * options.vStepFactor);
+    const double beta = options.spreadExponent >= 0 ? options.spreadExponent : kLevelBeta[level];
 
     // Steps: the section's base step times 2^(k/8) per channel (one byte); means: whole steps (two bytes).
     const float base = (float) std::min(std::max(scale * tensorSpread, 1.0 / 16384), 60000.0);

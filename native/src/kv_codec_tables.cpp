@@ -64,10 +64,11 @@ const Tables& tables() {
 }
 
 // Finer steps for the first layers (CacheGen keeps twice the levels for K in the first 10 of 32 layers and V in the
-// first 2).
-float layerFactor(uint32_t layer, uint32_t nLayer, bool isK) {
-    const uint32_t fine = isK ? (nLayer * 10 + 31) / 32 : (nLayer * 2 + 31) / 32;
-    return layer < fine ? 0.6f : 1.0f;
+// first 2): by default K's first 10 of every 32 layers and V's first 2 (rounded up) take 0.6 of the level's step.
+float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options) {
+    const uint32_t perThirtyTwo = isK ? options.kFineLayers : options.vFineLayers;
+    const uint32_t fine = (uint32_t) (((uint64_t) nLayer * perThirtyTwo + 31) / 32);
+    return layer < fine ? (isK ? options.kFineFactor : options.vFineFactor) : 1.0f;
 }
 
 // Per token: cos of each pair, then sin of each pair (so a row's rotation is two contiguous loops the compiler vectorizes).
