@@ -23,6 +23,7 @@ import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, typ
 import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
 import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
+import {logitsAfter, maxAbsDiff} from "../test/helpers/logits.js";
 
 const {values: a} = parseArgs({options: {
     model: {type: "string"}, gpu: {type: "string", default: "cuda"}, sizes: {type: "string", default: "2048,8192"},
@@ -95,16 +96,7 @@ async function firstToken(seq: LlamaContextSequence, tokens: Token[]): Promise<v
     }
 }
 
-/** The prompt's next-token logits after `prep` (untimed: the map of every token's logit is built in JS). */
-async function logitsAfter(seq: LlamaContextSequence, tokens: Token[]): Promise<Float64Array> {
-    const results = await seq.controlledEvaluate([...tokens.slice(0, -1), [tokens.at(-1)!, {generateNext: {logits: true}}]]);
-    const out = new Float64Array(model.fileInfo.metadata.tokenizer.ggml.tokens.length);
-    for (const [token, value] of results.at(-1)?.next?.logits ?? [])
-        out[token] = value;
-    return out;
-}
-
-const maxAbsDiff = (x: Float64Array, y: Float64Array) => x.reduce((max, value, index) => Math.max(max, Math.abs(value - y[index]!)), 0);
+const vocabularySize = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
 
 /**
  * A correctness check on the device (--check): hkvd's resident path with its queued decodes must be deterministic (two
@@ -113,21 +105,21 @@ const maxAbsDiff = (x: Float64Array, y: Float64Array) => x.reduce((max, value, i
  * (patch 0010 lets them overlap) would show as runs that differ.
  */
 async function checkLogits(prompt: ReturnType<typeof buildPrompt>): Promise<void> {
-    const full = await logitsAfter(sequence, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
+    const full = await logitsAfter(sequence, vocabularySize, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
     const out: string[] = [];
     for (const ratioChecked of [1, ratio]) {
         await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
         const runs: Float64Array[] = [];
         for (let rep = 0; rep < 3; rep++) { // the first fills the resident tier
             const prep = await blend.prepare(prompt, "hkvd", ratioChecked);
-            runs.push(await logitsAfter(sequence, prep.tokensToEvaluate));
+            runs.push(await logitsAfter(sequence, vocabularySize, prep.tokensToEvaluate));
             await blend.admissionsSettled();
         }
         (await blend.replaceResidentTier(undefined))?.clear();
         out.push(`hkvd ${ratioChecked} resident: runs 2 vs 3 max |diff| ${maxAbsDiff(runs[1]!, runs[2]!).toExponential(2)}, ` +
             `vs full ${maxAbsDiff(runs[1]!, full).toExponential(2)} (host path, run 1, vs full ${maxAbsDiff(runs[0]!, full).toExponential(2)})`);
     }
-    const again = await logitsAfter(sequence, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
+    const again = await logitsAfter(sequence, vocabularySize, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
     log(`  logits check, ${prompt.tokens.length} tokens: full vs full ${maxAbsDiff(full, again).toExponential(2)}; ${out.join("; ")}`);
 }
 
