@@ -327,7 +327,7 @@ for (const size of sizes) {
         const placements = runs.flatMap((r) => r.splice != null && r.splice.residentBytes > 0 ? [r.splice] : []);
         if (placements.length > 0)
             log(`  ${variant.strategy} resident placement, medians: cells ${median(placements.map((p) => p.residentPlaceMs)).toFixed(2)} ms, ` +
-                `queue copies ${median(placements.map((p) => p.residentQueueMs)).toFixed(2)} ms, wait ${median(placements.map((p) => p.residentSyncMs)).toFixed(2)} ms`);
+                `queue ${placements[0]!.residentCopies} copies ${median(placements.map((p) => p.residentQueueMs)).toFixed(2)} ms, wait ${median(placements.map((p) => p.residentSyncMs)).toFixed(2)} ms`);
         const ttft = median(runs.map((r) => r.ttft));
         if (variant.strategy === "full")
             fullMs = ttft;

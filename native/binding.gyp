@@ -22,6 +22,7 @@
         "src/kv_splice_plan.cpp",
         "src/kv_deviation.cpp",
         "src/kv_resident.cpp",
+        "src/kv_copy_graph.cpp",
         "src/capture_graph.cpp",
         "src/layer_capture.cpp",
         "src/kv_codec_tables.cpp",

@@ -1,6 +1,5 @@
 #include "kv_resident.h"
 
-#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -8,6 +7,7 @@
 #include <stdexcept>
 
 #include "addon_handles.h"
+#include "kv_copy_graph.h"
 #include "napi_args.h"
 #include "promise_worker.h"
 
@@ -34,35 +34,6 @@ const PatchFunctions& patchFunctions() {
 }
 
 const napi_type_tag residentTag = {0x5765667452657369ULL, 0x64656e744b563031ULL};
-
-// A 1-D byte view of `size` bytes at `data` inside `buffer`, for the backend's tensor set / copy functions.
-ggml_tensor byteView(ggml_backend_buffer_t buffer, void* data, size_t size) {
-    ggml_tensor view{};
-    view.type = GGML_TYPE_I8;
-    view.buffer = buffer;
-    view.data = data;
-    view.ne[0] = (int64_t) size;
-    view.ne[1] = view.ne[2] = view.ne[3] = 1;
-    view.nb[0] = 1;
-    view.nb[1] = view.nb[2] = view.nb[3] = size;
-    return view;
-}
-
-// One backend instance per device, used only to queue the placement's copies on one stream and wait once, instead of a
-// synchronous copy (and a stream synchronization) per layer and part: on an H200 that took 17.9 ms for 501 MiB in 544
-// copies. Kept for the process's life (a few KiB per device); null where the device cannot make one.
-ggml_backend_t copyBackendOf(const LlamaFunctions& functions, ggml_backend_buffer_t buffer) {
-    static std::mutex mutex;
-    static std::map<ggml_backend_dev_t, ggml_backend_t> backends;
-    ggml_backend_dev_t device = functions.ggml_backend_buft_get_device(functions.ggml_backend_buffer_get_type(buffer));
-    if (device == nullptr)
-        return nullptr;
-    std::lock_guard<std::mutex> lock(mutex);
-    auto found = backends.find(device);
-    if (found == backends.end())
-        found = backends.emplace(device, functions.ggml_backend_dev_init(device, nullptr)).first;
-    return found->second;
-}
 
 struct CacheLayer {
     ggml_tensor* k = nullptr;
@@ -186,40 +157,28 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
             : std::string("the context's memory cannot place cells (not a plain KV cache)"));
 
     result.placeMs = lap();
-    uint64_t copied = 0;
+    // One byte range per part, layer and K|V, in that order: mergeCopies makes each part's ranges one strided copy
+    // where the resident rows and the cache tensors each step by one pitch (layers of the same row sizes).
+    std::vector<ByteCopy> copies;
     uint64_t cell = first;
-    std::vector<ggml_backend_t> queued;
-    auto copy = [&](ggml_tensor& from, ggml_tensor& to) {
-        ggml_backend_t backend = copyBackendOf(functions, to.buffer);
-        if (backend == nullptr) {
-            functions.ggml_backend_tensor_copy(&from, &to);
-            return;
-        }
-        functions.ggml_backend_tensor_copy_async(backend, backend, &from, &to);
-        if (std::find(queued.begin(), queued.end(), backend) == queued.end())
-            queued.push_back(backend);
-    };
     for (const ResidentPlacement& part : parts) {
         for (size_t il = 0; part.kv != nullptr && il < layers.size(); il++) {
             const CacheLayer& target = layers[il];
             const ResidentRows::Layer& source = part.kv->layers[il];
-            const size_t kBytes = (size_t) part.cellCount * source.kRowSize;
-            const size_t vBytes = (size_t) part.cellCount * source.vRowSize;
-            ggml_tensor kFrom = byteView(source.kBuffer, source.k, kBytes);
-            ggml_tensor kTo = byteView(target.k->buffer, static_cast<uint8_t*>(target.k->data) + target.kOffset + cell * source.kRowSize, kBytes);
-            copy(kFrom, kTo);
-            ggml_tensor vFrom = byteView(source.vBuffer, source.v, vBytes);
-            ggml_tensor vTo = byteView(target.v->buffer, static_cast<uint8_t*>(target.v->data) + target.vOffset + cell * source.vRowSize, vBytes);
-            copy(vFrom, vTo);
-            copied += kBytes + vBytes;
+            copies.push_back({source.kBuffer, source.k, target.k->buffer,
+                static_cast<uint8_t*>(target.k->data) + target.kOffset + cell * source.kRowSize, (size_t) part.cellCount * source.kRowSize});
+            copies.push_back({source.vBuffer, source.v, target.v->buffer,
+                static_cast<uint8_t*>(target.v->data) + target.vOffset + cell * source.vRowSize, (size_t) part.cellCount * source.vRowSize});
+            result.bytes += copies[copies.size() - 2].bytes + copies.back().bytes;
         }
         cell += part.cellCount;
     }
+    // cudaMemcpy2DAsync takes pitches below 2^31 (cudaDevAttrMaxPitch); a larger step is copied row by row.
+    QueuedCopies queued = queueCopies(functions, mergeCopies(copies, (size_t) INT32_MAX));
+    result.copies = queued.count;
     result.queueMs = lap();
-    for (ggml_backend_t backend : queued)
-        functions.ggml_backend_synchronize(backend);
+    queued.wait();
     result.syncMs = lap();
-    result.bytes = copied;
     return result;
 }
 

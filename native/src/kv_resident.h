@@ -35,12 +35,13 @@ uint32_t residentCellCount(const ResidentRows& rows);
 
 /**
  * Places every part's cells in `seqId` (one contiguous run of free cells after what the sequence already holds,
- * marked shifted by each part's delta) and copies their K/V rows from the resident buffers. Returns the bytes copied
- * and where the time went.
+ * marked shifted by each part's delta) and copies their K/V rows from the resident buffers (kv_copy_graph.h: one ggml
+ * graph of strided copies per device). Returns the bytes copied, the copies queued and where the time went.
  * Throws std::runtime_error; the caller then clears the sequence.
  */
 struct ResidentPlacementResult {
     uint64_t bytes = 0;
+    uint64_t copies = 0;  // copy operations queued (one per part where the layers' rows step evenly)
     double placeMs = 0;  // finding and marking the cells
     double queueMs = 0;  // queueing the copies
     double syncMs = 0;   // waiting for them

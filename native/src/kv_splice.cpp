@@ -290,6 +290,7 @@ class SpliceWorker : public PromiseWorker {
             result.Set("pinned", Napi::Boolean::New(env, usedPinned));
             result.Set("residentBytes", Napi::Number::New(env, (double) resident.bytes));
             result.Set("residentMs", Napi::Number::New(env, residentMs));
+            result.Set("residentCopies", Napi::Number::New(env, (double) resident.copies));
             result.Set("residentPlaceMs", Napi::Number::New(env, resident.placeMs));
             result.Set("residentQueueMs", Napi::Number::New(env, resident.queueMs));
             result.Set("residentSyncMs", Napi::Number::New(env, resident.syncMs));

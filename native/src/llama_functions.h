@@ -39,11 +39,19 @@
     X(ggml_backend_buffer_get_type) \
     X(ggml_backend_tensor_set) \
     X(ggml_backend_tensor_copy) \
-    X(ggml_backend_tensor_copy_async) \
     X(ggml_backend_buft_get_device) \
     X(ggml_backend_dev_init) \
     X(ggml_backend_synchronize) \
     X(ggml_backend_buffer_is_host) \
+    X(ggml_init) \
+    X(ggml_free) \
+    X(ggml_tensor_overhead) \
+    X(ggml_graph_overhead_custom) \
+    X(ggml_new_tensor_2d) \
+    X(ggml_cpy) \
+    X(ggml_new_graph_custom) \
+    X(ggml_build_forward_expand) \
+    X(ggml_backend_graph_compute_async) \
     X(llama_memory_seq_rm)
 
 struct LlamaFunctions {

@@ -32,7 +32,7 @@ export type PreparedPrompt = {
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
 export type SpliceTrace = {
     blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number,
-    residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
+    residentCopies: number, residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
 };
 
 /** hkvd's selection: the prompt positions it chose, and its time split into the capture pass (its decodes, and copying K/V out of them) and the scoring. */

@@ -108,6 +108,8 @@ export type SpliceResult = {
     residentBytes: number,
     /** Time the resident parts' placement and copies took. */
     residentMs: number,
+    /** Copy operations the resident parts' rows took (one per part where every layer's rows step evenly). */
+    residentCopies: number,
     /** Of residentMs: finding and marking the cells, queueing the copies, waiting for them. */
     residentPlaceMs: number,
     residentQueueMs: number,
