@@ -8,7 +8,7 @@ import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, openBlendSession} from "../../main/engine/blend/blend.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
-import {type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
+import {isTransposed, type KvBody, parseSeqStateMemory, sliceCells} from "../../main/engine/kv/kv-blob.js";
 import {
     contextHandleOf, getContextSequenceState, loadNativeAddon, markTokensEvaluated, releaseResidentKv, residentKvSupported, sequenceIdOf,
     uploadResidentKv
@@ -184,6 +184,49 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         const diff = maxAbsDiff(wrong, rotated);
         t.diagnostic(`without the rotation: max |logit diff| ${diff.toExponential(2)}`);
         assert.ok(diff > 5 * samePromptTolerance, `an unrotated K should move the logits, moved ${diff}`);
+    });
+
+    it("placed rows land in their own cells: parts cut from one KV and placed back to back give back its rows, byte for byte", async () => {
+        const bos = model.tokens.bos!;
+        const tokens = [bos, ...model.tokenize(" Lily had a red ball. She threw it over the fence and the dog ran after it.", false)];
+        await sequence.clearHistory();
+        await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+        const whole = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+        assert.equal(whole.cells.length, tokens.length);
+        // Three parts of different sizes, each in its own device buffer; rows of every layer differ from cell to cell,
+        // so a row copied to a neighbouring cell, another layer or the other of K and V shows below.
+        const cuts = [0, 3, 10, tokens.length];
+        const scratch = new ResidentTier(64 * 1024 ** 2);
+        for (let p = 0; p + 1 < cuts.length; p++)
+            assert.equal(await scratch.admit(sequence, `part ${p}`, sliceCells(whole, cuts[p]!, cuts[p + 1]!)), true);
+        const parts = cuts.slice(1).map((_, p) => ({resident: scratch.get(`part ${p}`)!, delta: 0}));
+        // Other rows in the cells the parts will take, so rows a copy misses do not hold the expected values already.
+        const other = [bos, ...model.tokenize(" The sun was hot, so the children played in the cold water of the lake all day long.", false)];
+        assert.ok(other.length >= tokens.length);
+        await sequence.clearHistory();
+        await sequence.evaluateWithoutGeneratingNewTokens(other);
+        const result = await spliceIntoSequence(sequence, parts, tokens, blend.rope, {threads: 1});
+        // Every layer's K and V rows of a part step by one pitch in its buffer and in the cache: one strided copy a part.
+        assert.equal(result.residentCopies, parts.length, "one copy per part (the layers' K and V rows merged)");
+
+        const placed = parseSeqStateMemory(await getContextSequenceState(context, sequenceIdOf(sequence))).body;
+        assert.deepEqual(placed.cells.map((cell) => cell.pos), whole.cells.map((cell) => cell.pos));
+        assert.equal(placed.layers.length, whole.layers.length);
+        const wrong: string[] = [];
+        placed.layers.forEach((layer, il) => {
+            for (const which of ["k", "v"] as const) {
+                const got = layer[which], want = whole.layers[il]![which];
+                if (isTransposed(got) || isTransposed(want))
+                    throw new Error("V is transposed: this context has flash attention on");
+                for (let cell = 0; cell < whole.cells.length; cell++) {
+                    const row = (rows: Uint8Array) => rows.subarray(cell * want.rowSize, (cell + 1) * want.rowSize);
+                    if (Buffer.compare(row(got.rows), row(want.rows)) !== 0)
+                        wrong.push(`layer ${il} ${which.toUpperCase()} cell ${cell}`);
+                }
+            }
+        });
+        assert.deepEqual(wrong, [], `${wrong.length} rows differ, first: ${wrong.slice(0, 5).join(", ")}`);
+        scratch.clear();
     });
 
     it("a handle released while its placement is in flight keeps its rows until the copies are done", async () => {
