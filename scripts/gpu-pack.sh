@@ -94,7 +94,7 @@ node - "$root" >"$tmp/modules.txt" <<'EOF'
 const fs = require("fs"), path = require("path");
 const root = process.argv[2];
 const roots = ["node-llama-cpp", "tsx", "node-gyp", "node-addon-api", "node-api-headers"];
-const seen = new Set();
+const seen = new Map(); // real path -> the path under root it was reached by (node_modules may be a symlink, as in a git worktree)
 function resolveFrom(dir, name) {
     for (let d = dir; ; d = path.dirname(d)) {
         const candidate = path.join(d, "node_modules", name);
@@ -107,7 +107,7 @@ function resolveFrom(dir, name) {
 function visit(dir) {
     const real = fs.realpathSync(dir);
     if (seen.has(real)) return;
-    seen.add(real);
+    seen.set(real, dir);
     const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
     const deps = {...pkg.dependencies, ...pkg.optionalDependencies};
     for (const name of Object.keys(deps)) {
@@ -123,7 +123,7 @@ for (const name of roots) {
     if (!found) { console.error(`gpu-pack: ${name} is not installed`); process.exit(1); }
     visit(found);
 }
-for (const dir of [...seen].sort()) console.log(path.relative(root, dir));
+for (const dir of [...seen.values()].sort()) console.log(path.relative(root, dir));
 EOF
 echo "gpu-pack: $(wc -l <"$tmp/modules.txt") packages in the node_modules closure"
 # Packages nested inside another package's folder are copied with it; list only the outermost ones.
