@@ -28,6 +28,12 @@ ggml_backend_t copyBackendOf(const LlamaFunctions& functions, ggml_backend_buffe
     return found->second;
 }
 
+// Held from queueing a placement's copies to waiting for them (QueuedCopies).
+std::mutex& copyBackendsMutex() {
+    static std::mutex mutex;
+    return mutex;
+}
+
 // The widest element the rows are made of: the copy only moves bytes, and fewer, larger elements are cheaper where a
 // backend copies element by element (ggml-cuda copies same-type 2-D views with cudaMemcpy2DAsync, the CPU row by row).
 std::pair<ggml_type, size_t> elementOf(size_t width) {
@@ -104,7 +110,8 @@ std::vector<StridedCopy> mergeCopies(const std::vector<ByteCopy>& copies, size_t
 }
 
 QueuedCopies::QueuedCopies(QueuedCopies&& other) noexcept
-    : count(other.count), functions(other.functions), backends(std::move(other.backends)), graphs(std::move(other.graphs)) {
+    : count(other.count), functions(other.functions), backends(std::move(other.backends)), graphs(std::move(other.graphs)),
+      lock(std::move(other.lock)) {
     other.backends.clear();
     other.graphs.clear();
 }
@@ -116,6 +123,8 @@ void QueuedCopies::wait() {
     for (ggml_context* graph : graphs)
         functions.ggml_free(graph);
     graphs.clear();
+    if (lock.owns_lock())
+        lock.unlock();
 }
 
 QueuedCopies::~QueuedCopies() {
@@ -124,6 +133,7 @@ QueuedCopies::~QueuedCopies() {
 
 QueuedCopies queueCopies(const LlamaFunctions& functions, const std::vector<StridedCopy>& copies) {
     QueuedCopies queued(functions);
+    queued.lock = std::unique_lock<std::mutex>(copyBackendsMutex());
     std::vector<std::pair<ggml_backend_t, std::vector<const StridedCopy*>>> groups;
     std::vector<const StridedCopy*> direct;
     for (const StridedCopy& copy : copies) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "llama_functions.h"
@@ -44,6 +45,8 @@ std::vector<StridedCopy> mergeCopies(const std::vector<ByteCopy>& copies, size_t
 /**
  * Copies queued by queueCopies: wait() waits for every backend they went to; the destructor waits too (the graphs and
  * the rows they read stay valid until then), so an exception between queueing and waiting cannot leave copies running.
+ * Holds the copy backends until then: a backend's graph compute is not safe from two threads at once (its CUDA-graph
+ * bookkeeping, the CPU backend's work buffer), and a stream being captured into a CUDA graph must not be waited on.
  */
 class QueuedCopies {
     public:
@@ -61,6 +64,7 @@ class QueuedCopies {
         const LlamaFunctions& functions;
         std::vector<ggml_backend_t> backends;  // queued on, not yet waited for
         std::vector<ggml_context*> graphs;     // the graphs' tensors, freed once waited for
+        std::unique_lock<std::mutex> lock;     // on the copy backends, from queueing to the wait
 };
 
 /**
