@@ -14,7 +14,7 @@ export type FocusOptions = {
     count: number,
     /** Also the chunk that continues each of those in its document (its references point back into the focus chunk). */
     continuations: boolean,
-    /** Also, per question-chosen chunk, this many chunks that share the most of its rare tokens (a second hop). */
+    /** Also, per question-chosen chunk, this many chunks linked to it by names only the two of them have (a second hop). */
     hops: number
 };
 
@@ -28,9 +28,9 @@ const continuationGapChars = 8;
  * Indices of the chunks a blend recomputes whole, in the order chosen: the `count` chunks that share the most of the
  * question's tokens, each shared token weighted by how rare it is among the prompt's chunks (log((n + 1) / df), a
  * retriever's IDF: tokens every chunk has weigh almost nothing, a name weighs most); then the chunks that continue
- * them in their documents; then, per question-chosen chunk, the `hops` chunks sharing the most of its rare tokens (a
- * name the question does not say: the employer in "where is X's employer based"). Chunks sharing nothing are never
- * chosen; ties go to the earlier chunk (the retriever's better-ranked one).
+ * them in their documents; then, per question-chosen chunk, the `hops` chunks linked to it by a name the question does
+ * not say (the employer in "where is X's employer based"). Chunks sharing nothing are never chosen; ties go to the
+ * earlier chunk (the retriever's better-ranked one).
  */
 export function questionFocus(chunks: readonly FocusChunk[], question: readonly Token[], options: FocusOptions): number[] {
     if (!(options.count > 0) || chunks.length === 0)
@@ -41,7 +41,7 @@ export function questionFocus(chunks: readonly FocusChunk[], question: readonly 
         for (const token of tokens)
             documentFrequency.set(token, (documentFrequency.get(token) ?? 0) + 1);
     const weight = (token: Token) => Math.log((chunks.length + 1) / (documentFrequency.get(token) ?? chunks.length + 1));
-    const best = (by: ReadonlySet<Token>, count: number, except: ReadonlySet<number>) => distinct
+    const best = (by: ReadonlySet<Token>, count: number, except: ReadonlySet<number>): number[] => distinct
         .map((tokens, index) => {
             let score = 0;
             for (const token of tokens)
@@ -64,8 +64,26 @@ export function questionFocus(chunks: readonly FocusChunk[], question: readonly 
                 chosen.add(next);
         }
     for (const index of asked)
-        best(distinct[index]!, options.hops, new Set([...chosen, index])).forEach((hop) => chosen.add(hop));
+        linkedChunks(distinct, documentFrequency, index, options.hops, chosen).forEach((hop) => chosen.add(hop));
     return [...chosen];
+}
+
+/**
+ * The `count` chunks linked to chunk `index` by the most tokens that only the two of them have (in the prompt): a name
+ * the focus chunk mentions and another chunk is about. Tokens three or more chunks share (sentence patterns, words
+ * like "company") link nothing in particular, and would make a chunk of the same kind look closest.
+ */
+function linkedChunks(distinct: ReadonlyArray<ReadonlySet<Token>>, documentFrequency: ReadonlyMap<Token, number>, index: number, count: number,
+    except: ReadonlySet<number>): number[] {
+    if (!(count > 0))
+        return [];
+    const links = [...distinct[index]!].filter((token) => documentFrequency.get(token) === 2);
+    return distinct
+        .map((tokens, other) => ({other, score: links.filter((token) => tokens.has(token)).length}))
+        .filter((entry) => entry.score > 0 && entry.other !== index && !except.has(entry.other))
+        .sort((a, b) => b.score - a.score || a.other - b.other)
+        .slice(0, count)
+        .map((entry) => entry.other);
 }
 
 /** The chunk that starts where chunk `index` ends in the same document, if the prompt has it. */
