@@ -1,7 +1,9 @@
 // Answer quality under KV reuse: exact match and F1 of Weft's answer model (test/fixtures/models/weft-answers.gguf,
 // trained by scripts/train-answers.py) on held-out questions of the answer corpus, per strategy and question kind.
 //   npm run bench -- answers [--questions N] [--chunks N] [--seed S] [--threads N] [--model PATH] [--json]
-//                            [--variants full,naive,hkvd@0.15,hkvd@0.15/c2,...]   (/cN: hkvd's check layer N, default 1)
+//                            [--variants full,naive,hkvd@0.15,hkvd@0.15/c2,hkvd@0.15+f0,...]
+//   /cN: hkvd's check layer N (default 1); +fK[c][hN]: the K chunks the question is about recomputed whole, c: with
+//   the chunks that continue them, hN: N hops (focus.ts; default +f1c); +f0: none.
 //
 // Each question comes with its sources (the gold chunks and distractors, in Weft's prompt format). Chunk KVs are
 // computed once before any strategy runs, as ingest would have; `full` prefills the whole prompt, `prefix` finds
@@ -9,7 +11,8 @@
 // (the engine's own path). Every strategy then decodes greedily, as `weft ask` does, until end of text.
 import path from "node:path";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
-import {type BlendSession, type BlendStrategy, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
+import {type BlendSession, type BlendStrategy, defaultFocus, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
+import type {FocusOptions} from "../main/engine/blend/focus.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {generate} from "../main/engine/generate.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
@@ -32,7 +35,7 @@ const threads = Number.parseInt(args.threads, 10);
 if (!(questions >= 1) || !(chunks >= 2) || !(threads >= 1))
     throw new Error(`--questions, --chunks (>= 2) and --threads must be positive integers, got ${args.questions}, ${args.chunks}, ${args.threads}`);
 
-type Variant = {strategy: "full" | "prefix" | BlendStrategy, ratio: number, checkLayer?: number};
+type Variant = {strategy: "full" | "prefix" | BlendStrategy, ratio: number, checkLayer?: number, focus?: FocusOptions};
 const defaultVariants: Variant[] = [
     {strategy: "full", ratio: 0},
     {strategy: "prefix", ratio: 0},
@@ -40,25 +43,31 @@ const defaultVariants: Variant[] = [
     {strategy: "chunk-head", ratio: 0.15},
     {strategy: "hkvd", ratio: 0.05},
     {strategy: "hkvd", ratio: 0.15},
-    {strategy: "hkvd", ratio: 0.3}
+    {strategy: "hkvd", ratio: 0.3},
+    {strategy: "hkvd", ratio: 0.15, focus: {count: 0, continuations: false, hops: 0}}
 ];
-/** `strategy[@ratio][/cN]`, e.g. `hkvd@0.15/c2`. */
+/** `strategy[@ratio][/cN][+fK[c][hN]]`, e.g. `hkvd@0.15/c2` or `chunk-head@0.15+f0`. */
 function parseVariant(text: string): Variant {
-    const match = /^(full|prefix|naive|chunk-head|hkvd)(?:@([0-9.]+))?(?:\/c([0-9]+))?$/.exec(text.trim());
-    if (match == null || (match[3] != null && match[1] !== "hkvd"))
-        throw new Error(`--variants: ${JSON.stringify(text)} is not strategy[@ratio] or hkvd@ratio/cN`);
+    const match = /^(full|prefix|naive|chunk-head|hkvd)(?:@([0-9.]+))?(?:\/c([0-9]+))?(?:\+f([0-9]+)(c?)(?:h([0-9]+))?)?$/.exec(text.trim());
+    if (match == null || (match[3] != null && match[1] !== "hkvd") || (match[4] != null && match[1] !== "hkvd" && match[1] !== "chunk-head"))
+        throw new Error(`--variants: ${JSON.stringify(text)} is not strategy[@ratio], hkvd@ratio/cN or (hkvd|chunk-head)@ratio+fK[c][hN]`);
     const ratio = match[2] != null ? Number(match[2]) : 0;
     if (!(ratio >= 0 && ratio <= 1))
         throw new Error(`--variants: ratio ${match[2]} is not in [0, 1]`);
-    return {strategy: match[1] as Variant["strategy"], ratio, ...(match[3] != null ? {checkLayer: Number(match[3])} : {})};
+    return {
+        strategy: match[1] as Variant["strategy"], ratio, ...(match[3] != null ? {checkLayer: Number(match[3])} : {}),
+        ...(match[4] != null ? {focus: {count: Number(match[4]), continuations: match[5] === "c", hops: Number(match[6] ?? 0)}} : {})
+    };
 }
 const answerVariants: Variant[] = args.variants === "" ? defaultVariants : args.variants.split(",").map(parseVariant);
-const variantName = (variant: Variant) => `${variant.strategy}@${variant.ratio}${variant.checkLayer != null ? `/c${variant.checkLayer}` : ""}`;
+const focusName = (focus: FocusOptions) => `+f${focus.count}${focus.continuations ? "c" : ""}${focus.hops > 0 ? `h${focus.hops}` : ""}`;
+const variantName = (variant: Variant) =>
+    `${variant.strategy}@${variant.ratio}${variant.checkLayer != null ? `/c${variant.checkLayer}` : ""}${variant.focus != null ? focusName(variant.focus) : ""}`;
 /** `prefix` reuses a previous prompt with the same sources and this question instead. */
 const previousQuestion = "What do these notes say?";
 const maxAnswerTokens = 24;
 
-type Score = {questions: number, em: number, f1: number, cited: number};
+type Score = {questions: number, em: number, f1: number, cited: number, recomputed: number};
 
 await withTempDir("answers", async (dir) => {
     const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
@@ -75,14 +84,20 @@ await withTempDir("answers", async (dir) => {
     const scoreOf = (variant: Variant, kind: QuestionKind | "all") => {
         const key = `${variantName(variant)}/${kind}`;
         if (!scores.has(key))
-            scores.set(key, {questions: 0, em: 0, f1: 0, cited: 0});
+            scores.set(key, {questions: 0, em: 0, f1: 0, cited: 0, recomputed: 0});
         return scores.get(key)!;
     };
 
     const set = makeQuestionSet(Number(args.seed), "held-out", questions, chunks);
     let promptTokens = 0;
     for (const [index, example] of set.entries()) {
-        const sources = example.chunks.map((chunk, i) => ({n: i + 1, path: chunk.path, text: chunk.text}));
+        // Spans as the chunker gives them: a document's chunks in order, one separator apart (focus.ts finds continuations by them).
+        const spans = new Map<string, number>();
+        const sources = example.chunks.map((chunk, i) => {
+            const start = spans.get(chunk.path) ?? 0;
+            spans.set(chunk.path, start + chunk.text.length + 2);
+            return {n: i + 1, path: chunk.path, text: chunk.text, span: [start, start + chunk.text.length] as const};
+        });
         const prompt = buildPrompt(model, example.question, sources, false);
         const previous = buildPrompt(model, previousQuestion, sources, false);
         promptTokens += prompt.tokens.length;
@@ -99,7 +114,8 @@ await withTempDir("answers", async (dir) => {
                 await sequence.evaluateWithoutGeneratingNewTokens(previous.tokens.slice(sequence.nextTokenIndex));
                 prepared = await preparePrefix(sequence, prompt.tokens);
             } else
-                prepared = await blend.prepare(prompt, variant.strategy, variant.ratio, variant.checkLayer != null ? {checkLayer: variant.checkLayer} : {});
+                prepared = await blend.prepare(prompt, variant.strategy, variant.ratio,
+                    {...(variant.checkLayer != null ? {checkLayer: variant.checkLayer} : {}), ...(variant.focus != null ? {focus: variant.focus} : {})});
 
             let answer = "";
             const steps = generate(model, sequence, prepared.tokensToEvaluate, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
@@ -113,6 +129,8 @@ await withTempDir("answers", async (dir) => {
                 score.em += exactMatch(answer, example.answer) ? 1 : 0;
                 score.f1 += answerF1(answer, example.answer);
                 score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
+                const chunkTokens = prepared.recomputedTokens + prepared.reusedTokens;
+                score.recomputed += chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0;
             }
         }
         log(`${index + 1}/${set.length} ${example.kind}: ${JSON.stringify(example.question)} gold ${JSON.stringify(example.target)}; ` +
@@ -123,11 +141,13 @@ await withTempDir("answers", async (dir) => {
         {key: "strategy", header: "strategy"},
         {key: "ratio", header: "ratio", digits: 2},
         {key: "checkLayer", header: "check layer"},
+        {key: "focus", header: "focus"},
         {key: "split", header: "split"},
         {key: "questions", header: "questions"},
         {key: "em", header: "EM", digits: 1},
         {key: "f1", header: "F1", digits: 1},
-        {key: "cited", header: "cites gold %", digits: 1}
+        {key: "cited", header: "cites gold %", digits: 1},
+        {key: "recomputedPercent", header: "recomputed %", digits: 1}
     ], args.json);
     for (const kind of [...questionKinds, "all"] as const)
         for (const variant of answerVariants) {
@@ -141,7 +161,9 @@ await withTempDir("answers", async (dir) => {
                 questions: score.questions,
                 em: 100 * score.em / score.questions,
                 f1: 100 * score.f1 / score.questions,
-                cited: 100 * score.cited / score.questions
+                cited: 100 * score.cited / score.questions,
+                focus: variant.strategy === "hkvd" || variant.strategy === "chunk-head" ? focusName(variant.focus ?? defaultFocus) : "-",
+                recomputedPercent: variant.strategy === "full" || variant.strategy === "prefix" ? "-" : 100 * score.recomputed / score.questions
             });
         }
 

@@ -12,6 +12,7 @@ import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, openBlendSession, promptFormatVersion} from "../main/engine/blend/blend.js";
 import {tokensHash} from "../main/engine/blend/chunk-kv-source.js";
+import type {FocusOptions} from "../main/engine/blend/focus.js";
 import type {ChunkKvStats} from "../main/contract/index.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
@@ -141,8 +142,11 @@ function spliceColumns(runs: Run[]): Record<string, string | number> {
 type Variant = {
     strategy: "full" | BlendStrategy, ratio: number, pinned?: boolean, resident?: boolean, fusedMask?: "host" | "graph",
     /** Chunk KVs from the disk tier's codec files at this level, page cache evicted, the controller choosing per chunk. */
-    coldLevel?: number
+    coldLevel?: number,
+    /** The chunks the question is about, recomputed whole (focus.ts); default the product's. */
+    focus?: FocusOptions
 };
+const noFocus: FocusOptions = {count: 0, continuations: false, hops: 0};
 const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "naive-pageable": {strategy: "naive", ratio: 0, pinned: false},
     naive: {strategy: "naive", ratio: 0}, "chunk-head": {strategy: "chunk-head", ratio}, hkvd: {strategy: "hkvd", ratio},
     "naive-resident": {strategy: "naive", ratio: 0, resident: true}, "chunk-head-resident": {strategy: "chunk-head", ratio, resident: true},
@@ -150,6 +154,11 @@ const known: Record<string, Variant> = {full: {strategy: "full", ratio: 0}, "nai
     // (layers 0..check for every token, plus the labels and question), so the two rows split select from recompute.
     "hkvd-resident": {strategy: "hkvd", ratio, resident: true}, "hkvd0-resident": {strategy: "hkvd", ratio: 0, resident: true},
     hkvd0: {strategy: "hkvd", ratio: 0},
+    // without the question's focus chunk recomputed whole (the selection alone, as before session 10)
+    "hkvd-f0-resident": {strategy: "hkvd", ratio, resident: true, focus: noFocus}, "hkvd0-f0-resident": {strategy: "hkvd", ratio: 0, resident: true, focus: noFocus},
+    "chunk-head-f0-resident": {strategy: "chunk-head", ratio, resident: true, focus: noFocus},
+    // with a second hop: the chunk linked to the focus chunk by a name only the two share
+    "hkvd-h1-resident": {strategy: "hkvd", ratio, resident: true, focus: {count: 1, continuations: true, hops: 1}},
     // the fused decode's mask filled on the host and copied over (patch 0004's sorted fill), against "auto" (in the graph on a GPU)
     "hkvd-resident-hostmask": {strategy: "hkvd", ratio, resident: true, fusedMask: "host"},
     "hkvd0-resident-hostmask": {strategy: "hkvd", ratio: 0, resident: true, fusedMask: "host"}};
@@ -286,6 +295,7 @@ for (const size of sizes) {
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
                 : await session.prepare(prompt, variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
+                    ...(variant.focus != null ? {focus: variant.focus} : {}),
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),
                     // as the engine does: a cold blend is weighed against a full prefill (this run's own full row)
                     ...(cold != null && Number.isFinite(fullMs) ? {fullPrefillMs: fullMs} : {}),
@@ -337,6 +347,7 @@ for (const size of sizes) {
         const row = {
             card: a.card!, strategy: (variant.strategy === "full" || variant.strategy === "naive" ? variant.strategy : `${variant.strategy} ${variant.ratio}`) +
                 (variant.pinned === false ? " (pageable)" : "") + (variant.resident ? " (resident)" : "") + (variant.fusedMask != null ? ` (${variant.fusedMask} mask)` : "") +
+                (variant.focus == null ? "" : variant.focus.count === 0 ? " (no focus)" : ` (focus ${variant.focus.count}${variant.focus.hops > 0 ? ` +${variant.focus.hops} hop` : ""})`) +
                 (variant.coldLevel != null ? ` cold (disk L${variant.coldLevel})` : ""),
             context: prompt.tokens.length, ttftMs: ttft, ratioToFull: ttft / fullMs, loadMs: load, selectMs: select, recomputeMs: recompute,
             restMs: ttft - load - select - recompute, recomputed: runs[0]!.prep.recomputedTokens, kvMiB: bytes / 2 ** 20,

@@ -1,6 +1,10 @@
 import {LlamaText, resolveChatWrapper, type ChatHistoryItem, type LlamaModel, type LlamaTextValue, type Token} from "node-llama-cpp";
 
-export type PromptSource = {n: number, path: string, text: string};
+export type PromptSource = {
+    n: number, path: string, text: string,
+    /** [start, end) of the chunk in its document's text: a blend recognises a chunk that continues another by it. */
+    span?: readonly [number, number]
+};
 
 /**
  * A prompt as the pieces it was tokenized from. Each source chunk is tokenized on its own, exactly as the
@@ -9,7 +13,7 @@ export type PromptSource = {n: number, path: string, text: string};
  */
 export type PromptSegment =
     | {kind: "fixed", tokens: Token[]}
-    | {kind: "chunk", text: string, tokens: Token[]};
+    | {kind: "chunk", text: string, tokens: Token[], source?: {path: string, span?: readonly [number, number]}};
 
 export type BuiltPrompt = {tokens: Token[], segments: PromptSegment[]};
 
@@ -20,7 +24,8 @@ const sourcesMarker = "\u0001WEFT_SOURCES\u0001";
 function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): PromptSegment[] {
     return sources.flatMap((source, index): PromptSegment[] => [
         {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
-        {kind: "chunk", text: source.text, tokens: model.tokenize(source.text)}
+        {kind: "chunk", text: source.text, tokens: model.tokenize(source.text),
+            source: {path: source.path, ...(source.span != null ? {span: source.span} : {})}}
     ]);
 }
 

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
-import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
+import {type BlendSession, defaultFocus, openBlendSession} from "../../main/engine/blend/blend.js";
+import {questionFocus} from "../../main/engine/blend/focus.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
 import {fusedBlendDecode, fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
@@ -32,6 +33,8 @@ const ratioZeroTolerance = 5e-2;
 const tieTolerance = 1e-3;
 
 const skip = blendSkipReason();
+/** The selection's own semantics, without the chunks the question is about recomputed whole (focus.ts). */
+const noFocus = {count: 0, continuations: false, hops: 0};
 
 describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash attention)", {skip}, () => {
     let temp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -93,7 +96,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         await blend.prepare(prompt, "naive", 0);
         const reference = await referenceDeviation(blend, prompt, 1);
         const ratio = 0.25;
-        const prepared = await blend.prepare(prompt, "hkvd", ratio);
+        const prepared = await blend.prepare(prompt, "hkvd", ratio, {focus: noFocus});
         const selected = new Set(prepared.selectedPositions!);
         let compared = 0;
         for (const {start, deviation} of reference) {
@@ -112,8 +115,29 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         t.diagnostic(`compared ${compared} selected tokens in ${reference.length} chunks`);
     });
 
+    it("recomputes whole the chunk that shares the question's rarest tokens, and the rest by their share", async (t) => {
+        const chunks = promptLayout(prompt).chunks;
+        const focus = questionFocus(chunks, prompt.tokens.slice(promptLayout(prompt).tailStart), defaultFocus);
+        assert.ok(focus.length >= 1, "the story question names something one of its sources says: the test needs a focus chunk");
+        const ratio = 0.25;
+        const prepared = await blend.prepare(prompt, "hkvd", ratio);
+        const selected = new Set(prepared.selectedPositions!);
+        let expected = 0;
+        chunks.forEach(({start, tokens}, index) => {
+            const got = tokens.filter((_, offset) => selected.has(start + offset)).length;
+            const whole = focus.includes(index);
+            assert.equal(got, whole ? tokens.length : fusedKeep(tokens.length, ratio), `chunk ${index}${whole ? " (focus)" : ""}`);
+            expected += got;
+        });
+        assert.equal(prepared.recomputedTokens, expected);
+        // The control: without focus the same chunk keeps only its share.
+        const plain = await blend.prepare(prompt, "hkvd", ratio, {focus: noFocus});
+        assert.ok(plain.recomputedTokens < prepared.recomputedTokens);
+        t.diagnostic(`focus chunks ${focus.join(", ")}: ${prepared.recomputedTokens} recomputed, ${plain.recomputedTokens} without focus`);
+    });
+
     it("ratio 0 equals the naive blend with layers 0..1 made exact", async (t) => {
-        const prepared = await blend.prepare(prompt, "hkvd", 0);
+        const prepared = await blend.prepare(prompt, "hkvd", 0, {focus: noFocus});
         assert.equal(prepared.recomputedTokens, 0);
         const fused = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
         const rest = await naiveWithExactLayers(blend, prompt, [0, 1]);

@@ -19,6 +19,7 @@ import {
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
+import {type FocusOptions, questionFocus} from "./focus.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {type BlendTrace, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
@@ -29,6 +30,9 @@ export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
+
+/** Chunks a blend recomputes whole because the question is about them (see BlendPrepareOptions.focus). */
+export const defaultFocus: FocusOptions = {count: 1, continuations: true, hops: 0};
 
 /** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
 export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
@@ -60,6 +64,11 @@ export type BlendPrepareOptions = {
     /** hkvd's check layer (default {@link selectionLayer}); the answers benchmark compares others. */
     checkLayer?: number;
     trace?: BlendTrace;
+    /**
+     * Which chunks `chunk-head` and `hkvd` recompute whole because the question is about them (focus.ts), on top of
+     * their share of every other chunk; default {@link defaultFocus}. `{count: 0}` turns it off.
+     */
+    focus?: FocusOptions;
     /**
      * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
      * chunks that are only on disk would take longer, the prompt is prefilled in full instead (stats say why).
@@ -335,12 +344,19 @@ export class BlendSession {
                     labelPositions.push(start + index);
         }
         const chunkTokenCount = chunkRanges.reduce((sum, range) => sum + range.length, 0);
+        const chunkLayout = layout.filter(({segment, start}) => segment.kind === "chunk" && start >= headerEnd && start < tailStart);
+        const focusStarts = new Set(strategy === "naive" ? [] : questionFocus(
+            chunkLayout.map(({segment}) => ({tokens: segment.tokens, ...(segment.kind === "chunk" && segment.source != null ? {source: segment.source} : {})})),
+            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => chunkLayout[index]!.start));
+        const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
+            .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));
         const budget = Math.min(chunkTokenCount, Math.round(ratio * chunkTokenCount));
 
         const selectStartedAt = performance.now();
         let selected: number[] = [];
-        if (strategy === "chunk-head" && budget > 0) {
-            for (const range of chunkRanges)
+        if (strategy === "chunk-head") {
+            selected.push(...focusPositions);
+            for (const range of budget > 0 ? chunkRanges.filter((range) => !focusStarts.has(range.start)) : [])
                 for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                     selected.push(range.start + index);
         }
@@ -374,13 +390,13 @@ export class BlendSession {
             // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
             const fusedSegments: FusedSegment[] = layout
                 .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0)
-                .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk"}));
+                .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk" || focusStarts.has(start)}));
             if (tailInBatch.length > 0)
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
                 // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
                 {ratio, batchSize: decodeBatchSize(this.context), checkLayer: options.checkLayer ?? selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
-            selected = run.selected;
+            selected = [...run.selected, ...focusPositions].sort((a, b) => a - b);
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
         } else {

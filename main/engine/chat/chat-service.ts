@@ -140,7 +140,7 @@ export class ChatService {
 function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: Citation[]): {prompt: BuiltPrompt, citations: Citation[]} {
     const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize * answerRoomShare));
     const build = (citations: Citation[]) => buildPrompt(loaded.model, request.question,
-        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? ""})), loaded.info.hasChatTemplate);
+        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", span: citation.span})), loaded.info.hasChatTemplate);
     let citations = retrieved;
     let prompt = build(citations);
     while (citations.length > 0 && prompt.tokens.length + answerRoom > loaded.contextSize) {

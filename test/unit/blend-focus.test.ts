@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import {describe, it} from "node:test";
+import type {Token} from "node-llama-cpp";
+import {type FocusChunk, questionFocus} from "../../main/engine/blend/focus.js";
+
+const t = (...ids: number[]) => ids as Token[];
+// 1-5: words every chunk has ("is", "a", "."); 10+: names, each in one or two chunks
+const common = [1, 2, 3, 4, 5];
+const off = {count: 0, continuations: false, hops: 0};
+
+describe("the chunks a blend recomputes whole (focus.ts)", () => {
+    const chunks: FocusChunk[] = [
+        {tokens: t(...common, 10, 11)},         // a person: 10 11, works for 20
+        {tokens: t(...common, 12, 13, 20)},     // another person, works for 20
+        {tokens: t(...common, 20, 21)},         // the company 20
+        {tokens: t(...common, 30)}
+    ];
+
+    it("picks the chunk sharing the question's rarest tokens, not the one sharing its common words", () => {
+        // the question says "is a ." (every chunk) and the name 12 13
+        assert.deepEqual(questionFocus(chunks, t(1, 2, 3, 12, 13, 99), {...off, count: 1}), [1]);
+        // 20 is in two chunks, 10 in one: the rarer name wins even against two shared tokens of lower weight
+        assert.deepEqual(questionFocus(chunks, t(10, 20), {...off, count: 2}), [0, 1]);
+    });
+
+    it("chooses nothing when the question shares no token, or when turned off", () => {
+        assert.deepEqual(questionFocus(chunks, t(98, 99), {...off, count: 3}), []);
+        assert.deepEqual(questionFocus(chunks, t(10, 11), off), []);
+        // a token that every chunk has weighs log(5/4) > 0 only just; with nothing rarer it still picks the first
+        assert.deepEqual(questionFocus(chunks, t(1), {...off, count: 1}), [0]);
+    });
+
+    it("adds the chunk that continues a focus chunk in its document, found by span, not by prompt order", () => {
+        const documents: FocusChunk[] = [
+            {tokens: t(...common, 40), source: {path: "/a.md", span: [0, 120]}},
+            {tokens: t(...common, 41), source: {path: "/b.md", span: [122, 200]}},  // right span, other document
+            {tokens: t(...common, 42), source: {path: "/a.md", span: [500, 600]}},  // same document, not next to it
+            {tokens: t(...common, 43), source: {path: "/a.md", span: [122, 300]}}   // continues chunk 0 after "\n\n"
+        ];
+        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: true, hops: 0}), [0, 3]);
+        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: false, hops: 0}), [0]);
+        // the last chunk of its document has no continuation
+        assert.deepEqual(questionFocus(documents, t(43), {count: 1, continuations: true, hops: 0}), [3]);
+    });
+
+    it("a hop adds the chunk that shares the most of the focus chunk's rare tokens", () => {
+        // "where is the employer of 12 13 based": chunk 1 names employer 20, whose own chunk is 2 (0 shares nothing rare)
+        assert.deepEqual(questionFocus(chunks, t(12, 13), {count: 1, continuations: false, hops: 1}), [1, 2]);
+    });
+});
