@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import {getLlama, LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, openBlendSession} from "../main/engine/blend/blend.js";
+import type {FocusOptions} from "../main/engine/blend/focus.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
@@ -59,7 +60,9 @@ const targets: Record<string, number> = {naive: 1 / 8, [`chunk-head@${ratio}`]: 
  * `cold`: the chunk KVs come from disk through the KV codec (a cache with no RAM tier, files stored at the codec's
  * default level) with the page cache dropped before the run, as after a restart.
  */
-type Variant = {name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, cold?: boolean};
+type Variant = {name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, cold?: boolean, focus?: FocusOptions};
+/** The selection alone, without the chunk the question is about recomputed whole (focus.ts; before session 10). */
+const noFocus: FocusOptions = {count: 0, continuations: false, hops: 0};
 const variants: Variant[] = [
     {name: "full", strategy: "full", ratio: 0},
     {name: "prefix (cold)", strategy: "prefix", ratio: 0},
@@ -68,7 +71,10 @@ const variants: Variant[] = [
     {name: `chunk-head@${ratio}`, strategy: "chunk-head", ratio},
     {name: `hkvd@${ratio}`, strategy: "hkvd", ratio},
     // The fused decode at ratio 0: only the selection's share (layers 0..1 of every token, labels, question).
-    {name: "hkvd@0", strategy: "hkvd", ratio: 0}
+    {name: "hkvd@0", strategy: "hkvd", ratio: 0},
+    {name: `chunk-head@${ratio} no focus`, strategy: "chunk-head", ratio, focus: noFocus},
+    {name: `hkvd@${ratio} no focus`, strategy: "hkvd", ratio, focus: noFocus},
+    {name: "hkvd@0 no focus", strategy: "hkvd", ratio: 0, focus: noFocus}
 ];
 
 type Timing = {totalMs: number, cpuMs: number, loadMs: number, selectMs: number, recomputeMs: number, questionMs: number, prepared: PreparedPrompt};
@@ -202,7 +208,7 @@ await withTempDir("ttft", async (dir) => {
         const startedAt = performance.now();
         const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
             : variant.strategy === "prefix" ? await preparePrefix(sequence, prompt.tokens)
-                : await (variant.cold === true ? coldBlend : blend).prepare(prompt, variant.strategy, variant.ratio);
+                : await (variant.cold === true ? coldBlend : blend).prepare(prompt, variant.strategy, variant.ratio, variant.focus != null ? {focus: variant.focus} : {});
         if (variant.cold === true)
             for (const chunk of prepared.chunkKv ?? [])
                 coldSources.set(chunk.kvSource, (coldSources.get(chunk.kvSource) ?? 0) + 1);

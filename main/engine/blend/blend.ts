@@ -32,7 +32,7 @@ export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 export const selectionLayer = 1;
 
 /** Chunks a blend recomputes whole because the question is about them (see BlendPrepareOptions.focus). */
-export const defaultFocus: FocusOptions = {count: 1, continuations: true, hops: 0};
+export const defaultFocus: FocusOptions = {count: 1, continuations: true, hops: 1};
 
 /** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
 export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
