@@ -61,6 +61,11 @@ export const AnswerStats = z.object({
     kvResidentMs: ms,
     /** Per retrieved chunk, where its KV came from (blend strategies only). */
     chunkKv: z.array(ChunkKvStats).optional(),
+    /**
+     * The sources ([n]) hkvd and chunk-head recomputed whole because the question is about them: the one sharing its
+     * rarest words, the one continuing it in its document, the one linked to it by a name.
+     */
+    focusSources: z.array(z.number().int().positive()).optional(),
     /** Bytes read from the disk tier for this prompt (compressed when the codec stored them). */
     kvBytesRead: count.optional(),
     /** Choosing the tokens to recompute (hkvd's early-layer pass). */

@@ -13,7 +13,7 @@ export type PromptSource = {
  */
 export type PromptSegment =
     | {kind: "fixed", tokens: Token[]}
-    | {kind: "chunk", text: string, tokens: Token[], source?: {path: string, span?: readonly [number, number]}};
+    | {kind: "chunk", text: string, tokens: Token[], source?: {n: number, path: string, span?: readonly [number, number]}};
 
 export type BuiltPrompt = {tokens: Token[], segments: PromptSegment[]};
 
@@ -25,7 +25,7 @@ function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): Pr
     return sources.flatMap((source, index): PromptSegment[] => [
         {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
         {kind: "chunk", text: source.text, tokens: model.tokenize(source.text),
-            source: {path: source.path, ...(source.span != null ? {span: source.span} : {})}}
+            source: {n: source.n, path: source.path, ...(source.span != null ? {span: source.span} : {})}}
     ]);
 }
 

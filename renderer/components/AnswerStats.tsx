@@ -46,6 +46,11 @@ export function AnswerStats({stats}: {stats: Stats}) {
             {key: "selectMs", label: "Select", value: stats.selectMs, text: formatMs(stats.selectMs), hint: "Choosing the tokens to recompute"},
             {key: "recomputeMs", label: "Recompute", value: stats.recomputeMs, text: formatMs(stats.recomputeMs)}
         );
+    if (stats.focusSources != null && stats.focusSources.length > 0)
+        items.push({
+            key: "focusSources", label: "Recomputed whole", value: stats.focusSources.join(","), text: stats.focusSources.map((n) => `[${n}]`).join(" "),
+            hint: "Sources the question is about, recomputed in full: the one sharing its rarest words, the one continuing it, the one a name links to it"
+        });
 
     return (
         <section className="answer-stats" data-testid="answer-stats" aria-label="Answer statistics">

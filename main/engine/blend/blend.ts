@@ -345,9 +345,10 @@ export class BlendSession {
         }
         const chunkTokenCount = chunkRanges.reduce((sum, range) => sum + range.length, 0);
         const chunkLayout = layout.filter(({segment, start}) => segment.kind === "chunk" && start >= headerEnd && start < tailStart);
-        const focusStarts = new Set(strategy === "naive" ? [] : questionFocus(
+        const focus = strategy === "naive" ? [] : questionFocus(
             chunkLayout.map(({segment}) => ({tokens: segment.tokens, ...(segment.kind === "chunk" && segment.source != null ? {source: segment.source} : {})})),
-            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => chunkLayout[index]!.start));
+            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => chunkLayout[index]!);
+        const focusStarts = new Set(focus.map(({start}) => start));
         const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
             .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));
         const budget = Math.min(chunkTokenCount, Math.round(ratio * chunkTokenCount));
@@ -426,7 +427,8 @@ export class BlendSession {
             recomputeMs,
             chunkKv: chunkSources,
             kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
-            ...(strategy === "hkvd" ? {selectedPositions: selected} : {})
+            ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
+            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.kind === "chunk" && segment.source != null ? [segment.source.n] : [])} : {})
         };
     }
 

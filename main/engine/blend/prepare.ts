@@ -27,6 +27,8 @@ export type PreparedPrompt = {
     kvBytesRead?: number;
     /** hkvd: the chunk positions its fused decode recomputed through every layer, ascending (labels and the question not included). */
     selectedPositions?: number[];
+    /** The sources ([n]) recomputed whole because the question is about them (focus.ts; hkvd and chunk-head). */
+    focusSources?: number[];
 };
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */

@@ -50,6 +50,7 @@ export function answerStats(input: {
         kvResidentBytes: prepared.kvResidentBytes,
         kvResidentMs: prepared.kvResidentMs,
         ...(prepared.chunkKv != null ? {chunkKv: prepared.chunkKv, kvBytesRead: prepared.kvBytesRead ?? 0} : {}),
+        ...(prepared.focusSources != null ? {focusSources: prepared.focusSources} : {}),
         selectMs: prepared.selectMs,
         recomputeMs: prepared.recomputeMs,
         fullPrefillEstimateMs: msPerToken * input.promptTokens,
