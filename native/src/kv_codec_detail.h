@@ -49,12 +49,16 @@ struct Tables {
 const Tables& tables();
 
 // Level: step = scale * (K or V factor) * layerFactor * spread^beta * tensorSpread^(1 - beta). L4 (the default) was
-// re-tuned on the answer model (bench/RESULTS.md, issue #13 session 10): a flatter step across a tensor's channels
+// re-tuned on the answer model (bench/RESULTS.md, issue #13 session 9): a flatter step across a tensor's channels
 // (beta 0.25) and keys finer than values. The decoder reads every step from the container, so old files decode alike.
 constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
 constexpr float kLevelBeta[kLevelCount] = {0.5f, 0.5f, 0.5f, 0.5f, 0.25f, 0.5f};
 constexpr float kLevelKFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.8f, 1.0f};
 constexpr float kLevelVFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 1.2f, 1.0f};
+// Content-key heads' step factor (EncodeOptions::contentFactor): the answer model's tail prompts under L4 came from
+// one layer's K (layer 6 of 8), in its three heads that vary mostly in their low-frequency RoPE pairs (bench/RESULTS.md,
+// KV codec session 10); a quarter step there cut L4's KL on 24 prompts from 8.4 to 3.2 mnat (max 45.7 to 9.4).
+constexpr float kLevelContentFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.25f, 1.0f};
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options);
 
 // RoPE: cos, sin per (token, pair); rotateRow turns every head of a K row by its position's angles (sign -1: back to
