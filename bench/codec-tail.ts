@@ -34,7 +34,7 @@ const args = benchArgs({
     kmask: {type: "string", default: "0"},
     kmaskfactor: {type: "string", default: "1"},
     content: {type: "string", default: ""},
-    contentratio: {type: "string", default: "2"},
+    contentratio: {type: "string", default: "1.3"},
     /** Skip the ablations: only the per-prompt KL list. */
     quick: {type: "boolean", default: false},
     stats: {type: "boolean", default: false},

@@ -68,7 +68,7 @@ const args = benchArgs({
     spread: {type: "string", default: "0"},
     /** Experiment: content-key heads' step factor (default the level's: 0.25 at L4, 1 elsewhere) and the low/high-frequency spread ratio that marks one. */
     content: {type: "string", default: ""},
-    contentratio: {type: "string", default: "2"},
+    contentratio: {type: "string", default: "1.3"},
     /** Sweeps: which levels to measure (comma list; default all); --no-kv-types skips llama.cpp's KV-cache rows. */
     levels: {type: "string", default: ""},
     "no-kv-types": {type: "boolean", default: false}

@@ -91,13 +91,13 @@ struct EncodeOptions {
     uint32_t kLayerMask = 0;
     float kMaskFactor = 1.0f;
     /**
-     * Content-key heads (K coded un-rotated only): a head whose keys vary more in its low-frequency RoPE pairs (the
+     * Content-key heads (K coded un-rotated only, nRot >= 32): a head whose keys vary more in its low-frequency RoPE pairs (the
      * upper half of the pairs, and dims past nRot) than in its high-frequency ones, by an RMS ratio above
      * contentRatio, takes contentFactor on its steps (negative: the level's). Such heads match by content (a copy or
      * induction head), and their attention is sharp, so their keys' error moves the output most.
      */
     float contentFactor = -1.0f;
-    float contentRatio = 2.0f;
+    float contentRatio = 1.3f;
 };
 
 struct EncodeStats {

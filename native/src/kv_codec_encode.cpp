@@ -155,7 +155,8 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     // Per-channel factor: content-key heads (see EncodeOptions::contentFactor) and the experiments' layer mask.
     std::vector<double> channelFactor(C, isK && layer < 32 && (options.kLayerMask >> layer & 1) ? options.kMaskFactor : 1.0);
     const double contentFactor = options.contentFactor >= 0 ? options.contentFactor : kLevelContentFactor[level];
-    if (isK && rotation != nullptr && contentFactor != 1.0 && options.rope.headDim > 0) {
+    // At least 8 pairs on each side (head size 32 and up): over fewer, the ratio is noise (stories260K's heads of 8).
+    if (isK && rotation != nullptr && contentFactor != 1.0 && options.rope.headDim > 0 && options.rope.nRot >= 32) {
         const RopeSpec& rope = options.rope;
         const uint32_t headDim = rope.headDim, half = rope.nRot / 2;
         for (uint32_t h = 0; h + 1 <= C / headDim; h++) {
