@@ -1,7 +1,9 @@
 // Where a codec level's KL tail on the answer model comes from (issue #13, session 10): for the prompts with the
 // largest KL under a level, per-position KL, per-layer ablation (one layer's K or V through the codec, the rest
 // exact), per-token error and token ablation (given tokens' rows restored exact in every layer).
-//   node --import tsx bench/codec-tail.ts [--level 4] [--prompts 8] [--top 3] [--threads 1] [codec.bench tuning flags]
+//   node --import tsx bench/codec-tail.ts [--level 4] [--prompts 8] [--seed 7] [--top 3] [--threads 1] [--quick] [--stats]
+//                                         [--worst LAYER] [codec.bench tuning flags, --content F --contentratio R --kmask M --kmaskfactor F]
+// --quick: only the per-prompt KL list and the size; --stats: per-layer K/V channel spreads of the first prompt.
 import path from "node:path";
 import {readFile, writeFile} from "node:fs/promises";
 import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type Token} from "node-llama-cpp";

@@ -66,7 +66,7 @@ const args = benchArgs({
     vfinelayers: {type: "string", default: "2"},
     /** Experiment: 0 a channel's spread is its RMS deviation, 1 its median absolute deviation (x 1.4826). */
     spread: {type: "string", default: "0"},
-    /** Experiment: content-key heads' step factor (default the level's: 0.25 at L4, 1 elsewhere) and the low/high-frequency spread ratio that marks one. */
+    /** Experiment: content-key heads' step factor (default the level's: 0.25 at L4 and L5, 1 elsewhere) and the low/high-frequency spread ratio that marks one. */
     content: {type: "string", default: ""},
     contentratio: {type: "string", default: "1.3"},
     /** Sweeps: which levels to measure (comma list; default all); --no-kv-types skips llama.cpp's KV-cache rows. */
