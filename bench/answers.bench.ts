@@ -1,21 +1,35 @@
 // Answer quality under KV reuse: exact match and F1 of Weft's answer model (test/fixtures/models/weft-answers.gguf,
 // trained by scripts/train-answers.py) on held-out questions of the answer corpus, per strategy and question kind.
 //   npm run bench -- answers [--questions N] [--chunks N] [--seed S] [--threads N] [--model PATH] [--json]
-//                            [--variants full,naive,hkvd@0.15,hkvd@0.15/c2,hkvd@0.15+f0,...]
+//                            [--variants full,naive,hkvd@0.15,hkvd@0.15/c2,hkvd@0.15+f0,...] [--codec f16,q4_0,q4_0-block,L2,L4,...]
 //   /cN: hkvd's check layer N (default 1); +fK[c][hN]: the K chunks the question is about recomputed whole, c: with
-//   the chunks that continue them, hN: N hops (focus.ts; default +f1c); +f0: none.
+//   the chunks that continue them, hN: N hops (focus.ts; default +f1ch1); +f0: none.
 //
 // Each question comes with its sources (the gold chunks and distractors, in Weft's prompt format). Chunk KVs are
 // computed once before any strategy runs, as ingest would have; `full` prefills the whole prompt, `prefix` finds
 // the same sources already in the sequence under another question, the blend strategies go through BlendSession.prepare
 // (the engine's own path). Every strategy then decodes greedily, as `weft ask` does, until end of text.
+//
+// --codec (issue #13): answer quality when the sources' KV passes through a KV format. The prompt up to the question
+// (its sources) is prefilled in f16 in one pass (a flash-attention context, as the codec benchmark's), its KV saved,
+// round-tripped through the format and loaded, then the question is evaluated and the answer decoded greedily. Formats:
+// `f16` (the saved KV loaded as is), `L0`..`L5` (Weft's codec levels: encode, container, decode, the path of
+// `npm run bench -- codec`'s answer-model rows), `q8_0-block` / `q4_0-block` (ggml's block formats on the sources' KV
+// rows), `q8_0` / `q4_0` (llama.cpp's own quantized KV cache for the whole context, prefilled and decoded in it).
+// Rows have strategy `codec` and a `codec` field; with --codec and no --variants only the codec rows run.
 import path from "node:path";
-import {getLlama, LlamaLogLevel} from "node-llama-cpp";
+import {readFile, writeFile} from "node:fs/promises";
+import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, defaultFocus, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
 import type {FocusOptions} from "../main/engine/blend/focus.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {generate} from "../main/engine/generate.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
+import type {KvBody} from "../main/engine/kv/kv-blob.js";
+import {decodeKvBody, encodeKvBody, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
+import {ropeParamsFromGguf} from "../main/engine/kv/rope-params.js";
+import {ggmlQuantRoundTrip} from "../test/helpers/ggml-quant.js";
+import {parseSeqStateFile, serializeSeqStateFile} from "../test/helpers/seq-state-file.js";
 import {buildPrompt} from "../main/engine/prompt.js";
 import {answerF1, citedSources, exactMatch, makeQuestionSet, questionKinds, type QuestionKind} from "../test/fixtures/answer-corpus.js";
 import {answerModelPath} from "../test/fixtures/answer-model.js";
@@ -27,7 +41,9 @@ const args = benchArgs({
     seed: {type: "string", default: "7"},
     threads: {type: "string", default: process.env.WEFT_THREADS ?? "1"},
     model: {type: "string", default: answerModelPath},
-    variants: {type: "string", default: ""}
+    variants: {type: "string", default: ""},
+    /** KV formats the sources' KV passes through (comma list): f16, L0..L5, q8_0-block, q4_0-block, q8_0, q4_0. */
+    codec: {type: "string", default: ""}
 });
 const questions = Number.parseInt(args.questions, 10);
 const chunks = Number.parseInt(args.chunks, 10);
@@ -59,7 +75,13 @@ function parseVariant(text: string): Variant {
         ...(match[4] != null ? {focus: {count: Number(match[4]), continuations: match[5] === "c", hops: Number(match[6] ?? 0)}} : {})
     };
 }
-const answerVariants: Variant[] = args.variants === "" ? defaultVariants : args.variants.split(",").map(parseVariant);
+const codecFormats = args.codec === "" ? [] : args.codec.split(",").map((name) => name.trim());
+for (const name of codecFormats) {
+    const level = /^L([0-9]+)$/.exec(name);
+    if (!(["f16", "q8_0-block", "q4_0-block", "q8_0", "q4_0"].includes(name) || (level != null && Number(level[1]) < kvCodecLevelCount)))
+        throw new Error(`--codec: ${JSON.stringify(name)} is not f16, L0..L${kvCodecLevelCount - 1}, q8_0-block, q4_0-block, q8_0 or q4_0`);
+}
+const answerVariants: Variant[] = args.variants === "" ? (codecFormats.length > 0 ? [] : defaultVariants) : args.variants.split(",").map(parseVariant);
 const focusName = (focus: FocusOptions) => `+f${focus.count}${focus.continuations ? "c" : ""}${focus.hops > 0 ? `h${focus.hops}` : ""}`;
 const variantName = (variant: Variant) =>
     `${variant.strategy}@${variant.ratio}${variant.checkLayer != null ? `/c${variant.checkLayer}` : ""}${variant.focus != null ? focusName(variant.focus) : ""}`;
@@ -68,6 +90,7 @@ const previousQuestion = "What do these notes say?";
 const maxAnswerTokens = 24;
 
 type Score = {questions: number, em: number, f1: number, cited: number, recomputed: number};
+const codecFingerprint = "00112233445566778899aabbccddeeff";
 
 await withTempDir("answers", async (dir) => {
     const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
@@ -80,7 +103,40 @@ await withTempDir("answers", async (dir) => {
         throw new Error(`blend path unavailable: ${opened.reason}`);
     const blend: BlendSession = opened.value;
 
+    // --codec: a flash-attention context (V untransposed, as the codec benchmark's) and llama.cpp's quantized caches.
+    const codecContexts = new Map<string, {context: LlamaContext, sequence: LlamaContextSequence}>();
+    const codecContext = async (name: string) => {
+        if (!codecContexts.has(name)) {
+            const type = name === "q8_0" ? "Q8_0" : name === "q4_0" ? "Q4_0" : null;
+            const created = await model.createContext({
+                contextSize: 1024, threads, sequences: 1, flashAttention: true,
+                ...(type != null ? {experimentalKvCacheKeyType: type, experimentalKvCacheValueType: type} : {})
+            });
+            codecContexts.set(name, {context: created, sequence: created.getSequence()});
+        }
+        return codecContexts.get(name)!;
+    };
+    const rope = ropeParamsFromGguf(model.fileInfo);
+    /** The sources' f16 KV, round-tripped through `name`. */
+    const throughFormat = async (name: string, body: KvBody): Promise<KvBody> => {
+        if (name === "f16")
+            return body;
+        if (name === "q8_0-block" || name === "q4_0-block")
+            return ggmlQuantRoundTrip(body, name === "q8_0-block" ? "q8_0" : "q4_0");
+        const file = await encodeKvBody(body, {level: Number(name.slice(1)), fingerprint: codecFingerprint, threads, rope});
+        codecBytes.set(name, (codecBytes.get(name) ?? 0) + file.byteLength);
+        return (await decodeKvBody(file, {fingerprint: codecFingerprint, threads})).body;
+    };
+    const codecBytes = new Map<string, number>();
+    let f16Bytes = 0;
+
     const scores = new Map<string, Score>();
+    const codecScoreOf = (name: string, kind: QuestionKind | "all") => {
+        const key = `codec:${name}/${kind}`;
+        if (!scores.has(key))
+            scores.set(key, {questions: 0, em: 0, f1: 0, cited: 0, recomputed: 0});
+        return scores.get(key)!;
+    };
     const scoreOf = (variant: Variant, kind: QuestionKind | "all") => {
         const key = `${variantName(variant)}/${kind}`;
         if (!scores.has(key))
@@ -102,7 +158,8 @@ await withTempDir("answers", async (dir) => {
         const previous = buildPrompt(model, previousQuestion, sources, false);
         promptTokens += prompt.tokens.length;
         // Warm: every chunk's KV computed and cached before anything is compared.
-        await blend.prepare(prompt, "naive", 0);
+        if (answerVariants.some((variant) => variant.strategy !== "full" && variant.strategy !== "prefix"))
+            await blend.prepare(prompt, "naive", 0);
 
         const answers: string[] = [];
         for (const variant of answerVariants) {
@@ -133,12 +190,54 @@ await withTempDir("answers", async (dir) => {
                 score.recomputed += chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0;
             }
         }
+
+        // --codec: the sources' KV (the prompt up to its question segment) prefilled in f16 once, then per format.
+        const codecAnswers: string[] = [];
+        if (codecFormats.length > 0) {
+            const sourcesEnd = prompt.tokens.length - prompt.segments.at(-1)!.tokens.length;
+            const f16 = await codecContext("f16");
+            await f16.sequence.clearHistory();
+            await f16.sequence.evaluateWithoutGeneratingNewTokens(prompt.tokens.slice(0, sourcesEnd));
+            const stateFile = path.join(dir, "codec-state.bin");
+            await f16.sequence.saveStateToFile(stateFile);
+            const body = parseSeqStateFile(await readFile(stateFile)).body;
+            f16Bytes += body.layers.reduce((sum, layer) => sum + layer.k.rows.byteLength + ("rows" in layer.v ? layer.v.rows : layer.v.data).byteLength, 0);
+            for (const name of codecFormats) {
+                let target = f16;
+                let rest = prompt.tokens.slice(sourcesEnd);
+                if (name === "q8_0" || name === "q4_0") {
+                    target = await codecContext(name);
+                    await target.sequence.clearHistory();
+                    rest = prompt.tokens;
+                } else {
+                    await f16.sequence.clearHistory();
+                    const loadFile = path.join(dir, "codec-load.bin");
+                    await writeFile(loadFile, serializeSeqStateFile(Int32Array.from(prompt.tokens.slice(0, sourcesEnd)), await throughFormat(name, body)));
+                    await f16.sequence.loadStateFromFile(loadFile, {acceptRisk: true});
+                }
+                let answer = "";
+                const steps = generate(model, target.sequence, rest, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
+                for (let step = await steps.next(); step.done !== true; step = await steps.next())
+                    if (step.value.type === "text")
+                        answer += step.value.text;
+                codecAnswers.push(answer.trim());
+                for (const kind of [example.kind, "all"] as const) {
+                    const score = codecScoreOf(name, kind);
+                    score.questions++;
+                    score.em += exactMatch(answer, example.answer) ? 1 : 0;
+                    score.f1 += answerF1(answer, example.answer);
+                    score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
+                }
+            }
+        }
         log(`${index + 1}/${set.length} ${example.kind}: ${JSON.stringify(example.question)} gold ${JSON.stringify(example.target)}; ` +
-            answerVariants.map((variant, i) => `${variantName(variant)} ${JSON.stringify(answers[i])}`).join(", "));
+            [...answerVariants.map((variant, i) => `${variantName(variant)} ${JSON.stringify(answers[i])}`),
+                ...codecFormats.map((name, i) => `codec ${name} ${JSON.stringify(codecAnswers[i])}`)].join(", "));
     }
 
     const report = new Report("answers", [
         {key: "strategy", header: "strategy"},
+        ...(codecFormats.length > 0 ? [{key: "codec", header: "codec"}, {key: "ratioToF16", header: "x smaller", digits: 2}] : []),
         {key: "ratio", header: "ratio", digits: 2},
         {key: "checkLayer", header: "check layer"},
         {key: "focus", header: "focus"},
@@ -167,6 +266,27 @@ await withTempDir("answers", async (dir) => {
             });
         }
 
+    for (const kind of [...questionKinds, "all"] as const)
+        for (const name of codecFormats) {
+            const score = codecScoreOf(name, kind);
+            const bits = name.startsWith("L") ? codecBytes.get(name)! * 8 / (f16Bytes / 2) : name === "f16" ? 16 : name.startsWith("q8_0") ? 8.5 : 4.5;
+            report.add({
+                row: `codec ${name} ${kind}`,
+                strategy: "codec",
+                codec: name,
+                ratioToF16: 16 / bits,
+                ratio: null,
+                checkLayer: "-",
+                split: kind,
+                questions: score.questions,
+                em: 100 * score.em / score.questions,
+                f1: 100 * score.f1 / score.questions,
+                cited: 100 * score.cited / score.questions,
+                focus: "-",
+                recomputedPercent: "-"
+            });
+        }
+
     const f1 = (strategy: string, ratio: number, kind: QuestionKind) => {
         const score = scoreOf({strategy: strategy as Variant["strategy"], ratio}, kind);
         return 100 * score.f1 / score.questions;
@@ -189,6 +309,8 @@ await withTempDir("answers", async (dir) => {
     report.print();
 
     await blend.close();
+    for (const {context: created} of codecContexts.values())
+        await created.dispose();
     await context.dispose();
     await model.dispose();
 });

@@ -66,6 +66,9 @@ const args = benchArgs({
     vfinelayers: {type: "string", default: "2"},
     /** Experiment: 0 a channel's spread is its RMS deviation, 1 its median absolute deviation (x 1.4826). */
     spread: {type: "string", default: "0"},
+    /** Experiment: content-key heads' step factor (default the level's: 0.25 at L4 and L5, 1 elsewhere) and the low/high-frequency spread ratio that marks one. */
+    content: {type: "string", default: ""},
+    contentratio: {type: "string", default: "1.3"},
     /** Sweeps: which levels to measure (comma list; default all); --no-kv-types skips llama.cpp's KV-cache rows. */
     levels: {type: "string", default: ""},
     "no-kv-types": {type: "boolean", default: false}
@@ -83,7 +86,7 @@ if (!(threads >= 1) || !(promptsPerKind >= 1) || !(chunkCount >= 2))
 const tuning = {
     ...(args.beta === "" ? {} : {spreadExponent: Number(args.beta)}), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
     kFineFactor: Number(args.kfine), vFineFactor: Number(args.vfine), kFineLayers: Number(args.kfinelayers), vFineLayers: Number(args.vfinelayers),
-    spreadMode: Number(args.spread)
+    spreadMode: Number(args.spread), ...(args.content === "" ? {} : {contentFactor: Number(args.content)}), contentRatio: Number(args.contentratio)
 };
 const levels = args.levels === "" ? null : args.levels.split(",").map((n) => Number.parseInt(n, 10));
 const measureLevel = (level: number) => levels == null || levels.includes(level);

@@ -87,6 +87,17 @@ struct EncodeOptions {
     uint32_t vFineLayers = 2;
     /** How a channel's spread is measured: 0 its RMS deviation from its mean, 1 1.4826 x its median absolute deviation. */
     uint32_t spreadMode = 0;
+    /** Experiment: K of the layers in this bit mask (layer i: bit i, i < 32) takes kMaskFactor on its step. */
+    uint32_t kLayerMask = 0;
+    float kMaskFactor = 1.0f;
+    /**
+     * Content-key heads (K coded un-rotated only, nRot >= 32): a head whose keys vary more in its low-frequency RoPE pairs (the
+     * upper half of the pairs, and dims past nRot) than in its high-frequency ones, by an RMS ratio above
+     * contentRatio, takes contentFactor on its steps (negative: the level's). Such heads match by content (a copy or
+     * induction head), and their attention is sharp, so their keys' error moves the output most.
+     */
+    float contentFactor = -1.0f;
+    float contentRatio = 1.3f;
 };
 
 struct EncodeStats {

@@ -84,6 +84,12 @@ class EncodeWorker : public PromiseWorker {
                 float spreadMode = (float) options.spreadMode;
                 number("spreadMode", spreadMode, 0, 1);
                 options.spreadMode = (uint32_t) spreadMode;
+                float kLayerMask = (float) options.kLayerMask;
+                number("kLayerMask", kLayerMask, 0, 16777215);
+                options.kLayerMask = (uint32_t) kLayerMask;
+                number("kMaskFactor", options.kMaskFactor, 0.01, 100);
+                number("contentFactor", options.contentFactor, 0.01, 100);
+                number("contentRatio", options.contentRatio, 0, 100);
             }
             if (spec.Has("meta") && !spec.Get("meta").IsUndefined()) {
                 Napi::Uint8Array meta = bytesArgument(spec.Get("meta"), "meta");

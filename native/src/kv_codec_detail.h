@@ -49,12 +49,20 @@ struct Tables {
 const Tables& tables();
 
 // Level: step = scale * (K or V factor) * layerFactor * spread^beta * tensorSpread^(1 - beta). L4 (the default) was
-// re-tuned on the answer model (bench/RESULTS.md, issue #13 session 10): a flatter step across a tensor's channels
+// re-tuned on the answer model (bench/RESULTS.md, issue #13 session 9): a flatter step across a tensor's channels
 // (beta 0.25) and keys finer than values. The decoder reads every step from the container, so old files decode alike.
 constexpr float kLevelScale[kLevelCount] = {0.04f, 0.12f, 0.3f, 0.55f, 0.9f, 2.3f};
 constexpr float kLevelBeta[kLevelCount] = {0.5f, 0.5f, 0.5f, 0.5f, 0.25f, 0.5f};
-constexpr float kLevelKFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.8f, 1.0f};
-constexpr float kLevelVFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 1.2f, 1.0f};
+constexpr float kLevelKFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.88f, 1.0f};
+constexpr float kLevelVFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 1.08f, 1.0f};
+// Multiplies the first layers' K factor (EncodeOptions::kFineFactor, 0.6): L4's first K layers at 0.8 (session 10).
+constexpr float kLevelKFineScale[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.8f / 0.6f, 1.0f};
+// Content-key heads' step factor (EncodeOptions::contentFactor; a head counts as one above contentRatio, 1.3): the
+// answer model's tail prompts under L4 came from the K of heads that vary mostly in their low-frequency RoPE pairs
+// (three heads of layer 6 and one of layer 7 of 8; bench/RESULTS.md, KV codec session 10). A quarter step there, with
+// K 0.88 / V 1.08 and the first K layers at 0.8, took L4 on 24 prompts from 8.4 to 3.5 mnat (seed 7; llama.cpp's q4_0
+// cache 4.5) and 1.5 (seed 8; q4_0 2.0) at 6.16x; L5 from 104 to 18 mnat (seed 7) at 11.1x -> 10.3x.
+constexpr float kLevelContentFactor[kLevelCount] = {1.0f, 1.0f, 1.0f, 1.0f, 0.25f, 0.25f};
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options);
 
 // RoPE: cos, sin per (token, pair); rotateRow turns every head of a K row by its position's angles (sign -1: back to

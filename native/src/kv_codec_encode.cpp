@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -150,6 +152,36 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     const double scale = kLevelScale[level] * layerFactor(layer, nLayer, isK, options) *
         (isK ? kLevelKFactor[level] * options.kStepFactor : kLevelVFactor[level] * options.vStepFactor);
     const double beta = options.spreadExponent >= 0 ? options.spreadExponent : kLevelBeta[level];
+    // Per-channel factor: content-key heads (see EncodeOptions::contentFactor) and the experiments' layer mask.
+    std::vector<double> channelFactor(C, isK && layer < 32 && (options.kLayerMask >> layer & 1) ? options.kMaskFactor : 1.0);
+    const double contentFactor = options.contentFactor >= 0 ? options.contentFactor : kLevelContentFactor[level];
+    // At least 8 pairs on each side (head size 32 and up): over fewer, the ratio is noise (stories260K's heads of 8).
+    if (isK && rotation != nullptr && contentFactor != 1.0 && options.rope.headDim > 0 && options.rope.nRot >= 32) {
+        const RopeSpec& rope = options.rope;
+        const uint32_t headDim = rope.headDim, half = rope.nRot / 2;
+        for (uint32_t h = 0; h + 1 <= C / headDim; h++) {
+            double lowSq = 0, highSq = 0;
+            uint32_t low = 0, high = 0;
+            for (uint32_t j = 0; j < headDim; j++) {
+                const uint32_t pair = j >= rope.nRot ? half : rope.kind == 2 ? j % half : j / 2;
+                const double s2 = sq[h * headDim + j] / nTokens;
+                if (pair >= half / 2) {
+                    lowSq += s2;
+                    low++;
+                } else {
+                    highSq += s2;
+                    high++;
+                }
+            }
+            const double ratio = low && high && highSq > 0 ? std::sqrt((lowSq / low) / (highSq / high)) : 0;
+            const bool content = ratio > options.contentRatio;
+            if (std::getenv("WEFT_CODEC_DEBUG") != nullptr)
+                std::fprintf(stderr, "codec: layer %u K head %u low/high spread ratio %.2f%s\n", layer, h, ratio, content ? " (content)" : "");
+            if (content)
+                for (uint32_t j = 0; j < headDim; j++)
+                    channelFactor[h * headDim + j] *= contentFactor;
+        }
+    }
 
     // Steps: the section's base step times 2^(k/8) per channel (one byte); means: whole steps (two bytes).
     const float base = (float) std::min(std::max(scale * tensorSpread, 1.0 / 16384), 60000.0);
@@ -158,7 +190,7 @@ void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t
     std::vector<float> stepF(C);
     for (uint32_t c = 0; c < C; c++) {
         const double spread = std::sqrt(sq[c] / nTokens);
-        const double step = std::max(scale * std::pow(spread, beta) * std::pow(tensorSpread, 1 - beta), 1.0 / 16384);
+        const double step = std::max(scale * channelFactor[c] * std::pow(spread, beta) * std::pow(tensorSpread, 1 - beta), 1.0 / 16384);
         stepCode[c] = (uint8_t) std::min(255.0, std::max(0.0, std::nearbyint(8 * std::log2(step / base)) + 128));
         stepF[c] = base * t.stepScale[stepCode[c]];
         meanSteps[c] = (int16_t) std::min(32767.0, std::max(-32768.0, std::nearbyint(mean[c] / stepF[c])));

@@ -68,7 +68,8 @@ const Tables& tables() {
 float layerFactor(uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options) {
     const uint32_t perThirtyTwo = isK ? options.kFineLayers : options.vFineLayers;
     const uint32_t fine = (uint32_t) (((uint64_t) nLayer * perThirtyTwo + 31) / 32);
-    return layer < fine ? (isK ? options.kFineFactor : options.vFineFactor) : 1.0f;
+    const uint32_t level = std::min(options.level, kLevelCount - 1);
+    return layer < fine ? (isK ? options.kFineFactor * kLevelKFineScale[level] : options.vFineFactor) : 1.0f;
 }
 
 // Per token: cos of each pair, then sin of each pair (so a row's rotation is two contiguous loops the compiler vectorizes).

@@ -170,7 +170,14 @@ export type KvCodecEncodeSpec = {
         /** The first layers' step factor, and how many of every 32 layers (rounded up) are first, for K and V. */
         kFineFactor?: number, vFineFactor?: number, kFineLayers?: number, vFineLayers?: number,
         /** 0: a channel's spread is its RMS deviation from its mean; 1: 1.4826 x its median absolute deviation. */
-        spreadMode?: number
+        spreadMode?: number,
+        /** K of the layers in this bit mask (layer i: bit i) takes kMaskFactor on its step. */
+        kLayerMask?: number, kMaskFactor?: number,
+        /**
+         * Content-key heads (K coded un-rotated): a head whose low-frequency RoPE pairs' RMS spread is above contentRatio
+         * times its high-frequency pairs' takes contentFactor on its steps (default: the level's).
+         */
+        contentFactor?: number, contentRatio?: number
     }
 };
 
