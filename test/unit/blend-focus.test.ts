@@ -6,7 +6,7 @@ import {type FocusChunk, questionFocus} from "../../main/engine/blend/focus.js";
 const t = (...ids: number[]) => ids as Token[];
 // 1-5: words every chunk has ("is", "a", "."); 10+: names, each in one or two chunks
 const common = [1, 2, 3, 4, 5];
-const off = {count: 0, continuations: false, hops: 0};
+const off = {count: 0, continuations: false, hops: 0, maxShare: 1};
 
 describe("the chunks a blend recomputes whole (focus.ts)", () => {
     const chunks: FocusChunk[] = [
@@ -37,14 +37,25 @@ describe("the chunks a blend recomputes whole (focus.ts)", () => {
             {tokens: t(...common, 42), source: {path: "/a.md", span: [500, 600]}},  // same document, not next to it
             {tokens: t(...common, 43), source: {path: "/a.md", span: [122, 300]}}   // continues chunk 0 after "\n\n"
         ];
-        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: true, hops: 0}), [0, 3]);
-        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: false, hops: 0}), [0]);
+        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: true, hops: 0, maxShare: 1}), [0, 3]);
+        assert.deepEqual(questionFocus(documents, t(40), {count: 1, continuations: false, hops: 0, maxShare: 1}), [0]);
         // the last chunk of its document has no continuation
-        assert.deepEqual(questionFocus(documents, t(43), {count: 1, continuations: true, hops: 0}), [3]);
+        assert.deepEqual(questionFocus(documents, t(43), {count: 1, continuations: true, hops: 0, maxShare: 1}), [3]);
     });
 
     it("a hop adds the chunk that shares the most of the focus chunk's rare tokens", () => {
         // "where is the employer of 12 13 based": chunk 1 names employer 20, whose own chunk is 2 (0 shares nothing rare)
-        assert.deepEqual(questionFocus(chunks, t(12, 13), {count: 1, continuations: false, hops: 1}), [1, 2]);
+        assert.deepEqual(questionFocus(chunks, t(12, 13), {count: 1, continuations: false, hops: 1, maxShare: 1}), [1, 2]);
+    });
+
+    it("keeps the chunks recomputed whole to at most maxShare of the chunk tokens, in the order chosen", () => {
+        // 29 chunk tokens: chunk 1 (8) fits in half, chunk 1 and its hop 2 (8 + 7 = 15) do not
+        const hop = {count: 1, continuations: false, hops: 1};
+        assert.deepEqual(questionFocus(chunks, t(12, 13), {...hop, maxShare: 0.5}), [1]);
+        assert.deepEqual(questionFocus(chunks, t(12, 13), hop), [1], "half by default");
+        assert.deepEqual(questionFocus(chunks, t(12, 13), {...hop, maxShare: 0.2}), [], "not even the first chunk fits");
+        // a later, smaller chunk still fits after a larger one was left out
+        const sized: FocusChunk[] = [{tokens: t(...common, 10, 60, 61, 62, 63, 64, 65, 66, 67)}, {tokens: t(...common, 10)}, {tokens: t(70, 71, 72, 73, 74, 75)}];
+        assert.deepEqual(questionFocus(sized, t(10), {count: 2, continuations: false, hops: 0, maxShare: 0.3}), [1]);
     });
 });

@@ -15,8 +15,16 @@ export type FocusOptions = {
     /** Also the chunk that continues each of those in its document (its references point back into the focus chunk). */
     continuations: boolean,
     /** Also, per question-chosen chunk, this many chunks linked to it by names only the two of them have (a second hop). */
-    hops: number
+    hops: number,
+    /**
+     * At most this share of the prompt's chunk tokens is recomputed whole (default {@link defaultMaxFocusShare}): chunks
+     * are taken in the order chosen while they fit, so a prompt of few chunks is still mostly reused.
+     */
+    maxShare?: number
 };
+
+/** A blend that recomputed every chunk whole would only be a slower full prefill. */
+export const defaultMaxFocusShare = 0.5;
 
 /**
  * Chunks whose end and the next chunk's start are at most this many characters apart are consecutive in their
@@ -30,7 +38,7 @@ const continuationGapChars = 8;
  * retriever's IDF: tokens every chunk has weigh almost nothing, a name weighs most); then the chunks that continue
  * them in their documents; then, per question-chosen chunk, the `hops` chunks linked to it by a name the question does
  * not say (the employer in "where is X's employer based"). Chunks sharing nothing are never chosen; ties go to the
- * earlier chunk (the retriever's better-ranked one).
+ * earlier chunk (the retriever's better-ranked one). Chunks past `maxShare` of the chunk tokens are left out.
  */
 export function questionFocus(chunks: readonly FocusChunk[], question: readonly Token[], options: FocusOptions): number[] {
     if (!(options.count > 0) || chunks.length === 0)
@@ -65,7 +73,14 @@ export function questionFocus(chunks: readonly FocusChunk[], question: readonly 
         }
     for (const index of asked)
         linkedChunks(distinct, documentFrequency, index, options.hops, chosen).forEach((hop) => chosen.add(hop));
-    return [...chosen];
+    const room = (options.maxShare ?? defaultMaxFocusShare) * chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
+    let used = 0;
+    return [...chosen].filter((index) => {
+        if (used + chunks[index]!.tokens.length > room)
+            return false;
+        used += chunks[index]!.tokens.length;
+        return true;
+    });
 }
 
 /**
