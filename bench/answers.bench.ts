@@ -19,7 +19,7 @@
 // Rows have strategy `codec` and a `codec` field; with --codec and no --variants only the codec rows run.
 import path from "node:path";
 import {readFile, writeFile} from "node:fs/promises";
-import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence} from "node-llama-cpp";
+import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, defaultFocus, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
 import type {FocusOptions} from "../main/engine/blend/focus.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
@@ -31,7 +31,7 @@ import {ropeParamsFromGguf} from "../main/engine/kv/rope-params.js";
 import {ggmlQuantRoundTrip} from "../test/helpers/ggml-quant.js";
 import {parseSeqStateFile, serializeSeqStateFile} from "../test/helpers/seq-state-file.js";
 import {buildPrompt} from "../main/engine/prompt.js";
-import {answerF1, citedSources, exactMatch, makeQuestionSet, questionKinds, type QuestionKind} from "../test/fixtures/answer-corpus.js";
+import {answerF1, citedSources, type CorpusExample, exactMatch, makeQuestionSet, questionKinds, type QuestionKind} from "../test/fixtures/answer-corpus.js";
 import {answerModelPath} from "../test/fixtures/answer-model.js";
 import {benchArgs, log, Report, withTempDir} from "./harness.js";
 
@@ -92,6 +92,14 @@ const maxAnswerTokens = 24;
 type Score = {questions: number, em: number, f1: number, cited: number, recomputed: number};
 const codecFingerprint = "00112233445566778899aabbccddeeff";
 
+function addScore(score: Score, answer: string, example: CorpusExample, recomputedShare: number): void {
+    score.questions++;
+    score.em += exactMatch(answer, example.answer) ? 1 : 0;
+    score.f1 += answerF1(answer, example.answer);
+    score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
+    score.recomputed += recomputedShare;
+}
+
 await withTempDir("answers", async (dir) => {
     const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
     const model = await llama.loadModel({modelPath: args.model});
@@ -144,6 +152,16 @@ await withTempDir("answers", async (dir) => {
         return scores.get(key)!;
     };
 
+    /** The answer `weft ask` would give: greedy, until end of text or the answer length. */
+    const greedyAnswer = async (target: LlamaContextSequence, tokens: Token[]): Promise<string> => {
+        let answer = "";
+        const steps = generate(model, target, tokens, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
+        for (let step = await steps.next(); step.done !== true; step = await steps.next())
+            if (step.value.type === "text")
+                answer += step.value.text;
+        return answer;
+    };
+
     const set = makeQuestionSet(Number(args.seed), "held-out", questions, chunks);
     let promptTokens = 0;
     for (const [index, example] of set.entries()) {
@@ -174,21 +192,11 @@ await withTempDir("answers", async (dir) => {
                 prepared = await blend.prepare(prompt, variant.strategy, variant.ratio,
                     {...(variant.checkLayer != null ? {checkLayer: variant.checkLayer} : {}), ...(variant.focus != null ? {focus: variant.focus} : {})});
 
-            let answer = "";
-            const steps = generate(model, sequence, prepared.tokensToEvaluate, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
-            for (let step = await steps.next(); step.done !== true; step = await steps.next())
-                if (step.value.type === "text")
-                    answer += step.value.text;
+            const answer = await greedyAnswer(sequence, prepared.tokensToEvaluate);
             answers.push(answer.trim());
-            for (const kind of [example.kind, "all"] as const) {
-                const score = scoreOf(variant, kind);
-                score.questions++;
-                score.em += exactMatch(answer, example.answer) ? 1 : 0;
-                score.f1 += answerF1(answer, example.answer);
-                score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
-                const chunkTokens = prepared.recomputedTokens + prepared.reusedTokens;
-                score.recomputed += chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0;
-            }
+            const chunkTokens = prepared.recomputedTokens + prepared.reusedTokens;
+            for (const kind of [example.kind, "all"] as const)
+                addScore(scoreOf(variant, kind), answer, example, chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0);
         }
 
         // --codec: the sources' KV (the prompt up to its question segment) prefilled in f16 once, then per format.
@@ -215,19 +223,10 @@ await withTempDir("answers", async (dir) => {
                     await writeFile(loadFile, serializeSeqStateFile(Int32Array.from(prompt.tokens.slice(0, sourcesEnd)), await throughFormat(name, body)));
                     await f16.sequence.loadStateFromFile(loadFile, {acceptRisk: true});
                 }
-                let answer = "";
-                const steps = generate(model, target.sequence, rest, {maxTokens: maxAnswerTokens, temperature: 0, signal: new AbortController().signal});
-                for (let step = await steps.next(); step.done !== true; step = await steps.next())
-                    if (step.value.type === "text")
-                        answer += step.value.text;
+                const answer = await greedyAnswer(target.sequence, rest);
                 codecAnswers.push(answer.trim());
-                for (const kind of [example.kind, "all"] as const) {
-                    const score = codecScoreOf(name, kind);
-                    score.questions++;
-                    score.em += exactMatch(answer, example.answer) ? 1 : 0;
-                    score.f1 += answerF1(answer, example.answer);
-                    score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
-                }
+                for (const kind of [example.kind, "all"] as const)
+                    addScore(codecScoreOf(name, kind), answer, example, 0);
             }
         }
         log(`${index + 1}/${set.length} ${example.kind}: ${JSON.stringify(example.question)} gold ${JSON.stringify(example.target)}; ` +

@@ -17,6 +17,7 @@ import {answerModelPath} from "../test/fixtures/answer-model.js";
 import {exampleTokens} from "../test/fixtures/answer-tokens.js";
 import {klDivergence} from "../test/helpers/logits.js";
 import {benchArgs, withTempDir} from "./harness.js";
+import {codecTuning, codecTuningFlags} from "./codec-tuning.js";
 
 const args = benchArgs({
     level: {type: "string", default: "4"},
@@ -25,18 +26,9 @@ const args = benchArgs({
     seed: {type: "string", default: "7"},
     top: {type: "string", default: "3"},
     threads: {type: "string", default: "1"},
-    beta: {type: "string", default: ""},
-    kfactor: {type: "string", default: "1"},
-    vfactor: {type: "string", default: "1"},
-    kfine: {type: "string", default: "0.6"},
-    vfine: {type: "string", default: "0.6"},
-    kfinelayers: {type: "string", default: "10"},
-    vfinelayers: {type: "string", default: "2"},
-    spread: {type: "string", default: "0"},
+    ...codecTuningFlags,
     kmask: {type: "string", default: "0"},
     kmaskfactor: {type: "string", default: "1"},
-    content: {type: "string", default: ""},
-    contentratio: {type: "string", default: "1.3"},
     /** Skip the ablations: only the per-prompt KL list. */
     quick: {type: "boolean", default: false},
     stats: {type: "boolean", default: false},
@@ -45,12 +37,7 @@ const args = benchArgs({
 });
 const threads = Number(args.threads);
 const level = Number(args.level);
-const tuning = {
-    ...(args.beta === "" ? {} : {spreadExponent: Number(args.beta)}), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
-    kFineFactor: Number(args.kfine), vFineFactor: Number(args.vfine), kFineLayers: Number(args.kfinelayers), vFineLayers: Number(args.vfinelayers),
-    spreadMode: Number(args.spread), kLayerMask: Number(args.kmask), kMaskFactor: Number(args.kmaskfactor),
-    ...(args.content === "" ? {} : {contentFactor: Number(args.content)}), contentRatio: Number(args.contentratio)
-};
+const tuning = {...codecTuning(args), kLayerMask: Number(args.kmask), kMaskFactor: Number(args.kmaskfactor)};
 const fingerprint = "00112233445566778899aabbccddeeff";
 
 const llama = await getLlama({gpu: false, maxThreads: threads, logLevel: LlamaLogLevel.error});

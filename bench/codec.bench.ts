@@ -39,6 +39,7 @@ import {exampleTokens} from "../test/fixtures/answer-tokens.js";
 import {ggmlQuantRoundTrip} from "../test/helpers/ggml-quant.js";
 import {klDivergence} from "../test/helpers/logits.js";
 import {benchArgs, loadNote, log, Report, withTempDir} from "./harness.js";
+import {codecTuning, codecTuningFlags} from "./codec-tuning.js";
 import {syntheticKv} from "./kv-synthetic.js";
 import {stories} from "./stories.js";
 
@@ -55,20 +56,8 @@ const args = benchArgs({
     seed: {type: "string", default: "7"},
     /** Experiment: code keys as stored (after RoPE), not un-rotated. */
     rotated: {type: "boolean", default: false},
-    /** Experiment: exponent of a channel's own spread in its step (0: one step per tensor, 1: per-channel SNR; default the level's); K / V step factors on the level's. */
-    beta: {type: "string", default: ""},
-    kfactor: {type: "string", default: "1"},
-    vfactor: {type: "string", default: "1"},
-    /** Experiment: K / V step factor of the first layers (the fine ones) and how many of every 32 layers are fine. */
-    kfine: {type: "string", default: "0.6"},
-    vfine: {type: "string", default: "0.6"},
-    kfinelayers: {type: "string", default: "10"},
-    vfinelayers: {type: "string", default: "2"},
-    /** Experiment: 0 a channel's spread is its RMS deviation, 1 its median absolute deviation (x 1.4826). */
-    spread: {type: "string", default: "0"},
-    /** Experiment: content-key heads' step factor (default the level's: 0.25 at L4 and L5, 1 elsewhere) and the low/high-frequency spread ratio that marks one. */
-    content: {type: "string", default: ""},
-    contentratio: {type: "string", default: "1.3"},
+    /** Experiment: the encoder's tuning (bench/codec-tuning.ts). */
+    ...codecTuningFlags,
     /** Sweeps: which levels to measure (comma list; default all); --no-kv-types skips llama.cpp's KV-cache rows. */
     levels: {type: "string", default: ""},
     "no-kv-types": {type: "boolean", default: false}
@@ -83,11 +72,7 @@ if (!["stories", "answers", "both"].includes(args.model))
     throw new Error(`--model is stories, answers or both, not ${JSON.stringify(args.model)}`);
 if (!(threads >= 1) || !(promptsPerKind >= 1) || !(chunkCount >= 2))
     throw new Error(`--threads, --prompts and --chunks (>= 2) must be positive integers, got ${args.threads}, ${args.prompts}, ${args.chunks}`);
-const tuning = {
-    ...(args.beta === "" ? {} : {spreadExponent: Number(args.beta)}), kStepFactor: Number(args.kfactor), vStepFactor: Number(args.vfactor),
-    kFineFactor: Number(args.kfine), vFineFactor: Number(args.vfine), kFineLayers: Number(args.kfinelayers), vFineLayers: Number(args.vfinelayers),
-    spreadMode: Number(args.spread), ...(args.content === "" ? {} : {contentFactor: Number(args.content)}), contentRatio: Number(args.contentratio)
-};
+const tuning = codecTuning(args);
 const levels = args.levels === "" ? null : args.levels.split(",").map((n) => Number.parseInt(n, 10));
 const measureLevel = (level: number) => levels == null || levels.includes(level);
 const [shapeLayers, shapeTokens, shapeWidth] = args.shape.split(/\s+/).map((n) => Number.parseInt(n, 10)) as [number, number, number];
