@@ -1,6 +1,7 @@
 // One blend session per loaded model: takes chunk KVs from the resident tier or from its ChunkKvSource (the chunk
 // cache, or computing them), selects the tokens to recompute, splices the prompt's KV and recomputes (CacheBlend). `full` and `prefix` are in
-// prepare.ts; hkvd selects and recomputes in one fused decode (fused.ts, Weft patch 0003).
+// prepare.ts; hkvd selects and recomputes in one fused decode (fused.ts, Weft patch 0003), chunk-head in recompute.ts;
+// the chunks the question is about are chosen in focus.ts, the prompt's positions in blend-layout.ts.
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
@@ -14,13 +15,14 @@ import type {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
-    contextInternalsProblem, decodeAtPositions, decodeBatchSize, getContextSequenceState, markTokensEvaluated, type PositionedRun, residentKvSupported,
-    sequenceIdOf
+    contextInternalsProblem, decodeBatchSize, getContextSequenceState, markTokensEvaluated, residentKvSupported, sequenceIdOf
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
+import {blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
 import {type FocusOptions, questionFocus} from "./focus.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
+import {recomputeAt} from "./recompute.js";
 import {type BlendTrace, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
@@ -240,20 +242,10 @@ export class BlendSession {
         // (no pass) is the nearest strategy, and the stats say why.
         const fusedUnavailable = requested === "hkvd" ? fusedBlendUnavailable({flashAttention: this.flashAttention, architecture: this.rope.architecture}) : null;
         const strategy: BlendStrategy = fusedUnavailable != null ? "chunk-head" : requested;
-        const segments = prompt.segments;
-        const lastChunk = segments.findLastIndex((segment) => segment.kind === "chunk");
-        const firstChunk = segments.findIndex((segment) => segment.kind === "chunk");
         const seqId = sequenceIdOf(this.sequence);
-
-        // Layout: [header][chunk][label][chunk]...[tail]; the tail (question) is evaluated by the generator.
-        let offset = 0;
-        const layout = segments.map((segment) => {
-            const start = offset;
-            offset += segment.tokens.length;
-            return {segment, start};
-        });
-        const tailStart = lastChunk >= 0 ? layout[lastChunk]!.start + segments[lastChunk]!.tokens.length : 0;
-        const headerEnd = firstChunk >= 0 ? layout[firstChunk]!.start : 0;
+        // The tail (question) is evaluated by the generator.
+        const layout = blendLayout(prompt);
+        const {headerEnd, tailStart, labelPositions, chunkTokenCount} = layout;
 
         const loadStartedAt = performance.now();
         let kvBytesLoaded = 0;
@@ -266,7 +258,7 @@ export class BlendSession {
         // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
         // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
-        const fromSource = layout.flatMap(({segment}, index) =>
+        const fromSource = layout.placed.flatMap(({segment}, index) =>
             segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
         const plan = this.kvSource.planChunks(fromSource.map((chunk) => chunk.tokens));
         // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
@@ -301,7 +293,7 @@ export class BlendSession {
         const header = residentHeader == null ? await this.kvSource.headerKv(headerTokens) : undefined;
         const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
         const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
-        for (const [index, {segment, start}] of layout.entries()) {
+        for (const [index, {segment, start}] of layout.placed.entries()) {
             if (segment.kind !== "chunk")
                 continue;
 
@@ -328,26 +320,12 @@ export class BlendSession {
         if (plan.wait != null)
             this.kvController.observeColdWait(plan.wait.plannedMs, chunkLoadMs);
         if (strategy === "hkvd")
-            parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout, headerEnd, tailStart));
+            parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout.placed, headerEnd, tailStart));
 
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
-        const labelPositions: number[] = [];
-        const chunkRanges: Array<{start: number, length: number}> = [];
-        for (const {segment, start} of layout) {
-            if (start >= tailStart || start < headerEnd)
-                continue;
-
-            if (segment.kind === "chunk")
-                chunkRanges.push({start, length: segment.tokens.length});
-            else
-                for (let index = 0; index < segment.tokens.length; index++)
-                    labelPositions.push(start + index);
-        }
-        const chunkTokenCount = chunkRanges.reduce((sum, range) => sum + range.length, 0);
-        const chunkLayout = layout.filter(({segment, start}) => segment.kind === "chunk" && start >= headerEnd && start < tailStart);
-        const focus = strategy === "naive" ? [] : questionFocus(
-            chunkLayout.map(({segment}) => ({tokens: segment.tokens, ...(segment.kind === "chunk" && segment.source != null ? {source: segment.source} : {})})),
-            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => chunkLayout[index]!);
+        const chunkRanges = layout.chunks.map(({segment, start}) => ({start, length: segment.tokens.length}));
+        const focus = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
+            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => layout.chunks[index]!);
         const focusStarts = new Set(focus.map(({start}) => start));
         const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
             .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));
@@ -389,7 +367,7 @@ export class BlendSession {
         if (strategy === "hkvd") {
             // One pass: layers 0..check for every chunk, label and question token, the rest for the selected chunk
             // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
-            const fusedSegments: FusedSegment[] = layout
+            const fusedSegments: FusedSegment[] = layout.placed
                 .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0)
                 .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk" || focusStarts.has(start)}));
             if (tailInBatch.length > 0)
@@ -402,7 +380,7 @@ export class BlendSession {
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
         } else {
             const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-            await this.recomputeAt(seqId, positions, prompt.tokens, selected);
+            await recomputeAt(this.context, seqId, positions, prompt.tokens, selected);
         }
         markTokensEvaluated(this.sequence, tailInBatch);
         const recomputeMs = performance.now() - recomputeStartedAt;
@@ -428,7 +406,7 @@ export class BlendSession {
             chunkKv: chunkSources,
             kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
             ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
-            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.kind === "chunk" && segment.source != null ? [segment.source.n] : [])} : {})
+            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {})
         };
     }
 
@@ -446,36 +424,4 @@ export class BlendSession {
             }
         }).catch((error: unknown) => this.failures.record("residentAdmission", error));
     }
-
-    /** Removes the cells at `cachedPositions` and decodes the tokens at `positions` again, in as few decodes as the batch allows. */
-    private async recomputeAt(seqId: number, positions: number[], tokens: readonly Token[], cachedPositions: readonly number[]): Promise<void> {
-        if (positions.length === 0)
-            return;
-
-        const remove = consecutiveRuns([...cachedPositions].sort((a, b) => a - b)).map(({first, length}) => [first, first + length] as const);
-
-        // Equal pieces rather than full ones and a remainder: llama.cpp's CPU flash-attention kernel takes a much slower
-        // path for fewer than 64 query rows (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
-        const pieces = Math.ceil(positions.length / decodeBatchSize(this.context));
-        const pieceSize = Math.ceil(positions.length / pieces);
-        const batches: PositionedRun[][] = [];
-        for (let start = 0; start < positions.length; start += pieceSize)
-            batches.push(consecutiveRuns(positions.slice(start, start + pieceSize)).map(({first, length}) => ({
-                firstPosition: first, tokens: Uint32Array.from(tokens.slice(first, first + length))
-            })));
-        await decodeAtPositions(this.context, seqId, remove, batches);
-    }
-}
-
-/** Sorted positions as runs of consecutive ones. */
-function consecutiveRuns(sorted: readonly number[]): Array<{first: number, length: number}> {
-    const runs: Array<{first: number, length: number}> = [];
-    for (let index = 0; index < sorted.length;) {
-        let end = index + 1;
-        while (end < sorted.length && sorted[end] === sorted[end - 1]! + 1)
-            end++;
-        runs.push({first: sorted[index]!, length: end - index});
-        index = end;
-    }
-    return runs;
 }
