@@ -8,7 +8,8 @@
 // Each question comes with its sources (the gold chunks and distractors, in Weft's prompt format). Chunk KVs are
 // computed once before any strategy runs, as ingest would have; `full` prefills the whole prompt, `prefix` finds
 // the same sources already in the sequence under another question, the blend strategies go through BlendSession.prepare
-// (the engine's own path). Every strategy then decodes greedily, as `weft ask` does, until end of text.
+// (the engine's own path), hkvd and chunk-head with the question's focus sources first and renumbered, as the chat
+// service orders them (focus-order.ts). Every strategy then decodes greedily, as `weft ask` does, until end of text.
 //
 // --codec (issue #13): answer quality when the sources' KV passes through a KV format. The prompt up to the question
 // (its sources) is prefilled in f16 in one pass (a flash-attention context, as the codec benchmark's), its KV saved,
@@ -20,8 +21,9 @@
 import path from "node:path";
 import {readFile, writeFile} from "node:fs/promises";
 import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type Token} from "node-llama-cpp";
-import {type BlendSession, type BlendStrategy, defaultFocus, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
-import type {FocusOptions} from "../main/engine/blend/focus.js";
+import {type BlendSession, type BlendStrategy, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
+import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
+import {focusFirstOrder, renumbered} from "../main/engine/blend/focus-order.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {generate} from "../main/engine/generate.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
@@ -92,11 +94,13 @@ const maxAnswerTokens = 24;
 type Score = {questions: number, em: number, f1: number, cited: number, recomputed: number};
 const codecFingerprint = "00112233445566778899aabbccddeeff";
 
-function addScore(score: Score, answer: string, example: CorpusExample, recomputedShare: number): void {
+/** `sourceOf` maps a number the answer cites to the example's own source number (a blend's prompt renumbers them). */
+function addScore(score: Score, answer: string, example: CorpusExample, recomputedShare: number, sourceOf: (n: number) => number = (n) => n): void {
     score.questions++;
     score.em += exactMatch(answer, example.answer) ? 1 : 0;
     score.f1 += answerF1(answer, example.answer);
-    score.cited += citedSources(answer)[0] === example.answerSource ? 1 : 0;
+    const cited = citedSources(answer)[0];
+    score.cited += cited != null && sourceOf(cited) === example.answerSource ? 1 : 0;
     score.recomputed += recomputedShare;
 }
 
@@ -162,6 +166,7 @@ await withTempDir("answers", async (dir) => {
         return answer;
     };
 
+    const isNameToken = nameTokenTest(model);
     const set = makeQuestionSet(Number(args.seed), "held-out", questions, chunks);
     let promptTokens = 0;
     for (const [index, example] of set.entries()) {
@@ -179,8 +184,16 @@ await withTempDir("answers", async (dir) => {
         if (answerVariants.some((variant) => variant.strategy !== "full" && variant.strategy !== "prefix"))
             await blend.prepare(prompt, "naive", 0);
 
+        // hkvd and chunk-head with focus chunks: those sources first, renumbered, as the chat service orders them
+        const blendPrompt = (variant: Variant) => {
+            const focus = variant.focus ?? defaultFocus;
+            const order = variant.strategy === "hkvd" || variant.strategy === "chunk-head" ? focusFirstOrder(prompt, sources.length, focus, isNameToken) : null;
+            return order == null ? {prompt, sourceOf: (n: number) => n}
+                : {prompt: buildPrompt(model, example.question, renumbered(sources, order), false), sourceOf: (n: number) => (order[n - 1] ?? -1) + 1};
+        };
         const answers: string[] = [];
         for (const variant of answerVariants) {
+            const {prompt: variantPrompt, sourceOf} = blendPrompt(variant);
             let prepared: PreparedPrompt;
             if (variant.strategy === "full")
                 prepared = await prepareFull(sequence, prompt.tokens);
@@ -189,14 +202,14 @@ await withTempDir("answers", async (dir) => {
                 await sequence.evaluateWithoutGeneratingNewTokens(previous.tokens.slice(sequence.nextTokenIndex));
                 prepared = await preparePrefix(sequence, prompt.tokens);
             } else
-                prepared = await blend.prepare(prompt, variant.strategy, variant.ratio,
+                prepared = await blend.prepare(variantPrompt, variant.strategy, variant.ratio,
                     {...(variant.checkLayer != null ? {checkLayer: variant.checkLayer} : {}), ...(variant.focus != null ? {focus: variant.focus} : {})});
 
             const answer = await greedyAnswer(sequence, prepared.tokensToEvaluate);
             answers.push(answer.trim());
             const chunkTokens = prepared.recomputedTokens + prepared.reusedTokens;
             for (const kind of [example.kind, "all"] as const)
-                addScore(scoreOf(variant, kind), answer, example, chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0);
+                addScore(scoreOf(variant, kind), answer, example, chunkTokens > 0 ? prepared.recomputedTokens / chunkTokens : 0, sourceOf);
         }
 
         // --codec: the sources' KV (the prompt up to its question segment) prefilled in f16 once, then per format.

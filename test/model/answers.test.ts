@@ -3,6 +3,7 @@ import {mkdir, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {AskResult, IngestSummary} from "../../main/contract/index.js";
+import {autoStrategy} from "../../main/engine/blend/auto.js";
 import {citedSources, exactMatch, exampleFiles, makeExample, seededRandom, splitOfName} from "../fixtures/answer-corpus.js";
 import {answerModelMissing, answerModelPath} from "../fixtures/answer-model.js";
 import {makeTempDir, testThreads} from "../helpers/paths.js";
@@ -47,5 +48,11 @@ describe("weft ask with the answer model (held-out question, ingested folder)", 
         assert.ok(cited != null, `the answer cites no source: ${JSON.stringify(result.answer)}`);
         const citation = result.citations.find((entry) => entry.n === cited);
         assert.equal(path.basename(citation?.path ?? ""), goldFile, `cited [${cited}] of ${JSON.stringify(result.citations.map((c) => [c.n, c.path]))}`);
+        // The default strategy (auto.ts) blends cached chunk KVs: the gold source is recomputed whole and put first,
+        // numbered [1], and the answer cites it by that number.
+        assert.equal(result.stats.strategy, autoStrategy.strategy, result.stats.strategyFallbackReason);
+        assert.ok(result.stats.reusedTokens > 0, "chunk KVs reused");
+        assert.deepEqual(result.stats.focusSources, [cited]);
+        assert.equal(cited, 1);
     });
 });

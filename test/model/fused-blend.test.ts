@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
-import {type BlendSession, defaultFocus, openBlendSession} from "../../main/engine/blend/blend.js";
-import {questionFocus} from "../../main/engine/blend/focus.js";
+import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
+import {defaultFocus, nameTokenTest, questionFocus} from "../../main/engine/blend/focus.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
 import {fusedBlendDecode, fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
@@ -117,7 +117,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
 
     it("recomputes whole the chunk that shares the question's rarest tokens, and the rest by their share", async (t) => {
         const chunks = promptLayout(prompt).chunks;
-        const focus = questionFocus(chunks, prompt.tokens.slice(promptLayout(prompt).tailStart), defaultFocus);
+        const focus = questionFocus(chunks, prompt.tokens.slice(promptLayout(prompt).tailStart), defaultFocus, nameTokenTest(model));
         assert.ok(focus.length >= 1, "the story question names something one of its sources says: the test needs a focus chunk");
         const ratio = 0.25;
         const prepared = await blend.prepare(prompt, "hkvd", ratio);

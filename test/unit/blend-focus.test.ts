@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import {describe, it} from "node:test";
 import type {Token} from "node-llama-cpp";
-import {type FocusChunk, questionFocus} from "../../main/engine/blend/focus.js";
+import {type FocusChunk, nameTokenTest, questionFocus} from "../../main/engine/blend/focus.js";
 
 const t = (...ids: number[]) => ids as Token[];
 // 1-5: words every chunk has ("is", "a", "."); 10+: names, each in one or two chunks
@@ -46,6 +46,33 @@ describe("the chunks a blend recomputes whole (focus.ts)", () => {
     it("a hop adds the chunk that shares the most of the focus chunk's rare tokens", () => {
         // "where is the employer of 12 13 based": chunk 1 names employer 20, whose own chunk is 2 (0 shares nothing rare)
         assert.deepEqual(questionFocus(chunks, t(12, 13), {count: 1, continuations: false, hops: 1, maxShare: 1}), [1, 2]);
+    });
+
+    it("with names marked, a hop follows a name, not the sentence words two chunks of one kind share", () => {
+        // two people (tokens 50-53: "who lives in", "works for") and the companies they work for (60, 61: names)
+        const people: FocusChunk[] = [
+            {tokens: t(...common, 10, 50, 51, 52, 53, 60)},  // 10 works for 60
+            {tokens: t(...common, 60, 70)},                  // the company 60
+            {tokens: t(...common, 61, 71)},                  // another company
+            {tokens: t(...common, 12, 50, 51, 52, 53, 61)}   // 12 works for 61
+        ];
+        const hop = {count: 1, continuations: false, hops: 1, maxShare: 1};
+        // unmarked, the four sentence words outnumber the one name
+        assert.deepEqual(questionFocus(people, t(10), hop), [0, 3]);
+        const isName = (token: Token) => token >= 10 && token < 50 || token >= 60;
+        assert.deepEqual(questionFocus(people, t(10), hop, isName), [0, 1]);
+        assert.deepEqual(questionFocus(people, t(12), hop, isName), [3, 2]);
+        // where no shared token is a name, every shared token links, as unmarked
+        assert.deepEqual(questionFocus(people, t(10), hop, () => false), [0, 3]);
+    });
+
+    it("tells a name's first piece by its text: a capital after at most one space", () => {
+        const pieces = new Map<number, string>([[1, " Tri"], [2, "oth"], [3, " works"], [4, "Its"], [5, "\u00c9mile"], [6, "  X"], [7, "東京"]]);
+        let calls = 0;
+        const isName = nameTokenTest({detokenize: (tokens) => { calls++; return pieces.get(tokens[0]!) ?? ""; }});
+        assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map((token) => isName(token as Token)), [true, false, false, true, true, false, false]);
+        isName(1 as Token);
+        assert.equal(calls, 7, "remembered per token");
     });
 
     it("keeps the chunks recomputed whole to at most maxShare of the chunk tokens, in the order chosen", () => {

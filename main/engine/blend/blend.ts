@@ -20,7 +20,7 @@ import {
 import {blendSupportOf} from "./blend-support.js";
 import {blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
-import {type FocusOptions, questionFocus} from "./focus.js";
+import {defaultFocus, type FocusOptions, nameTokenTest, questionFocus} from "./focus.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {recomputeAt} from "./recompute.js";
 import {type BlendTrace, type PreparedPrompt, prepareFull} from "./prepare.js";
@@ -32,9 +32,6 @@ export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
-
-/** Chunks a blend recomputes whole because the question is about them (see BlendPrepareOptions.focus). */
-export const defaultFocus: FocusOptions = {count: 1, continuations: true, hops: 1};
 
 /** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
 export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
@@ -153,6 +150,8 @@ export class BlendSession {
     private residentAdmission: Promise<void> = Promise.resolve();
     /** Where chunk and header KVs come from: the chunk cache, or computed alone. */
     private readonly kvSource: ChunkKvSource;
+    /** For the focus's hop (focus.ts). */
+    private readonly isNameToken: (token: Token) => boolean;
     public constructor(parts: SessionParts) {
         this.model = parts.model;
         this.context = parts.context;
@@ -166,6 +165,7 @@ export class BlendSession {
         this.residentTier = parts.resident;
         this.failures = parts.failures;
         this.kvSource = new ChunkKvSource(parts);
+        this.isNameToken = nameTokenTest(parts.model);
     }
 
     /** Load-or-recompute per chunk on disk, from this session's measured disk, decode and prefill rates. */
@@ -325,7 +325,7 @@ export class BlendSession {
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
         const chunkRanges = layout.chunks.map(({segment, start}) => ({start, length: segment.tokens.length}));
         const focus = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
-            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus).map((index) => layout.chunks[index]!);
+            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus, this.isNameToken).map((index) => layout.chunks[index]!);
         const focusStarts = new Set(focus.map(({start}) => start));
         const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
             .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));

@@ -23,6 +23,30 @@ export type FocusOptions = {
     maxShare?: number
 };
 
+/**
+ * The focus `hkvd` and `chunk-head` use unless asked otherwise: the question's chunk, its continuation and one hop.
+ * On the answer model it takes hkvd 0.15 from 65.6 to 98.9 F1 over all kinds, that of full prefill (bench/RESULTS.md,
+ * answer quality, sessions 10 and 11).
+ */
+export const defaultFocus: FocusOptions = {count: 1, continuations: true, hops: 1};
+
+/**
+ * Whether a token starts a capitalised word (a name's first piece), by its text, remembered per token: the hop links
+ * chunks by names where a prompt has them (linkedChunks). Scripts without case have no such tokens; then every
+ * shared token links, as before.
+ */
+export function nameTokenTest(model: {detokenize(tokens: readonly Token[]): string}): (token: Token) => boolean {
+    const known = new Map<Token, boolean>();
+    return (token) => {
+        let name = known.get(token);
+        if (name == null) {
+            name = /^\s?\p{Lu}/u.test(model.detokenize([token]));
+            known.set(token, name);
+        }
+        return name;
+    };
+}
+
 /** A blend that recomputed every chunk whole would only be a slower full prefill. */
 export const defaultMaxFocusShare = 0.5;
 
@@ -40,7 +64,8 @@ const continuationGapChars = 8;
  * not say (the employer in "where is X's employer based"). Chunks sharing nothing are never chosen; ties go to the
  * earlier chunk (the retriever's better-ranked one). Chunks past `maxShare` of the chunk tokens are left out.
  */
-export function questionFocus(chunks: readonly FocusChunk[], question: readonly Token[], options: FocusOptions): number[] {
+export function questionFocus(chunks: readonly FocusChunk[], question: readonly Token[], options: FocusOptions,
+    isNameToken?: (token: Token) => boolean): number[] {
     if (!(options.count > 0) || chunks.length === 0)
         return [];
     const distinct = chunks.map((chunk) => new Set(chunk.tokens));
@@ -72,7 +97,7 @@ export function questionFocus(chunks: readonly FocusChunk[], question: readonly 
                 chosen.add(next);
         }
     for (const index of asked)
-        linkedChunks(distinct, documentFrequency, index, options.hops, chosen).forEach((hop) => chosen.add(hop));
+        linkedChunks(distinct, documentFrequency, index, options.hops, chosen, isNameToken).forEach((hop) => chosen.add(hop));
     const room = (options.maxShare ?? defaultMaxFocusShare) * chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
     let used = 0;
     return [...chosen].filter((index) => {
@@ -86,13 +111,18 @@ export function questionFocus(chunks: readonly FocusChunk[], question: readonly 
 /**
  * The `count` chunks linked to chunk `index` by the most tokens that only the two of them have (in the prompt): a name
  * the focus chunk mentions and another chunk is about. Tokens three or more chunks share (sentence patterns, words
- * like "company") link nothing in particular, and would make a chunk of the same kind look closest.
+ * like "company") link nothing in particular, and would make a chunk of the same kind look closest. Where
+ * `isNameToken` marks some of those tokens as names (nameTokenTest), only they link: two chunks of one kind in a
+ * prompt share their sentence words ("who lives in", "works for") with no other chunk either, and those outnumber a
+ * name's pieces (bench/RESULTS.md, answer quality, session 11).
  */
 function linkedChunks(distinct: ReadonlyArray<ReadonlySet<Token>>, documentFrequency: ReadonlyMap<Token, number>, index: number, count: number,
-    except: ReadonlySet<number>): number[] {
+    except: ReadonlySet<number>, isNameToken?: (token: Token) => boolean): number[] {
     if (!(count > 0))
         return [];
-    const links = [...distinct[index]!].filter((token) => documentFrequency.get(token) === 2);
+    const shared = [...distinct[index]!].filter((token) => documentFrequency.get(token) === 2);
+    const names = isNameToken != null ? shared.filter(isNameToken) : [];
+    const links = names.length > 0 ? names : shared;
     return distinct
         .map((tokens, other) => ({other, score: links.filter((token) => tokens.has(token)).length}))
         .filter((entry) => entry.score > 0 && entry.other !== index && !except.has(entry.other))

@@ -1,4 +1,6 @@
 import {resolveStrategy} from "../blend/auto.js";
+import {defaultFocus, nameTokenTest} from "../blend/focus.js";
+import {focusFirstOrder, renumbered} from "../blend/focus-order.js";
 import {type ChatEvent, type ChatRequestParsed, type Citation, EngineError, type Strategy, toErrorShape} from "../../contract/index.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "../blend/prepare.js";
 import type {Foreground} from "../foreground.js";
@@ -39,14 +41,14 @@ export class ChatService {
             const retrievalStartedAt = performance.now();
             const retrieved = await library.retrieve(request.question, request.topK);
             const retrievalMs = performance.now() - retrievalStartedAt;
-            const {prompt, citations} = fitPrompt(loaded, request, retrieved);
+            const requested = resolveStrategy(request.strategy, request.ratio);
+            const {prompt, citations} = inBlendOrder(loaded, request, requested.strategy, fitPrompt(loaded, request, retrieved));
 
             yield {type: "retrieval", citations, retrievalMs};
             if (prompt.tokens.length >= loaded.contextSize)
                 throw new EngineError("bad_request",
                     `the prompt is ${prompt.tokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
-            const requested = resolveStrategy(request.strategy, request.ratio);
             const prepared = await this.preparePrompt(loaded, prompt, requested.strategy, requested.ratio);
             const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
@@ -136,16 +138,35 @@ export class ChatService {
     }
 }
 
+function promptOf(loaded: LoadedModel, request: ChatRequestParsed, citations: readonly Citation[]): BuiltPrompt {
+    return buildPrompt(loaded.model, request.question,
+        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", span: citation.span})), loaded.info.hasChatTemplate);
+}
+
 /** The prompt with as many retrieved sources as fit: the lowest-ranked give way until the answer has room. */
 function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: Citation[]): {prompt: BuiltPrompt, citations: Citation[]} {
     const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize * answerRoomShare));
-    const build = (citations: Citation[]) => buildPrompt(loaded.model, request.question,
-        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", span: citation.span})), loaded.info.hasChatTemplate);
     let citations = retrieved;
-    let prompt = build(citations);
+    let prompt = promptOf(loaded, request, citations);
     while (citations.length > 0 && prompt.tokens.length + answerRoom > loaded.contextSize) {
         citations = citations.slice(0, -1);
-        prompt = build(citations);
+        prompt = promptOf(loaded, request, citations);
     }
     return {prompt, citations};
+}
+
+/**
+ * For the blends that recompute the question's chunks whole, those sources first and every source renumbered in its
+ * new place (focus-order.ts), so that the answer's [n] and the citations agree. The same sources and labels in
+ * another order: the prompt's length does not change.
+ */
+function inBlendOrder(loaded: LoadedModel, request: ChatRequestParsed, strategy: Strategy, fitted: {prompt: BuiltPrompt, citations: Citation[]}):
+    {prompt: BuiltPrompt, citations: Citation[]} {
+    if (strategy !== "hkvd" && strategy !== "chunk-head")
+        return fitted;
+    const order = focusFirstOrder(fitted.prompt, fitted.citations.length, defaultFocus, nameTokenTest(loaded.model));
+    if (order == null)
+        return fitted;
+    const citations = renumbered(fitted.citations, order);
+    return {prompt: promptOf(loaded, request, citations), citations};
 }
