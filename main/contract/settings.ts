@@ -10,7 +10,7 @@ const bytes = z.number().int().nonnegative().max(1024 * GiB);
  * `null` for threads, GPU layers and the GPU-resident budget means "let the engine choose".
  */
 export const UserSettings = z.object({
-    /** The strategy questions use; "auto" lets the engine choose (exact prefix reuse today). */
+    /** The strategy questions use; "auto" lets the engine choose (main/engine/blend/auto.ts: chunk-head 0.15 today). */
     strategy: z.enum(["auto", ...Strategy.options]).default("auto"),
     /** The share of reused chunk tokens hkvd and chunk-head recompute. */
     ratio: z.number().min(0).max(1).default(0.15),
