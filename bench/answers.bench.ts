@@ -23,7 +23,7 @@ import {readFile, writeFile} from "node:fs/promises";
 import {getLlama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, openBlendSession, selectionLayer} from "../main/engine/blend/blend.js";
 import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
-import {focusFirstOrder, renumbered} from "../main/engine/blend/focus-order.js";
+import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {generate} from "../main/engine/generate.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
@@ -186,10 +186,11 @@ await withTempDir("answers", async (dir) => {
 
         // hkvd and chunk-head with focus chunks: those sources first, renumbered, as the chat service orders them
         const blendPrompt = (variant: Variant) => {
-            const focus = variant.focus ?? defaultFocus;
-            const order = variant.strategy === "hkvd" || variant.strategy === "chunk-head" ? focusFirstOrder(prompt, sources.length, focus, isNameToken) : null;
-            return order == null ? {prompt, sourceOf: (n: number) => n}
-                : {prompt: buildPrompt(model, example.question, renumbered(sources, order), false), sourceOf: (n: number) => (order[n - 1] ?? -1) + 1};
+            if (variant.strategy !== "hkvd" && variant.strategy !== "chunk-head")
+                return {prompt, sourceOf: (n: number) => n};
+            const {prompt: moved, order} = inFocusOrder(prompt, sources, variant.focus ?? defaultFocus, isNameToken,
+                (reordered) => buildPrompt(model, example.question, reordered, false));
+            return {prompt: moved, sourceOf: (n: number) => order == null ? n : (order[n - 1] ?? -1) + 1};
         };
         const answers: string[] = [];
         for (const variant of answerVariants) {

@@ -12,7 +12,8 @@ import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, type BlendStrategy, openBlendSession, promptFormatVersion} from "../main/engine/blend/blend.js";
 import {tokensHash} from "../main/engine/blend/chunk-kv-source.js";
-import type {FocusOptions} from "../main/engine/blend/focus.js";
+import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
+import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import type {ChunkKvStats} from "../main/contract/index.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec.js";
@@ -71,6 +72,9 @@ log(`model loaded in ${modelLoadMs.toFixed(0)} ms; context ${context.contextSize
 const dataDir = await mkdtemp(path.join(os.tmpdir(), "weft-ttft-"));
 const cache = await ChunkKvCache.open({dataDir, ramBudgetBytes: 16 * 1024 ** 3, diskBudgetBytes: 0});
 // Host tiers only by default; the "-resident" variants give the blend a resident (GPU) tier of their own.
+const isNameToken = nameTokenTest(model);
+/** Every size's question: the blends recompute whole the chunks sharing its rarest tokens (focus.ts). */
+const question = "What does the third source say about the river?";
 const opened = await openBlendSession({llama, model, context, sequence, modelPath: a.model!, cache, threads, residentBudgetBytes: 0});
 if (!opened.available)
     throw new Error(`blend path unavailable: ${opened.reason}`);
@@ -228,11 +232,15 @@ for (const size of sizes) {
     }
     const count = Math.max(1, Math.round(size / chunkTokens));
     // Header, labels and the question take some tokens: size the chunks so the whole prompt is about `size`.
-    const probe = buildPrompt(model, "What does the third source say about the river?", [{n: 1, path: "doc-1.txt", text: "x"}], false);
+    const probe = buildPrompt(model, question, [{n: 1, path: "doc-1.txt", text: "x"}], false);
     const overhead = probe.tokens.length - 1 + count * 8;
     const per = Math.floor((size - overhead) / count);
     const sources: PromptSource[] = Array.from({length: count}, (_, i) => ({n: i + 1, path: `doc-${i + 1}.txt`, text: chunkText(per)}));
-    const prompt = buildPrompt(model, "What does the third source say about the river?", sources, false);
+    const prompt = buildPrompt(model, question, sources, false);
+    // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts)
+    const promptOf = (variant: Variant) => variant.strategy !== "hkvd" && variant.strategy !== "chunk-head" ? prompt
+        : inFocusOrder(prompt, sources, variant.focus ?? defaultFocus, isNameToken,
+            (moved) => buildPrompt(model, question, moved, false)).prompt;
     const inChunks = prompt.segments.filter((s) => s.kind === "chunk").reduce((sum, s) => sum + s.tokens.length, 0);
     log(`size ${size}: prompt ${prompt.tokens.length} tokens, ${count} chunks (${inChunks} chunk tokens)`);
     t = performance.now();
@@ -293,7 +301,7 @@ for (const size of sizes) {
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: prepare`);
             const traced: {splice?: SpliceTrace, select?: SelectTrace, fused?: FusedTrace} = {};
             const prep = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
-                : await session.prepare(prompt, variant.strategy, variant.ratio, {
+                : await session.prepare(promptOf(variant), variant.strategy, variant.ratio, {
                     pinned: variant.pinned ?? true,
                     ...(variant.focus != null ? {focus: variant.focus} : {}),
                     ...(variant.fusedMask != null ? {fusedMask: variant.fusedMask} : {}),

@@ -12,7 +12,8 @@ import os from "node:os";
 import path from "node:path";
 import {getLlama, LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, openBlendSession} from "../main/engine/blend/blend.js";
-import type {FocusOptions} from "../main/engine/blend/focus.js";
+import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
+import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
@@ -239,8 +240,12 @@ await withTempDir("ttft", async (dir) => {
                 await coldBlend.chunkKv(segment.tokens);
             }
         const warmMs = performance.now() - warmStartedAt;
+        // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts)
+        const isNameToken = nameTokenTest(model);
+        const promptOf = (variant: Variant) => variant.strategy !== "hkvd" && variant.strategy !== "chunk-head" ? prompt
+            : inFocusOrder(prompt, sources, variant.focus ?? defaultFocus, isNameToken, (moved) => buildPrompt(model, question, moved, false)).prompt;
         for (const variant of variants)
-            await measure(variant, prompt);
+            await measure(variant, promptOf(variant));
         const tailTokens = prompt.segments.at(-1)!.tokens.length;
         log(`${size}: ${prompt.tokens.length} prompt tokens in ${sources.length} chunks, question ${tailTokens} tokens; ` +
             `chunk KVs computed in ${warmMs.toFixed(0)} ms`);
@@ -248,7 +253,7 @@ await withTempDir("ttft", async (dir) => {
         const timings = new Map<string, Timing[]>(variants.map((variant) => [variant.name, []]));
         for (let run = 0; run < runs; run++)
             for (const variant of variants) {
-                const timing = await measure(variant, prompt);
+                const timing = await measure(variant, promptOf(variant));
                 timings.get(variant.name)!.push(timing);
                 log(`${size} run ${run + 1} ${variant.name}: ${timing.totalMs.toFixed(0)} ms`);
             }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import {describe, it} from "node:test";
 import type {Token} from "node-llama-cpp";
-import {focusFirstOrder, renumbered} from "../../main/engine/blend/focus-order.js";
+import {focusFirstOrder, inFocusOrder, renumbered} from "../../main/engine/blend/focus-order.js";
 import type {BuiltPrompt, PromptSegment} from "../../main/engine/prompt.js";
 
 const t = (...ids: number[]) => ids as Token[];
@@ -35,6 +35,25 @@ describe("the order of a blend's sources (focus-order.ts)", () => {
         assert.equal(focusFirstOrder(promptOf(chunks, [40]), 4, {...hopOff, count: 0}), null);
         // five sources, four chunks: an empty source's place among the chunks is unknown
         assert.equal(focusFirstOrder(promptOf(chunks, [40]), 5, hopOff), null);
+    });
+
+    it("rebuilds the prompt from the renumbered sources only when the order changes", () => {
+        const sources = chunks.map((_, index) => ({n: index + 1, path: `/d${index}.md`}));
+        const built: Array<typeof sources> = [];
+        const build = (moved: typeof sources) => {
+            built.push(moved);
+            return promptOf(moved.map(({path}) => chunks[Number(/\d+/.exec(path)![0])]!), [40]);
+        };
+        const moved = inFocusOrder(promptOf(chunks, [40]), sources, hopOff, undefined, build);
+        assert.deepEqual(moved.order, [3, 0, 1, 2]);
+        assert.deepEqual(moved.sources.map(({n, path}) => [n, path]), [[1, "/d3.md"], [2, "/d0.md"], [3, "/d1.md"], [4, "/d2.md"]]);
+        assert.deepEqual(built, [moved.sources]);
+        assert.deepEqual(moved.prompt.segments.flatMap((segment) => segment.kind === "chunk" ? [segment.tokens.at(-1)] : []), [40, 10, 30, 30]);
+        const kept = promptOf(chunks, [10]);
+        const same = inFocusOrder(kept, sources, hopOff, undefined, build);
+        assert.equal(same.prompt, kept);
+        assert.equal(same.order, null);
+        assert.equal(built.length, 1, "not rebuilt when the focus is first already");
     });
 
     it("renumbers the sources in their new places", () => {

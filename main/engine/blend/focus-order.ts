@@ -23,6 +23,19 @@ export function focusFirstOrder(prompt: BuiltPrompt, sourceCount: number, focus:
     return order.every((source, place) => source === place) ? null : order;
 }
 
+/**
+ * The prompt a blend should get: its sources in `focusFirstOrder`, renumbered, rebuilt by `build`; or the same prompt
+ * and sources when the order stands. `order[i]` is where the i-th new source was in `sources` (null: unchanged).
+ */
+export function inFocusOrder<S extends {n: number}>(prompt: BuiltPrompt, sources: readonly S[], focus: FocusOptions,
+    isNameToken: ((token: Token) => boolean) | undefined, build: (sources: S[]) => BuiltPrompt): {prompt: BuiltPrompt, sources: S[], order: number[] | null} {
+    const order = focusFirstOrder(prompt, sources.length, focus, isNameToken);
+    if (order == null)
+        return {prompt, sources: [...sources], order};
+    const moved = renumbered(sources, order);
+    return {prompt: build(moved), sources: moved, order};
+}
+
 /** `items` in `order`, each numbered by its new place: [1], [2], ... */
 export function renumbered<T extends {n: number}>(items: readonly T[], order: readonly number[]): T[] {
     return order.map((index, place) => ({...items[index]!, n: place + 1}));

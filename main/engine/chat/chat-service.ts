@@ -1,6 +1,6 @@
 import {resolveStrategy} from "../blend/auto.js";
 import {defaultFocus, nameTokenTest} from "../blend/focus.js";
-import {focusFirstOrder, renumbered} from "../blend/focus-order.js";
+import {inFocusOrder} from "../blend/focus-order.js";
 import {type ChatEvent, type ChatRequestParsed, type Citation, EngineError, type Strategy, toErrorShape} from "../../contract/index.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "../blend/prepare.js";
 import type {Foreground} from "../foreground.js";
@@ -164,9 +164,7 @@ function inBlendOrder(loaded: LoadedModel, request: ChatRequestParsed, strategy:
     {prompt: BuiltPrompt, citations: Citation[]} {
     if (strategy !== "hkvd" && strategy !== "chunk-head")
         return fitted;
-    const order = focusFirstOrder(fitted.prompt, fitted.citations.length, defaultFocus, nameTokenTest(loaded.model));
-    if (order == null)
-        return fitted;
-    const citations = renumbered(fitted.citations, order);
-    return {prompt: promptOf(loaded, request, citations), citations};
+    const {prompt, sources} = inFocusOrder(fitted.prompt, fitted.citations, defaultFocus, nameTokenTest(loaded.model),
+        (citations) => promptOf(loaded, request, citations));
+    return {prompt, citations: sources};
 }
