@@ -11,7 +11,7 @@ import path from "node:path";
 import {parseArgs} from "node:util";
 import {LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, openBlendSession, promptFormatVersion} from "../main/engine/blend/blend.js";
-import {chunkHash} from "../main/engine/blend/chunk-kv-source.js";
+import {tokensHash} from "../main/engine/blend/chunk-kv-source.js";
 import {defaultFocus, nameTokenTest} from "../main/engine/blend/focus.js";
 import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import type {ChunkKvStats} from "../main/contract/index.js";
@@ -220,10 +220,10 @@ for (const size of sizes) {
         try {
             const f16Before = cold.cache.stats().disk.f16Bytes;
             for (const segment of chunkSegments)
-                await cold.blend.chunkKv(segment);
+                await cold.blend.chunkKv(segment.tokens);
             let fileBytes = 0;
             for (const segment of chunkSegments)
-                fileBytes += (await stat(cold.cache.pathOf({fingerprint: cold.blend.fingerprint, chunkHash: chunkHash(segment), promptFormatVersion}))).size;
+                fileBytes += (await stat(cold.cache.pathOf({fingerprint: cold.blend.fingerprint, chunkHash: tokensHash(segment.tokens), promptFormatVersion}))).size;
             log(`  cold L${cold.level}: chunk KVs computed alone, encoded and written in ${(performance.now() - t).toFixed(0)} ms: ` +
                 `${(fileBytes / 2 ** 20).toFixed(1)} MiB of files for ${((cold.cache.stats().disk.f16Bytes - f16Before) / 2 ** 20).toFixed(1)} MiB of f16 KV`);
             coldReady.add(cold.level);

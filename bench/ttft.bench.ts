@@ -236,8 +236,8 @@ await withTempDir("ttft", async (dir) => {
         const warmStartedAt = performance.now();
         for (const segment of prompt.segments)
             if (segment.kind === "chunk") {
-                await blend.chunkKv(segment);
-                await coldBlend.chunkKv(segment);
+                await blend.chunkKv(segment.tokens);
+                await coldBlend.chunkKv(segment.tokens);
             }
         const warmMs = performance.now() - warmStartedAt;
         // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts)

@@ -11,25 +11,19 @@ export class WarmUnavailable extends Error {
 /** "yielded": a question came first and nothing was done; the same chunk is tried again once questions are done. */
 export type WarmChunkOutcome = "cached" | "computed" | "yielded";
 
-/** A library chunk to warm: a chunk's KV is computed after its document's label (prompt.ts, chunkLead). */
-export type WarmChunk = {path: string, text: string};
-
-/**
- * What the warmer needs from the engine; the engine implements it around its model lock and chunk cache. The warmer
- * only passes the listed chunks back (`C`: the engine's {@link WarmChunk}).
- */
-export interface CacheWarmHost<C = WarmChunk> {
+/** What the warmer needs from the engine; the engine implements it around its model lock and chunk cache. */
+export interface CacheWarmHost {
     /** The model to compute caches for, or null when none is set up. */
     activeModelId(): string | null;
-    /** Every chunk in the library: its document's path and its text. */
-    listChunks(): Promise<C[]>;
+    /** The text of every chunk in the library. */
+    listChunks(): Promise<string[]>;
     /** Resolves once no question (or ingest) is waiting or running, or when `signal` aborts. */
     whenForegroundIdle(signal: AbortSignal): Promise<void>;
     /**
      * Makes sure one chunk's KV is cached for `modelId`, taking the model lock for this one chunk. Throws
      * {@link WarmUnavailable} when no chunk can be computed here; any other error is this chunk's failure.
      */
-    warmChunk(modelId: string, chunk: C): Promise<WarmChunkOutcome>;
+    warmChunk(modelId: string, text: string): Promise<WarmChunkOutcome>;
     /** The chunk cache's disk evictions so far: once warming makes it evict, the budget is full and warming stops. */
     diskEvictions(): Promise<number>;
 }
@@ -52,7 +46,7 @@ type Phase = "idle" | "running" | "unavailable";
  * chunk until {@link resume}. Nothing a pass meets is thrown: a failed chunk is counted and logged, a library
  * that cannot be listed or a build that cannot blend ends the pass with a reason in the status.
  */
-export class CacheWarmer<C = WarmChunk> {
+export class CacheWarmer {
     private phase: Phase = "idle";
     private progress = {modelId: null as string | null, done: 0, total: 0, computed: 0, failed: 0, reason: undefined as string | undefined};
     private enabled = false;
@@ -66,7 +60,7 @@ export class CacheWarmer<C = WarmChunk> {
     private log: (line: string) => void;
     private readonly loggedFailures: number;
 
-    public constructor(private readonly host: CacheWarmHost<C>, options: CacheWarmerOptions = {}) {
+    public constructor(private readonly host: CacheWarmHost, options: CacheWarmerOptions = {}) {
         this.log = options.log ?? (() => {});
         this.loggedFailures = options.loggedFailures ?? 3;
     }
@@ -187,7 +181,7 @@ export class CacheWarmer<C = WarmChunk> {
 
         this.phase = "running";
         this.changed();
-        let chunks: C[];
+        let chunks: string[];
         try {
             chunks = await this.host.listChunks();
         } catch (error) {

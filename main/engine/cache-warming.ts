@@ -1,12 +1,11 @@
 import path from "node:path";
 import {setTimeout as delay} from "node:timers/promises";
 import {type CacheWarmEvent, type CacheWarmStatus, EngineError, toErrorShape} from "../contract/index.js";
-import {CacheWarmer, type WarmChunk, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
+import {CacheWarmer, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
 import type {Foreground} from "./foreground.js";
 import {folderIdFor} from "./library/store.js";
 import type {LibraryHost} from "./library-host.js";
 import type {ModelHost} from "./model-host.js";
-import {chunkLead} from "./prompt.js";
 
 /** The shortest gap between two `watchCacheWarm` events. */
 const cacheWarmEventMs = 150;
@@ -28,7 +27,7 @@ export class CacheWarming {
             activeModelId: () => deps.activeModelId(),
             listChunks: () => deps.library.listChunkTexts(),
             whenForegroundIdle: (signal) => deps.foreground.whenIdle(signal),
-            warmChunk: (modelId, chunk) => this.warmChunkInBackground(modelId, chunk),
+            warmChunk: (modelId, text) => this.warmChunkInBackground(modelId, text),
             diskEvictions: async () => (await deps.host.chunkCache()).stats().disk.evictions
         });
     }
@@ -62,7 +61,7 @@ export class CacheWarming {
     }
 
     /** One chunk of background warming, under the model lock; gives the lock straight back when a question waits. */
-    private async warmChunkInBackground(modelId: string, {path: chunkPath, text}: WarmChunk): Promise<WarmChunkOutcome> {
+    private async warmChunkInBackground(modelId: string, text: string): Promise<WarmChunkOutcome> {
         const {host} = this.deps;
         return host.withLock(async () => {
             if (this.deps.isClosed() || this.deps.foreground.busy)
@@ -79,14 +78,14 @@ export class CacheWarming {
             if (!blend.available)
                 throw new WarmUnavailable(blend.reason);
 
-            const chunk = {lead: chunkLead(loaded.model, chunkPath, loaded.info.hasChatTemplate), tokens: loaded.model.tokenize(text)};
+            const tokens = loaded.model.tokenize(text);
             // An empty chunk has no KV; a chunk whose file is there needs no read (a full pass stays cheap), unless the
             // resident tier has room for it.
-            if (chunk.tokens.length === 0)
+            if (tokens.length === 0)
                 return "cached";
-            const loadedKv = await blend.value.chunkCachedOnDisk(chunk) ? null : await blend.value.chunkKv(chunk);
+            const loadedKv = await blend.value.chunkCachedOnDisk(tokens) ? null : await blend.value.chunkKv(tokens);
             // On a GPU, also into the resident tier while it has free room (a no-op without one).
-            await blend.value.warmResidentChunk(chunk, loadedKv?.body);
+            await blend.value.warmResidentChunk(tokens, loadedKv?.body);
             return loadedKv == null || loadedKv.hit ? "cached" : "computed";
         });
     }
@@ -114,8 +113,7 @@ export class CacheWarming {
                     if (!blend.available)
                         throw new EngineError("internal", `cannot build chunk KV caches here: ${blend.reason}`);
 
-                    const lead = chunkLead(loaded.model, chunk.path, loaded.info.hasChatTemplate);
-                    if (!(await blend.value.chunkKv({lead, tokens: loaded.model.tokenize(chunk.text)})).hit)
+                    if (!(await blend.value.chunkKv(loaded.model.tokenize(chunk.text))).hit)
                         computed++;
                 });
                 done++;

@@ -86,15 +86,15 @@ export class LibraryHost {
         }
     }
 
-    /** Every chunk in the library, its document's path and its text (background warming's work list). */
-    public async listChunkTexts(): Promise<Array<{path: string, text: string}>> {
+    /** The text of every chunk in the library (background warming's work list). */
+    public async listChunkTexts(): Promise<string[]> {
         const store = await this.library.store();
-        const chunks: Array<{path: string, text: string}> = [];
+        const texts: string[] = [];
         for await (const batch of store.chunkTexts(null))
             for (const chunk of batch)
-                chunks.push({path: chunk.path, text: chunk.text});
+                texts.push(chunk.text);
 
-        return chunks;
+        return texts;
     }
 
     /** Stops maintenance (ingests in flight end at their next file) and the watcher. */

@@ -13,15 +13,7 @@ export type PromptSource = {
  */
 export type PromptSegment =
     | {kind: "fixed", tokens: Token[]}
-    | {
-        kind: "chunk", text: string, tokens: Token[], source?: {n: number, path: string, span?: readonly [number, number]},
-        /**
-         * The tokens the chunk's KV is cached after: the prompt's header and the label the chunk gets as the first
-         * source ([1] and its path). Where the chunk is the prompt's first source, its cached KV is then exactly what
-         * a full prefill computes, and a blend reuses it as it is (see chunkLead).
-         */
-        lead: Token[]
-    };
+    | {kind: "chunk", text: string, tokens: Token[], source?: {n: number, path: string, span?: readonly [number, number]}};
 
 export type BuiltPrompt = {tokens: Token[], segments: PromptSegment[]};
 
@@ -29,16 +21,11 @@ const systemPrompt = "You answer questions about the user's documents. Use the n
     "cite them as [n], and say so when the sources do not contain the answer.";
 const sourcesMarker = "\u0001WEFT_SOURCES\u0001";
 
-function labelText(n: number, path: string, index: number): string {
-    return `${index > 0 ? "\n\n" : ""}[${n}] ${path}\n`;
-}
-
-function sourceSegments(model: LlamaModel, sources: readonly PromptSource[], header: readonly Token[]): PromptSegment[] {
+function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): PromptSegment[] {
     return sources.flatMap((source, index): PromptSegment[] => [
-        {kind: "fixed", tokens: model.tokenize(labelText(source.n, source.path, index))},
+        {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
         {kind: "chunk", text: source.text, tokens: model.tokenize(source.text),
-            source: {n: source.n, path: source.path, ...(source.span != null ? {span: source.span} : {})},
-            lead: [...header, ...model.tokenize(labelText(1, source.path, 0))]}
+            source: {n: source.n, path: source.path, ...(source.span != null ? {span: source.span} : {})}}
     ]);
 }
 
@@ -74,10 +61,9 @@ export function buildPrompt(model: LlamaModel, question: string, sources: readon
                 (after.length > 0 ? after : before).push(value);
         }
 
-        const header = LlamaText(before).tokenize(model.tokenizer);
         return joined([
-            {kind: "fixed", tokens: header},
-            ...sourceSegments(model, sources, header),
+            {kind: "fixed", tokens: LlamaText(before).tokenize(model.tokenizer)},
+            ...sourceSegments(model, sources),
             {kind: "fixed", tokens: LlamaText(after).tokenize(model.tokenizer)}
         ]);
     }
@@ -88,18 +74,7 @@ export function buildPrompt(model: LlamaModel, question: string, sources: readon
 
     return joined([
         {kind: "fixed", tokens: bos},
-        ...sourceSegments(model, sources, bos),
+        ...sourceSegments(model, sources),
         {kind: "fixed", tokens: model.tokenize(`\n\nQuestion: ${question}\nAnswer:`)}
     ]);
-}
-
-/**
- * The tokens a chunk of the document at `path` is cached after (the chunk segment's `lead`): what the prompt puts
- * before it when it is the first source. Background warming computes chunks with it, as questions do.
- */
-export function chunkLead(model: LlamaModel, path: string, hasChatTemplate: boolean): Token[] {
-    const chunk = buildPrompt(model, "", [{n: 1, path, text: "."}], hasChatTemplate).segments.find((segment) => segment.kind === "chunk");
-    if (chunk == null)
-        throw new Error("the prompt builder gave a source no chunk segment");
-    return chunk.lead;
 }

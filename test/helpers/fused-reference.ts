@@ -14,7 +14,7 @@ export type PromptLayout = {
     headerEnd: number,
     /** The question's first position. */
     tailStart: number,
-    chunks: Array<{start: number, tokens: Token[], lead: Token[]}>,
+    chunks: Array<{start: number, tokens: Token[]}>,
     /** Positions of the labels between chunks (new tokens). */
     labelPositions: number[]
 };
@@ -36,7 +36,7 @@ export function promptLayout(prompt: BuiltPrompt): PromptLayout {
         if (segment.kind !== "chunk" && start >= headerEnd && start < tailStart)
             for (let index = 0; index < segment.tokens.length; index++)
                 labelPositions.push(start + index);
-    return {headerEnd, tailStart, chunks: chunkEntries.map(({segment, start}) => ({start, tokens: segment.tokens, lead: segment.kind === "chunk" ? segment.lead : []})), labelPositions};
+    return {headerEnd, tailStart, chunks: chunkEntries.map(({segment, start}) => ({start, tokens: segment.tokens})), labelPositions};
 }
 
 /** Layer `layer`'s K rows (f32) of the sequence's cells, by cell position. */
@@ -99,8 +99,8 @@ export async function naiveWithExactLayers(blend: BlendSession, prompt: BuiltPro
     await sequence.evaluateWithoutGeneratingNewTokens(prompt.tokens.slice(0, layout.headerEnd));
     const header = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
     const parts: SplicePartInput[] = [{body: header, delta: 0}];
-    for (const {start, tokens, lead} of layout.chunks)
-        parts.push({body: (await blend.chunkKv({lead, tokens})).body, delta: start - lead.length});
+    for (const {start, tokens} of layout.chunks)
+        parts.push({body: (await blend.chunkKv(tokens)).body, delta: start - 1});
     const overrides = [];
     for (const layer of layers) {
         const captured = await captureLayerKV(blend.model, prefix, layer, {

@@ -8,7 +8,7 @@ import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
 import {type BlendSession, openBlendSession, promptFormatVersion} from "../../main/engine/blend/blend.js";
-import {chunkHash} from "../../main/engine/blend/chunk-kv-source.js";
+import {tokensHash} from "../../main/engine/blend/chunk-kv-source.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {blendSkipReason, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {buildPrompt} from "../../main/engine/prompt.js";
@@ -49,14 +49,13 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
     });
 
     it("recomputes a chunk whose file the controller skips without rewriting the file", async () => {
-        const chunk = {lead: [model.tokens.bos!], tokens: model.tokenize(storySources[0]!.text)};
-        const {tokens} = chunk;
-        const first = await blend.chunkKv(chunk);
+        const tokens = model.tokenize(storySources[0]!.text);
+        const first = await blend.chunkKv(tokens);
         assert.equal(first.source.kvSource, "recompute");
         assert.equal(cache.stats().disk.writes, 1, "a chunk computed for the first time is stored");
-        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: chunkHash(chunk), promptFormatVersion});
+        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
 
-        const fromDisk = await blend.chunkKv(chunk);
+        const fromDisk = await blend.chunkKv(tokens);
         assert.equal(fromDisk.source.kvSource, "disk", "the controller reads the disk until every rate is measured");
         assert.equal(fromDisk.source.codecLevel, 2);
         const stored = await stat(file);  // a disk hit touches the file (LRU order)
@@ -69,7 +68,7 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         }
         assert.equal(blend.kvController.choose({tokens: tokens.length, fileBytes: stored.size, coded: true}).source, "recompute");
 
-        const recomputed = await blend.chunkKv(chunk);
+        const recomputed = await blend.chunkKv(tokens);
         assert.equal(recomputed.source.kvSource, "recompute");
         assert.equal(recomputed.body.cells.length, tokens.length);
         assert.deepEqual(recomputed.body.layers[0]!.k.rows, first.body.layers[0]!.k.rows, "the same KV as computed the first time");
@@ -80,11 +79,10 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
     });
 
     it("writes a chunk a question computed to disk after returning its KV (diskLater), and says when it is written", async () => {
-        const chunk = {lead: [model.tokens.bos!], tokens: model.tokenize(storySources[1]!.text)};
-        const {tokens} = chunk;
-        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: chunkHash(chunk), promptFormatVersion});
+        const tokens = model.tokenize(storySources[1]!.text);
+        const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
         const writes = cache.stats().disk.writes;
-        const load = await blend.chunkKv(chunk, {diskLater: true});
+        const load = await blend.chunkKv(tokens, {diskLater: true});
         assert.equal(load.source.kvSource, "recompute");
         // The encode runs on the addon's threads: it cannot have finished before this continuation runs.
         assert.equal(cache.stats().disk.writes, writes, "not written yet");
@@ -92,7 +90,7 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         await blend.storesSettled();
         assert.equal(cache.stats().disk.writes, writes + 1);
         assert.ok((await stat(file)).isFile());
-        const onDisk = await cache.get({fingerprint: blend.fingerprint, chunkHash: chunkHash(chunk), promptFormatVersion});
+        const onDisk = await cache.get({fingerprint: blend.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion});
         assert.ok(onDisk.hit && onDisk.tier === "disk" && onDisk.codecLevel === 2);
         assert.deepEqual(onDisk.tokens, Int32Array.from(tokens));
     });
@@ -108,7 +106,7 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         };
         try {
             const startedAt = performance.now();
-            const loads = await Promise.all(storySources.map((source, index) => blend.chunkKv({lead: [model.tokens.bos!], tokens: model.tokenize(`${source.text} ${index}`)})));
+            const loads = await Promise.all(storySources.map((source, index) => blend.chunkKv(model.tokenize(`${source.text} ${index}`))));
             const wallMs = performance.now() - startedAt;
             assert.ok(loads.every((load) => load.source.kvSource === "recompute"));
             assert.equal(observed.length, storySources.length);

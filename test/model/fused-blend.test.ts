@@ -26,10 +26,9 @@ const ratioOneTolerance = 1e-2;
 const ratioOneKl = 1e-5;
 /**
  * Ratio 0 against the naive blend with layers 0..1 made exact outside the graph (rows from a capture context, one
- * prefill of the prefix): the same values up to the same rounding (measured 1.9e-2). Naive without them differs by
- * 4.8e-2: chunks cached after a label, as the prompt has them, are already close to it (it was ~1 after a BOS alone).
+ * prefill of the prefix): the same values up to the same rounding (measured 1.1e-2); naive without them differs by ~1.
  */
-const ratioZeroTolerance = 3e-2;
+const ratioZeroTolerance = 5e-2;
 /** Deviations closer than this (relative) are ties: the graph's f32 sums and the reference's f64 ones may order them either way. */
 const tieTolerance = 1e-3;
 
@@ -78,13 +77,10 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const prepared = await blend.prepare(prompt, "hkvd", 1);
         assert.equal(prepared.strategy, "hkvd");
         assert.equal(prepared.fallbackReason, undefined);
-        const chunks = promptLayout(prompt).chunks;
-        const chunkTokens = chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
-        // the first source's cached KV follows its lead: a full prefill's as it is, so the decode leaves it out
-        assert.deepEqual(prepared.exactSources, [1]);
-        assert.equal(prepared.recomputedTokens, chunkTokens - chunks[0]!.tokens.length);
-        assert.equal(prepared.reusedTokens, chunks[0]!.tokens.length);
-        assert.equal(prepared.selectedPositions?.length, prepared.recomputedTokens);
+        const chunkTokens = promptLayout(prompt).chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
+        assert.equal(prepared.recomputedTokens, chunkTokens);
+        assert.equal(prepared.reusedTokens, 0);
+        assert.equal(prepared.selectedPositions?.length, chunkTokens);
         const logits = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
         const diff = maxAbsDiff(logits, fullLogits);
         t.diagnostic(`max |logit diff| vs full: ${diff.toExponential(2)}, KL ${klDivergence(fullLogits, logits).toExponential(2)}`);
@@ -95,18 +91,6 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         assert.equal(sequence.contextTokens.length, prompt.tokens.length);
     });
 
-    it("the first source's cached KV is a full prefill's: no deviation at the check layer, where the others have one", async (t) => {
-        const naive = await blend.prepare(prompt, "naive", 0);
-        assert.deepEqual(naive.exactSources, [1]);
-        const reference = await referenceDeviation(blend, prompt, 1);
-        const largest = (values: ArrayLike<number>) => Math.max(...Array.from(values));
-        const first = largest(reference[0]!.deviation);
-        const others = reference.slice(1).map(({deviation}) => largest(deviation));
-        t.diagnostic(`largest squared K deviation at layer 1: first source ${first.toExponential(2)}, others ${others.map((value) => value.toExponential(2)).join(", ")}`);
-        assert.ok(others.every((value) => value > 0), "a later source matched a full prefill: the check cannot tell them apart");
-        assert.ok(first <= 1e-3 * Math.min(...others), `first source ${first} against ${Math.min(...others)}`);
-    });
-
     it("selects, per chunk, the top share of a deviation computed outside the graph", async (t) => {
         // The cached K the fused decode compares with is what the naive splice leaves in the chunk cells.
         await blend.prepare(prompt, "naive", 0);
@@ -115,9 +99,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const prepared = await blend.prepare(prompt, "hkvd", ratio, {focus: noFocus});
         const selected = new Set(prepared.selectedPositions!);
         let compared = 0;
-        // the first source is exact as cached: not selected from
-        assert.ok(reference[0]!.deviation.every((_, index) => !selected.has(reference[0]!.start + index)));
-        for (const {start, deviation} of reference.slice(1)) {
+        for (const {start, deviation} of reference) {
             const keep = fusedKeep(deviation.length, ratio);
             const expected = topIndices(deviation, keep);
             const got = Array.from({length: deviation.length}, (_, index) => index).filter((index) => selected.has(start + index));
@@ -144,9 +126,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         chunks.forEach(({start, tokens}, index) => {
             const got = tokens.filter((_, offset) => selected.has(start + offset)).length;
             const whole = focus.includes(index);
-            // the first source is exact as cached: nothing of it is recomputed, focus or not
-            const wanted = index === 0 ? 0 : whole ? tokens.length : fusedKeep(tokens.length, ratio);
-            assert.equal(got, wanted, `chunk ${index}${whole ? " (focus)" : ""}`);
+            assert.equal(got, whole ? tokens.length : fusedKeep(tokens.length, ratio), `chunk ${index}${whole ? " (focus)" : ""}`);
             expected += got;
         });
         assert.equal(prepared.recomputedTokens, expected);
@@ -157,22 +137,17 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
     });
 
     it("ratio 0 equals the naive blend with layers 0..1 made exact", async (t) => {
-        // Sources numbered from [2]: no chunk follows its own lead, so every chunk's layers 0..1 are refreshed (an exact
-        // first source would leave the naive blend too close to the reference for the control below to fail).
-        const shifted = buildPrompt(model, storyQuestion, storySources.map((source) => ({...source, n: source.n + 1})), false);
-        const prepared = await blend.prepare(shifted, "hkvd", 0, {focus: noFocus});
+        const prepared = await blend.prepare(prompt, "hkvd", 0, {focus: noFocus});
         assert.equal(prepared.recomputedTokens, 0);
-        assert.deepEqual(prepared.exactSources, []);
         const fused = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
-        const rest = await naiveWithExactLayers(blend, shifted, [0, 1]);
+        const rest = await naiveWithExactLayers(blend, prompt, [0, 1]);
         const reference = await nextLogits(sequence, rest, vocabSize);
         const diff = maxAbsDiff(fused, reference);
-        t.diagnostic(`max |logit diff| vs the reference: ${diff.toExponential(2)}`);
+        t.diagnostic(`max |logit diff| vs the reference: ${diff.toExponential(2)}; vs full ${maxAbsDiff(fused, fullLogits).toExponential(2)}`);
         assert.ok(diff < ratioZeroTolerance, `max |diff| ${diff}`);
         // The control: the naive blend without the exact layers differs from it by more than the tolerance.
-        const naive = await blend.prepare(shifted, "naive", 0);
+        const naive = await blend.prepare(prompt, "naive", 0);
         const naiveLogits = await nextLogits(sequence, naive.tokensToEvaluate, vocabSize);
-        t.diagnostic(`naive vs the reference: ${maxAbsDiff(naiveLogits, reference).toExponential(2)}, vs full ${maxAbsDiff(naiveLogits, fullLogits).toExponential(2)}`);
         assert.ok(maxAbsDiff(naiveLogits, reference) > ratioZeroTolerance, "naive alone already equals the reference: the test cannot fail");
     });
 
@@ -223,7 +198,7 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const texts = [" Ben found a shiny red stone by the river and showed it to his sister.",
             " The old owl sat on the branch and watched the moon rise over the hill.",
             " Mia baked a cake with her dad, and they ate it in the garden."];
-        const tokens = texts.map((text) => ({lead: [model.tokens.bos!], tokens: model.tokenize(text, false)}));
+        const tokens = texts.map((text) => model.tokenize(text, false));
         const together = await Promise.all(tokens.map((chunk) => blend.chunkKv(chunk)));
         assert.ok(together.every((load) => !load.hit), "the chunks were already cached: the test would not compute them");
         const cache = await ChunkKvCache.open({dataDir: path.join(temp.dir, "data-sequential"), ramBudgetBytes: 64 * 1024 ** 2, diskBudgetBytes: 0});

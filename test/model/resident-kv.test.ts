@@ -261,9 +261,9 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         try {
             // KV of another layout (a layer short) than the context's cache: the upload refuses it.
             const foreign = {...chunkBody, layers: chunkBody.layers.slice(1)};
-            const lead = [model.tokens.bos!];
-            assert.equal(await session.warmResidentChunk({lead, tokens: model.tokenize(" Tom was a big dog.", false)}, foreign), false);
-            assert.equal(await session.warmResidentChunk({lead, tokens: model.tokenize(" Lily ran.", false)}, foreign), false);
+            const tokens = model.tokenize(" Tom was a big dog.", false);
+            assert.equal(await session.warmResidentChunk(tokens, foreign), false);
+            assert.equal(await session.warmResidentChunk(model.tokenize(" Lily ran.", false), foreign), false);
             const {residentAdmission} = session.failures.snapshot();
             assert.equal(residentAdmission.count, 2);
             assert.match(residentAdmission.lastError ?? "", /layers/);

@@ -12,7 +12,7 @@ function promptOf(chunks: number[][], question: number[]): BuiltPrompt {
     const segments: PromptSegment[] = [{kind: "fixed", tokens: t(0)}];
     chunks.forEach((tokens, index) => {
         segments.push({kind: "fixed", tokens: t(90 + index)});
-        segments.push({kind: "chunk", text: `chunk ${index}`, tokens: t(...tokens), source: {n: index + 1, path: `/d${index}.md`}, lead: []});
+        segments.push({kind: "chunk", text: `chunk ${index}`, tokens: t(...tokens), source: {n: index + 1, path: `/d${index}.md`}});
     });
     segments.push({kind: "fixed", tokens: t(...question)});
     return {tokens: segments.flatMap((segment) => segment.tokens), segments};

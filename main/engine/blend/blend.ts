@@ -19,7 +19,7 @@ import {
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
 import {blendLayout} from "./blend-layout.js";
-import {type CachedChunkKv, chunkHash, type ChunkKvLoad, ChunkKvSource, type ChunkRef, followsItsLead, tokensHash} from "./chunk-kv-source.js";
+import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, type FocusOptions, nameTokenTest, questionFocus} from "./focus.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {recomputeAt} from "./recompute.js";
@@ -174,13 +174,13 @@ export class BlendSession {
     }
 
     /** A chunk's KV from the cache, or computed alone and cached (see {@link ChunkKvSource.chunkKv}). */
-    public chunkKv(chunk: ChunkRef, options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
-        return this.kvSource.chunkKv(chunk, undefined, options);
+    public chunkKv(tokens: Token[], options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
+        return this.kvSource.chunkKv(tokens, undefined, options);
     }
 
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
-    public chunkCachedOnDisk(chunk: ChunkRef): Promise<boolean> {
-        return this.kvSource.chunkCachedOnDisk(chunk);
+    public chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
+        return this.kvSource.chunkCachedOnDisk(tokens);
     }
 
     public get resident(): ResidentTier | undefined {
@@ -221,13 +221,13 @@ export class BlendSession {
      * questions used come first). So on a GPU the first question after start-up or an ingest already finds its chunks
      * in GPU memory. Returns whether it was copied.
      */
-    public async warmResidentChunk(chunk: ChunkRef, body?: KvBody): Promise<boolean> {
+    public async warmResidentChunk(tokens: Token[], body?: KvBody): Promise<boolean> {
         const tier = this.residentTier;
-        const key = `chunk:${chunkHash(chunk)}`;
+        const key = `chunk:${tokensHash(tokens)}`;
         if (tier == null || tier.has(key) || tier.full)
             return false;
         try {
-            return await tier.admit(this.sequence, key, body ?? (await this.chunkKv(chunk)).body, {evict: false});
+            return await tier.admit(this.sequence, key, body ?? (await this.chunkKv(tokens)).body, {evict: false});
         } catch (error) {
             this.failures.record("residentAdmission", error);
             return false;
@@ -259,8 +259,8 @@ export class BlendSession {
         // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
         const fromSource = layout.placed.flatMap(({segment}, index) =>
-            segment.kind === "chunk" && tier?.has(`chunk:${chunkHash(segment)}`) !== true ? [{index, chunk: segment}] : []);
-        const plan = this.kvSource.planChunks(fromSource.map(({chunk}) => chunk));
+            segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
+        const plan = this.kvSource.planChunks(fromSource.map((chunk) => chunk.tokens));
         // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
         // and decodes 8k tokens' KV in ~400 ms and prefills them in ~380): then the answer is a full prefill, and says so.
         if (plan.wait != null && options.fullPrefillMs != null && plan.wait.scaledMs > options.fullPrefillMs) {
@@ -269,20 +269,20 @@ export class BlendSession {
                 ...prepared,
                 fallbackReason: `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) is slower than a ` +
                     `full prefill (about ${Math.round(options.fullPrefillMs)} ms); used full prefill`,
-                chunkKv: fromSource.map(({chunk}) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
+                chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
                 kvBytesRead: 0
             };
         }
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
         const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
-        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map(({chunk}) => chunk), plan).entries()) {
-            const {index, chunk} = fromSource[j]!;
-            const computed = this.kvSource.chunkKv(chunk, load, {diskLater: true});
+        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens), plan).entries()) {
+            const {index, tokens} = fromSource[j]!;
+            const chunk = this.kvSource.chunkKv(tokens, load, {diskLater: true});
             // awaited below, in order; a later one's failure must not go unhandled meanwhile
             load.catch(() => {});
-            computed.catch(() => {});
+            chunk.catch(() => {});
             cachedLoads.set(index, load);
-            chunkLoads.set(index, computed);
+            chunkLoads.set(index, chunk);
         }
         const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
             const batchMs = performance.now() - loadStartedAt;
@@ -297,20 +297,19 @@ export class BlendSession {
             if (segment.kind !== "chunk")
                 continue;
 
-            // Cached right after its lead; moved to start..start+n-1 with K rotated to match (RoPE shift): on the device
+            // Cached at positions 1..n; moved to start..start+n-1 with K rotated to match (RoPE shift): on the device
             // by llama.cpp's K-shift for a resident chunk, natively on the CPU otherwise.
-            const key = `chunk:${chunkHash(segment)}`;
-            const delta = start - segment.lead.length;
+            const key = `chunk:${tokensHash(segment.tokens)}`;
             const resident = tier?.get(key);
             if (resident != null) {
-                parts.push({resident, delta});
+                parts.push({resident, delta: start - 1});
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment));
+            const {body, loadedBytes, source} = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment.tokens));
             kvBytesLoaded += loadedBytes;
             chunkSources.push(source);
-            parts.push({body, delta});
+            parts.push({body, delta: start - 1});
             if (tier != null)
                 toAdmit.push({key, body});
         }
@@ -327,11 +326,7 @@ export class BlendSession {
         const chunkRanges = layout.chunks.map(({segment, start}) => ({start, length: segment.tokens.length}));
         const focus = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
             prompt.tokens.slice(tailStart), options.focus ?? defaultFocus, this.isNameToken).map((index) => layout.chunks[index]!);
-        // A chunk right after its own lead (the prompt's first source) holds a full prefill's KV as cached: it needs
-        // no repair, nor the check layer's pass, even when the question is about it.
-        const exact = layout.chunks.filter(({segment, start}) => followsItsLead(prompt.tokens, start, segment));
-        const exactStarts = new Set(exact.map(({start}) => start));
-        const focusStarts = new Set(focus.map(({start}) => start).filter((start) => !exactStarts.has(start)));
+        const focusStarts = new Set(focus.map(({start}) => start));
         const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
             .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));
         const budget = Math.min(chunkTokenCount, Math.round(ratio * chunkTokenCount));
@@ -340,7 +335,7 @@ export class BlendSession {
         let selected: number[] = [];
         if (strategy === "chunk-head") {
             selected.push(...focusPositions);
-            for (const range of budget > 0 ? chunkRanges.filter((range) => !focusStarts.has(range.start) && !exactStarts.has(range.start)) : [])
+            for (const range of budget > 0 ? chunkRanges.filter((range) => !focusStarts.has(range.start)) : [])
                 for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
                     selected.push(range.start + index);
         }
@@ -373,7 +368,7 @@ export class BlendSession {
             // One pass: layers 0..check for every chunk, label and question token, the rest for the selected chunk
             // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
             const fusedSegments: FusedSegment[] = layout.placed
-                .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0 && !exactStarts.has(start))
+                .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0)
                 .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk" || focusStarts.has(start)}));
             if (tailInBatch.length > 0)
                 fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
@@ -411,8 +406,7 @@ export class BlendSession {
             chunkKv: chunkSources,
             kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
             ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
-            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {}),
-            exactSources: exact.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])
+            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {})
         };
     }
 

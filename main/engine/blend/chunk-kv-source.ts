@@ -12,15 +12,12 @@ import type {RopeParams} from "../kv/rope-params.js";
 import type {StoreFailures} from "../kv/store-failures.js";
 import {getContextSequenceState, sequenceIdOf} from "../native/native-addon.js";
 
-/**
- * Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. 2: chunks are
- * computed after their lead (the prompt's header and a first source's label) rather than after a BOS alone.
- */
-export const promptFormatVersion = 2;
+/** Bump when the way a chunk's KV is computed changes (BOS handling, tokenization), so old caches miss. */
+export const promptFormatVersion = 1;
 
 /**
- * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus its
- * lead (a chat template's header and a label, about 100 tokens) fits, with room to spare. Longer token lists use the chat's own sequence.
+ * Cells of the small context chunk and header KVs are computed in: the chunker's largest chunk (512 tokens) plus BOS
+ * fits, with room to spare. Longer token lists use the chat's own sequence.
  */
 const aloneContextSize = 1024;
 
@@ -29,22 +26,6 @@ const keptHeaders = 4;
 
 export function tokensHash(tokens: readonly Token[]): string {
     return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
-}
-
-/** A chunk as its KV is computed: its tokens, after its lead (prompt.ts, the chunk segment's `lead`). */
-export type ChunkRef = {lead: readonly Token[], tokens: Token[]};
-
-/** No token id: it keeps a lead's end apart from the chunk's start in the hash. */
-const leadEnd = 0xffffffff;
-
-/** A chunk's cache identity: its lead and its tokens (the same text cached after another lead is another entry). */
-export function chunkHash(chunk: ChunkRef): string {
-    return tokensHash([...chunk.lead, leadEnd as Token, ...chunk.tokens]);
-}
-
-/** Whether `chunk`, placed at `start` of `prompt`, follows exactly its lead: its cached KV is then a full prefill's. */
-export function followsItsLead(prompt: readonly Token[], start: number, chunk: ChunkRef): boolean {
-    return start === chunk.lead.length && chunk.lead.every((token, index) => prompt[index] === token);
 }
 
 /** A chunk's KV and where it came from. */
@@ -135,14 +116,14 @@ export class ChunkKvSource {
         return run;
     }
 
-    /** The chunk cache's key for a chunk under this model and context settings. */
-    private chunkKey(chunk: ChunkRef) {
-        return {fingerprint: this.parts.fingerprint, chunkHash: chunkHash(chunk), promptFormatVersion};
+    /** The chunk cache's key for a chunk's tokens under this model and context settings. */
+    private chunkKey(tokens: readonly Token[]) {
+        return {fingerprint: this.parts.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion};
     }
 
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
-    public async chunkCachedOnDisk(chunk: ChunkRef): Promise<boolean> {
-        return stat(this.parts.cache.pathOf(this.chunkKey(chunk))).then((info) => info.isFile() && info.size > 0, () => false);
+    public async chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
+        return stat(this.parts.cache.pathOf(this.chunkKey(tokens))).then((info) => info.isFile() && info.size > 0, () => false);
     }
 
     /** The header's KV, evaluated once per distinct header (it is the same for every question). */
@@ -163,8 +144,8 @@ export class ChunkKvSource {
      * it is in neither or the controller judges recomputing it sooner (a damaged or unreadable file is a miss too).
      * A disk read comes with its timing for the controller (see {@link observeDiskLoads}).
      */
-    public cachedChunkKv(chunk: ChunkRef): Promise<CachedChunkKv> {
-        return this.cachedChunkKvs([chunk])[0]!;
+    public cachedChunkKv(tokens: Token[]): Promise<CachedChunkKv> {
+        return this.cachedChunkKvs([tokens])[0]!;
     }
 
     /**
@@ -173,12 +154,12 @@ export class ChunkKvSource {
      * `wait` is what the plan expects the load step to take (none: no chunk is only on disk, or the controller's rates
      * are still priors: the first cold question measures them, and a fallback decided on priors would never let it).
      */
-    public planChunks(chunks: readonly ChunkRef[]): ChunkPlan {
-        const keys = chunks.map((chunk) => this.chunkKey(chunk));
+    public planChunks(chunks: readonly Token[][]): ChunkPlan {
+        const keys = chunks.map((tokens) => this.chunkKey(tokens));
         const coded = this.parts.cache.codecOn;
-        const onDisk = chunks.flatMap((chunk, index) => {
+        const onDisk = chunks.flatMap((tokens, index) => {
             const fileBytes = this.parts.cache.diskOnlyBytes(keys[index]!);
-            return fileBytes != null ? [{index, input: {tokens: chunk.tokens.length, fileBytes, coded}}] : [];
+            return fileBytes != null ? [{index, input: {tokens: tokens.length, fileBytes, coded}}] : [];
         });
         const options = {recomputeAlongside: this.recomputeAlongside};
         const choices = this.kvController.plan(onDisk.map((chunk) => chunk.input), options);
@@ -189,8 +170,8 @@ export class ChunkKvSource {
     }
 
     /** {@link cachedChunkKv} for a question's chunks at once (started now, in order), as `plan` says. */
-    public cachedChunkKvs(chunks: readonly ChunkRef[], plan: ChunkPlan = this.planChunks(chunks)): Array<Promise<CachedChunkKv>> {
-        return chunks.map((chunk, index) => this.lookUp(this.chunkKey(chunk), chunk.tokens, plan.skipDisk.has(index)));
+    public cachedChunkKvs(chunks: readonly Token[][], plan: ChunkPlan = this.planChunks(chunks)): Array<Promise<CachedChunkKv>> {
+        return chunks.map((tokens, index) => this.lookUp(this.chunkKey(tokens), tokens, plan.skipDisk.has(index)));
     }
 
     /**
@@ -233,32 +214,32 @@ export class ChunkKvSource {
     }
 
     /**
-     * A chunk's KV as computed alone: after its lead (the prompt's header and a first source's label, whose cells are
-     * then dropped), so the chunk's cells sit at positions lead..lead+n-1, and a chunk a prompt puts first needs no
-     * repair. Cached per model fingerprint; a failure to
+     * A chunk's KV as computed alone: after a BOS token (so the chunk's first token is not the attention sink),
+     * whose cell is then dropped; the chunk's cells sit at positions 1..n. Cached per model fingerprint; a failure to
      * cache it is counted, not thrown (the KV is still good for this question). With `diskLater` (a question waits for
      * it) the disk file is written after this returns, see {@link storesSettled}.
      */
-    public async chunkKv(chunk: ChunkRef, cached?: Promise<CachedChunkKv>, options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
-        const {lead, tokens} = chunk;
+    public async chunkKv(tokens: Token[], cached?: Promise<CachedChunkKv>, options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
         let found: CachedChunkKv;
         if (cached != null) {
             found = await cached;  // its caller tells the controller
         } else {
-            found = await this.cachedChunkKv(chunk);
+            found = await this.cachedChunkKv(tokens);
             this.observeDiskLoads([found]);
         }
         if (found.hit)
             return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
 
-        const {body: full, ms: prefillMs} = await this.evaluateAlone([...lead, ...tokens]);
-        this.kvController.observePrefill(lead.length + tokens.length, prefillMs);
+        const bos = this.parts.model.tokens.bos;
+        const prefix = bos != null ? [bos] : [];
+        const {body: full, ms: prefillMs} = await this.evaluateAlone([...prefix, ...tokens]);
+        this.kvController.observePrefill(prefix.length + tokens.length, prefillMs);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
         if (order.some((entry, index) => entry.index !== index))
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
 
-        const body = sliceCells(full, lead.length, full.cells.length);
-        const key = this.chunkKey(chunk);
+        const body = sliceCells(full, prefix.length, full.cells.length);
+        const key = this.chunkKey(tokens);
         const entry = {tokens: Int32Array.from(tokens), body, rope: this.parts.rope};
         // A file the controller skipped is already on disk: encoding and writing it again would only add to the
         // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads

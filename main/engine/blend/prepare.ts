@@ -29,11 +29,6 @@ export type PreparedPrompt = {
     selectedPositions?: number[];
     /** The sources ([n]) recomputed whole because the question is about them (focus.ts; hkvd and chunk-head). */
     focusSources?: number[];
-    /**
-     * The sources ([n]) whose cached KV was a full prefill's as it stood (a chunk right after its lead: the first
-     * source), reused without repair by every blend.
-     */
-    exactSources?: number[];
 };
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
