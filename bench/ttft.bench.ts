@@ -15,6 +15,7 @@ import {type BlendSession, openBlendSession} from "../main/engine/blend/blend.js
 import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
 import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
+import {StoreFailures} from "../main/engine/kv/store-failures.js";
 import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
@@ -61,7 +62,15 @@ const targets: Record<string, number> = {naive: 1 / 8, [`chunk-head@${ratio}`]: 
  * `cold`: the chunk KVs come from disk through the KV codec (a cache with no RAM tier, files stored at the codec's
  * default level) with the page cache dropped before the run, as after a restart.
  */
-type Variant = {name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, cold?: boolean, focus?: FocusOptions};
+/**
+ * `uncached`: no chunk KV cached anywhere (a question right after an ingest, before warming reached its chunks; a cache
+ * that stores nothing): the blend computes every chunk alone first, or with `fallback` (auto's uncachedFallback)
+ * prefills in full.
+ */
+type Variant = {
+    name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, cold?: boolean, focus?: FocusOptions,
+    uncached?: "computed" | "fallback"
+};
 /** The selection alone, without the chunk the question is about recomputed whole (focus.ts; before session 10). */
 const noFocus: FocusOptions = {count: 0, continuations: false, hops: 0};
 const variants: Variant[] = [
@@ -69,6 +78,8 @@ const variants: Variant[] = [
     {name: "prefix (cold)", strategy: "prefix", ratio: 0},
     {name: "naive", strategy: "naive", ratio: 0},
     {name: "naive cold (disk, codec)", strategy: "naive", ratio: 0, cold: true},
+    {name: `chunk-head@${ratio} uncached, computed first`, strategy: "chunk-head", ratio, uncached: "computed"},
+    {name: `chunk-head@${ratio} uncached, full fallback (auto)`, strategy: "chunk-head", ratio, uncached: "fallback"},
     {name: `chunk-head@${ratio}`, strategy: "chunk-head", ratio},
     {name: `hkvd@${ratio}`, strategy: "hkvd", ratio},
     // The fused decode at ratio 0: only the selection's share (layers 0..1 of every token, labels, question).
@@ -176,6 +187,13 @@ await withTempDir("ttft", async (dir) => {
         throw new Error(`blend path unavailable: ${coldOpened.reason}`);
     const coldBlend: BlendSession = coldOpened.value;
     const coldSources = new Map<string, number>();
+    // The uncached rows' session: a cache that keeps nothing, so every run finds no chunk KV (its refusals are expected).
+    const uncachedCache = await ChunkKvCache.open({dataDir: path.join(dir, "data-uncached"), ramBudgetBytes: 0, diskBudgetBytes: 0});
+    const uncachedOpened = await openBlendSession({llama, model, context, sequence, modelPath, cache: uncachedCache, threads,
+        failures: new StoreFailures(() => {})});
+    if (!uncachedOpened.available)
+        throw new Error(`blend path unavailable: ${uncachedOpened.reason}`);
+    const uncachedBlend: BlendSession = uncachedOpened.value;
     log(`model ${path.basename(modelPath)}, context ${context.contextSize} tokens, batch ${context.batchSize}, ` +
         `flash attention ${context.flashAttention} (${blend.flashAttention ? "on" : "off"}), threads ${threads}`);
 
@@ -209,7 +227,8 @@ await withTempDir("ttft", async (dir) => {
         const startedAt = performance.now();
         const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
             : variant.strategy === "prefix" ? await preparePrefix(sequence, prompt.tokens)
-                : await (variant.cold === true ? coldBlend : blend).prepare(prompt, variant.strategy, variant.ratio, variant.focus != null ? {focus: variant.focus} : {});
+                : await (variant.cold === true ? coldBlend : variant.uncached != null ? uncachedBlend : blend).prepare(prompt, variant.strategy, variant.ratio,
+                    {...(variant.focus != null ? {focus: variant.focus} : {}), uncachedFallback: variant.uncached === "fallback"});
         if (variant.cold === true)
             for (const chunk of prepared.chunkKv ?? [])
                 coldSources.set(chunk.kvSource, (coldSources.get(chunk.kvSource) ?? 0) + 1);
@@ -314,6 +333,8 @@ await withTempDir("ttft", async (dir) => {
     report.note("CPU ms: the process's CPU time over the same span (user + system, all threads). With --threads 1 it is the work done, " +
         "whatever else the machine runs, so compare CPU x full when the load average was high; wall time is the TTFT a user sees.");
     report.note("prefix (cold): the sequence holds nothing of the prompt, so it evaluates everything, as full does.");
+    report.note("uncached: no chunk KV in any tier (a cache that stores nothing): 'computed first' computes every chunk alone, " +
+        "then blends (a strategy asked for by name); 'full fallback' is auto's (BlendPrepareOptions.uncachedFallback): a full prefill.");
     report.note(`naive cold: chunk KVs read from disk through the KV codec at level ${kvCodecDefaultLevel} (no RAM tier), page cache ` +
         `${pageCacheNote}; where each chunk's KV came from over its runs (the controller may recompute): ` +
         `${[...coldSources].map(([source, count]) => `${source} ${count}`).join(", ")}. Target: cold within 1.3x of warm (naive).`);
@@ -326,6 +347,7 @@ await withTempDir("ttft", async (dir) => {
 
     await blend.close();
     await coldBlend.close();
+    await uncachedBlend.close();
     await context.dispose();
     await model.dispose();
 });

@@ -153,4 +153,32 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         assert.deepEqual(blended.chunkKv?.map((chunk) => chunk.kvSource), Array.from({length: chunks}, () => "disk"));
         assert.ok((blended.kvBytesRead ?? 0) > 0);
     });
+
+    it("with uncachedFallback, prefills in full while most chunks are uncached, then blends once cacheChunks computed them", async () => {
+        // Sources no earlier test computed: every chunk misses every tier.
+        const sources = storySources.map((source, index) => ({n: index + 1, path: source.path, text: `${source.text} Then it rained ${index} times.`}));
+        const prompt = buildPrompt(model, storyQuestion, sources, false);
+        const chunkCount = prompt.segments.filter((segment) => segment.kind === "chunk").length;
+        const writes = cache.stats().disk.writes;
+        const cold = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true});
+        assert.equal(cold.strategy, "full");
+        assert.match(cold.fallbackReason ?? "", new RegExp(`^chunk-head: ${chunkCount} of ${chunkCount} retrieved chunks have no cached KV yet \\(100 % of their tokens\\).*used full prefill$`));
+        assert.deepEqual(cold.tokensToEvaluate, prompt.tokens);
+        assert.equal(cold.uncachedChunks?.length, chunkCount);
+        assert.equal(cache.stats().disk.writes, writes, "the fallback computes nothing before the answer");
+
+        await blend.cacheChunks(cold.uncachedChunks!);
+        await blend.storesSettled();
+        assert.equal(cache.stats().disk.writes, writes + chunkCount, "each uncached chunk computed and stored");
+        const warm = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true});
+        assert.equal(warm.strategy, "chunk-head", warm.fallbackReason);
+        assert.equal(warm.uncachedChunks, undefined);
+        assert.ok(warm.reusedTokens > 0);
+
+        // The control: a strategy asked for by name (no uncachedFallback) blends over uncached chunks, computing them.
+        const others = buildPrompt(model, storyQuestion, sources.map((source) => ({...source, text: `${source.text} The end.`})), false);
+        const named = await blend.prepare(others, "chunk-head", 0.15);
+        assert.equal(named.strategy, "chunk-head", named.fallbackReason);
+        assert.ok(named.chunkKv?.every((chunk) => chunk.kvSource === "recompute"), JSON.stringify(named.chunkKv));
+    });
 });

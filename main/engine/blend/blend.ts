@@ -30,6 +30,13 @@ export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
 export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 
+/**
+ * With {@link BlendPrepareOptions.uncachedFallback}: the share of a prompt's chunk tokens with no cached KV in any tier
+ * above which a full prefill is sooner than the blend. Computing those chunks alone costs about their share of a
+ * prefill, and the blend's own repair and splice come on top (bench/RESULTS.md, "uncached" rows, session 12).
+ */
+export const uncachedShareForFull = 0.5;
+
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
 
@@ -68,6 +75,13 @@ export type BlendPrepareOptions = {
      * their share of every other chunk; default {@link defaultFocus}. `{count: 0}` turns it off.
      */
     focus?: FocusOptions;
+    /**
+     * When more than {@link uncachedShareForFull} of the chunk tokens have no cached KV anywhere (a question right after
+     * an ingest, before background warming reached its chunks), answer with a full prefill and say so; the prepared
+     * prompt lists those chunks (`uncachedChunks`) for {@link BlendSession.cacheChunks} after the answer. `auto` asks
+     * for it; a strategy asked for by name blends anyway (default false).
+     */
+    uncachedFallback?: boolean;
     /**
      * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
      * chunks that are only on disk would take longer, the prompt is prefilled in full instead (stats say why).
@@ -148,6 +162,10 @@ export class BlendSession {
     private residentTier: ResidentTier | undefined;
     /** The latest admission into the resident tier (it runs after a blend, off the answer's path); settles, never rejects. */
     private residentAdmission: Promise<void> = Promise.resolve();
+    /** The chunks {@link cacheChunks} computes after answers, in order; settles, never rejects. */
+    private caching: Promise<void> = Promise.resolve();
+    /** Set by {@link close}: chunks still queued by {@link cacheChunks} are left. */
+    private closed = false;
     /** Where chunk and header KVs come from: the chunk cache, or computed alone. */
     private readonly kvSource: ChunkKvSource;
     /** For the focus's hop (focus.ts). */
@@ -210,8 +228,10 @@ export class BlendSession {
      * chunk computations and the disk files in flight first.
      */
     public async close(): Promise<void> {
+        this.closed = true;
         const tier = await this.replaceResidentTier(undefined);
         tier?.clear();
+        await this.caching;
         await this.kvSource.close();
     }
 
@@ -232,6 +252,28 @@ export class BlendSession {
             this.failures.record("residentAdmission", error);
             return false;
         }
+    }
+
+    /**
+     * Computes and caches chunks a full-prefill fallback left uncached (PreparedPrompt.uncachedChunks), one after
+     * another on the session's small context, each to disk after it; call it once the answer is done, so they do not
+     * compete with its tokens. Resolves when all are computed; a failure is counted, not thrown. {@link close} stops it
+     * after the chunk in progress. The chat service runs it under the model lock, which unloading the model waits for,
+     * so a one-shot `weft ask` leaves them cached for the next question.
+     */
+    public cacheChunks(chunks: readonly Token[][]): Promise<void> {
+        this.caching = this.caching.then(async () => {
+            for (const tokens of chunks) {
+                if (this.closed)
+                    return;
+                try {
+                    await this.kvSource.chunkKv(tokens, undefined, {diskLater: true});
+                } catch (error) {
+                    this.failures.record("chunkCachePut", error);
+                }
+            }
+        });
+        return this.caching;
     }
 
     /**
@@ -260,6 +302,20 @@ export class BlendSession {
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
         const fromSource = layout.placed.flatMap(({segment}, index) =>
             segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
+        const uncached = options.uncachedFallback === true ? fromSource.filter(({tokens}) => !this.kvSource.cachedAnywhere(tokens)) : [];
+        const uncachedTokens = uncached.reduce((sum, {tokens}) => sum + tokens.length, 0);
+        if (uncachedTokens > uncachedShareForFull * chunkTokenCount) {
+            const prepared = await prepareFull(this.sequence, prompt.tokens);
+            return {
+                ...prepared,
+                fallbackReason: `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks have no cached KV yet ` +
+                    `(${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens), and computing them before the blend ` +
+                    "takes longer than a full prefill; used full prefill",
+                chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
+                kvBytesRead: 0,
+                uncachedChunks: uncached.map(({tokens}) => tokens)
+            };
+        }
         const plan = this.kvSource.planChunks(fromSource.map((chunk) => chunk.tokens));
         // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
         // and decodes 8k tokens' KV in ~400 ms and prefills them in ~380): then the answer is a full prefill, and says so.

@@ -121,6 +121,11 @@ export class ChunkKvSource {
         return {fingerprint: this.parts.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion};
     }
 
+    /** Whether the cache's RAM or disk tier holds a chunk's KV, without reading it. */
+    public cachedAnywhere(tokens: readonly Token[]): boolean {
+        return this.parts.cache.holds(this.chunkKey(tokens));
+    }
+
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
     public async chunkCachedOnDisk(tokens: readonly Token[]): Promise<boolean> {
         return stat(this.parts.cache.pathOf(this.chunkKey(tokens))).then((info) => info.isFile() && info.size > 0, () => false);

@@ -29,6 +29,8 @@ export type PreparedPrompt = {
     selectedPositions?: number[];
     /** The sources ([n]) recomputed whole because the question is about them (focus.ts; hkvd and chunk-head). */
     focusSources?: number[];
+    /** Chunks with no cached KV that a full-prefill fallback left for BlendSession.cacheChunks after the answer. */
+    uncachedChunks?: Token[][];
 };
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */

@@ -2,6 +2,7 @@ import {resolveStrategy} from "../blend/auto.js";
 import {defaultFocus, nameTokenTest} from "../blend/focus.js";
 import {inFocusOrder} from "../blend/focus-order.js";
 import {type ChatEvent, type ChatRequestParsed, type Citation, EngineError, type Strategy, toErrorShape} from "../../contract/index.js";
+import type {BlendSession} from "../blend/blend.js";
 import {type PreparedPrompt, prepareFull, preparePrefix} from "../blend/prepare.js";
 import type {Foreground} from "../foreground.js";
 import {generate} from "../generate.js";
@@ -26,6 +27,7 @@ export class ChatService {
         const startedAt = performance.now();
         const {host, library} = this.deps;
         let release: (() => void) | null = null;
+        let afterAnswer: (() => Promise<void>) | null = null;
         const endForeground = this.deps.foreground.begin();
         try {
             const modelId = this.deps.requireModelId(request.modelId);
@@ -49,7 +51,9 @@ export class ChatService {
                 throw new EngineError("bad_request",
                     `the prompt is ${prompt.tokens.length} tokens, more than the model's context of ${loaded.contextSize}`);
 
-            const prepared = await this.preparePrompt(loaded, prompt, requested.strategy, requested.ratio);
+            const {prepared, cacheUncached} = await this.preparePrompt(loaded, prompt, requested.strategy, requested.ratio,
+                {uncachedFallback: request.strategy == null || request.strategy === "auto"});
+            afterAnswer = cacheUncached;
             const generation = generate(loaded.model, loaded.sequence, prepared.tokensToEvaluate, {
                 maxTokens: request.maxTokens,
                 temperature: request.temperature,
@@ -90,11 +94,28 @@ export class ChatService {
         } finally {
             release?.();
             endForeground();
+            // Chunks a full-prefill fallback found uncached are computed now that the answer is done, under the model
+            // lock (a question asked meanwhile waits for them: it would likely need them too).
+            if (afterAnswer != null)
+                void this.deps.host.withLock(afterAnswer).catch(() => {});
         }
     }
 
-    /** Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). */
-    private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number): Promise<PreparedPrompt> {
+    /**
+     * Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). With
+     * `uncachedFallback` (auto), a prompt whose chunks are mostly uncached is prefilled in full, and `cacheUncached`
+     * computes those chunks for the next question.
+     */
+    private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number, options: {uncachedFallback: boolean}):
+        Promise<{prepared: PreparedPrompt, cacheUncached: (() => Promise<void>) | null}> {
+        const prepared = await this.prepareWith(loaded, prompt, requested, ratio, options);
+        const uncached = prepared.prepared.uncachedChunks;
+        return {prepared: prepared.prepared, cacheUncached: uncached != null && uncached.length > 0 && prepared.blend != null
+            ? () => prepared.blend!.cacheChunks(uncached) : null};
+    }
+
+    private async prepareWith(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number, options: {uncachedFallback: boolean}):
+        Promise<{prepared: PreparedPrompt, blend?: BlendSession}> {
         if (loaded.sequenceKvExact === false) {
             // The previous answer left blended (approximate) KV: exact prefix reuse must not build on it.
             await loaded.sequence.clearHistory();
@@ -102,7 +123,7 @@ export class ChatService {
         }
 
         if (requested === "full")
-            return prepareFull(loaded.sequence, prompt.tokens);
+            return {prepared: await prepareFull(loaded.sequence, prompt.tokens)};
 
         let fallbackReason: string | undefined;
         if (requested !== "prefix") {
@@ -119,7 +140,7 @@ export class ChatService {
                     try {
                         // a full prefill at the rate measured on earlier answers: the blend's alternative when its chunks are cold
                         const fullPrefillMs = loaded.prefillMsPerToken != null ? loaded.prefillMsPerToken * prompt.tokens.length : undefined;
-                        return await blend.value.prepare(prompt, requested, ratio, {fullPrefillMs});
+                        return {prepared: await blend.value.prepare(prompt, requested, ratio, {fullPrefillMs, uncachedFallback: options.uncachedFallback}), blend: blend.value};
                     } catch (error) {
                         // The answer still comes, by exact prefix reuse on a cleared sequence, and says why.
                         await loaded.sequence.clearHistory();
@@ -134,7 +155,7 @@ export class ChatService {
         if (fallbackReason != null)
             prepared.fallbackReason = `${requested} unavailable: ${fallbackReason}; used exact prefix reuse`;
 
-        return prepared;
+        return {prepared};
     }
 }
 

@@ -250,6 +250,17 @@ export class ChunkKvCache {
         return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: header.bodyBytes + 4 * header.nTokens, readMs};
     }
 
+    /** Whether RAM holds the chunk or the disk tier indexes its file (a get may still miss: a damaged file is dropped then). */
+    holds(key: ChunkKey): boolean {
+        if (this.ram.has(this.ramId(key)))
+            return true;
+        try {
+            return this.options.diskBudgetBytes > 0 && this.disk.has(this.pathOf(key));
+        } catch {
+            return false;
+        }
+    }
+
     /** Size of the chunk's disk file when the disk tier indexes one and RAM does not hold the chunk (what a get would read). */
     diskOnlyBytes(key: ChunkKey): number | undefined {
         if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0)
