@@ -64,8 +64,8 @@ const targets: Record<string, number> = {naive: 1 / 8, [`chunk-head@${ratio}`]: 
  */
 /**
  * `uncached`: no chunk KV cached anywhere (a question right after an ingest, before warming reached its chunks; a cache
- * that stores nothing): the blend computes every chunk alone first, or with `fallback` (auto's uncachedFallback)
- * prefills in full.
+ * that stores nothing): the blend computes every chunk alone first, or with `fallback` does what auto does
+ * (uncachedFallback, given the full prefill's last time): a full prefill when computing them would be slower.
  */
 type Variant = {
     name: string, strategy: "full" | "prefix" | "naive" | "chunk-head" | "hkvd", ratio: number, cold?: boolean, focus?: FocusOptions,
@@ -79,7 +79,7 @@ const variants: Variant[] = [
     {name: "naive", strategy: "naive", ratio: 0},
     {name: "naive cold (disk, codec)", strategy: "naive", ratio: 0, cold: true},
     {name: `chunk-head@${ratio} uncached, computed first`, strategy: "chunk-head", ratio, uncached: "computed"},
-    {name: `chunk-head@${ratio} uncached, full fallback (auto)`, strategy: "chunk-head", ratio, uncached: "fallback"},
+    {name: `chunk-head@${ratio} uncached, auto's choice`, strategy: "chunk-head", ratio, uncached: "fallback"},
     {name: `chunk-head@${ratio}`, strategy: "chunk-head", ratio},
     {name: `hkvd@${ratio}`, strategy: "hkvd", ratio},
     // The fused decode at ratio 0: only the selection's share (layers 0..1 of every token, labels, question).
@@ -218,6 +218,8 @@ await withTempDir("ttft", async (dir) => {
     ], args.json);
     const verdicts: string[] = [];
 
+    let lastFullMs: number | undefined;
+    const uncachedChoices: string[] = [];
     async function measure(variant: Variant, prompt: BuiltPrompt): Promise<Timing> {
         if (variant.strategy === "prefix")
             await sequence.clearHistory(); // cold: nothing of this prompt in the sequence, so prefix == full
@@ -228,7 +230,8 @@ await withTempDir("ttft", async (dir) => {
         const prepared = variant.strategy === "full" ? await prepareFull(sequence, prompt.tokens)
             : variant.strategy === "prefix" ? await preparePrefix(sequence, prompt.tokens)
                 : await (variant.cold === true ? coldBlend : variant.uncached != null ? uncachedBlend : blend).prepare(prompt, variant.strategy, variant.ratio,
-                    {...(variant.focus != null ? {focus: variant.focus} : {}), uncachedFallback: variant.uncached === "fallback"});
+                    {...(variant.focus != null ? {focus: variant.focus} : {}), uncachedFallback: variant.uncached === "fallback",
+                        ...(variant.uncached === "fallback" && lastFullMs != null ? {fullPrefillMs: lastFullMs} : {})});
         if (variant.cold === true)
             for (const chunk of prepared.chunkKv ?? [])
                 coldSources.set(chunk.kvSource, (coldSources.get(chunk.kvSource) ?? 0) + 1);
@@ -236,6 +239,10 @@ await withTempDir("ttft", async (dir) => {
         await firstTokenLogits(sequence, prepared.tokensToEvaluate);
         const endedAt = performance.now();
         const cpu = process.cpuUsage(cpuAtStart);
+        if (variant.strategy === "full")
+            lastFullMs = endedAt - startedAt;
+        if (variant.uncached === "fallback")
+            uncachedChoices.push(prepared.strategy);
         return {
             totalMs: endedAt - startedAt, cpuMs: (cpu.user + cpu.system) / 1000, loadMs: prepared.kvLoadMs,
             selectMs: prepared.selectMs, recomputeMs: prepared.recomputeMs, questionMs: endedAt - questionStartedAt, prepared
@@ -334,7 +341,8 @@ await withTempDir("ttft", async (dir) => {
         "whatever else the machine runs, so compare CPU x full when the load average was high; wall time is the TTFT a user sees.");
     report.note("prefix (cold): the sequence holds nothing of the prompt, so it evaluates everything, as full does.");
     report.note("uncached: no chunk KV in any tier (a cache that stores nothing): 'computed first' computes every chunk alone, " +
-        "then blends (a strategy asked for by name); 'full fallback' is auto's (BlendPrepareOptions.uncachedFallback): a full prefill.");
+        "then blends (a strategy asked for by name); 'auto's choice' falls back to a full prefill when computing them alone at the " +
+        `measured rate would take longer than (1 - ratio) of full's last time (BlendPrepareOptions.uncachedFallback); it chose: ${uncachedChoices.join(", ")}.`);
     report.note(`naive cold: chunk KVs read from disk through the KV codec at level ${kvCodecDefaultLevel} (no RAM tier), page cache ` +
         `${pageCacheNote}; where each chunk's KV came from over its runs (the controller may recompute): ` +
         `${[...coldSources].map(([source, count]) => `${source} ${count}`).join(", ")}. Target: cold within 1.3x of warm (naive).`);

@@ -154,30 +154,36 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         assert.ok((blended.kvBytesRead ?? 0) > 0);
     });
 
-    it("with uncachedFallback, prefills in full while most chunks are uncached, then blends once cacheChunks computed them", async () => {
-        // Sources no earlier test computed: every chunk misses every tier.
-        const sources = storySources.map((source, index) => ({n: index + 1, path: source.path, text: `${source.text} Then it rained ${index} times.`}));
-        const prompt = buildPrompt(model, storyQuestion, sources, false);
+    it("with uncachedFallback, prefills in full while computing the uncached chunks would be slower, and blends once cacheChunks computed them", async () => {
+        // Sources no earlier test computed: every chunk misses every tier. The earlier test measured a slow prefill
+        // (1 token per second), so computing these chunks alone would take minutes.
+        const sourcesWith = (tail: string) => storySources.map((source, index) => ({n: index + 1, path: source.path, text: `${source.text} ${tail} ${index}.`}));
+        const prompt = buildPrompt(model, storyQuestion, sourcesWith("Then it rained"), false);
         const chunkCount = prompt.segments.filter((segment) => segment.kind === "chunk").length;
-        const writes = cache.stats().disk.writes;
-        const cold = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true});
+        const cold = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true, fullPrefillMs: 50});
         assert.equal(cold.strategy, "full");
-        assert.match(cold.fallbackReason ?? "", new RegExp(`^chunk-head: ${chunkCount} of ${chunkCount} retrieved chunks have no cached KV yet \\(100 % of their tokens\\).*used full prefill$`));
+        assert.match(cold.fallbackReason ?? "", new RegExp(`^chunk-head: ${chunkCount} of ${chunkCount} retrieved chunks have no cached KV yet ` +
+            "\\(100 % of their tokens\\); computing them before the blend \\(about \\d+ ms\\) would take longer than a full prefill \\(about 50 ms\\); used full prefill$"));
         assert.deepEqual(cold.tokensToEvaluate, prompt.tokens);
         assert.equal(cold.uncachedChunks?.length, chunkCount);
-        assert.equal(cache.stats().disk.writes, writes, "the fallback computes nothing before the answer");
 
+        await blend.storesSettled();
+        const writes = cache.stats().disk.writes;
         await blend.cacheChunks(cold.uncachedChunks!);
         await blend.storesSettled();
         assert.equal(cache.stats().disk.writes, writes + chunkCount, "each uncached chunk computed and stored");
-        const warm = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true});
-        assert.equal(warm.strategy, "chunk-head", warm.fallbackReason);
+        // Cached now: the same full prefill time no longer makes it fall back for uncached chunks (the controller may
+        // still weigh the disk files against a prefill, the test before's fallback).
+        const warm = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true, fullPrefillMs: 50});
         assert.equal(warm.uncachedChunks, undefined);
-        assert.ok(warm.reusedTokens > 0);
+        assert.doesNotMatch(warm.fallbackReason ?? "", /no cached KV/);
 
-        // The control: a strategy asked for by name (no uncachedFallback) blends over uncached chunks, computing them.
-        const others = buildPrompt(model, storyQuestion, sources.map((source) => ({...source, text: `${source.text} The end.`})), false);
-        const named = await blend.prepare(others, "chunk-head", 0.15);
+        // The controls: a full prefill slower still, or a strategy asked for by name (no uncachedFallback), blend over
+        // uncached chunks, computing them.
+        const slower = await blend.prepare(buildPrompt(model, storyQuestion, sourcesWith("The end"), false), "chunk-head", 0.15,
+            {uncachedFallback: true, fullPrefillMs: 1e12});
+        assert.equal(slower.strategy, "chunk-head", slower.fallbackReason);
+        const named = await blend.prepare(buildPrompt(model, storyQuestion, sourcesWith("Or not"), false), "chunk-head", 0.15, {fullPrefillMs: 50});
         assert.equal(named.strategy, "chunk-head", named.fallbackReason);
         assert.ok(named.chunkKv?.every((chunk) => chunk.kvSource === "recompute"), JSON.stringify(named.chunkKv));
     });

@@ -20,22 +20,16 @@ import {
 import {blendSupportOf} from "./blend-support.js";
 import {blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
-import {defaultFocus, type FocusOptions, nameTokenTest, questionFocus} from "./focus.js";
+import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
 import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {recomputeAt} from "./recompute.js";
-import {type BlendTrace, type PreparedPrompt, prepareFull} from "./prepare.js";
+import {type BlendPrepareOptions, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
 export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
-
-/**
- * With {@link BlendPrepareOptions.uncachedFallback}: the share of a prompt's chunk tokens with no cached KV in any tier
- * above which a full prefill is sooner than the blend. Computing those chunks alone costs about their share of a
- * prefill, and the blend's own repair and splice come on top (bench/RESULTS.md, "uncached" rows, session 12).
- */
-export const uncachedShareForFull = 0.5;
+export type {BlendPrepareOptions} from "./prepare.js";
 
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
@@ -59,34 +53,6 @@ export type BlendSessionOptions = {
     residentBudgetBytes?: number,
     /** Where storing failures are counted (the engine shares one across models); default a fresh one. */
     failures?: StoreFailures
-};
-
-/** Per-question options of {@link BlendSession.prepare}. */
-export type BlendPrepareOptions = {
-    /** Build the spliced state in pinned host memory when a GPU backend is loaded (default; benchmarks compare without). */
-    pinned?: boolean;
-    /** Where hkvd's fused decode builds its causal mask (default "auto": see FusedBlendSpec.mask); both give the same mask. */
-    fusedMask?: "auto" | "host" | "graph";
-    /** hkvd's check layer (default {@link selectionLayer}); the answers benchmark compares others. */
-    checkLayer?: number;
-    trace?: BlendTrace;
-    /**
-     * Which chunks `chunk-head` and `hkvd` recompute whole because the question is about them (focus.ts), on top of
-     * their share of every other chunk; default {@link defaultFocus}. `{count: 0}` turns it off.
-     */
-    focus?: FocusOptions;
-    /**
-     * When more than {@link uncachedShareForFull} of the chunk tokens have no cached KV anywhere (a question right after
-     * an ingest, before background warming reached its chunks), answer with a full prefill and say so; the prepared
-     * prompt lists those chunks (`uncachedChunks`) for {@link BlendSession.cacheChunks} after the answer. `auto` asks
-     * for it; a strategy asked for by name blends anyway (default false).
-     */
-    uncachedFallback?: boolean;
-    /**
-     * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
-     * chunks that are only on disk would take longer, the prompt is prefilled in full instead (stats say why).
-     */
-    fullPrefillMs?: number;
 };
 
 /**
@@ -304,13 +270,14 @@ export class BlendSession {
             segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
         const uncached = options.uncachedFallback === true ? fromSource.filter(({tokens}) => !this.kvSource.cachedAnywhere(tokens)) : [];
         const uncachedTokens = uncached.reduce((sum, {tokens}) => sum + tokens.length, 0);
-        if (uncachedTokens > uncachedShareForFull * chunkTokenCount) {
+        const computeMs = uncachedTokens > 0 ? this.kvController.computeAloneMs(uncachedTokens) : null;
+        if (computeMs != null && options.fullPrefillMs != null && computeMs > (1 - ratio) * options.fullPrefillMs) {
             const prepared = await prepareFull(this.sequence, prompt.tokens);
             return {
                 ...prepared,
                 fallbackReason: `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks have no cached KV yet ` +
-                    `(${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens), and computing them before the blend ` +
-                    "takes longer than a full prefill; used full prefill",
+                    `(${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens); computing them before the blend ` +
+                    `(about ${Math.round(computeMs)} ms) would take longer than a full prefill (about ${Math.round(options.fullPrefillMs)} ms); used full prefill`,
                 chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
                 kvBytesRead: 0,
                 uncachedChunks: uncached.map(({tokens}) => tokens)

@@ -1,5 +1,6 @@
 import type {LlamaContextSequence, Token} from "node-llama-cpp";
 import type {ChunkKvStats, Strategy} from "../../contract/index.js";
+import type {FocusOptions} from "./focus.js";
 
 /** How the prompt's KV cache was set up before the remaining tokens are evaluated. */
 export type PreparedPrompt = {
@@ -56,6 +57,38 @@ export type FusedTrace = {decodes: number, decodeMs: number, decodeMsEach: numbe
  * fusedPhases asks the fused decodes for their host phases, which makes each decode wait for the device.
  */
 export type BlendTrace = {splice?(trace: SpliceTrace): void, select?(trace: SelectTrace): void, fused?(trace: FusedTrace): void, fusedPhases?: boolean};
+
+/** Per-question options of {@link BlendSession.prepare}. */
+export type BlendPrepareOptions = {
+    /** Build the spliced state in pinned host memory when a GPU backend is loaded (default; benchmarks compare without). */
+    pinned?: boolean;
+    /** Where hkvd's fused decode builds its causal mask (default "auto": see FusedBlendSpec.mask); both give the same mask. */
+    fusedMask?: "auto" | "host" | "graph";
+    /** hkvd's check layer (default blend.ts selectionLayer); the answers benchmark compares others. */
+    checkLayer?: number;
+    trace?: BlendTrace;
+    /**
+     * Which chunks `chunk-head` and `hkvd` recompute whole because the question is about them (focus.ts), on top of
+     * their share of every other chunk; default focus.ts defaultFocus. `{count: 0}` turns it off.
+     */
+    focus?: FocusOptions;
+    /**
+     * When chunks have no cached KV anywhere (a question right after an ingest, before background warming reached
+     * them) and computing them alone would take longer than (1 - ratio) of `fullPrefillMs` at the measured rate of
+     * chunk prefills (the blend's repair, at least its ratio's share of a prefill, comes on top), answer with a full
+     * prefill and say so; the prepared prompt lists those chunks (`uncachedChunks`) for BlendSession.cacheChunks after
+     * the answer. Nothing is decided before both rates are measured. On this CPU with a 512-wide model, computing 4k
+     * tokens' chunks alone took 0.54 of their full prefill (attention is most of it at that width), and blending
+     * uncached was sooner (bench/RESULTS.md, session 12). `auto` asks for it; a strategy asked for by name blends
+     * anyway (default false).
+     */
+    uncachedFallback?: boolean;
+    /**
+     * What a full prefill of this prompt should take on this context (the engine's measured rate); when loading the
+     * chunks that are only on disk would take longer, the prompt is prefilled in full instead (stats say why).
+     */
+    fullPrefillMs?: number;
+};
 
 const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvBlobBytes: 0, kvResidentBytes: 0, kvResidentMs: 0, selectMs: 0, recomputeMs: 0};
 

@@ -252,13 +252,7 @@ export class ChunkKvCache {
 
     /** Whether RAM holds the chunk or the disk tier indexes its file (a get may still miss: a damaged file is dropped then). */
     holds(key: ChunkKey): boolean {
-        if (this.ram.has(this.ramId(key)))
-            return true;
-        try {
-            return this.options.diskBudgetBytes > 0 && this.disk.has(this.pathOf(key));
-        } catch {
-            return false;
-        }
+        return this.ram.has(this.ramId(key)) || (this.options.diskBudgetBytes > 0 && this.disk.has(this.pathOf(key)));
     }
 
     /** Size of the chunk's disk file when the disk tier indexes one and RAM does not hold the chunk (what a get would read). */

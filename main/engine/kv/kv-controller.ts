@@ -68,6 +68,11 @@ export class KvController {
         this.prefill.observe(tokens, ms);
     }
 
+    /** What computing `tokens` chunk tokens alone takes at the measured prefill rate, or null before it is measured. */
+    computeAloneMs(tokens: number): number | null {
+        return this.prefill.measured ? tokens / this.prefill.perMs : null;
+    }
+
     /**
      * Whether a plan's times come from this machine: disk, prefill and (for coded files) decode rates each measured
      * at least once. Before that they are priors, too slow or too fast by any factor, and nothing should be decided by
