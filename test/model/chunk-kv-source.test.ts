@@ -169,9 +169,14 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
 
         await blend.storesSettled();
         const writes = cache.stats().disk.writes;
+        // A question waiting stops it after the chunk in progress.
+        let asked = 0;
+        await blend.cacheChunks(cold.uncachedChunks!, {stop: () => asked++ >= 1});
+        await blend.storesSettled();
+        assert.equal(cache.stats().disk.writes, writes + 1, "one chunk computed before the stop");
         await blend.cacheChunks(cold.uncachedChunks!);
         await blend.storesSettled();
-        assert.equal(cache.stats().disk.writes, writes + chunkCount, "each uncached chunk computed and stored");
+        assert.equal(cache.stats().disk.writes, writes + chunkCount, "each uncached chunk computed and stored once");
         // Cached now: the same full prefill time no longer makes it fall back for uncached chunks (the controller may
         // still weigh the disk files against a prefill, the test before's fallback).
         const warm = await blend.prepare(prompt, "chunk-head", 0.15, {uncachedFallback: true, fullPrefillMs: 50});

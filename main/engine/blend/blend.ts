@@ -223,14 +223,14 @@ export class BlendSession {
     /**
      * Computes and caches chunks a full-prefill fallback left uncached (PreparedPrompt.uncachedChunks), one after
      * another on the session's small context, each to disk after it; call it once the answer is done, so they do not
-     * compete with its tokens. Resolves when all are computed; a failure is counted, not thrown. {@link close} stops it
-     * after the chunk in progress. The chat service runs it under the model lock, which unloading the model waits for,
-     * so a one-shot `weft ask` leaves them cached for the next question.
+     * compete with its tokens. Resolves when all are computed, or after the chunk in progress once `stop` says so (a
+     * question waits) or {@link close} was called; a failure is counted, not thrown. The chat service runs it under the
+     * model lock, which unloading the model waits for, so a one-shot `weft ask` leaves them cached for the next question.
      */
-    public cacheChunks(chunks: readonly Token[][]): Promise<void> {
+    public cacheChunks(chunks: readonly Token[][], options: {stop?: () => boolean} = {}): Promise<void> {
         this.caching = this.caching.then(async () => {
             for (const tokens of chunks) {
-                if (this.closed)
+                if (this.closed || options.stop?.() === true)
                     return;
                 try {
                     await this.kvSource.chunkKv(tokens, undefined, {diskLater: true});

@@ -95,7 +95,8 @@ export class ChatService {
             release?.();
             endForeground();
             // Chunks a full-prefill fallback found uncached are computed now that the answer is done, under the model
-            // lock (a question asked meanwhile waits for them: it would likely need them too).
+            // lock; a question asked meanwhile waits for the chunk in progress only (background warming, or that
+            // question, computes the rest).
             if (afterAnswer != null)
                 void this.deps.host.withLock(afterAnswer).catch(() => {});
         }
@@ -111,7 +112,7 @@ export class ChatService {
         const prepared = await this.prepareWith(loaded, prompt, requested, ratio, options);
         const uncached = prepared.prepared.uncachedChunks;
         return {prepared: prepared.prepared, cacheUncached: uncached != null && uncached.length > 0 && prepared.blend != null
-            ? () => prepared.blend!.cacheChunks(uncached) : null};
+            ? () => prepared.blend!.cacheChunks(uncached, {stop: () => this.deps.foreground.busy}) : null};
     }
 
     private async prepareWith(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number, options: {uncachedFallback: boolean}):
