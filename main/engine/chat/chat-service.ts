@@ -104,8 +104,8 @@ export class ChatService {
 
     /**
      * Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). With
-     * `uncachedFallback` (auto), a prompt whose chunks are mostly uncached is prefilled in full, and `cacheUncached`
-     * computes those chunks for the next question.
+     * `uncachedFallback` (auto), a prompt whose uncached chunks would take longer to compute than a full prefill is
+     * prefilled in full (BlendPrepareOptions.uncachedFallback), and `cacheUncached` computes them for the next question.
      */
     private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number, options: {uncachedFallback: boolean}):
         Promise<{prepared: PreparedPrompt, cacheUncached: (() => Promise<void>) | null}> {
@@ -141,7 +141,10 @@ export class ChatService {
                     try {
                         // a full prefill at the rate measured on earlier answers: the blend's alternative when its chunks are cold
                         const fullPrefillMs = loaded.prefillMsPerToken != null ? loaded.prefillMsPerToken * prompt.tokens.length : undefined;
-                        return {prepared: await blend.value.prepare(prompt, requested, ratio, {fullPrefillMs, uncachedFallback: options.uncachedFallback}), blend: blend.value};
+                        const prepared = await blend.value.prepare(prompt, requested, ratio, {fullPrefillMs, uncachedFallback: options.uncachedFallback});
+                        // a blend that fell back to a full prefill left exact KV, which the next prefix reuse can build on
+                        loaded.sequenceKvExact = prepared.strategy === "full";
+                        return {prepared, blend: blend.value};
                     } catch (error) {
                         // The answer still comes, by exact prefix reuse on a cleared sequence, and says why.
                         await loaded.sequence.clearHistory();
