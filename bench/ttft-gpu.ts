@@ -22,7 +22,7 @@ import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-bu
 import {createModelContext} from "../main/engine/context-batch.js";
 import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
-import {buildPrompt, type PromptSource} from "../main/engine/prompt.js";
+import {buildPrompt, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
 import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
 import {parseGpuVariants, type Variant} from "./ttft-gpu-variants.js";
@@ -207,6 +207,10 @@ for (const size of sizes) {
     log(`size ${size}: prompt ${prompt.tokens.length} tokens, ${count} chunks (${inChunks} chunk tokens)`);
     t = performance.now();
     await blend.prepare(prompt, "naive", 0); // computes and caches every chunk's KV
+    // and each chunk's lead version, for when it is the first source (background warming computes both)
+    for (const segment of prompt.segments)
+        if (segment.kind === "chunk")
+            await blend.leadKv(firstSourceLead(model, segment.source!.path, false), segment.tokens);
     log(`  chunk KVs computed and cached in ${(performance.now() - t).toFixed(0)} ms`);
     const chunkSegments = prompt.segments.filter((segment) => segment.kind === "chunk");
     /** Cold levels whose files this size has on disk; a failure here skips only those rows, not the rest of the table. */

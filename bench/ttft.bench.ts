@@ -18,7 +18,7 @@ import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
 import {StoreFailures} from "../main/engine/kv/store-failures.js";
 import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
-import {buildPrompt, type BuiltPrompt, type PromptSource} from "../main/engine/prompt.js";
+import {buildPrompt, type BuiltPrompt, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {ensureTinyLlama, fixturePresets, type TinyLlamaShape} from "../test/fixtures/make-tiny-models.js";
 import {benchArgs, formatCount, log, median, Report, seededRandom, Vocabulary, withTempDir} from "./harness.js";
 
@@ -264,6 +264,8 @@ await withTempDir("ttft", async (dir) => {
             if (segment.kind === "chunk") {
                 await blend.chunkKv(segment.tokens);
                 await coldBlend.chunkKv(segment.tokens);
+                // and its lead version, for when it is the first source (background warming computes both)
+                await blend.leadKv(firstSourceLead(model, segment.source!.path, false), segment.tokens);
             }
         const warmMs = performance.now() - warmStartedAt;
         // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts)

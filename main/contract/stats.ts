@@ -66,6 +66,11 @@ export const AnswerStats = z.object({
      * rarest words, the one continuing it in its document, the one linked to it by a name.
      */
     focusSources: z.array(z.number().int().positive()).optional(),
+    /**
+     * The sources ([n]) whose KV came as their lead version (the first source, computed after the header and its own
+     * label): exactly a full prefill's KV, reused without repair even when the question is about them.
+     */
+    exactSources: z.array(z.number().int().positive()).optional(),
     /** Bytes read from the disk tier for this prompt (compressed when the codec stored them). */
     kvBytesRead: count.optional(),
     /** Choosing the tokens to recompute (hkvd's early-layer pass). */

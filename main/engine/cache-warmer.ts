@@ -11,19 +11,25 @@ export class WarmUnavailable extends Error {
 /** "yielded": a question came first and nothing was done; the same chunk is tried again once questions are done. */
 export type WarmChunkOutcome = "cached" | "computed" | "yielded";
 
-/** What the warmer needs from the engine; the engine implements it around its model lock and chunk cache. */
-export interface CacheWarmHost {
+/** A library chunk to warm: a chunk's KV is computed after its document's label (prompt.ts, chunkLead). */
+export type WarmChunk = {path: string, text: string};
+
+/**
+ * What the warmer needs from the engine; the engine implements it around its model lock and chunk cache. The warmer
+ * only passes the listed chunks back (`C`: the engine's {@link WarmChunk}).
+ */
+export interface CacheWarmHost<C = WarmChunk> {
     /** The model to compute caches for, or null when none is set up. */
     activeModelId(): string | null;
-    /** The text of every chunk in the library. */
-    listChunks(): Promise<string[]>;
+    /** Every chunk in the library: its document's path and its text. */
+    listChunks(): Promise<C[]>;
     /** Resolves once no question (or ingest) is waiting or running, or when `signal` aborts. */
     whenForegroundIdle(signal: AbortSignal): Promise<void>;
     /**
      * Makes sure one chunk's KV is cached for `modelId`, taking the model lock for this one chunk. Throws
      * {@link WarmUnavailable} when no chunk can be computed here; any other error is this chunk's failure.
      */
-    warmChunk(modelId: string, text: string): Promise<WarmChunkOutcome>;
+    warmChunk(modelId: string, chunk: C): Promise<WarmChunkOutcome>;
     /** The chunk cache's disk evictions so far: once warming makes it evict, the budget is full and warming stops. */
     diskEvictions(): Promise<number>;
 }
@@ -46,7 +52,7 @@ type Phase = "idle" | "running" | "unavailable";
  * chunk until {@link resume}. Nothing a pass meets is thrown: a failed chunk is counted and logged, a library
  * that cannot be listed or a build that cannot blend ends the pass with a reason in the status.
  */
-export class CacheWarmer {
+export class CacheWarmer<C = WarmChunk> {
     private phase: Phase = "idle";
     private progress = {modelId: null as string | null, done: 0, total: 0, computed: 0, failed: 0, reason: undefined as string | undefined};
     private enabled = false;
@@ -60,7 +66,7 @@ export class CacheWarmer {
     private log: (line: string) => void;
     private readonly loggedFailures: number;
 
-    public constructor(private readonly host: CacheWarmHost, options: CacheWarmerOptions = {}) {
+    public constructor(private readonly host: CacheWarmHost<C>, options: CacheWarmerOptions = {}) {
         this.log = options.log ?? (() => {});
         this.loggedFailures = options.loggedFailures ?? 3;
     }
@@ -181,7 +187,7 @@ export class CacheWarmer {
 
         this.phase = "running";
         this.changed();
-        let chunks: string[];
+        let chunks: C[];
         try {
             chunks = await this.host.listChunks();
         } catch (error) {

@@ -1,11 +1,12 @@
 import path from "node:path";
 import {setTimeout as delay} from "node:timers/promises";
 import {type CacheWarmEvent, type CacheWarmStatus, EngineError, toErrorShape} from "../contract/index.js";
-import {CacheWarmer, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
+import {CacheWarmer, type WarmChunk, type WarmChunkOutcome, WarmUnavailable} from "./cache-warmer.js";
 import type {Foreground} from "./foreground.js";
 import {folderIdFor} from "./library/store.js";
 import type {LibraryHost} from "./library-host.js";
 import type {ModelHost} from "./model-host.js";
+import {firstSourceLead} from "./prompt.js";
 
 /** The shortest gap between two `watchCacheWarm` events. */
 const cacheWarmEventMs = 150;
@@ -27,7 +28,7 @@ export class CacheWarming {
             activeModelId: () => deps.activeModelId(),
             listChunks: () => deps.library.listChunkTexts(),
             whenForegroundIdle: (signal) => deps.foreground.whenIdle(signal),
-            warmChunk: (modelId, text) => this.warmChunkInBackground(modelId, text),
+            warmChunk: (modelId, chunk) => this.warmChunkInBackground(modelId, chunk),
             diskEvictions: async () => (await deps.host.chunkCache()).stats().disk.evictions
         });
     }
@@ -60,8 +61,20 @@ export class CacheWarming {
         return this.warmer.close();
     }
 
-    /** One chunk of background warming, under the model lock; gives the lock straight back when a question waits. */
-    private async warmChunkInBackground(modelId: string, text: string): Promise<WarmChunkOutcome> {
+    /**
+     * One chunk of background warming: its plain KV (after a BOS), then its lead version (for when it is a prompt's
+     * first source, ChunkKvSource.leadKv), each under the model lock on its own, giving the lock straight back when a
+     * question waits (the chunk is then tried again, its plain KV a cheap hit).
+     */
+    private async warmChunkInBackground(modelId: string, chunk: WarmChunk): Promise<WarmChunkOutcome> {
+        const plain = await this.warmVersion(modelId, chunk, "plain");
+        if (plain === "yielded")
+            return plain;
+        const lead = await this.warmVersion(modelId, chunk, "lead");
+        return lead === "yielded" ? lead : plain === "computed" || lead === "computed" ? "computed" : "cached";
+    }
+
+    private async warmVersion(modelId: string, {path: chunkPath, text}: WarmChunk, version: "plain" | "lead"): Promise<WarmChunkOutcome> {
         const {host} = this.deps;
         return host.withLock(async () => {
             if (this.deps.isClosed() || this.deps.foreground.busy)
@@ -83,6 +96,13 @@ export class CacheWarming {
             // resident tier has room for it.
             if (tokens.length === 0)
                 return "cached";
+            if (version === "lead") {
+                // on disk only: the RAM tier stays with the plain versions every question reads
+                const lead = firstSourceLead(loaded.model, chunkPath, loaded.info.hasChatTemplate);
+                if (blend.value.leadCached(lead, tokens))
+                    return "cached";
+                return (await blend.value.leadKv(lead, tokens, {diskOnly: true})).hit ? "cached" : "computed";
+            }
             const loadedKv = await blend.value.chunkCachedOnDisk(tokens) ? null : await blend.value.chunkKv(tokens);
             // On a GPU, also into the resident tier while it has free room (a no-op without one).
             await blend.value.warmResidentChunk(tokens, loadedKv?.body);
@@ -113,7 +133,11 @@ export class CacheWarming {
                     if (!blend.available)
                         throw new EngineError("internal", `cannot build chunk KV caches here: ${blend.reason}`);
 
-                    if (!(await blend.value.chunkKv(loaded.model.tokenize(chunk.text))).hit)
+                    const tokens = loaded.model.tokenize(chunk.text);
+                    const lead = firstSourceLead(loaded.model, chunk.path, loaded.info.hasChatTemplate);
+                    const plain = await blend.value.chunkKv(tokens);
+                    const leadVersion = tokens.length > 0 ? await blend.value.leadKv(lead, tokens, {diskOnly: true}) : plain;
+                    if (!plain.hit || !leadVersion.hit)
                         computed++;
                 });
                 done++;

@@ -86,15 +86,15 @@ export class LibraryHost {
         }
     }
 
-    /** The text of every chunk in the library (background warming's work list). */
-    public async listChunkTexts(): Promise<string[]> {
+    /** Every chunk in the library, its document's path and its text (background warming's work list). */
+    public async listChunkTexts(): Promise<Array<{path: string, text: string}>> {
         const store = await this.library.store();
-        const texts: string[] = [];
+        const chunks: Array<{path: string, text: string}> = [];
         for await (const batch of store.chunkTexts(null))
             for (const chunk of batch)
-                texts.push(chunk.text);
+                chunks.push({path: chunk.path, text: chunk.text});
 
-        return texts;
+        return chunks;
     }
 
     /** Stops maintenance (ingests in flight end at their next file) and the watcher. */

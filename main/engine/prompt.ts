@@ -78,3 +78,16 @@ export function buildPrompt(model: LlamaModel, question: string, sources: readon
         {kind: "fixed", tokens: model.tokenize(`\n\nQuestion: ${question}\nAnswer:`)}
     ]);
 }
+
+/**
+ * The tokens a prompt puts before its first source when that is a chunk of the document at `path`: the header and the
+ * label `[1]` with the path. A chunk's lead version is computed after them (ChunkKvSource.leadKv), by background
+ * warming as by a question.
+ */
+export function firstSourceLead(model: LlamaModel, path: string, hasChatTemplate: boolean): Token[] {
+    const built = buildPrompt(model, "", [{n: 1, path, text: "."}], hasChatTemplate);
+    const index = built.segments.findIndex((segment) => segment.kind === "chunk");
+    if (index < 0)
+        throw new Error("the prompt builder gave a source no chunk segment");
+    return built.segments.slice(0, index).flatMap((segment) => segment.tokens);
+}

@@ -78,14 +78,15 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
             {computed: chunkCount, failed: 0, modelId: (await engine.getStatus()).activeModelId}, JSON.stringify(logs));
         assert.equal(status.reason, undefined);
 
+        // Two files per chunk: its plain KV and its lead version (for when it is a prompt's first source).
         const stats = await engine.cacheStats();
-        assert.equal(stats.disk.entries, chunkCount, "one cache file per chunk");
-        assert.equal(stats.disk.writes, chunkCount);
+        assert.equal(stats.disk.entries, 2 * chunkCount, "two cache files per chunk");
+        assert.equal(stats.disk.writes, 2 * chunkCount);
 
         // Another process sees them on disk too.
         const cli = await weft(["cache", "stats", "--json", "--data", dataDir]);
         assert.equal(cli.code, 0, cli.stderr);
-        assert.equal((JSON.parse(cli.stdout) as {disk: {entries: number}}).disk.entries, chunkCount);
+        assert.equal((JSON.parse(cli.stdout) as {disk: {entries: number}}).disk.entries, 2 * chunkCount);
 
         for (const strategy of ["hkvd", "naive"] as const) {
             const answer = await ask(strategy);
@@ -95,7 +96,7 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
             assert.ok(answer.stats.reusedTokens > 0, JSON.stringify(answer.stats));
         }
         const after = await engine.cacheStats();
-        assert.equal(after.disk.writes, chunkCount, "the questions computed no chunk: every one was a hit");
+        assert.equal(after.disk.writes, 2 * chunkCount, "the questions computed no chunk: every one was a hit");
         assert.ok(after.ram.hits + after.disk.hits > stats.ram.hits + stats.disk.hits);
     });
 
@@ -134,8 +135,8 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
         const status = await warmStatus(engine, finishedPass(total), "the new chunks warmed");
         assert.equal(status.computed, total - chunkCount, "only the new chunks were computed");
         const stats = await engine.cacheStats();
-        assert.equal(stats.disk.writes, writesBefore + total - chunkCount);
-        assert.equal(stats.disk.entries, total);
+        assert.equal(stats.disk.writes, writesBefore + 2 * (total - chunkCount));
+        assert.equal(stats.disk.entries, 2 * total);
         chunkCount = total;
     });
 
@@ -162,7 +163,7 @@ describe("background chunk KV cache warming (patched build)", {skip, timeout: 30
 
         const status = await warmStatus(engine, finishedPass(chunkCount), "every chunk warmed again");
         assert.equal(status.failed, 0);
-        assert.equal((await engine.cacheStats()).disk.entries, chunkCount);
+        assert.equal((await engine.cacheStats()).disk.entries, 2 * chunkCount);
         const blended = await ask("hkvd", 1);
         assert.equal(blended.answer, reference.answer, "hkvd at ratio 1 over the warmed caches matches full prefill");
     });

@@ -4,6 +4,7 @@ import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel} from "node-llama-cpp";
 import {type BlendSession, openBlendSession} from "../../main/engine/blend/blend.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "../../main/engine/blend/focus.js";
+import {inFocusOrder} from "../../main/engine/blend/focus-order.js";
 import {ChunkKvCache} from "../../main/engine/kv/chunk-cache.js";
 import {fusedKeep} from "../../main/engine/blend/fused.js";
 import {fusedBlendDecode, fusedBlendPhases, fusedBlendSupported} from "../../main/engine/native/native-addon.js";
@@ -89,6 +90,44 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         assert.equal(argmax(logits), argmax(fullLogits));
         // No duplicate cells: the sequence holds exactly one cell per prompt position evaluated so far.
         assert.equal(sequence.contextTokens.length, prompt.tokens.length);
+    });
+
+    it("takes the first source, the question's focus as the app orders it, as its lead version: full's KV, no repair", async (t) => {
+        const {prompt: ordered, order} = inFocusOrder(prompt, storySources, defaultFocus, nameTokenTest(model),
+            (sources) => buildPrompt(model, storyQuestion, sources, false));
+        assert.ok(order != null && order[0] !== 0, "the focus chunk is not the first source already: the test needs it moved");
+        await prepareFull(sequence, ordered.tokens);
+        const orderedFull = await nextLogits(sequence, ordered.tokens, vocabSize);
+        const chunks = promptLayout(ordered).chunks;
+        const chunkTokens = chunks.reduce((sum, chunk) => sum + chunk.tokens.length, 0);
+
+        const prepared = await blend.prepare(ordered, "hkvd", 1);
+        assert.deepEqual(prepared.exactSources, [1]);
+        assert.equal(prepared.reusedTokens, chunks[0]!.tokens.length, "the first source is reused as computed after its lead");
+        assert.equal(prepared.recomputedTokens, chunkTokens - chunks[0]!.tokens.length);
+        assert.ok(prepared.selectedPositions!.every((position) => position >= chunks[0]!.start + chunks[0]!.tokens.length));
+        const logits = await nextLogits(sequence, prepared.tokensToEvaluate, vocabSize);
+        const diff = maxAbsDiff(logits, orderedFull);
+        t.diagnostic(`ratio 1.0 with the first source exact: max |logit diff| vs full ${diff.toExponential(2)}`);
+        assert.ok(diff < ratioOneTolerance, `max |diff| ${diff}`);
+        assert.equal(argmax(logits), argmax(orderedFull));
+
+        // Cached now: without focus, chunk-head at ratio 0 still takes it, and only its K at the check layer matches a
+        // full prefill's; the other sources' (reused as computed after a BOS) do not.
+        const plain = await blend.prepare(ordered, "chunk-head", 0, {focus: noFocus});
+        assert.deepEqual(plain.exactSources, [1]);
+        assert.equal(plain.chunkKv?.[0]?.kvSource, "ram");
+        const reference = await referenceDeviation(blend, ordered, 1);
+        const largest = (values: ArrayLike<number>) => Math.max(...Array.from(values));
+        const others = reference.slice(1).map(({deviation}) => largest(deviation));
+        t.diagnostic(`largest squared K deviation at layer 1: first source ${largest(reference[0]!.deviation).toExponential(2)}, ` +
+            `others ${others.map((value) => value.toExponential(2)).join(", ")}`);
+        assert.ok(others.every((value) => value > 0), "a later source matched a full prefill: the check cannot tell them apart");
+        assert.ok(largest(reference[0]!.deviation) <= 1e-3 * Math.min(...others));
+
+        // The control: the prompt in retrieval order puts a chunk first that is neither focus nor cached after its lead.
+        const retrievalOrder = await blend.prepare(prompt, "chunk-head", 0.15);
+        assert.deepEqual(retrievalOrder.exactSources, []);
     });
 
     it("selects, per chunk, the top share of a deviation computed outside the graph", async (t) => {

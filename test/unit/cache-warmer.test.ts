@@ -17,7 +17,7 @@ function gate(): Gate {
 }
 
 /** A library of chunks named by their text; `cached` ones are there already, `failing` ones throw. */
-class ScriptedHost implements CacheWarmHost {
+class ScriptedHost implements CacheWarmHost<string> {
     public modelId: string | null = "model-a";
     public chunks: string[];
     public cached = new Set<string>();
@@ -94,7 +94,7 @@ class ScriptedHost implements CacheWarmHost {
 }
 
 /** Resolves once the warmer's status satisfies `predicate` (checked on every change). */
-function until(warmer: CacheWarmer, predicate: (status: CacheWarmStatus) => boolean): Promise<CacheWarmStatus> {
+function until(warmer: CacheWarmer<string>, predicate: (status: CacheWarmStatus) => boolean): Promise<CacheWarmStatus> {
     return new Promise((resolve) => {
         const check = () => {
             const status = warmer.status();

@@ -7,7 +7,7 @@ import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
 import type {ChunkKvCache} from "../kv/chunk-cache.js";
 import {modelFingerprint} from "../kv/fingerprint.js";
-import {type KvBody, parseSeqStateMemory} from "../kv/kv-blob.js";
+import type {KvBody} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
 import {StoreFailures} from "../kv/store-failures.js";
@@ -15,13 +15,15 @@ import type {KvController} from "../kv/kv-controller.js";
 import {available, type Capability, unavailable} from "../native/capability.js";
 import {type BlendBuild, blendBuildOf} from "../native/llama-loader.js";
 import {
-    contextInternalsProblem, decodeBatchSize, getContextSequenceState, markTokensEvaluated, residentKvSupported, sequenceIdOf
+    contextInternalsProblem, decodeBatchSize, markTokensEvaluated, residentKvSupported, sequenceIdOf
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
+import {chatKvLayout, defaultResidentBudgetBytes} from "./session-context.js";
 import {blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
-import {type FusedSegment, fusedBlendUnavailable, runFusedBlend} from "./fused.js";
+import {fusedBlendUnavailable, runFusedBlend} from "./fused.js";
+import {chunkHeadPositions, fusedSegmentsOf, recomputePlan} from "./recompute-plan.js";
 import {recomputeAt} from "./recompute.js";
 import {type BlendPrepareOptions, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
@@ -30,17 +32,10 @@ export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
 
 export {type ChunkKvLoad, promptFormatVersion} from "./chunk-kv-source.js";
 export type {BlendPrepareOptions} from "./prepare.js";
+export {defaultResidentBudgetBytes} from "./session-context.js";
 
 /** The layer hkvd compares fresh and cached K at (CacheBlend's check layer); layers up to it run for every token. */
 export const selectionLayer = 1;
-
-/** Default byte budget of the resident tier on a GPU: a quarter of the free VRAM at open, at most 4 GiB. */
-export async function defaultResidentBudgetBytes(llama: Llama): Promise<number> {
-    if (llama.gpu === false)
-        return 0;
-    const {free} = await llama.getVramState();
-    return Math.min(4 * 1024 ** 3, Math.floor(free / 4));
-}
 
 export type BlendSessionOptions = {
     llama: Llama, model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, modelPath: string,
@@ -85,21 +80,6 @@ export async function openBlendSession(options: BlendSessionOptions): Promise<Ca
     }));
 }
 
-/**
- * The chat context's KV layout, read from a one-token state: node-llama-cpp reports its flash-attention default as
- * "auto", which llama.cpp resolves per backend, and V is stored transposed exactly when it is off (the cache
- * fingerprint and the contexts chunk KVs are computed in must match it); the stream count is what a state loaded
- * into this context must declare.
- */
-async function chatKvLayout(sequence: LlamaContextSequence, model: LlamaModel): Promise<{flashAttention: boolean, nStream: number}> {
-    await sequence.clearHistory();
-    await sequence.evaluateWithoutGeneratingNewTokens([model.tokens.bos ?? model.tokenize("a")[0]!]);
-    const body = parseSeqStateMemory(await getContextSequenceState(sequence.context, sequenceIdOf(sequence))).body;
-    await sequence.clearHistory();
-    return {flashAttention: !body.vTrans, nStream: body.nStream};
-}
-
-/** The chunk cache's key hash of a token list (the chunk's token ids, not its text: the tokenizer is part of it). */
 type SessionParts = {
     model: LlamaModel, context: LlamaContext, sequence: LlamaContextSequence, cache: ChunkKvCache, threads: number,
     fingerprint: string, rope: RopeParams, flashAttention: boolean,
@@ -160,6 +140,16 @@ export class BlendSession {
     /** A chunk's KV from the cache, or computed alone and cached (see {@link ChunkKvSource.chunkKv}). */
     public chunkKv(tokens: Token[], options: {diskLater?: boolean} = {}): Promise<ChunkKvLoad> {
         return this.kvSource.chunkKv(tokens, undefined, options);
+    }
+
+    /** A chunk's lead version (see {@link ChunkKvSource.leadKv}), from the cache or computed after `lead` and cached. */
+    public leadKv(lead: Token[], tokens: Token[], options: {diskOnly?: boolean} = {}): Promise<ChunkKvLoad> {
+        return this.kvSource.leadKv(lead, tokens, options);
+    }
+
+    /** Whether the RAM or disk tier holds a chunk's lead version, without reading it. */
+    public leadCached(lead: readonly Token[], tokens: readonly Token[]): boolean {
+        return this.kvSource.leadCached(lead, tokens);
     }
 
     /** Whether a chunk's KV is on the disk tier, without reading it (background warming skips those cheaply). */
@@ -266,8 +256,17 @@ export class BlendSession {
         // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
         // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
+        // The chunks the question is about (focus.ts), recomputed whole by chunk-head and hkvd. The prompt's first source
+        // comes as its lead version (ChunkKvSource.leadKv: computed after the header and its label, exactly a full
+        // prefill's KV) when that is cached, or when it is a focus chunk, whose recompute computing it replaces.
+        const focusIndices = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
+            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus, this.isNameToken);
+        const first = layout.chunks[0];
+        const leadFirst = strategy !== "naive" && first != null &&
+            (focusIndices.includes(0) || this.kvSource.leadCached(headerTokens, first.segment.tokens)) ? first : null;
         const fromSource = layout.placed.flatMap(({segment}, index) =>
-            segment.kind === "chunk" && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true ? [{index, tokens: segment.tokens}] : []);
+            segment.kind === "chunk" && segment !== leadFirst?.segment && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true
+                ? [{index, tokens: segment.tokens}] : []);
         const uncached = options.uncachedFallback === true ? fromSource.filter(({tokens}) => !this.kvSource.cachedAnywhere(tokens)) : [];
         const uncachedTokens = uncached.reduce((sum, {tokens}) => sum + tokens.length, 0);
         const computeMs = uncachedTokens > 0 ? this.kvController.computeAloneMs(uncachedTokens) : null;
@@ -296,6 +295,8 @@ export class BlendSession {
                 kvBytesRead: 0
             };
         }
+        const leadLoad = leadFirst != null ? this.kvSource.leadKv(headerTokens, leadFirst.segment.tokens, {diskLater: true}) : null;
+        leadLoad?.catch(() => {});
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
         const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
         for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens), plan).entries()) {
@@ -319,6 +320,14 @@ export class BlendSession {
         for (const [index, {segment, start}] of layout.placed.entries()) {
             if (segment.kind !== "chunk")
                 continue;
+            if (segment === leadFirst?.segment) {
+                // cached right where the prompt puts it (after its lead): no move, no repair
+                const {body, loadedBytes, source} = await leadLoad!;
+                kvBytesLoaded += loadedBytes;
+                chunkSources.push(source);
+                parts.push({body, delta: 0});
+                continue;
+            }
 
             // Cached at positions 1..n; moved to start..start+n-1 with K rotated to match (RoPE shift): on the device
             // by llama.cpp's K-shift for a resident chunk, natively on the CPU otherwise.
@@ -346,22 +355,10 @@ export class BlendSession {
             parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout.placed, headerEnd, tailStart));
 
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
-        const chunkRanges = layout.chunks.map(({segment, start}) => ({start, length: segment.tokens.length}));
-        const focus = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
-            prompt.tokens.slice(tailStart), options.focus ?? defaultFocus, this.isNameToken).map((index) => layout.chunks[index]!);
-        const focusStarts = new Set(focus.map(({start}) => start));
-        const focusPositions = chunkRanges.filter((range) => focusStarts.has(range.start))
-            .flatMap((range) => Array.from({length: range.length}, (_, index) => range.start + index));
-        const budget = Math.min(chunkTokenCount, Math.round(ratio * chunkTokenCount));
-
+        const focus = focusIndices.map((index) => layout.chunks[index]!);
+        const toRecompute = recomputePlan(layout, focus, leadFirst);
         const selectStartedAt = performance.now();
-        let selected: number[] = [];
-        if (strategy === "chunk-head") {
-            selected.push(...focusPositions);
-            for (const range of budget > 0 ? chunkRanges.filter((range) => !focusStarts.has(range.start)) : [])
-                for (let index = 0; index < Math.min(range.length, Math.ceil(ratio * range.length)); index++)
-                    selected.push(range.start + index);
-        }
+        let selected: number[] = strategy === "chunk-head" ? chunkHeadPositions(layout, toRecompute, ratio) : [];
         const selectMs = performance.now() - selectStartedAt;
 
         const spliceStartedAt = performance.now();
@@ -390,15 +387,10 @@ export class BlendSession {
         if (strategy === "hkvd") {
             // One pass: layers 0..check for every chunk, label and question token, the rest for the selected chunk
             // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
-            const fusedSegments: FusedSegment[] = layout.placed
-                .filter(({segment, start}) => start >= headerEnd && start < tailStart && segment.tokens.length > 0)
-                .map(({segment, start}) => ({start, length: segment.tokens.length, forced: segment.kind !== "chunk" || focusStarts.has(start)}));
-            if (tailInBatch.length > 0)
-                fusedSegments.push({start: tailStart, length: tailInBatch.length, forced: true});
-            const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegments,
+            const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegmentsOf(layout, toRecompute, tailInBatch.length),
                 // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
                 {ratio, batchSize: decodeBatchSize(this.context), checkLayer: options.checkLayer ?? selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
-            selected = [...run.selected, ...focusPositions].sort((a, b) => a - b);
+            selected = [...run.selected, ...toRecompute.focusPositions].sort((a, b) => a - b);
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
         } else {
@@ -429,7 +421,8 @@ export class BlendSession {
             chunkKv: chunkSources,
             kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
             ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
-            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {})
+            ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {}),
+            exactSources: leadFirst?.segment.source != null ? [leadFirst.segment.source.n] : []
         };
     }
 

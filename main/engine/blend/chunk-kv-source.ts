@@ -28,6 +28,14 @@ export function tokensHash(tokens: readonly Token[]): string {
     return createHash("sha256").update(Uint32Array.from(tokens)).digest("hex").slice(0, 40);
 }
 
+/** No token id: it keeps a lead's end apart from the chunk's start in {@link leadHash}. */
+const leadEnd = 0xffffffff;
+
+/** The cache key hash of a chunk's lead version (ChunkKvSource.leadKv): the lead and the chunk's tokens. */
+export function leadHash(lead: readonly Token[], tokens: readonly Token[]): string {
+    return tokensHash([...lead, leadEnd as Token, ...tokens]);
+}
+
 /** A chunk's KV and where it came from. */
 export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
 
@@ -119,6 +127,35 @@ export class ChunkKvSource {
     /** The chunk cache's key for a chunk's tokens under this model and context settings. */
     private chunkKey(tokens: readonly Token[]) {
         return {fingerprint: this.parts.fingerprint, chunkHash: tokensHash(tokens), promptFormatVersion};
+    }
+
+    /** The key of a chunk's lead version (see {@link leadKv}): its lead and its tokens, apart from its plain version's. */
+    private leadKey(lead: readonly Token[], tokens: readonly Token[]) {
+        return {fingerprint: this.parts.fingerprint, chunkHash: leadHash(lead, tokens), promptFormatVersion};
+    }
+
+    /** Whether the cache's RAM or disk tier holds a chunk's lead version, without reading it. */
+    public leadCached(lead: readonly Token[], tokens: readonly Token[]): boolean {
+        return this.parts.cache.holds(this.leadKey(lead, tokens));
+    }
+
+    /**
+     * A chunk's *lead version*: its KV computed after `lead`, the tokens a prompt puts before its first source (the
+     * header and the label `[1]` with the chunk's path), so the prompt's first source holds exactly a full prefill's
+     * KV and needs no repair. From the cache's RAM or disk tier, or computed alone and cached (on disk after the
+     * question with `diskLater`). The plain version (after a BOS, {@link chunkKv}) serves every other place: caches
+     * computed after a first source's label made two-hop answers worse there (bench/RESULTS.md, session 12).
+     * `diskOnly` (background warming) leaves the RAM tier to the plain versions questions read.
+     */
+    public async leadKv(lead: Token[], tokens: Token[], options: {diskLater?: boolean, diskOnly?: boolean} = {}): Promise<ChunkKvLoad> {
+        const key = this.leadKey(lead, tokens);
+        const found = await this.lookUp(key, tokens, false);
+        if (found.hit) {
+            if (found.disk != null)
+                this.observeDiskLoads([found]);
+            return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
+        }
+        return this.computeAlone(key, lead, tokens, {...options, toDisk: true});
     }
 
     /** Whether the cache's RAM or disk tier holds a chunk's KV, without reading it. */
@@ -236,7 +273,19 @@ export class ChunkKvSource {
             return {body: found.body, loadedBytes: found.loadedBytes, hit: true, source: found.source};
 
         const bos = this.parts.model.tokens.bos;
-        const prefix = bos != null ? [bos] : [];
+        // A file the controller skipped is already on disk: encoding and writing it again would only add to the
+        // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
+        // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
+        return this.computeAlone(this.chunkKey(tokens), bos != null ? [bos] : [], tokens, {...options, toDisk: found.skippedDisk !== true});
+    }
+
+    /**
+     * Computes `tokens` after `prefix` on the small context, keeps the chunk's cells (positions prefix.length..) and
+     * caches them under `key`: in RAM now and on disk after the files queued before it with `diskLater`, on both now
+     * otherwise (or in RAM only when not `toDisk`; on disk only with `diskOnly`).
+     */
+    private async computeAlone(key: ReturnType<ChunkKvSource["chunkKey"]>, prefix: readonly Token[], tokens: Token[],
+        options: {diskLater?: boolean, toDisk: boolean, diskOnly?: boolean}): Promise<ChunkKvLoad> {
         const {body: full, ms: prefillMs} = await this.evaluateAlone([...prefix, ...tokens]);
         this.kvController.observePrefill(prefix.length + tokens.length, prefillMs);
         const order = full.cells.map((cell, index) => ({pos: cell.pos, index})).sort((a, b) => a.pos - b.pos);
@@ -244,19 +293,15 @@ export class ChunkKvSource {
             throw new Error("a fresh sequence's cells are not in position order; cannot slice the chunk out");
 
         const body = sliceCells(full, prefix.length, full.cells.length);
-        const key = this.chunkKey(tokens);
         const entry = {tokens: Int32Array.from(tokens), body, rope: this.parts.rope};
-        // A file the controller skipped is already on disk: encoding and writing it again would only add to the
-        // question's wait (a 512-token chunk of an 8B model is 64 MiB of f16: about 70 ms to encode on 16 threads
-        // at the codec's ~60 MB/s per thread, where an H200 prefills it in about 25 ms).
-        const toDisk = found.skippedDisk !== true;
+        const toDisk = options.toDisk;
         if (options.diskLater === true && toDisk) {
             // For the same reason a question's new chunk goes to the RAM tier now and to disk after the files queued
             // before it (the codec's encode, then the write): off the question's path, one encode at a time.
             await this.store(key, entry, {disk: false});
             this.diskStores = this.diskStores.then(() => this.store(key, entry, {ram: "leave"}));
         } else {
-            await this.store(key, entry, {disk: toDisk});
+            await this.store(key, entry, {disk: toDisk, ...(options.diskOnly === true ? {ram: false} : {})});
         }
         return {body, loadedBytes: 0, hit: false, source: {kvSource: "recompute", codecLevel: null, tokens: tokens.length, bytesRead: 0}};
     }

@@ -30,6 +30,11 @@ export type PreparedPrompt = {
     selectedPositions?: number[];
     /** The sources ([n]) recomputed whole because the question is about them (focus.ts; hkvd and chunk-head). */
     focusSources?: number[];
+    /**
+     * The sources ([n]) whose KV came as their lead version (ChunkKvSource.leadKv: the prompt's first source, exactly a
+     * full prefill's KV), reused without repair.
+     */
+    exactSources?: number[];
     /** Chunks with no cached KV that a full-prefill fallback left for BlendSession.cacheChunks after the answer. */
     uncachedChunks?: Token[][];
 };

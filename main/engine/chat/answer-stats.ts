@@ -51,6 +51,7 @@ export function answerStats(input: {
         kvResidentMs: prepared.kvResidentMs,
         ...(prepared.chunkKv != null ? {chunkKv: prepared.chunkKv, kvBytesRead: prepared.kvBytesRead ?? 0} : {}),
         ...(prepared.focusSources != null ? {focusSources: prepared.focusSources} : {}),
+        ...(prepared.exactSources != null && prepared.exactSources.length > 0 ? {exactSources: prepared.exactSources} : {}),
         selectMs: prepared.selectMs,
         recomputeMs: prepared.recomputeMs,
         fullPrefillEstimateMs: msPerToken * input.promptTokens,

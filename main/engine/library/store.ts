@@ -176,13 +176,13 @@ export class LibraryStore {
     }
 
     /** Chunk texts (committed ones only), in batches, for cache warming. */
-    public async* chunkTexts(folderId: string | null, batchSize = 256): AsyncGenerator<Array<{id: string, text: string}>> {
+    public async* chunkTexts(folderId: string | null, batchSize = 256): AsyncGenerator<Array<{id: string, path: string, text: string}>> {
         const where = folderId != null ? `folderId = ${sqlString(folderId)}` : undefined;
         const query = this.chunks.query().select(["id", "path", "docHash", "text"]);
         const rows = (await (where != null ? query.where(where) : query).toArray()) as ChunkRow[];
         const committed = await this.onlyCommitted(rows.map((row) => ({...row, score: 0})));
         for (let start = 0; start < committed.length; start += batchSize)
-            yield committed.slice(start, start + batchSize).map((row) => ({id: row.id, text: row.text}));
+            yield committed.slice(start, start + batchSize).map((row) => ({id: row.id, path: row.path, text: row.text}));
     }
 
     public async countChunks(folderId?: string): Promise<number> {
