@@ -17,6 +17,8 @@ import {ResidentTier} from "../../main/engine/kv/resident-tier.js";
 import {StoreFailures} from "../../main/engine/kv/store-failures.js";
 import {spliceIntoSequence, spliceSpecOf} from "../../main/engine/blend/splice.js";
 import {buildPrompt, type BuiltPrompt} from "../../main/engine/prompt.js";
+import {defaultFocus, nameTokenTest} from "../../main/engine/blend/focus.js";
+import {inFocusOrder} from "../../main/engine/blend/focus-order.js";
 import {blendSkipReason, nextLogits, storyQuestion, storySources} from "../helpers/blend-prompt.js";
 import {argmax, klDivergence, maxAbsDiff} from "../helpers/logits.js";
 import {makeTempDir, stories260kPath, testThreads} from "../helpers/paths.js";
@@ -132,6 +134,25 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         const diff = maxAbsDiff(resident.logits, host.logits);
         t.diagnostic(`hkvd 0.3 resident vs host: max |logit diff| ${diff.toExponential(2)}`);
         // both give the labels cells between the chunks' (placeholders here, zero rows on the host): the same cell order
+        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
+    });
+
+    it("places the first source's lead version from the tier too, so hkvd's parts stay all resident", async (t) => {
+        // The app's order: the question's focus first, whose lead version (exact as cached) replaces its recompute.
+        const ordered = inFocusOrder(prompt, sources, defaultFocus, nameTokenTest(model), (moved) => buildPrompt(model, question, moved, false)).prompt;
+        const tier = await blend.replaceResidentTier(undefined);
+        const host = await blend.prepare(ordered, "hkvd", 0.3);
+        const hostLogits = await nextLogits(sequence, host.tokensToEvaluate, vocabSize);
+        await blend.replaceResidentTier(tier);
+        await blend.prepare(ordered, "hkvd", 0.3);  // admits the lead version after it
+        await blend.admissionsSettled();
+        const resident = await blend.prepare(ordered, "hkvd", 0.3);
+        assert.deepEqual(resident.exactSources, [1]);
+        assert.deepEqual(resident.chunkKv?.map((chunk) => chunk.kvSource), ordered.segments.filter((s) => s.kind === "chunk").map(() => "resident"));
+        assert.equal(resident.kvBlobBytes, 0, "no host state was built");
+        assert.deepEqual(resident.selectedPositions, host.selectedPositions);
+        const diff = maxAbsDiff(await nextLogits(sequence, resident.tokensToEvaluate, vocabSize), hostLogits);
+        t.diagnostic(`hkvd 0.3 with the lead version resident vs host: max |logit diff| ${diff.toExponential(2)}`);
         assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
     });
 

@@ -20,7 +20,7 @@ import {
 import {blendSupportOf} from "./blend-support.js";
 import {chatKvLayout, defaultResidentBudgetBytes} from "./session-context.js";
 import {blendLayout} from "./blend-layout.js";
-import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, tokensHash} from "./chunk-kv-source.js";
+import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, leadHash, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
 import {fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {chunkHeadPositions, fusedSegmentsOf, recomputePlan} from "./recompute-plan.js";
@@ -211,11 +211,9 @@ export class BlendSession {
     }
 
     /**
-     * Computes and caches chunks a full-prefill fallback left uncached (PreparedPrompt.uncachedChunks), one after
-     * another on the session's small context, each to disk after it; call it once the answer is done, so they do not
-     * compete with its tokens. Resolves when all are computed, or after the chunk in progress once `stop` says so (a
-     * question waits) or {@link close} was called; a failure is counted, not thrown. The chat service runs it under the
-     * model lock, which unloading the model waits for, so a one-shot `weft ask` leaves them cached for the next question.
+     * Computes and caches the chunks a full-prefill fallback left (PreparedPrompt.uncachedChunks), one at a time, once
+     * the answer is done; stops after the chunk in progress when `stop` says so (a question waits) or on {@link close}.
+     * Failures are counted, not thrown. Run under the model lock, which unloading waits for (a one-shot `weft ask`).
      */
     public cacheChunks(chunks: readonly Token[][], options: {stop?: () => boolean} = {}): Promise<void> {
         this.caching = this.caching.then(async () => {
@@ -256,14 +254,14 @@ export class BlendSession {
         // reads and decodes (off the JS thread, on the addon's threads) overlap one another and the header's prefill,
         // instead of read, decode, splice one chunk after another. The controller plans them together, and the chunks
         // it recomputes (or the cache misses) start now too: on a GPU they are computed while the CPU decodes the rest.
-        // The chunks the question is about (focus.ts), recomputed whole by chunk-head and hkvd. The prompt's first source
-        // comes as its lead version (ChunkKvSource.leadKv: computed after the header and its label, exactly a full
-        // prefill's KV) when that is cached, or when it is a focus chunk, whose recompute computing it replaces.
+        // The first source comes as its lead version (ChunkKvSource.leadKv: exactly a full prefill's KV) when that is
+        // cached, or when the question is about it (focus.ts), whose whole recompute computing it replaces.
         const focusIndices = strategy === "naive" ? [] : questionFocus(layout.chunks.map(({segment}) => segment),
             prompt.tokens.slice(tailStart), options.focus ?? defaultFocus, this.isNameToken);
         const first = layout.chunks[0];
-        const leadFirst = strategy !== "naive" && first != null &&
-            (focusIndices.includes(0) || this.kvSource.leadCached(headerTokens, first.segment.tokens)) ? first : null;
+        const leadKey = first != null ? `lead:${leadHash(headerTokens, first.segment.tokens)}` : "";
+        const leadFirst = strategy !== "naive" && first != null && (focusIndices.includes(0) || tier?.has(leadKey) === true ||
+            this.kvSource.leadCached(headerTokens, first.segment.tokens)) ? first : null;
         const fromSource = layout.placed.flatMap(({segment}, index) =>
             segment.kind === "chunk" && segment !== leadFirst?.segment && tier?.has(`chunk:${tokensHash(segment.tokens)}`) !== true
                 ? [{index, tokens: segment.tokens}] : []);
@@ -295,7 +293,9 @@ export class BlendSession {
                 kvBytesRead: 0
             };
         }
-        const leadLoad = leadFirst != null ? this.kvSource.leadKv(headerTokens, leadFirst.segment.tokens, {diskLater: true}) : null;
+        // resident too, so that hkvd's label cells stay in order (withLabelCells: all parts resident, or none)
+        const residentLead = leadFirst != null ? tier?.get(leadKey) : undefined;
+        const leadLoad = leadFirst != null && residentLead == null ? this.kvSource.leadKv(headerTokens, leadFirst.segment.tokens, {diskLater: true}) : null;
         leadLoad?.catch(() => {});
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
         const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
@@ -322,10 +322,17 @@ export class BlendSession {
                 continue;
             if (segment === leadFirst?.segment) {
                 // cached right where the prompt puts it (after its lead): no move, no repair
+                if (residentLead != null) {
+                    parts.push({resident: residentLead, delta: 0});
+                    chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
+                    continue;
+                }
                 const {body, loadedBytes, source} = await leadLoad!;
                 kvBytesLoaded += loadedBytes;
                 chunkSources.push(source);
                 parts.push({body, delta: 0});
+                if (tier != null)
+                    toAdmit.push({key: leadKey, body});
                 continue;
             }
 
