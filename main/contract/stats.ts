@@ -62,8 +62,9 @@ export const AnswerStats = z.object({
     /** Per retrieved chunk, where its KV came from (blend strategies only). */
     chunkKv: z.array(ChunkKvStats).optional(),
     /**
-     * The sources ([n]) hkvd and chunk-head recomputed whole because the question is about them: the one sharing its
-     * rarest words, the one continuing it in its document, the one linked to it by a name.
+     * The sources ([n]) the question is about, which hkvd and chunk-head recompute whole (or take exact as cached, see
+     * exactSources): the one sharing its rarest words, the one continuing it in its document, the one linked to it by
+     * a name.
      */
     focusSources: z.array(z.number().int().positive()).optional(),
     /**

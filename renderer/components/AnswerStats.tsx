@@ -46,10 +46,17 @@ export function AnswerStats({stats}: {stats: Stats}) {
             {key: "selectMs", label: "Select", value: stats.selectMs, text: formatMs(stats.selectMs), hint: "Choosing the tokens to recompute"},
             {key: "recomputeMs", label: "Recompute", value: stats.recomputeMs, text: formatMs(stats.recomputeMs)}
         );
-    if (stats.focusSources != null && stats.focusSources.length > 0)
+    const exact = stats.exactSources ?? [];
+    const whole = (stats.focusSources ?? []).filter((n) => !exact.includes(n));
+    if (whole.length > 0)
         items.push({
-            key: "focusSources", label: "Recomputed whole", value: stats.focusSources.join(","), text: stats.focusSources.map((n) => `[${n}]`).join(" "),
+            key: "focusSources", label: "Recomputed whole", value: whole.join(","), text: whole.map((n) => `[${n}]`).join(" "),
             hint: "Sources the question is about, recomputed in full: the one sharing its rarest words, the one continuing it, the one a name links to it"
+        });
+    if (exact.length > 0)
+        items.push({
+            key: "exactSources", label: "Exact as cached", value: exact.join(","), text: exact.map((n) => `[${n}]`).join(" "),
+            hint: "The first source, cached after the prompt's header and its own label: exactly a full prefill's KV, nothing to recompute"
         });
 
     return (
