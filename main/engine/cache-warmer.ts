@@ -12,7 +12,14 @@ export class WarmUnavailable extends Error {
 export type WarmChunkOutcome = "cached" | "computed" | "yielded";
 
 /** A library chunk to warm: a chunk's KV is computed after its document's label (prompt.ts, chunkLead). */
-export type WarmChunk = {path: string, text: string};
+export type WarmChunk = {
+    path: string, text: string,
+    /**
+     * "plain": its KV after a BOS, for any place in a prompt; "lead": its lead version, for when it is a prompt's first
+     * source (ChunkKvSource.leadKv). A pass lists every plain version before any lead version.
+     */
+    version: "plain" | "lead"
+};
 
 /**
  * What the warmer needs from the engine; the engine implements it around its model lock and chunk cache. The warmer

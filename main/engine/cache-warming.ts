@@ -8,6 +8,11 @@ import type {LibraryHost} from "./library-host.js";
 import type {ModelHost} from "./model-host.js";
 import {firstSourceLead} from "./prompt.js";
 
+/** Whether the disk tier has room for one more file of its average size without evicting. */
+export function diskHasRoom(disk: {entries: number, bytes: number, budgetBytes: number}): boolean {
+    return disk.budgetBytes > 0 && disk.budgetBytes - disk.bytes >= (disk.entries > 0 ? disk.bytes / disk.entries : 0);
+}
+
 /** The shortest gap between two `watchCacheWarm` events. */
 const cacheWarmEventMs = 150;
 
@@ -26,7 +31,11 @@ export class CacheWarming {
     }) {
         this.warmer = new CacheWarmer({
             activeModelId: () => deps.activeModelId(),
-            listChunks: () => deps.library.listChunkTexts(),
+            // every chunk's plain version, then every lead version
+            listChunks: async () => {
+                const chunks = await deps.library.listChunkTexts();
+                return [...chunks.map((chunk) => ({...chunk, version: "plain" as const})), ...chunks.map((chunk) => ({...chunk, version: "lead" as const}))];
+            },
             whenForegroundIdle: (signal) => deps.foreground.whenIdle(signal),
             warmChunk: (modelId, chunk) => this.warmChunkInBackground(modelId, chunk),
             diskEvictions: async () => (await deps.host.chunkCache()).stats().disk.evictions
@@ -62,19 +71,11 @@ export class CacheWarming {
     }
 
     /**
-     * One chunk of background warming: its plain KV (after a BOS), then its lead version (for when it is a prompt's
-     * first source, ChunkKvSource.leadKv), each under the model lock on its own, giving the lock straight back when a
-     * question waits (the chunk is then tried again, its plain KV a cheap hit).
+     * One chunk version of background warming, under the model lock, which it gives straight back when a question
+     * waits. A lead version the disk has no room left for is left out: a question computes it when it needs it, in
+     * place of the whole recompute it saves, where a plain version it lacks costs it a computation.
      */
-    private async warmChunkInBackground(modelId: string, chunk: WarmChunk): Promise<WarmChunkOutcome> {
-        const plain = await this.warmVersion(modelId, chunk, "plain");
-        if (plain === "yielded")
-            return plain;
-        const lead = await this.warmVersion(modelId, chunk, "lead");
-        return lead === "yielded" ? lead : plain === "computed" || lead === "computed" ? "computed" : "cached";
-    }
-
-    private async warmVersion(modelId: string, {path: chunkPath, text}: WarmChunk, version: "plain" | "lead"): Promise<WarmChunkOutcome> {
+    private async warmChunkInBackground(modelId: string, {path: chunkPath, text, version}: WarmChunk): Promise<WarmChunkOutcome> {
         const {host} = this.deps;
         return host.withLock(async () => {
             if (this.deps.isClosed() || this.deps.foreground.busy)
@@ -99,7 +100,7 @@ export class CacheWarming {
             if (version === "lead") {
                 // on disk only: the RAM tier stays with the plain versions every question reads
                 const lead = firstSourceLead(loaded.model, chunkPath, loaded.info.hasChatTemplate);
-                if (blend.value.leadCached(lead, tokens))
+                if (blend.value.leadCached(lead, tokens) || !diskHasRoom((await host.chunkCache()).stats().disk))
                     return "cached";
                 return (await blend.value.leadKv(lead, tokens, {diskOnly: true})).hit ? "cached" : "computed";
             }
