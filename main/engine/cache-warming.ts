@@ -137,7 +137,9 @@ export class CacheWarming {
                     const tokens = loaded.model.tokenize(chunk.text);
                     const lead = firstSourceLead(loaded.model, chunk.path, loaded.info.hasChatTemplate);
                     const plain = await blend.value.chunkKv(tokens);
-                    const leadVersion = tokens.length > 0 ? await blend.value.leadKv(lead, tokens, {diskOnly: true}) : plain;
+                    // the lead version (on disk only) while the disk has room, as background warming does
+                    const leadVersion = tokens.length > 0 && !blend.value.leadCached(lead, tokens) && diskHasRoom((await host.chunkCache()).stats().disk)
+                        ? await blend.value.leadKv(lead, tokens, {diskOnly: true}) : plain;
                     if (!plain.hit || !leadVersion.hit)
                         computed++;
                 });
