@@ -7,6 +7,9 @@ import {folderIdFor} from "./library/store.js";
 import type {LibraryHost} from "./library-host.js";
 import type {ModelHost} from "./model-host.js";
 import {firstSourceLead} from "./prompt.js";
+import type {BlendSession} from "./blend/blend.js";
+import type {LoadedModel} from "./llama-runtime.js";
+import type {Token} from "node-llama-cpp";
 
 /** Whether the disk tier has room for one more file of its average size without evicting. */
 export function diskHasRoom(disk: {entries: number, bytes: number, budgetBytes: number}): boolean {
@@ -97,18 +100,24 @@ export class CacheWarming {
             // resident tier has room for it.
             if (tokens.length === 0)
                 return "cached";
-            if (version === "lead") {
-                // on disk only: the RAM tier stays with the plain versions every question reads
-                const lead = firstSourceLead(loaded.model, chunkPath, loaded.info.hasChatTemplate);
-                if (blend.value.leadCached(lead, tokens) || !diskHasRoom((await host.chunkCache()).stats().disk))
-                    return "cached";
-                return (await blend.value.leadKv(lead, tokens, {diskOnly: true})).hit ? "cached" : "computed";
-            }
+            if (version === "lead")
+                return this.warmLead(loaded, blend.value, chunkPath, tokens);
             const loadedKv = await blend.value.chunkCachedOnDisk(tokens) ? null : await blend.value.chunkKv(tokens);
             // On a GPU, also into the resident tier while it has free room (a no-op without one).
             await blend.value.warmResidentChunk(tokens, loadedKv?.body);
             return loadedKv == null || loadedKv.hit ? "cached" : "computed";
         });
+    }
+
+    /**
+     * A chunk's lead version (for when it is a prompt's first source), to disk only, so the RAM tier stays with the plain
+     * versions every question reads, and only while the disk has room without evicting. Callers hold the model lock.
+     */
+    private async warmLead(loaded: LoadedModel, blend: BlendSession, chunkPath: string, tokens: Token[]): Promise<"cached" | "computed"> {
+        const lead = firstSourceLead(loaded.model, chunkPath, loaded.info.hasChatTemplate);
+        if (blend.leadCached(lead, tokens) || !diskHasRoom((await this.deps.host.chunkCache()).stats().disk))
+            return "cached";
+        return (await blend.leadKv(lead, tokens, {diskOnly: true})).hit ? "cached" : "computed";
     }
 
     /**
@@ -135,12 +144,9 @@ export class CacheWarming {
                         throw new EngineError("internal", `cannot build chunk KV caches here: ${blend.reason}`);
 
                     const tokens = loaded.model.tokenize(chunk.text);
-                    const lead = firstSourceLead(loaded.model, chunk.path, loaded.info.hasChatTemplate);
                     const plain = await blend.value.chunkKv(tokens);
-                    // the lead version (on disk only) while the disk has room, as background warming does
-                    const leadVersion = tokens.length > 0 && !blend.value.leadCached(lead, tokens) && diskHasRoom((await host.chunkCache()).stats().disk)
-                        ? await blend.value.leadKv(lead, tokens, {diskOnly: true}) : plain;
-                    if (!plain.hit || !leadVersion.hit)
+                    const lead = tokens.length > 0 ? await this.warmLead(loaded, blend.value, chunk.path, tokens) : "cached";
+                    if (!plain.hit || lead === "computed")
                         computed++;
                 });
                 done++;

@@ -19,7 +19,7 @@ import {
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
 import {chatKvLayout, defaultResidentBudgetBytes} from "./session-context.js";
-import {blendLayout} from "./blend-layout.js";
+import {type BlendLayout, blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, leadHash, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
 import {fusedBlendUnavailable, runFusedBlend} from "./fused.js";
@@ -269,14 +269,10 @@ export class BlendSession {
         const uncachedTokens = uncached.reduce((sum, {tokens}) => sum + tokens.length, 0);
         const computeMs = uncachedTokens > 0 ? this.kvController.computeAloneMs(uncachedTokens) : null;
         if (computeMs != null && options.fullPrefillMs != null && computeMs > (1 - ratio) * options.fullPrefillMs) {
-            const prepared = await prepareFull(this.sequence, prompt.tokens);
             return {
-                ...prepared,
-                fallbackReason: `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks have no cached KV yet ` +
-                    `(${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens); computing them before the blend ` +
-                    `(about ${Math.round(computeMs)} ms) would take longer than a full prefill (about ${Math.round(options.fullPrefillMs)} ms); used full prefill`,
-                chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
-                kvBytesRead: 0,
+                ...await this.fullPrefillInstead(prompt, layout, `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks ` +
+                    `have no cached KV yet (${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens); computing them before the ` +
+                    `blend (about ${Math.round(computeMs)} ms) would take longer than a full prefill (about ${Math.round(options.fullPrefillMs)} ms)`),
                 uncachedChunks: uncached.map(({tokens}) => tokens)
             };
         }
@@ -284,14 +280,8 @@ export class BlendSession {
         // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
         // and decodes 8k tokens' KV in ~400 ms and prefills them in ~380): then the answer is a full prefill, and says so.
         if (plan.wait != null && options.fullPrefillMs != null && plan.wait.scaledMs > options.fullPrefillMs) {
-            const prepared = await prepareFull(this.sequence, prompt.tokens);
-            return {
-                ...prepared,
-                fallbackReason: `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) is slower than a ` +
-                    `full prefill (about ${Math.round(options.fullPrefillMs)} ms); used full prefill`,
-                chunkKv: fromSource.map((chunk) => ({kvSource: "recompute" as const, codecLevel: null, tokens: chunk.tokens.length, bytesRead: 0})),
-                kvBytesRead: 0
-            };
+            return this.fullPrefillInstead(prompt, layout, `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) ` +
+                `is slower than a full prefill (about ${Math.round(options.fullPrefillMs)} ms)`);
         }
         // resident too, so that hkvd's label cells stay in order (withLabelCells: all parts resident, or none)
         const residentLead = leadFirst != null ? tier?.get(leadKey) : undefined;
@@ -430,6 +420,14 @@ export class BlendSession {
             ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
             ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {}),
             exactSources: leadFirst?.segment.source != null ? [leadFirst.segment.source.n] : []
+        };
+    }
+
+    /** A full prefill in place of the blend, saying why; every chunk counts as recomputed. */
+    private async fullPrefillInstead(prompt: BuiltPrompt, layout: BlendLayout, why: string): Promise<PreparedPrompt> {
+        return {
+            ...await prepareFull(this.sequence, prompt.tokens), fallbackReason: `${why}; used full prefill`, kvBytesRead: 0,
+            chunkKv: layout.chunks.map(({segment}) => ({kvSource: "recompute" as const, codecLevel: null, tokens: segment.tokens.length, bytesRead: 0}))
         };
     }
 
