@@ -25,7 +25,7 @@ export const ChatRequest = z.object({
     topK: z.number().int().min(0).max(32).default(4),
     /** Absent means `auto`. */
     strategy: RequestedStrategy.optional(),
-    /** The share of reused chunk tokens hkvd and chunk-head recompute (`auto` brings its own). */
+    /** The share of the chunk tokens hkvd and chunk-head recompute, their focus chunks included (`auto` brings its own). */
     ratio: z.number().min(0).max(1).default(0.15)
 });
 export type ChatRequest = z.input<typeof ChatRequest>;

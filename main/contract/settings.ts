@@ -12,7 +12,7 @@ const bytes = z.number().int().nonnegative().max(1024 * GiB);
 export const UserSettings = z.object({
     /** The strategy questions use; "auto" lets the engine choose (main/engine/blend/auto.ts: chunk-head 0.15 today). */
     strategy: z.enum(["auto", ...Strategy.options]).default("auto"),
-    /** The share of reused chunk tokens hkvd and chunk-head recompute. */
+    /** The share of the chunk tokens hkvd and chunk-head recompute, their focus chunks included. */
     ratio: z.number().min(0).max(1).default(0.15),
     ramCacheBytes: bytes.min(16 * 1024 ** 2).default(GiB),
     diskCacheBytes: bytes.min(16 * 1024 ** 2).default(8 * GiB),

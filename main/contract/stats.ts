@@ -39,7 +39,7 @@ export const AnswerStats = z.object({
     backend: Backend,
     modelId: z.string(),
     strategy: Strategy,
-    /** The share of reused tokens the strategy recomputes (hkvd, chunk-head); 0 for the others. */
+    /** The share of the chunk tokens the strategy aims to recompute, focus included (hkvd, chunk-head); 0 for the others. */
     ratio: z.number().min(0).max(1),
     /** Why the engine used a different strategy than the one asked for, if it did. */
     strategyFallbackReason: z.string().optional(),

@@ -161,17 +161,27 @@ describe("hkvd's fused blend decode on stories260K (CPU, patched build, flash at
         const ratio = 0.25;
         const prepared = await blend.prepare(prompt, "hkvd", ratio);
         const selected = new Set(prepared.selectedPositions!);
+        // ratio is the share of all chunk tokens: the focus takes its part, the others share the rest (a third of the
+        // ratio at least, the ratio at most)
+        const lengthOf = (indices: number[]) => indices.reduce((sum, index) => sum + chunks[index]!.tokens.length, 0);
+        const others = chunks.map((_, index) => index).filter((index) => !focus.includes(index));
+        const share = Math.min(ratio, Math.max(ratio / 3, (ratio * lengthOf(chunks.map((_, index) => index)) - lengthOf(focus)) / lengthOf(others)));
+        assert.ok(share < ratio, "the focus takes part of the budget");
         let expected = 0;
         chunks.forEach(({start, tokens}, index) => {
             const got = tokens.filter((_, offset) => selected.has(start + offset)).length;
             const whole = focus.includes(index);
-            assert.equal(got, whole ? tokens.length : fusedKeep(tokens.length, ratio), `chunk ${index}${whole ? " (focus)" : ""}`);
+            assert.equal(got, whole ? tokens.length : fusedKeep(tokens.length, share), `chunk ${index}${whole ? " (focus)" : ""}`);
             expected += got;
         });
         assert.equal(prepared.recomputedTokens, expected);
-        // The control: without focus the same chunk keeps only its share.
+        // The control: without focus the same chunk keeps only its share, and every chunk the whole ratio.
         const plain = await blend.prepare(prompt, "hkvd", ratio, {focus: noFocus});
-        assert.ok(plain.recomputedTokens < prepared.recomputedTokens);
+        const plainSelected = new Set(plain.selectedPositions!);
+        for (const index of focus) {
+            const {start, tokens} = chunks[index]!;
+            assert.ok(tokens.filter((_, offset) => plainSelected.has(start + offset)).length < tokens.length, `focus chunk ${index} without focus`);
+        }
         t.diagnostic(`focus chunks ${focus.join(", ")}: ${prepared.recomputedTokens} recomputed, ${plain.recomputedTokens} without focus`);
     });
 

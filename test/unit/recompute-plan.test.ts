@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import {describe, it} from "node:test";
 import type {Token} from "node-llama-cpp";
 import {blendLayout} from "../../main/engine/blend/blend-layout.js";
-import {chunkHeadPositions, fusedSegmentsOf, recomputePlan} from "../../main/engine/blend/recompute-plan.js";
+import {chunkHeadPositions, fusedSegmentsOf, otherChunkFloor, otherChunkShare, recomputePlan} from "../../main/engine/blend/recompute-plan.js";
 import type {BuiltPrompt, PromptSegment} from "../../main/engine/prompt.js";
 
 const t = (count: number, base: number) => Array.from({length: count}, (_, index) => (base + index) as Token);
@@ -51,5 +51,20 @@ describe("which positions chunk-head and hkvd recompute (recompute-plan.ts)", ()
             {start: layout.tailStart, length: 2, forced: true}
         ]);
         assert.ok(segments.every((segment) => segment.start !== a.start));
+    });
+
+    it("counts the focus in the ratio: the other chunks share what the focus leaves of it", () => {
+        // 30 chunk tokens at 0.4: a budget of 12, the focus B takes 10, C (A is exact) gets 2 of its 10
+        assert.ok(Math.abs(otherChunkShare(layout, recomputePlan(layout, [b], a), 0.4) - 0.2) < 1e-12);
+        assert.deepEqual(chunkHeadPositions(layout, recomputePlan(layout, [b], a), otherChunkShare(layout, recomputePlan(layout, [b], a), 0.4)),
+            [...range(b.start, 10), ...range(c.start, 2)]);
+        // a focus past the budget leaves the others their floor
+        assert.ok(Math.abs(otherChunkShare(layout, recomputePlan(layout, [b], a), 0.2) - otherChunkFloor * 0.2) < 1e-12);
+        assert.ok(otherChunkFloor > 0 && otherChunkFloor < 1);
+        // without focus every chunk gets the ratio, and never more (an exact chunk does not raise the others' share)
+        assert.equal(otherChunkShare(layout, recomputePlan(layout, [], null), 0.15), 0.15);
+        assert.equal(otherChunkShare(layout, recomputePlan(layout, [], a), 0.2), 0.2);
+        // nothing left to share
+        assert.equal(otherChunkShare(layout, recomputePlan(layout, [b, c], a), 0.9), 0);
     });
 });

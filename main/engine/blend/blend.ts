@@ -23,7 +23,7 @@ import {type BlendLayout, blendLayout} from "./blend-layout.js";
 import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, leadHash, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
 import {fusedBlendUnavailable, runFusedBlend} from "./fused.js";
-import {chunkHeadPositions, fusedSegmentsOf, recomputePlan} from "./recompute-plan.js";
+import {chunkHeadPositions, fusedSegmentsOf, otherChunkShare, recomputePlan} from "./recompute-plan.js";
 import {recomputeAt} from "./recompute.js";
 import {type BlendPrepareOptions, type PreparedPrompt, prepareFull} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
@@ -354,8 +354,9 @@ export class BlendSession {
         // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
         const focus = focusIndices.map((index) => layout.chunks[index]!);
         const toRecompute = recomputePlan(layout, focus, leadFirst);
+        const share = otherChunkShare(layout, toRecompute, ratio);
         const selectStartedAt = performance.now();
-        let selected: number[] = strategy === "chunk-head" ? chunkHeadPositions(layout, toRecompute, ratio) : [];
+        let selected: number[] = strategy === "chunk-head" ? chunkHeadPositions(layout, toRecompute, share) : [];
         const selectMs = performance.now() - selectStartedAt;
 
         const spliceStartedAt = performance.now();
@@ -386,7 +387,7 @@ export class BlendSession {
             // tokens and the new ones; each chunk's selection is its own top share by the check layer's K deviation.
             const run = await runFusedBlend(this.sequence, prompt.tokens, fusedSegmentsOf(layout, toRecompute, tailInBatch.length),
                 // the decodes' host phases only when a trace sink asks (the GPU benchmark): the product passes none
-                {ratio, batchSize: decodeBatchSize(this.context), checkLayer: options.checkLayer ?? selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
+                {ratio: share, batchSize: decodeBatchSize(this.context), checkLayer: options.checkLayer ?? selectionLayer, mask: options.fusedMask, phases: options.trace?.fusedPhases === true});
             selected = [...run.selected, ...toRecompute.focusPositions].sort((a, b) => a - b);
             options.trace?.fused?.({decodes: run.decodes, decodeMs: run.decodeMs, decodeMsEach: run.decodeMsEach,
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});

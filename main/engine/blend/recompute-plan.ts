@@ -46,3 +46,25 @@ export function fusedSegmentsOf(layout: BlendLayout, plan: RecomputePlan, tailIn
         segments.push({start: layout.tailStart, length: tailInBatch, forced: true});
     return segments;
 }
+
+/**
+ * The least share of its ratio every other chunk keeps, however much of the budget the focus takes: a guard for a
+ * focus that misses part of what the answer needs. On the answer model's seed-8 questions, one two-hop question was
+ * answered wrong with the others at 0 (by chunk-head and hkvd) and right with them at a third of 0.15
+ * (bench/RESULTS.md, session 13).
+ */
+export const otherChunkFloor = 1 / 3;
+
+/**
+ * The share of each other chunk (not focus, not exact) recomputed when `ratio` is the share of all chunk tokens a
+ * blend recomputes: what the focus chunks leave of that budget, spread over the others, at least
+ * {@link otherChunkFloor} of the ratio and at most the ratio.
+ */
+export function otherChunkShare(layout: BlendLayout, plan: RecomputePlan, ratio: number): number {
+    const others = layout.chunks.filter(({start}) => !plan.focusStarts.has(start) && !plan.exactStarts.has(start))
+        .reduce((sum, {segment}) => sum + segment.tokens.length, 0);
+    if (others === 0)
+        return 0;
+    const left = (ratio * layout.chunkTokenCount - plan.focusPositions.length) / others;
+    return Math.min(ratio, Math.max(otherChunkFloor * ratio, left));
+}

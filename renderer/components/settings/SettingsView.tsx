@@ -31,7 +31,7 @@ export function SettingsView() {
                 <SelectSetting label="KV strategy" value={settings.strategy} options={strategies}
                     onChange={(strategy) => change({strategy})} hint="How each answer's prompt KV cache is built" />
                 <NumberSetting label="Recompute ratio" value={settings.ratio} min={0} max={1} step={0.05}
-                    onChange={(ratio) => change({ratio: ratio ?? 0.15})} hint="Share of reused chunk tokens hkvd and chunk-head recompute" />
+                    onChange={(ratio) => change({ratio: ratio ?? 0.15})} hint="Share of the chunk tokens hkvd and chunk-head recompute, the question's own sources included" />
                 <SelectSetting label="Theme" value={settings.theme} options={[["system", "System"], ["light", "Light"], ["dark", "Dark"]]}
                     onChange={(theme) => change({theme})} />
             </fieldset>
