@@ -230,10 +230,11 @@ struct DecodeJob {
         uint8_t* owned = output;
         output = nullptr;
         const size_t length = outputBytes;
-        Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t) length);
-        Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::NewOrCopy(env, owned, length, [length](Napi::Env finalizeEnv, uint8_t* bytes) {
+        // V8 counts an ArrayBuffer's bytes as external memory itself (its ArrayBufferSweeper), external backing stores
+        // included, until the buffer is collected. Reporting them again here counted every decoded body twice, which
+        // doubled the external-memory pressure that makes V8 collect during a cold question's loads.
+        Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::NewOrCopy(env, owned, length, [](Napi::Env, uint8_t* bytes) {
             freeOutput(bytes);
-            Napi::MemoryManagement::AdjustExternalMemory(finalizeEnv, -(int64_t) length);
         });
         Napi::ArrayBuffer arrayBuffer = buffer.ArrayBuffer();
         const size_t base = buffer.ByteOffset();
