@@ -12,6 +12,8 @@ import os from "node:os";
 import path from "node:path";
 import {getLlama, LlamaLogLevel, type LlamaContextSequence, type Token} from "node-llama-cpp";
 import {type BlendSession, openBlendSession} from "../main/engine/blend/blend.js";
+import {createModelContext} from "../main/engine/context-batch.js";
+import {decodeBatchSize} from "../main/engine/native/native-addon.js";
 import {defaultFocus, type FocusOptions, nameTokenTest} from "../main/engine/blend/focus.js";
 import {inFocusOrder} from "../main/engine/blend/focus-order.js";
 import {ChunkKvCache} from "../main/engine/kv/chunk-cache.js";
@@ -167,9 +169,10 @@ await withTempDir("ttft", async (dir) => {
     const llama = await getLlama({gpu: false, maxThreads: threads, build: "never", logLevel: LlamaLogLevel.error});
     const model = await llama.loadModel({modelPath});
     const contextSize = Math.max(...sizes) + 64;
-    // As the app creates it (llama-runtime.ts): default batch size and flash attention setting.
-    const context = await model.createContext({
-        contextSize, threads, sequences: 1, ...(flashAttentionArg !== "auto" ? {flashAttention: flashAttentionArg === "on"} : {})
+    // As the app creates it (context-batch.ts): node-llama-cpp's 512 tokens per decode, the ubatch of Weft's own decodes
+    // where RAM has room, and the flash attention setting.
+    const context = await createModelContext(llama, model, {
+        contextSize, threads, ...(flashAttentionArg !== "auto" ? {flashAttention: flashAttentionArg === "on"} : {})
     });
     const sequence = context.getSequence();
     // The app's budgets (engine.ts): a 1 GiB RAM tier keeps every chunk of these contexts in RAM.
@@ -335,7 +338,7 @@ await withTempDir("ttft", async (dir) => {
     report.note("");
     report.note(`model ${path.basename(modelPath)} (${layers === 8 ? "bench-8x512 weights: " : ""}${layers} layers x 512, f16, llama-spm vocab; context_length 16384); ` +
         `${cpuModel()}, ${os.availableParallelism()} cores, threads ${threads}, flash attention ${blend.flashAttention ? "on" : "off"}` +
-        `${flashAttentionArg === "auto" ? " (auto, as the app)" : ""}, batch ${context.batchSize}; median of ${runs} runs, interleaved.`);
+        `${flashAttentionArg === "auto" ? " (auto, as the app)" : ""}, batch ${context.batchSize} (Weft's own decodes: ${decodeBatchSize(context)}); median of ${runs} runs, interleaved.`);
     report.note("TTFT = prepare (clear or load KV, select, recompute) + evaluate the rest of the prompt with logits on its last token. " +
         "load = chunk KVs from the RAM tier + RoPE shift + header + splice into the sequence; question = evaluating the tail " +
         "(all of the prompt for full and prefix); other = the rest of prepare (clearing, bookkeeping).");

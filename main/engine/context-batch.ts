@@ -1,5 +1,6 @@
 // A context's batch sizes: how many tokens node-llama-cpp feeds per decode, and the ubatch Weft's own decodes may fill.
 // Kept apart from llama-runtime.ts (and the contract it imports) so the GPU benchmark creates its context the app's way.
+import os from "node:os";
 import type {Llama, LlamaContext, LlamaModel} from "node-llama-cpp";
 import {limitEvaluationBatch} from "./native/native-addon.js";
 
@@ -16,7 +17,14 @@ export function evaluationBatchSize(llama: Llama, contextSize: number): number {
 
 /** The GPU context's ubatch where the card has room for it: one fused blend decode may hold this many tokens. */
 export const gpuDecodeBatchTokens = 8192;
-/** VRAM left free beside a context of the larger ubatch (the resident chunk tier and other allocations live there). */
+/**
+ * The CPU context's ubatch where RAM has room for it. At 512 a blend's own decodes were split: hkvd's fused blend of a
+ * 4k prompt into 8 decodes, each carrying one label's ~17 tokens through every layer in a query tile that costs what 64
+ * rows cost, and chunk-head's recompute into two. On the 32-layer bench model at 4k tokens (bench/RESULTS.md, session
+ * 13) 4096 took hkvd 0.15 from 0.261 to 0.198 of a full prefill and chunk-head from 0.193 to 0.169.
+ */
+export const cpuDecodeBatchTokens = 4096;
+/** VRAM (or RAM, on a CPU) left free beside a context of the larger ubatch (the resident chunk tier and other allocations live there). */
 export const decodeBatchHeadroomBytes = 4 * 1024 ** 3;
 
 /**
@@ -30,11 +38,14 @@ export const decodeBatchHeadroomBytes = 4 * 1024 ** 3;
 export function chooseDecodeBatch(options: {
     contextSize: number,
     evaluationTokens: number,
+    /** Free memory of the device that holds the context: VRAM, or RAM for a CPU context. */
     freeVramBytes: number,
-    /** node-llama-cpp's VRAM estimate for this context with a ubatch of `gpuDecodeBatchTokens` */
-    contextVramBytes: number
+    /** node-llama-cpp's estimate of that memory for this context with a ubatch of `maxTokens` */
+    contextVramBytes: number,
+    /** The ubatch wanted: `gpuDecodeBatchTokens` (default) or `cpuDecodeBatchTokens`. */
+    maxTokens?: number
 }): number {
-    const tokens = Math.min(options.contextSize, gpuDecodeBatchTokens);
+    const tokens = Math.min(options.contextSize, options.maxTokens ?? gpuDecodeBatchTokens);
     if (tokens <= options.evaluationTokens)
         return options.evaluationTokens;
     const maskBytes = options.contextSize * tokens * 6;
@@ -42,8 +53,8 @@ export function chooseDecodeBatch(options: {
 }
 
 /**
- * One sequence's context with Weft's batch sizes: node-llama-cpp feeds `evaluationBatchSize` tokens per decode, and on
- * a GPU with room the ubatch is `chooseDecodeBatch`'s larger one for Weft's own decodes (limitEvaluationBatch).
+ * One sequence's context with Weft's batch sizes: node-llama-cpp feeds `evaluationBatchSize` tokens per decode, and
+ * where the device has room the ubatch is `chooseDecodeBatch`'s larger one for Weft's own decodes (limitEvaluationBatch).
  */
 export async function createModelContext(llama: Llama, model: LlamaModel, options: {contextSize: number, threads: number, flashAttention?: boolean}):
     Promise<LlamaContext> {
@@ -51,13 +62,16 @@ export async function createModelContext(llama: Llama, model: LlamaModel, option
     const evaluationTokens = evaluationBatchSize(llama, contextSize);
     const flash = options.flashAttention != null ? {flashAttention: options.flashAttention} : {};
     let batchSize = evaluationTokens;
-    if (llama.gpu !== false && Math.min(contextSize, gpuDecodeBatchTokens) > evaluationTokens) {
+    const cpu = llama.gpu === false;
+    const maxTokens = cpu ? cpuDecodeBatchTokens : gpuDecodeBatchTokens;
+    if (Math.min(contextSize, maxTokens) > evaluationTokens) {
         try {
+            const estimate = await model.fileInsights.estimateContextResourceRequirementsV2({
+                contextSize, modelGpuLayers: model.gpuLayers, batchSize: Math.min(contextSize, maxTokens), sequences: 1, ...flash
+            });
             batchSize = chooseDecodeBatch({
-                contextSize, evaluationTokens, freeVramBytes: (await llama.getVramState()).free,
-                contextVramBytes: (await model.fileInsights.estimateContextResourceRequirementsV2({
-                    contextSize, modelGpuLayers: model.gpuLayers, batchSize: Math.min(contextSize, gpuDecodeBatchTokens), sequences: 1, ...flash
-                })).gpuVram
+                contextSize, evaluationTokens, maxTokens, freeVramBytes: cpu ? os.freemem() : (await llama.getVramState()).free,
+                contextVramBytes: cpu ? estimate.cpuRam : estimate.gpuVram
             });
         } catch {
             // no estimate for this model or device: the ubatch node-llama-cpp feeds

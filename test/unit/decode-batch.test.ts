@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {describe, it} from "node:test";
-import {chooseDecodeBatch, decodeBatchHeadroomBytes, gpuDecodeBatchTokens} from "../../main/engine/context-batch.js";
+import {chooseDecodeBatch, cpuDecodeBatchTokens, decodeBatchHeadroomBytes, gpuDecodeBatchTokens} from "../../main/engine/context-batch.js";
 
 const GiB = 1024 ** 3;
 
@@ -20,5 +20,16 @@ describe("chooseDecodeBatch: the GPU context's ubatch", () => {
 
     it("never exceeds the context", () => {
         assert.equal(chooseDecodeBatch({contextSize: 4096, evaluationTokens: 2048, freeVramBytes: 100 * GiB, contextVramBytes: GiB}), 4096);
+    });
+});
+
+describe("chooseDecodeBatch: the CPU context's ubatch", () => {
+    it("takes cpuDecodeBatchTokens where RAM holds the context, its mask and the headroom, else node-llama-cpp's 512", () => {
+        const contextSize = 8192;
+        const need = 2 * GiB + contextSize * cpuDecodeBatchTokens * 6 + decodeBatchHeadroomBytes;
+        assert.equal(chooseDecodeBatch({contextSize, evaluationTokens: 512, freeVramBytes: need, contextVramBytes: 2 * GiB, maxTokens: cpuDecodeBatchTokens}),
+            cpuDecodeBatchTokens);
+        assert.equal(chooseDecodeBatch({contextSize, evaluationTokens: 512, freeVramBytes: need - 1, contextVramBytes: 2 * GiB, maxTokens: cpuDecodeBatchTokens}), 512);
+        assert.ok(cpuDecodeBatchTokens < gpuDecodeBatchTokens, "a CPU context keeps the smaller compute buffers");
     });
 });
