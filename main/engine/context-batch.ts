@@ -20,8 +20,9 @@ export const gpuDecodeBatchTokens = 8192;
 /**
  * The CPU context's ubatch where RAM has room for it. At 512 a blend's own decodes were split: hkvd's fused blend of a
  * 4k prompt into 8 decodes, each carrying one label's ~17 tokens through every layer in a query tile that costs what 64
- * rows cost, and chunk-head's recompute into two. On the 32-layer bench model at 4k tokens (bench/RESULTS.md, session
- * 13) 4096 took hkvd 0.15 from 0.261 to 0.198 of a full prefill and chunk-head from 0.193 to 0.169.
+ * rows cost, and chunk-head's recompute into two. On the 32-layer bench model at 4k tokens (`npm run bench -- ttft
+ * --layers 32`, bench/RESULTS.md, session 13) 4096 took hkvd 0.15 from 6,254 to 5,284 ms (0.261 to 0.232 of a full
+ * prefill).
  */
 export const cpuDecodeBatchTokens = 4096;
 /** VRAM (or RAM, on a CPU) left free beside a context of the larger ubatch (the resident chunk tier and other allocations live there). */
@@ -33,15 +34,16 @@ export const decodeBatchHeadroomBytes = 4 * 1024 ** 3;
  * decode per ubatch, each streaming the weights once: on the H200 at 32k tokens, ubatch 8192 took hkvd 0.15 from 881 to
  * 683 ms (at 8k, 150 against 147: two decodes instead of five, each waiting on its own host work). A larger ubatch
  * costs compute buffers (node-llama-cpp's estimate) and patch 0008's in-graph causal mask (F32 and F16, n_ctx x
- * ubatch), so it is taken only where the GPU has that and `decodeBatchHeadroomBytes` free besides.
+ * ubatch), so it is taken only where the device (the GPU, or RAM for a CPU context) has that and `decodeBatchHeadroomBytes` free
+ * besides.
  */
 export function chooseDecodeBatch(options: {
     contextSize: number,
     evaluationTokens: number,
     /** Free memory of the device that holds the context: VRAM, or RAM for a CPU context. */
-    freeVramBytes: number,
+    freeBytes: number,
     /** node-llama-cpp's estimate of that memory for this context with a ubatch of `maxTokens` */
-    contextVramBytes: number,
+    contextBytes: number,
     /** The ubatch wanted: `gpuDecodeBatchTokens` (default) or `cpuDecodeBatchTokens`. */
     maxTokens?: number
 }): number {
@@ -49,7 +51,7 @@ export function chooseDecodeBatch(options: {
     if (tokens <= options.evaluationTokens)
         return options.evaluationTokens;
     const maskBytes = options.contextSize * tokens * 6;
-    return options.contextVramBytes + maskBytes + decodeBatchHeadroomBytes <= options.freeVramBytes ? tokens : options.evaluationTokens;
+    return options.contextBytes + maskBytes + decodeBatchHeadroomBytes <= options.freeBytes ? tokens : options.evaluationTokens;
 }
 
 /**
@@ -70,8 +72,8 @@ export async function createModelContext(llama: Llama, model: LlamaModel, option
                 contextSize, modelGpuLayers: model.gpuLayers, batchSize: Math.min(contextSize, maxTokens), sequences: 1, ...flash
             });
             batchSize = chooseDecodeBatch({
-                contextSize, evaluationTokens, maxTokens, freeVramBytes: cpu ? os.freemem() : (await llama.getVramState()).free,
-                contextVramBytes: cpu ? estimate.cpuRam : estimate.gpuVram
+                contextSize, evaluationTokens, maxTokens, freeBytes: cpu ? os.freemem() : (await llama.getVramState()).free,
+                contextBytes: cpu ? estimate.cpuRam : estimate.gpuVram
             });
         } catch {
             // no estimate for this model or device: the ubatch node-llama-cpp feeds
