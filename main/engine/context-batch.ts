@@ -34,8 +34,8 @@ export const decodeBatchHeadroomBytes = 4 * 1024 ** 3;
  * decode per ubatch, each streaming the weights once: on the H200 at 32k tokens, ubatch 8192 took hkvd 0.15 from 881 to
  * 683 ms (at 8k, 150 against 147: two decodes instead of five, each waiting on its own host work). A larger ubatch
  * costs compute buffers (node-llama-cpp's estimate) and patch 0008's in-graph causal mask (F32 and F16, n_ctx x
- * ubatch), so it is taken only where the device (the GPU, or RAM for a CPU context) has that and `decodeBatchHeadroomBytes` free
- * besides.
+ * ubatch), so it is taken only where the device (the GPU, or RAM for a CPU context) has that and
+ * `decodeBatchHeadroomBytes` free besides.
  */
 export function chooseDecodeBatch(options: {
     contextSize: number,
