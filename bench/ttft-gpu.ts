@@ -22,7 +22,7 @@ import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-bu
 import {createModelContext} from "../main/engine/context-batch.js";
 import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
-import {buildPrompt, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
+import {buildPrompt, type ChunkTokenMemo, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
 import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
 import {parseGpuVariants, type Variant} from "./ttft-gpu-variants.js";
@@ -198,11 +198,13 @@ for (const size of sizes) {
     const overhead = probe.tokens.length - 1 + count * 8;
     const per = Math.floor((size - overhead) / count);
     const sources: PromptSource[] = Array.from({length: count}, (_, i) => ({n: i + 1, path: `doc-${i + 1}.txt`, text: chunkText(per)}));
-    const prompt = buildPrompt(model, question, sources, false);
-    // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts)
+    const memo: ChunkTokenMemo = new Map();
+    const prompt = buildPrompt(model, question, sources, false, memo);
+    // hkvd and chunk-head get the question's sources first, renumbered, as the chat service gives them (focus-order.ts),
+    // inside the timed run as on the question's path, with the chunk tokens the first build made
     const promptOf = (variant: Variant) => variant.strategy !== "hkvd" && variant.strategy !== "chunk-head" ? prompt
         : inFocusOrder(prompt, sources, variant.focus ?? defaultFocus, isNameToken,
-            (moved) => buildPrompt(model, question, moved, false)).prompt;
+            (moved) => buildPrompt(model, question, moved, false, memo)).prompt;
     const inChunks = prompt.segments.filter((s) => s.kind === "chunk").reduce((sum, s) => sum + s.tokens.length, 0);
     log(`size ${size}: prompt ${prompt.tokens.length} tokens, ${count} chunks (${inChunks} chunk tokens)`);
     t = performance.now();

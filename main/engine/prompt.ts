@@ -21,10 +21,26 @@ const systemPrompt = "You answer questions about the user's documents. Use the n
     "cite them as [n], and say so when the sources do not contain the answer.";
 const sourcesMarker = "\u0001WEFT_SOURCES\u0001";
 
-function sourceSegments(model: LlamaModel, sources: readonly PromptSource[]): PromptSegment[] {
+/**
+ * Chunk texts already tokenized, by text, for a caller that builds several prompts from the same sources (fitting them
+ * to the context, putting the question's chunks first): a text always gives the same tokens, and tokenizing 32k tokens
+ * again took ~70 ms of the H200 machine's CPU on the question's path (bench/GPU.md, session 14).
+ */
+export type ChunkTokenMemo = Map<string, Token[]>;
+
+function chunkTokens(model: LlamaModel, text: string, memo: ChunkTokenMemo | undefined): Token[] {
+    let tokens = memo?.get(text);
+    if (tokens == null) {
+        tokens = model.tokenize(text);
+        memo?.set(text, tokens);
+    }
+    return tokens;
+}
+
+function sourceSegments(model: LlamaModel, sources: readonly PromptSource[], memo: ChunkTokenMemo | undefined): PromptSegment[] {
     return sources.flatMap((source, index): PromptSegment[] => [
         {kind: "fixed", tokens: model.tokenize(`${index > 0 ? "\n\n" : ""}[${source.n}] ${source.path}\n`)},
-        {kind: "chunk", text: source.text, tokens: model.tokenize(source.text),
+        {kind: "chunk", text: source.text, tokens: chunkTokens(model, source.text, memo),
             source: {n: source.n, path: source.path, ...(source.span != null ? {span: source.span} : {})}}
     ]);
 }
@@ -38,7 +54,8 @@ function joined(segments: PromptSegment[]): BuiltPrompt {
  * Renders the prompt through the model's own chat template when it has one; a model without one
  * (a base model) gets plain text it can continue, since a foreign template only confuses it.
  */
-export function buildPrompt(model: LlamaModel, question: string, sources: readonly PromptSource[], hasChatTemplate: boolean): BuiltPrompt {
+export function buildPrompt(model: LlamaModel, question: string, sources: readonly PromptSource[], hasChatTemplate: boolean,
+    memo?: ChunkTokenMemo): BuiltPrompt {
     if (hasChatTemplate) {
         const userText = sources.length > 0 ? `Sources:\n\n${sourcesMarker}\n\nQuestion: ${question}` : question;
         const chatHistory: ChatHistoryItem[] = [
@@ -63,7 +80,7 @@ export function buildPrompt(model: LlamaModel, question: string, sources: readon
 
         return joined([
             {kind: "fixed", tokens: LlamaText(before).tokenize(model.tokenizer)},
-            ...sourceSegments(model, sources),
+            ...sourceSegments(model, sources, memo),
             {kind: "fixed", tokens: LlamaText(after).tokenize(model.tokenizer)}
         ]);
     }
@@ -74,7 +91,7 @@ export function buildPrompt(model: LlamaModel, question: string, sources: readon
 
     return joined([
         {kind: "fixed", tokens: bos},
-        ...sourceSegments(model, sources),
+        ...sourceSegments(model, sources, memo),
         {kind: "fixed", tokens: model.tokenize(`\n\nQuestion: ${question}\nAnswer:`)}
     ]);
 }

@@ -9,7 +9,7 @@ import {generate} from "../generate.js";
 import type {Library} from "../library/library.js";
 import {backendOf, type LoadedModel} from "../llama-runtime.js";
 import type {ModelHost} from "../model-host.js";
-import {buildPrompt, type BuiltPrompt} from "../prompt.js";
+import {buildPrompt, type BuiltPrompt, type ChunkTokenMemo} from "../prompt.js";
 import {answerStats, updatedPrefillMsPerToken} from "./answer-stats.js";
 
 /** Room kept for the answer: at most this share of the context (the request's maxTokens otherwise). */
@@ -44,7 +44,8 @@ export class ChatService {
             const retrieved = await library.retrieve(request.question, request.topK);
             const retrievalMs = performance.now() - retrievalStartedAt;
             const requested = resolveStrategy(request.strategy, request.ratio);
-            const {prompt, citations} = inBlendOrder(loaded, request, requested.strategy, fitPrompt(loaded, request, retrieved));
+            const memo: ChunkTokenMemo = new Map();
+            const {prompt, citations} = inBlendOrder(loaded, request, requested.strategy, fitPrompt(loaded, request, retrieved, memo), memo);
 
             yield {type: "retrieval", citations, retrievalMs};
             if (prompt.tokens.length >= loaded.contextSize)
@@ -163,19 +164,19 @@ export class ChatService {
     }
 }
 
-function promptOf(loaded: LoadedModel, request: ChatRequestParsed, citations: readonly Citation[]): BuiltPrompt {
+function promptOf(loaded: LoadedModel, request: ChatRequestParsed, citations: readonly Citation[], memo: ChunkTokenMemo): BuiltPrompt {
     return buildPrompt(loaded.model, request.question,
-        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", span: citation.span})), loaded.info.hasChatTemplate);
+        citations.map((citation) => ({n: citation.n, path: citation.path, text: citation.text ?? "", span: citation.span})), loaded.info.hasChatTemplate, memo);
 }
 
 /** The prompt with as many retrieved sources as fit: the lowest-ranked give way until the answer has room. */
-function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: Citation[]): {prompt: BuiltPrompt, citations: Citation[]} {
+function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: Citation[], memo: ChunkTokenMemo): {prompt: BuiltPrompt, citations: Citation[]} {
     const answerRoom = Math.min(request.maxTokens, Math.floor(loaded.contextSize * answerRoomShare));
     let citations = retrieved;
-    let prompt = promptOf(loaded, request, citations);
+    let prompt = promptOf(loaded, request, citations, memo);
     while (citations.length > 0 && prompt.tokens.length + answerRoom > loaded.contextSize) {
         citations = citations.slice(0, -1);
-        prompt = promptOf(loaded, request, citations);
+        prompt = promptOf(loaded, request, citations, memo);
     }
     return {prompt, citations};
 }
@@ -185,11 +186,12 @@ function fitPrompt(loaded: LoadedModel, request: ChatRequestParsed, retrieved: C
  * new place (focus-order.ts), so that the answer's [n] and the citations agree. The same sources and labels in
  * another order: the prompt's length does not change.
  */
-function inBlendOrder(loaded: LoadedModel, request: ChatRequestParsed, strategy: Strategy, fitted: {prompt: BuiltPrompt, citations: Citation[]}):
+function inBlendOrder(loaded: LoadedModel, request: ChatRequestParsed, strategy: Strategy, fitted: {prompt: BuiltPrompt, citations: Citation[]},
+    memo: ChunkTokenMemo):
     {prompt: BuiltPrompt, citations: Citation[]} {
     if (strategy !== "hkvd" && strategy !== "chunk-head")
         return fitted;
     const {prompt, sources} = inFocusOrder(fitted.prompt, fitted.citations, defaultFocus, nameTokenTest(loaded.model),
-        (citations) => promptOf(loaded, request, citations));
+        (citations) => promptOf(loaded, request, citations, memo));
     return {prompt, citations: sources};
 }
