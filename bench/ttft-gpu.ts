@@ -24,7 +24,7 @@ import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMod
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type ChunkTokenMemo, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
-import {evictFromPageCache, filesystemOf, pageCacheResidency} from "./page-cache.js";
+import {PageCacheTools} from "./page-cache.js";
 import {parseGpuVariants, type Variant} from "./ttft-gpu-variants.js";
 import {logitsAfter, maxAbsDiff} from "../test/helpers/logits.js";
 
@@ -54,6 +54,8 @@ const trace = (s: string) => {
         log(`trace @${process.hrtime.bigint()} ${s}`); // CLOCK_MONOTONIC ns: scripts/cupti-summary.py places runs with it
 };
 
+// before anything large is in memory (page-cache.ts says why)
+const pageCache = PageCacheTools.start();
 const llama = await getPatchedLlama({gpu, maxThreads: threads, logLevel: LlamaLogLevel.error});
 log(`llama: ${llama.buildType} gpu=${String(llama.gpu)}; devices ${(await llama.getGpuDeviceNames()).join(", ")}`);
 let t = performance.now();
@@ -168,7 +170,7 @@ for (const level of new Set(variants.flatMap((variant) => variant.coldLevel != n
     coldSessions.set(level, {level, dir, cache: coldCache, blend: coldOpened.value});
 }
 if (coldSessions.size > 0)
-    log(`cold sessions at codec level(s) ${[...coldSessions.keys()].join(", ")}: chunk files under ${dataDir} (${filesystemOf(dataDir)}), ` +
+    log(`cold sessions at codec level(s) ${[...coldSessions.keys()].join(", ")}: chunk files under ${dataDir} (${await pageCache.filesystemOf(dataDir)}), ` +
         `decode threads ${threads}`);
 
 /** "disk@L4 12 + recompute 4": where a run's chunk KVs came from. */
@@ -262,8 +264,8 @@ for (const size of sizes) {
         for (let rep = 0; rep <= reps && !(rep >= 2 && pastDeadline()); rep++) {
             let cachedAfterEvict: number | null = null, fileBytes = 0;
             if (cold != null) {
-                pageCacheProblem ??= await evictFromPageCache(cold.dir);
-                ({cachedBytes: cachedAfterEvict, fileBytes} = await pageCacheResidency(cold.dir));
+                pageCacheProblem ??= await pageCache.evict(cold.dir);
+                ({cachedBytes: cachedAfterEvict, fileBytes} = await pageCache.residency(cold.dir));
             }
             const start = performance.now();
             trace(`${size} ${variant.strategy}@${variant.ratio}${variant.resident ? "-resident" : ""} rep ${rep}: prepare`);
@@ -392,7 +394,7 @@ if (coldRows.length > 0) {
     lines.push("", `| ${coldHead.join(" | ")} |`, `|${coldHead.map(() => "---").join("|")}|`,
         ...coldRows.map((r) => `| ${coldKeys.map((k) => coldFmt(r[k]!, k)).join(" | ")} |`));
     lines.push("", `cold rows: chunk KVs from the disk tier only (no RAM tier, no resident tier), stored in the KV codec's container at ` +
-        `the row's level under ${dataDir} (${filesystemOf(dataDir)}); before every run (warm-up included) the chunk files were ` +
+        `the row's level under ${dataDir} (${await pageCache.filesystemOf(dataDir)}); before every run (warm-up included) the chunk files were ` +
         (pageCacheProblem == null ? "written back and evicted from the page cache (dd iflag=nocache; the model's pages stay)"
             : `NOT evicted (${pageCacheProblem}): they were read from the page cache`) +
         `; "page cache after evict" is the most fincore found still cached over the runs. The product's controller planned each ` +
@@ -418,6 +420,7 @@ if (a.out) {
     await writeFile(`${a.out}.md`, lines.join("\n") + "\n");
 }
 await blend.close();
+pageCache.close();
 for (const cold of coldSessions.values())
     await cold.blend.close();
 await rm(dataDir, {recursive: true, force: true});

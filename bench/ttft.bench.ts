@@ -22,6 +22,7 @@ import {kvCodecDefaultLevel} from "../main/engine/kv/kv-codec.js";
 import {prepareFull, preparePrefix, type PreparedPrompt} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type BuiltPrompt, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {ensureTinyLlama, fixturePresets, type TinyLlamaShape} from "../test/fixtures/make-tiny-models.js";
+import {PageCacheTools} from "./page-cache.js";
 import {benchArgs, formatCount, log, median, Report, seededRandom, Vocabulary, withTempDir} from "./harness.js";
 
 const args = benchArgs({
@@ -133,24 +134,14 @@ let pageCacheNote = args["drop-all-caches"] ? "dropped whole before each cold ru
 /**
  * Evicts the cold cache's chunk files from the kernel's page cache (each file's pages, through dd's nocache flag), so
  * they are read from disk; `--drop-all-caches` drops the whole page cache instead (root), the model's pages with it.
- * Where neither works, the cold rows read from the page cache and the note says so.
+ * Where neither works, the cold rows read from the page cache and the note says so. The helper shell starts before the
+ * model loads (page-cache.ts says why).
  */
+const pageCache = PageCacheTools.start();
 async function dropPageCache(coldDir: string): Promise<void> {
-    try {
-        const {execFileSync} = await import("node:child_process");
-        execFileSync("sync");
-        if (args["drop-all-caches"]) {
-            const {writeFile} = await import("node:fs/promises");
-            await writeFile("/proc/sys/vm/drop_caches", "3");
-            return;
-        }
-        const {readdir} = await import("node:fs/promises");
-        for (const entry of await readdir(coldDir, {recursive: true, withFileTypes: true}))
-            if (entry.isFile())
-                execFileSync("dd", [`if=${path.join(entry.parentPath, entry.name)}`, "iflag=nocache", "count=0", "status=none"]);
-    } catch (error) {
-        pageCacheNote = `NOT dropped (${(error as Error).message.split("\n")[0]}): the cold rows read through the page cache`;
-    }
+    const problem = args["drop-all-caches"] ? await pageCache.dropAll() : await pageCache.evict(coldDir);
+    if (problem != null)
+        pageCacheNote = `NOT dropped (${problem}): the cold rows read through the page cache`;
 }
 
 function cpuModel(): string {
@@ -364,3 +355,4 @@ await withTempDir("ttft", async (dir) => {
     await context.dispose();
     await model.dispose();
 });
+pageCache.close();
