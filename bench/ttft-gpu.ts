@@ -20,7 +20,8 @@ import {kvCodecDefaultLevel, kvCodecLevelCount} from "../main/engine/kv/kv-codec
 import {ResidentTier} from "../main/engine/kv/resident-tier.js";
 import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-build.js";
 import {createModelContext} from "../main/engine/context-batch.js";
-import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
+import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, getContextSequenceState, sequenceIdOf, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
+import {parseSeqStateMemory} from "../main/engine/kv/kv-blob.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type ChunkTokenMemo, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
@@ -129,6 +130,28 @@ async function checkLogits(prompt: ReturnType<typeof buildPrompt>): Promise<void
     }
     const again = await logitsAfter(sequence, vocabularySize, (await prepareFull(sequence, prompt.tokens)).tokensToEvaluate);
     log(`  logits check, ${prompt.tokens.length} tokens: full vs full ${maxAbsDiff(full, again).toExponential(2)}; ${out.join("; ")}`);
+    // The cells' order after each resident blend: a cell holding an earlier position than a cell before it makes the
+    // GPU's flash attention run a query tile past its own positions (every tile, if that cell is at the end).
+    const orders: string[] = [];
+    for (const strategy of ["naive", "chunk-head", "hkvd"] as const) {
+        await blend.replaceResidentTier(new ResidentTier(16 * 1024 ** 3));
+        for (let rep = 0; rep < 2; rep++) { // the first fills the resident tier
+            await blend.prepare(prompt, strategy, strategy === "naive" ? 0 : ratio);
+            await blend.admissionsSettled();
+        }
+        (await blend.replaceResidentTier(undefined))?.clear();
+        const positions = parseSeqStateMemory(new Uint8Array(await getContextSequenceState(context, sequenceIdOf(sequence)))).body.cells.map((cell) => cell.pos);
+        let laterLow = 0, drop = 0;
+        for (let index = positions.length - 1, lowest = Infinity; index >= 0; index--) {
+            if (lowest < positions[index]!) {
+                laterLow++;
+                drop = Math.max(drop, positions[index]! - lowest);
+            }
+            lowest = Math.min(lowest, positions[index]!);
+        }
+        orders.push(`${strategy}: ${positions.length} cells, ${laterLow} with a lower position after them (largest drop ${drop})`);
+    }
+    log(`  cell order after a resident blend: ${orders.join("; ")}`);
 }
 
 /** One timed run: what was prepared and the per-step timings the blend reported to its trace sink. */

@@ -33,6 +33,14 @@ const question = storyQuestion;
  */
 const samePromptTolerance = 1e-2;
 
+/**
+ * A prompt of host and resident parts has its cells in another order than an all-host one: the host parts first, the
+ * resident ones after them, the labels after every part (splice.ts withLabelCells gives them cells in prompt order only
+ * when all parts come from one tier). Attention then sums in another order: 1.5e-2 here, and 2.55e-2 for hkvd on this
+ * model (withLabelCells). A wrong rotation moves the logits by ~1.8 (the control below).
+ */
+const otherOrderTolerance = 3e-2;
+
 
 const skip = blendSkipReason();
 
@@ -171,7 +179,7 @@ describe("resident chunk KVs on stories260K (CPU, patched build)", {skip}, () =>
         assert.ok(mixed.prepared.kvResidentBytes > 0 && mixed.prepared.kvBlobBytes > 0, "some parts from each tier");
         const diff = maxAbsDiff(mixed.logits, reference.logits);
         t.diagnostic(`mixed vs host naive: max |logit diff| ${diff.toExponential(2)}`);
-        assert.ok(diff < samePromptTolerance, `max |diff| ${diff}`);
+        assert.ok(diff < otherOrderTolerance, `max |diff| ${diff}`);
         await blend.admissionsSettled();
         small.clear();
         await blend.replaceResidentTier(full);

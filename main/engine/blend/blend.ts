@@ -348,10 +348,10 @@ export class BlendSession {
         const chunkLoadMs = performance.now() - loadStartedAt;
         if (plan.wait != null)
             this.kvController.observeColdWait(plan.wait.plannedMs, chunkLoadMs);
-        if (strategy === "hkvd")
-            parts.splice(1, parts.length - 1, ...withLabelCells(parts.slice(1), layout.placed, headerEnd, tailStart));
-
-        // Labels between chunks are new tokens: they are decoded at their positions together with the selection.
+        // Labels are new tokens, decoded with the selection into cells given here in prompt order: every recomputed row
+        // then lands in position order (hkvd overwrites; the others free them and llama.cpp refills the holes in order).
+        const chunkParts = parts.splice(1);
+        const labelCells = parts.push(...withLabelCells(chunkParts, layout.placed, headerEnd, tailStart)) - 1 > chunkParts.length;
         const focus = focusIndices.map((index) => layout.chunks[index]!);
         const toRecompute = recomputePlan(layout, focus, leadFirst);
         const share = otherChunkShare(layout, toRecompute, ratio);
@@ -393,7 +393,7 @@ export class BlendSession {
                 ...(run.phaseMsEach != null ? {phaseMsEach: run.phaseMsEach} : {})});
         } else {
             const positions = [...new Set([...labelPositions, ...selected, ...tailPositions])].sort((a, b) => a - b);
-            await recomputeAt(this.context, seqId, positions, prompt.tokens, selected);
+            await recomputeAt(this.context, seqId, positions, prompt.tokens, labelCells ? [...selected, ...labelPositions] : selected);
         }
         markTokensEvaluated(this.sequence, tailInBatch);
         const recomputeMs = performance.now() - recomputeStartedAt;
