@@ -3,6 +3,13 @@
 import type {LlamaContext, Token} from "node-llama-cpp";
 import {decodeAtPositions, decodeBatchSize, type PositionedRun} from "../native/native-addon.js";
 
+/**
+ * The most rows one recompute decode carries: what node-llama-cpp feeds a full prefill per decode on a GPU, so that the
+ * rows' attention costs what a prefill's does. One decode of all of chunk-head's 5,324 rows at 32k ran each of them over
+ * all 33k cells (bench/GPU.md, session 14).
+ */
+export const recomputePieceTokens = 2048;
+
 /** Removes the cells at `cachedPositions` and decodes the tokens at `positions` again, in as few decodes as the batch allows. */
 export async function recomputeAt(context: LlamaContext, seqId: number, positions: number[], tokens: readonly Token[],
     cachedPositions: readonly number[]): Promise<void> {
@@ -11,9 +18,11 @@ export async function recomputeAt(context: LlamaContext, seqId: number, position
 
     const remove = consecutiveRuns([...cachedPositions].sort((a, b) => a - b)).map(({first, length}) => [first, first + length] as const);
 
-    // Equal pieces rather than full ones and a remainder: llama.cpp's CPU flash-attention kernel takes a much slower
-    // path for fewer than 64 query rows (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
-    const pieces = Math.ceil(positions.length / decodeBatchSize(context));
+    // In position order, at most recomputePieceTokens a decode: each decode's attention then runs over the cells up to
+    // its own last position (patch 0012), not over the whole prompt. Equal pieces rather than full ones and a
+    // remainder: llama.cpp's CPU flash-attention kernel takes a much slower path for fewer than 64 query rows
+    // (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
+    const pieces = Math.ceil(positions.length / Math.min(decodeBatchSize(context), recomputePieceTokens));
     const pieceSize = Math.ceil(positions.length / pieces);
     const batches: PositionedRun[][] = [];
     for (let start = 0; start < positions.length; start += pieceSize)
