@@ -8,9 +8,9 @@ import {decodeAtPositions, decodeBatchSize, type PositionedRun} from "../native/
  * rows' attention costs what a prefill's does. One decode of all of chunk-head's 5,324 rows at 32k ran each of them over
  * all 33k cells (bench/GPU.md, session 14).
  */
-export const recomputePieceTokens = 2048;
+const recomputePieceTokens = 2048;
 
-/** Removes the cells at `cachedPositions` and decodes the tokens at `positions` again, in as few decodes as the batch allows. */
+/** Removes the cells at `cachedPositions` and decodes the tokens at `positions` again, in position order, in few decodes. */
 export async function recomputeAt(context: LlamaContext, seqId: number, positions: number[], tokens: readonly Token[],
     cachedPositions: readonly number[]): Promise<void> {
     if (positions.length === 0)
