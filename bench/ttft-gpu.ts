@@ -22,6 +22,7 @@ import {getPatchedLlama, type PatchedGpu} from "../main/engine/native/patched-bu
 import {createModelContext} from "../main/engine/context-batch.js";
 import {decodeBatchSize, type DecodeMaskMode, fusedBlendPhases, getContextSequenceState, sequenceIdOf, setDecodeMaskMode} from "../main/engine/native/native-addon.js";
 import {parseSeqStateMemory} from "../main/engine/kv/kv-blob.js";
+import {cellOrder} from "./cell-order.js";
 import {type FusedTrace, prepareFull, type PreparedPrompt, type SelectTrace, type SpliceTrace} from "../main/engine/blend/prepare.js";
 import {buildPrompt, type ChunkTokenMemo, firstSourceLead, type PromptSource} from "../main/engine/prompt.js";
 import {median, seededRandom, Vocabulary} from "./harness.js";
@@ -141,14 +142,7 @@ async function checkLogits(prompt: ReturnType<typeof buildPrompt>): Promise<void
         }
         (await blend.replaceResidentTier(undefined))?.clear();
         const positions = parseSeqStateMemory(new Uint8Array(await getContextSequenceState(context, sequenceIdOf(sequence)))).body.cells.map((cell) => cell.pos);
-        let laterLow = 0, drop = 0;
-        for (let index = positions.length - 1, lowest = Infinity; index >= 0; index--) {
-            if (lowest < positions[index]!) {
-                laterLow++;
-                drop = Math.max(drop, positions[index]! - lowest);
-            }
-            lowest = Math.min(lowest, positions[index]!);
-        }
+        const {laterLow, drop} = cellOrder(positions);
         orders.push(`${strategy}: ${positions.length} cells, ${laterLow} with a lower position after them (largest drop ${drop})`);
     }
     log(`  cell order after a resident blend: ${orders.join("; ")}`);
