@@ -12,8 +12,11 @@ import {limitEvaluationBatch} from "./native/native-addon.js";
  * overlap the device's work on the one before. The CPU keeps 512: its prefill gains nothing from more.
  */
 export function evaluationBatchSize(llama: Llama, contextSize: number): number {
-    return Math.max(1, Math.min(contextSize, llama.gpu === false ? 512 : 2048));
+    return Math.max(1, Math.min(contextSize, llama.gpu === false ? 512 : gpuEvaluationBatchTokens));
 }
+
+/** {@link evaluationBatchSize} on a GPU. */
+export const gpuEvaluationBatchTokens = 2048;
 
 /** The GPU context's ubatch where the card has room for it: one fused blend decode may hold this many tokens. */
 export const gpuDecodeBatchTokens = 8192;

@@ -1,14 +1,15 @@
 // chunk-head's recompute (hkvd recomputes inside its fused decode instead): the selected chunk tokens' cached cells are
 // removed and decoded again at their positions, with the labels and the question, through every layer.
 import type {LlamaContext, Token} from "node-llama-cpp";
+import {gpuEvaluationBatchTokens} from "../context-batch.js";
 import {decodeAtPositions, decodeBatchSize, type PositionedRun} from "../native/native-addon.js";
 
 /**
- * The most rows one recompute decode carries: what node-llama-cpp feeds a full prefill per decode on a GPU, so that the
- * rows' attention costs what a prefill's does. One decode of all of chunk-head's 5,324 rows at 32k ran each of them over
- * all 33k cells (bench/GPU.md, session 14).
+ * The most rows one recompute decode carries: what a full prefill is fed per decode on a GPU, so that the rows'
+ * attention costs what a prefill's does. One decode of all of chunk-head's 5,324 rows at 32k ran each of them over all
+ * 33k cells (bench/GPU.md, session 14).
  */
-const recomputePieceTokens = 2048;
+const recomputePieceTokens = gpuEvaluationBatchTokens;
 
 /** Removes the cells at `cachedPositions` and decodes the tokens at `positions` again, in position order, in few decodes. */
 export async function recomputeAt(context: LlamaContext, seqId: number, positions: number[], tokens: readonly Token[],
