@@ -21,6 +21,7 @@ export class PageCacheTools {
     private output = "";
     private waiting: ((output: string, status: number) => void) | null = null;
     private queue: Promise<unknown> = Promise.resolve();
+    private exited = false;
 
     private constructor(private readonly shell: ChildProcessWithoutNullStreams) {
         shell.stdout.setEncoding("utf8");
@@ -37,7 +38,10 @@ export class PageCacheTools {
             this.waiting = null;
             waiting(text, status);
         });
-        shell.on("exit", () => this.waiting?.("the helper shell exited", 127));
+        shell.on("exit", () => {
+            this.exited = true;
+            this.waiting?.("the helper shell exited", 127);
+        });
     }
 
     /** Starts the helper shell: call it before the model loads, while the process is small. */
@@ -49,6 +53,8 @@ export class PageCacheTools {
     /** Runs one shell command line in the helper: its output (stderr too) and exit status. */
     private run(line: string): Promise<{output: string, status: number}> {
         const next = this.queue.then(() => new Promise<{output: string, status: number}>((resolve) => {
+            if (this.exited)
+                return resolve({output: "the helper shell exited", status: 127});
             this.waiting = (output, status) => resolve({output, status});
             this.shell.stdin.write(`${line}\n`);
         }));
