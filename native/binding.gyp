@@ -21,6 +21,7 @@
         "src/kv_splice.cpp",
         "src/kv_splice_plan.cpp",
         "src/kv_deviation.cpp",
+        "src/kv_cells.cpp",
         "src/kv_resident.cpp",
         "src/kv_copy_graph.cpp",
         "src/capture_graph.cpp",

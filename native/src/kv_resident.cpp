@@ -7,58 +7,23 @@
 #include <stdexcept>
 
 #include "addon_handles.h"
+#include "kv_cells.h"
 #include "kv_copy_graph.h"
 #include "napi_args.h"
 #include "promise_worker.h"
 
 namespace {
 
-// Patch 0002's functions, declared here because an unpatched llama.h (the default install) does not have them.
-using SeqKvTensorsFn = bool (*)(llama_memory_t, llama_seq_id, int32_t, ggml_tensor**, ggml_tensor**, size_t*, size_t*, bool*);
-using SeqPlaceCellsFn = int32_t (*)(llama_memory_t, llama_seq_id, const llama_pos*, const llama_pos*, int32_t, uint32_t*);
-
-struct PatchFunctions {
-    SeqKvTensorsFn kvTensors = nullptr;
-    SeqPlaceCellsFn placeCells = nullptr;
-};
-
-const PatchFunctions& patchFunctions() {
-    static std::mutex mutex;
-    static PatchFunctions found;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (found.kvTensors == nullptr || found.placeCells == nullptr) {
-        found.kvTensors = reinterpret_cast<SeqKvTensorsFn>(findOptionalLlamaFunction("llama_memory_seq_kv_tensors"));
-        found.placeCells = reinterpret_cast<SeqPlaceCellsFn>(findOptionalLlamaFunction("llama_memory_seq_place_cells"));
-    }
-    return found;
-}
-
 const napi_type_tag residentTag = {0x5765667452657369ULL, 0x64656e744b563031ULL};
 
-struct CacheLayer {
-    ggml_tensor* k = nullptr;
-    ggml_tensor* v = nullptr;
-    size_t kOffset = 0;
-    size_t vOffset = 0;
-};
+using kv_cells::CacheLayer;
 
-// The KV cache tensors of every layer of the context, for seqId's stream; throws when the build or cache cannot.
+// The cache tensors the resident rows are copied into; throws when the build, the cache or its V layout cannot take them.
 std::vector<CacheLayer> cacheLayers(const LlamaFunctions& functions, llama_context* ctx, llama_seq_id seqId) {
-    const PatchFunctions& patch = patchFunctions();
-    if (patch.kvTensors == nullptr || patch.placeCells == nullptr)
-        throw std::runtime_error("this llama.cpp build lacks Weft's patch 0002 (llama_memory_seq_place_cells): rebuild with `npm run build:llama`");
-    llama_memory_t memory = functions.llama_get_memory(ctx);
-    const int32_t layerCount = functions.llama_model_n_layer(functions.llama_get_model(ctx));
-    std::vector<CacheLayer> layers;
-    for (int32_t il = 0; il < layerCount; il++) {
-        CacheLayer layer;
-        bool vTrans = true;
-        if (!patch.kvTensors(memory, seqId, il, &layer.k, &layer.v, &layer.kOffset, &layer.vOffset, &vTrans) || layer.v == nullptr)
-            throw std::runtime_error("layer " + std::to_string(il) + " has no plain K/V cache tensors (not a plain KV cache?)");
-        if (vTrans)
+    std::vector<CacheLayer> layers = kv_cells::cacheLayers(functions, ctx, seqId);
+    for (const CacheLayer& layer : layers)
+        if (layer.vTrans)
             throw std::runtime_error("the context's V cache is transposed (flash attention off): resident KVs need flash attention");
-        layers.push_back(layer);
-    }
     return layers;
 }
 
@@ -95,8 +60,7 @@ struct ResidentKv {
 };
 
 bool residentKvSupported() {
-    const PatchFunctions& patch = patchFunctions();
-    return patch.kvTensors != nullptr && patch.placeCells != nullptr;
+    return kv_cells::placementSupported();
 }
 
 std::shared_ptr<const ResidentRows> residentOfHandle(const Napi::Value& value, const std::string& where, llama_context* ctx) {
@@ -148,19 +112,15 @@ ResidentPlacementResult placeResidentParts(const LlamaFunctions& functions, llam
             if ((uint64_t) layers[il].k->nb[1] != part.kv->layers[il].kRowSize || (uint64_t) layers[il].v->nb[1] != part.kv->layers[il].vRowSize)
                 throw std::runtime_error("layer " + std::to_string(il) + ": resident rows do not match the cache's row size");
 
-    uint32_t first = 0;
-    const int32_t placed = patchFunctions().placeCells(functions.llama_get_memory(ctx), seqId, positions.data(), shifts.data(),
-        (int32_t) positions.size(), &first);
-    if (placed != 0)
-        throw std::runtime_error(placed == -1
-            ? "no run of " + std::to_string(positions.size()) + " free KV cells for the resident chunks (context too small)"
-            : std::string("the context's memory cannot place cells (not a plain KV cache)"));
+    const int64_t first = kv_cells::placeCells(functions, ctx, seqId, positions, shifts);
+    if (first < 0)
+        throw std::runtime_error("no run of " + std::to_string(positions.size()) + " free KV cells for the resident chunks (context too small)");
 
     result.placeMs = lap();
     // One byte range per part, layer and K|V, in that order: mergeCopies makes each part's ranges one strided copy
     // where the resident rows and the cache tensors each step by one pitch (layers of the same row sizes).
     std::vector<ByteCopy> copies;
-    uint64_t cell = first;
+    uint64_t cell = (uint64_t) first;
     for (const ResidentPlacement& part : parts) {
         for (size_t il = 0; part.kv != nullptr && il < layers.size(); il++) {
             const CacheLayer& target = layers[il];

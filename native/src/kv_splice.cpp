@@ -1,7 +1,8 @@
 // spliceSequenceState: builds a blended sequence's KV state from several parts (the prompt header and each cached
 // chunk) and loads it into a sequence, in one native pass. Each part's K rows are re-positioned on the way (RoPE
 // shift by the part's delta, the same rotation llama.cpp's K-shift applies after llama_memory_seq_add), V rows are
-// copied, and the result is handed to llama_state_seq_set_data.
+// copied. Where the cache lives in host memory (a CPU build) the rows are written straight into cells placed for the
+// sequence (patch 0002); otherwise into a state blob handed to llama_state_seq_set_data.
 //
 // Why native: the same work in TypeScript (shift, concat, serialize) ran at 0.10-0.15 GB/s and ate the blend's gain
 // on a GPU. Here every byte is written once into one buffer, by several threads, with F16C conversion where the CPU
@@ -27,6 +28,7 @@
 
 #include "addon_handles.h"
 #include "half.h"
+#include "kv_cells.h"
 #include "kv_resident.h"
 #include "kv_splice_plan.h"
 #include "llama_functions.h"
@@ -63,7 +65,7 @@ double millisecondsSince(std::chrono::steady_clock::time_point start) {
 // Writes one part's rows of an overridden layer: the exact row for each cell whose position the override covers,
 // the cached row (K rotated by the part's delta) otherwise.
 void writeOverridden(const LayerOverride& exact, const Part& part, size_t il, const LayerShape& layer, bool isK, bool vTrans,
-        uint64_t totalCells, uint64_t firstCell, uint8_t* base, const std::vector<float>& cache, const RopeSpec& rope,
+        uint64_t vStride, uint64_t firstCell, uint8_t* base, const std::vector<float>& cache, const RopeSpec& rope,
         std::vector<float>& row) {
     const bool f16 = (isK ? layer.kType : layer.vType) == typeF16;
     const size_t elemSize = f16 ? 2 : 4;
@@ -75,9 +77,8 @@ void writeOverridden(const LayerOverride& exact, const Part& part, size_t il, co
         const bool covered = pos >= 0 && (uint64_t) pos < exact.nTokens;
         const uint64_t cell = firstCell + c;
         if (!isK && vTrans) {
-            const size_t stride = totalCells * elemSize;
             for (uint32_t d = 0; d < nEmbd; d++) {
-                uint8_t* dst = base + d * stride + cell * elemSize;
+                uint8_t* dst = base + d * vStride + cell * elemSize;
                 if (!covered) {
                     std::memcpy(dst, source + ((size_t) d * part.cellCount + c) * elemSize, elemSize);
                 } else if (f16) {
@@ -137,6 +138,126 @@ class SpliceWorker : public PromiseWorker {
         }
 
         void spliceHostParts() {
+            if (!spliceInPlace())
+                spliceThroughBlob();
+        }
+
+        // Where a layer's rows go: K (and V, when not transposed) rows of cell c at k + c * rowSize; transposed V's
+        // element d of cell c at v + d * vStride + c * elemSize.
+        struct LayerTarget {
+            uint8_t* k = nullptr;
+            uint8_t* v = nullptr;
+            uint64_t vStride = 0;
+        };
+
+        // Writes every host part's rows to `targets`, part p's first cell at cell0 + the cells of the parts before it:
+        // K rotated by the part's delta, V copied, overridden layers' exact rows where they cover a cell.
+        void writeParts(const std::vector<LayerTarget>& targets, uint64_t cell0) {
+            // One rotation table per part.
+            std::vector<std::vector<float>> caches(plan.parts.size());
+            for (size_t p = 0; p < plan.parts.size(); p++)
+                if (plan.rope.kind != RopeKind::None && plan.parts[p].delta != 0)
+                    caches[p] = ropeCache(plan.parts[p].delta, plan.rope);
+
+            std::vector<uint64_t> firstCell(plan.parts.size());
+            for (size_t p = 0, cell = cell0; p < plan.parts.size(); cell += plan.parts[p].cellCount, p++)
+                firstCell[p] = cell;
+
+            // Work items: (layer, part) for K and for V; threads take them in turn.
+            const size_t items = plan.layers.size() * plan.parts.size() * 2;
+            forEachOnThreads(items, plan.threads, [&](size_t item, std::vector<float>& row) {
+                const bool isK = item % 2 == 0;
+                const size_t rest = item / 2;
+                const size_t il = rest / plan.parts.size();
+                const size_t p = rest % plan.parts.size();
+                const Part& part = plan.parts[p];
+                const LayerShape& layer = plan.layers[il];
+                const LayerTarget& target = targets[il];
+                if (part.cellCount == 0)
+                    return;
+                const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
+                if (exact != nullptr) {
+                    writeOverridden(*exact, part, il, layer, isK, plan.vTrans, target.vStride, firstCell[p],
+                        isK ? target.k : target.v, caches[p], plan.rope, row);
+                    return;
+                }
+                if (isK) {
+                    uint8_t* dst = target.k + firstCell[p] * layer.kRowSize;
+                    const uint8_t* src = part.k[il];
+                    if (caches[p].empty()) {
+                        std::memcpy(dst, src, part.cellCount * layer.kRowSize);
+                        return;
+                    }
+                    const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
+                    for (uint32_t c = 0; c < part.cellCount; c++)
+                        rotateKRow(src + c * layer.kRowSize, dst + c * layer.kRowSize, elems, layer.kType == typeF16, plan.rope,
+                            caches[p].data(), row);
+                } else if (!plan.vTrans) {
+                    std::memcpy(target.v + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
+                } else {
+                    const size_t run = (size_t) part.cellCount * layer.vElemSize;
+                    uint8_t* dst = target.v + firstCell[p] * layer.vElemSize;
+                    for (uint32_t d = 0; d < layer.nEmbdV; d++)
+                        std::memcpy(dst + d * target.vStride, part.v[il] + d * run, run);
+                }
+            });
+        }
+
+        // Where the context's cache lives in host memory (a CPU build), the parts' rows go straight into its cells
+        // (patch 0002's placement): no state blob to allocate and fault in, and no second copy by
+        // llama_state_seq_set_data. A 32-layer 4k-token splice spent most of its time faulting in a fresh blob.
+        // Returns false, having changed nothing, where it cannot (a GPU cache, transposed V, several streams, no patch).
+        bool spliceInPlace() {
+            if (plan.vTrans || plan.nStream != 1 || !kv_cells::placementSupported())
+                return false;
+            std::vector<kv_cells::CacheLayer> cache;
+            try {
+                cache = kv_cells::cacheLayers(functions, ctx, plan.seqId);
+            } catch (const std::exception&) {
+                return false;  // not a plain KV cache: the blob path says what is wrong, if anything
+            }
+            if (cache.size() != plan.layers.size())
+                return false;
+            std::vector<LayerTarget> targets;
+            uint64_t bytes = 0;
+            for (size_t il = 0; il < cache.size(); il++) {
+                const kv_cells::CacheLayer& layer = cache[il];
+                const LayerShape& shape = plan.layers[il];
+                if (layer.vTrans || (int32_t) layer.k->type != shape.kType || (int32_t) layer.v->type != shape.vType ||
+                        (uint64_t) layer.k->nb[1] != shape.kRowSize || (uint64_t) layer.v->nb[1] != shape.vRowSize ||
+                        !functions.ggml_backend_buffer_is_host(layer.k->buffer) || !functions.ggml_backend_buffer_is_host(layer.v->buffer))
+                    return false;
+                targets.push_back({static_cast<uint8_t*>(layer.k->data) + layer.kOffset, static_cast<uint8_t*>(layer.v->data) + layer.vOffset, 0});
+                bytes += plan.totalCells * (shape.kRowSize + shape.vRowSize);
+            }
+
+            auto started = std::chrono::steady_clock::now();
+            std::vector<llama_pos> positions, shifts(plan.totalCells, 0);
+            positions.reserve(plan.totalCells);
+            for (const Part& part : plan.parts)
+                positions.insert(positions.end(), part.positions, part.positions + part.cellCount);
+            // As llama_state_seq_set_data does, the sequence's old cells go first.
+            functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
+            const int64_t first = kv_cells::placeCells(functions, ctx, plan.seqId, positions, shifts);
+            if (first < 0)
+                return false;  // no contiguous run of free cells: the blob's loader finds its own
+            setMs = millisecondsSince(started);
+
+            started = std::chrono::steady_clock::now();
+            try {
+                writeParts(targets, (uint64_t) first);
+            } catch (const std::exception& error) {
+                functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
+                throw std::runtime_error(std::string("writing the blended KV into the cache failed: ") + error.what());
+            }
+            buildMs = millisecondsSince(started);
+            inPlace = true;
+            blobBytes = bytes;
+            bytesRead = bytes;
+            return true;
+        }
+
+        void spliceThroughBlob() {
             auto started = std::chrono::steady_clock::now();
             const uint64_t n = plan.totalCells;
             size_t size = 8 + 4 + 4 * (size_t) plan.nStream;
@@ -190,13 +311,13 @@ class SpliceWorker : public PromiseWorker {
             put32(layersAt + 4, (uint32_t) plan.layers.size());
 
             // Where each layer's K and V data start.
-            std::vector<size_t> kAt(plan.layers.size()), vAt(plan.layers.size());
+            std::vector<LayerTarget> targets(plan.layers.size());
             size_t at = layersAt + 8;
             for (size_t il = 0; il < plan.layers.size(); il++) {
                 const LayerShape& layer = plan.layers[il];
                 put32(at, (uint32_t) layer.kType);
                 put64(at + 4, layer.kRowSize);
-                kAt[il] = at + 12;
+                targets[il].k = blob + at + 12;
                 at += 12 + n * layer.kRowSize;
             }
             for (size_t il = 0; il < plan.layers.size(); il++) {
@@ -205,66 +326,20 @@ class SpliceWorker : public PromiseWorker {
                 if (plan.vTrans) {
                     put32(at + 4, layer.vElemSize);
                     put32(at + 8, layer.nEmbdV);
-                    vAt[il] = at + 12;
+                    targets[il].v = blob + at + 12;
+                    targets[il].vStride = n * layer.vElemSize;
                     at += 12 + n * (uint64_t) layer.vElemSize * layer.nEmbdV;
                 } else {
                     put64(at + 4, layer.vRowSize);
-                    vAt[il] = at + 12;
+                    targets[il].v = blob + at + 12;
                     at += 12 + n * layer.vRowSize;
                 }
             }
             if (at != size)
                 throw std::runtime_error("internal error: the blended KV layout does not add up");
 
-            // One rotation table per part.
-            std::vector<std::vector<float>> caches(plan.parts.size());
-            for (size_t p = 0; p < plan.parts.size(); p++)
-                if (plan.rope.kind != RopeKind::None && plan.parts[p].delta != 0)
-                    caches[p] = ropeCache(plan.parts[p].delta, plan.rope);
-
-            std::vector<uint64_t> firstCell(plan.parts.size());
-            for (size_t p = 0, cell = 0; p < plan.parts.size(); cell += plan.parts[p].cellCount, p++)
-                firstCell[p] = cell;
-
-            // Work items: (layer, part) for K and for V; threads take them in turn.
-            const size_t items = plan.layers.size() * plan.parts.size() * 2;
             try {
-                forEachOnThreads(items, plan.threads, [&](size_t item, std::vector<float>& row) {
-                    const bool isK = item % 2 == 0;
-                    const size_t rest = item / 2;
-                    const size_t il = rest / plan.parts.size();
-                    const size_t p = rest % plan.parts.size();
-                    const Part& part = plan.parts[p];
-                    const LayerShape& layer = plan.layers[il];
-                    if (part.cellCount == 0)
-                        return;
-                    const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
-                    if (exact != nullptr) {
-                        writeOverridden(*exact, part, il, layer, isK, plan.vTrans, n, firstCell[p],
-                            blob + (isK ? kAt[il] : vAt[il]), caches[p], plan.rope, row);
-                        return;
-                    }
-                    if (isK) {
-                        uint8_t* dst = blob + kAt[il] + firstCell[p] * layer.kRowSize;
-                        const uint8_t* src = part.k[il];
-                        if (caches[p].empty()) {
-                            std::memcpy(dst, src, part.cellCount * layer.kRowSize);
-                            return;
-                        }
-                        const size_t elems = layer.kRowSize / (layer.kType == typeF16 ? 2 : 4);
-                        for (uint32_t c = 0; c < part.cellCount; c++)
-                            rotateKRow(src + c * layer.kRowSize, dst + c * layer.kRowSize, elems, layer.kType == typeF16, plan.rope,
-                                caches[p].data(), row);
-                    } else if (!plan.vTrans) {
-                        std::memcpy(blob + vAt[il] + firstCell[p] * layer.vRowSize, part.v[il], part.cellCount * layer.vRowSize);
-                    } else {
-                        const size_t run = (size_t) part.cellCount * layer.vElemSize;
-                        const size_t stride = n * layer.vElemSize;
-                        uint8_t* dst = blob + vAt[il] + firstCell[p] * layer.vElemSize;
-                        for (uint32_t d = 0; d < layer.nEmbdV; d++)
-                            std::memcpy(dst + d * stride, part.v[il] + d * run, run);
-                    }
-                });
+                writeParts(targets, 0);
             } catch (const std::exception& error) {
                 throw std::runtime_error(std::string("building the blended KV state failed: ") + error.what());
             }
@@ -288,6 +363,7 @@ class SpliceWorker : public PromiseWorker {
             result.Set("buildMs", Napi::Number::New(env, buildMs));
             result.Set("setMs", Napi::Number::New(env, setMs));
             result.Set("pinned", Napi::Boolean::New(env, usedPinned));
+            result.Set("inPlace", Napi::Boolean::New(env, inPlace));
             result.Set("residentBytes", Napi::Number::New(env, (double) resident.bytes));
             result.Set("residentMs", Napi::Number::New(env, residentMs));
             result.Set("residentCopies", Napi::Number::New(env, (double) resident.copies));
@@ -309,6 +385,7 @@ class SpliceWorker : public PromiseWorker {
         double buildMs = 0;
         double setMs = 0;
         bool usedPinned = false;
+        bool inPlace = false;
         ResidentPlacementResult resident;
         double residentMs = 0;
 };

@@ -15,7 +15,7 @@ export type PreparedPrompt = {
     freshTokens: number;
     kvBytesLoaded: number;
     kvLoadMs: number;
-    /** Bytes of the state blob built in host memory for the splice (0 when every part came from the resident tier). */
+    /** Bytes of host-memory KV the splice wrote, through a state blob or in place (0 when every part came from the resident tier). */
     kvBlobBytes: number;
     /** Bytes placed from the resident tier with device-to-device copies, and the time that took. */
     kvResidentBytes: number;
@@ -41,7 +41,7 @@ export type PreparedPrompt = {
 
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
 export type SpliceTrace = {
-    blobBytes: number, buildMs: number, setMs: number, pinned: boolean, residentBytes: number, residentMs: number,
+    blobBytes: number, buildMs: number, setMs: number, pinned: boolean, inPlace: boolean, residentBytes: number, residentMs: number,
     residentCopies: number, residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
 };
 

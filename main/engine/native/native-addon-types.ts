@@ -96,14 +96,21 @@ export type SpliceSpec = {
 };
 
 export type SpliceResult = {
+    /** Bytes llama.cpp loaded (in place: the bytes written, as blobBytes). */
     bytesRead: number,
+    /** Bytes of host parts' KV: the state blob's size, or the rows written straight into the cache in place. */
     blobBytes: number,
-    /** Time to build the state (rotation and copies). */
+    /** Time to build the state, or to write the rows in place (rotation and copies). */
     buildMs: number,
-    /** Time llama_state_seq_set_data took to load it (host-to-device copies on a GPU). */
+    /** Time llama_state_seq_set_data took to load it (host-to-device copies on a GPU), or in place to take the cells. */
     setMs: number,
     /** Whether the state was built in pinned (page-locked) host memory. */
     pinned: boolean,
+    /**
+     * Whether the host parts' rows went straight into the cache's cells (a cache in host memory: a CPU build, flash
+     * attention on, one stream) instead of through a state blob and llama_state_seq_set_data.
+     */
+    inPlace: boolean,
     /** Bytes of resident parts copied device to device into the cache (0 without resident parts). */
     residentBytes: number,
     /** Time the resident parts' placement and copies took. */
