@@ -30,6 +30,7 @@
         "src/kv_codec_encode.cpp",
         "src/kv_codec_decode.cpp",
         "src/kv_codec_format.cpp",
+        "src/kv_codec_output.cpp",
         "src/kv_codec_addon.cpp",
         "src/fused_blend.cpp",
         "src/decode_settings.cpp"

@@ -14,7 +14,7 @@ workers="${2:-1}"
 out="$root/test/.tmp/fuzz-codec"
 command -v clang++ >/dev/null || { echo "fuzz-codec: clang++ is missing (apt-get install clang)" >&2; exit 1; }
 mkdir -p "$out/seeds" "$out/corpus"
-src=("$root"/native/src/kv_codec_{tables,encode,decode,format}.cpp)
+src=("$root"/native/src/kv_codec_{tables,encode,decode,format,output}.cpp)
 flags=(-std=c++17 -O1 -g -pthread -I"$root/native/src")
 clang++ "${flags[@]}" -DKV_CODEC_FUZZ_SEEDS "${src[@]}" "$root/native/tools/kv_codec_fuzz.cpp" -o "$out/seed-writer"
 "$out/seed-writer" "$out/seeds"

@@ -157,9 +157,10 @@ struct LayerOut {
 Error decodeLayer(const uint8_t* data, size_t size, const Header& header, uint32_t layer, const LayerOut& out, std::string& detail);
 
 /**
- * Memory for decoded KV (release it with freeOutput). A decode writes its output once, so a fresh buffer costs a page
- * fault per 4 KiB page, a fifth of the decode's time at 1 GB/s: large buffers are asked for as transparent huge pages
- * (2 MiB per fault) where the system offers them. Null when out of memory.
+ * Memory for decoded KV (release it with freeOutput; kv_codec_output.cpp). A decode writes its output once, so a fresh
+ * buffer costs a page fault per page, more than the decode's own writes: released buffers are kept (up to a bound)
+ * for the next decodes. Null when out of memory. The memory may hold an earlier body's bytes: the decoder writes
+ * every byte.
  */
 void* allocateOutput(size_t bytes);
 void freeOutput(void* output);

@@ -7,10 +7,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "half.h"
 #include "kv_codec_detail.h"
 #include "thread_pool.h"
@@ -421,23 +417,6 @@ Error decodeAll(const uint8_t* data, size_t size, const Header& header, const st
             return errors[il];
         }
     return Error::none;
-}
-
-void* allocateOutput(size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr size_t kHuge = 2u << 20;
-    if (bytes >= 2 * kHuge) {
-        void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
-        if (p != nullptr)
-            madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: no huge pages is fine
-        return p;
-    }
-#endif
-    return std::malloc(bytes == 0 ? 1 : bytes);
-}
-
-void freeOutput(void* output) {
-    std::free(output);
 }
 
 } // namespace weft_codec

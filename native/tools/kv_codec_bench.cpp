@@ -1,6 +1,6 @@
 // Standalone throughput check of the KV codec (no Node): a synthetic chunk KV at a given shape (per-channel log-normal
 // spreads with a few outlier K channels, AR(1) drift across tokens), encoded at each level and decoded with N threads.
-// Build: g++ -O3 -std=c++17 -pthread -Inative/src native/src/kv_codec_{tables,encode,decode,format}.cpp native/tools/kv_codec_bench.cpp -o /tmp/kvb
+// Build: g++ -O3 -std=c++17 -pthread -Inative/src native/src/kv_codec_{tables,encode,decode,format,output}.cpp native/tools/kv_codec_bench.cpp -o /tmp/kvb
 // Run:   /tmp/kvb [layers 32] [tokens 512] [width 1024] [threads 2] [rope 1] [fresh 0] [level: all]
 // rope 1: K coded un-rotated with Llama 3 8B's RoPE (neox, 128-wide heads, base 500000) and rotated back on decode, as
 // the engine does; fresh 1: every decode writes a newly allocated output (the addon's path), 0: one reused buffer.
@@ -88,9 +88,10 @@ int main(int argc, char** argv) {
             const double c0 = cpuSeconds();
             freshOuts.clear();
             if (fresh) {
-                // Not touched: the decode faults it in, as the addon's fresh output (allocateOutput) does.
-                freeOutput(freshOut);
-                freshOut = (uint16_t*) allocateOutput(out.size() * 2);
+                // Not touched: the decode faults it in, as the addon's output does when no released buffer is kept
+                // (allocateOutput would hand back the one just freed).
+                std::free(freshOut);
+                freshOut = (uint16_t*) std::malloc(out.size() * 2);
                 for (uint32_t l = 0; l < nLayer; l++)
                     freshOuts.push_back(LayerOut{freshOut + (size_t) 2 * l * tokens * width, freshOut + (size_t) (2 * l + 1) * tokens * width});
             }
@@ -111,7 +112,7 @@ int main(int argc, char** argv) {
                 err += (a - b) * (a - b) + (c - d) * (c - d);
                 pow += a * a + c * c;
             }
-        freeOutput(freshOut);
+        std::free(freshOut);
         printf("level %u: %.3f bits/value, %.2fx smaller than f16, rel. RMSE %.4f, encode %.0f MB/s, decode %.0f MB/s wall, %.0f MB/s per CPU-second (f16 bytes)\n",
             level, bytes.size() * 8.0 / (f16Bytes / 2), f16Bytes / bytes.size(), std::sqrt(err / pow), f16Bytes / 1e6 / encodeS, f16Bytes / 1e6 / best,
             f16Bytes / 1e6 / bestCpu);

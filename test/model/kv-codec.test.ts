@@ -8,6 +8,8 @@ import {readdir, readFile, stat, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {fileURLToPath} from "node:url";
 import {after, before, describe, it} from "node:test";
+import v8 from "node:v8";
+import vm from "node:vm";
 import {crc32} from "node:zlib";
 import {getLlama, type Llama, LlamaLogLevel, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token} from "node-llama-cpp";
 import {ChunkKvCache, modelFingerprint} from "../../main/engine/kv/chunk-cache.js";
@@ -274,6 +276,35 @@ describe("KV codec on stories260K", {skip: addonLoad.available ? false : addonLo
         // The shape the model has is enforced when the caller gives it.
         await assert.rejects(decodeKvBody(file, {fingerprint, threads: 1, layers: [{nEmbdK: 32, nEmbdV: 64}]}),
             (error: unknown) => error instanceof KvCodecError && error.reason === "wrong-shape");
+    });
+
+    it("decodes into memory earlier bodies gave back: concurrent decodes of different files each match their first decode", async () => {
+        // The decoder keeps the memory of collected bodies for the next decodes (kv_codec_output.cpp). A buffer handed
+        // out twice, or a decoder that leaves bytes unwritten, shows here as one body holding another's values.
+        v8.setFlagsFromString("--expose-gc");
+        const collect = vm.runInNewContext("gc") as () => void;
+        const files: Array<{file: Uint8Array, expect: Buffer}> = [];
+        for (const flashAttention of [false, true]) {
+            const {body, fingerprint} = states.get(flashAttention)!;
+            for (const level of [0, 4]) {
+                const file = await encodeKvBody(body, {level, fingerprint, threads: 1, rope});
+                const first = await decodeKvBody(file, {fingerprint, threads: 1});
+                files.push({file, expect: Buffer.concat(first.body.layers.flatMap((layer) => [
+                    Buffer.from(layer.k.rows), Buffer.from(isTransposed(layer.v) ? layer.v.data : layer.v.rows)]))});
+            }
+        }
+        const fingerprintOf = (index: number) => states.get(index < 2 ? false : true)!.fingerprint;
+        for (let round = 0; round < 20; round++) {
+            collect();
+            await new Promise((resolve) => setImmediate(resolve)); // finalizers run after the collection
+            const order = Array.from({length: 12}, (_, i) => (i * 7 + round) % files.length);
+            const decoded = await Promise.all(order.map((index) => decodeKvBody(files[index]!.file, {fingerprint: fingerprintOf(index), threads: 1})));
+            decoded.forEach((result, i) => {
+                const got = Buffer.concat(result.body.layers.flatMap((layer) => [
+                    Buffer.from(layer.k.rows), Buffer.from(isTransposed(layer.v) ? layer.v.data : layer.v.rows)]));
+                assert.ok(got.equals(files[order[i]!]!.expect), `round ${round}: decode ${i} (file ${order[i]}) differs from its first decode`);
+            });
+        }
     });
 
     it("decodes alike on the scalar path (CPUs without AVX2)", {skip: process.env.WEFT_NO_AVX2 === "1"}, () => {
