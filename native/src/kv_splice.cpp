@@ -206,7 +206,8 @@ class SpliceWorker : public PromiseWorker {
         // Where the context's cache lives in host memory (a CPU build), the parts' rows go straight into its cells
         // (patch 0002's placement): no state blob to allocate and fault in, and no second copy by
         // llama_state_seq_set_data. A 32-layer 4k-token splice spent most of its time faulting in a fresh blob.
-        // Returns false, having changed nothing, where it cannot (a GPU cache, transposed V, several streams, no patch).
+        // Returns false where it cannot (a GPU cache, transposed V, several streams, no patch, memory that cannot place
+        // cells, no contiguous run of free cells); by then it may have cleared the sequence, as the blob's loader does.
         bool spliceInPlace() {
             if (plan.vTrans || plan.nStream != 1 || !kv_cells::placementSupported())
                 return false;
@@ -238,7 +239,12 @@ class SpliceWorker : public PromiseWorker {
                 positions.insert(positions.end(), part.positions, part.positions + part.cellCount);
             // As llama_state_seq_set_data does, the sequence's old cells go first.
             functions.llama_memory_seq_rm(functions.llama_get_memory(ctx), plan.seqId, -1, -1);
-            const int64_t first = kv_cells::placeCells(functions, ctx, plan.seqId, positions, shifts);
+            int64_t first = -1;
+            try {
+                first = kv_cells::placeCells(functions, ctx, plan.seqId, positions, shifts);
+            } catch (const std::exception&) {
+                return false;  // memory that cannot place cells (M-RoPE positions, say): the blob's loader may
+            }
             if (first < 0)
                 return false;  // no contiguous run of free cells: the blob's loader finds its own
             setMs = millisecondsSince(started);
