@@ -21,8 +21,8 @@ export async function recomputeAt(context: LlamaContext, seqId: number, position
 
     // In position order, at most recomputePieceTokens a decode: each decode's attention then runs over the cells up to
     // its own last position (patch 0012), not over the whole prompt. Equal pieces rather than full ones and a
-    // remainder: llama.cpp's CPU flash-attention kernel takes a much slower path for fewer than 64 query rows
-    // (measured: 8 tokens at 4k context 300 ms, 40 tokens 240 ms, 1 token 12 ms).
+    // remainder, so that no decode carries a handful of rows: each pays for reading the weights once, whatever its
+    // rows. (The CPU's flash attention was once far slower below 64 rows too; patch 0005 gave them the tiled kernel.)
     const pieces = Math.ceil(positions.length / Math.min(decodeBatchSize(context), recomputePieceTokens));
     const pieceSize = Math.ceil(positions.length / pieces);
     const batches: PositionedRun[][] = [];
