@@ -258,9 +258,10 @@ void rowValues(ValueStreams& st, const uint8_t* symbols, const SectionParams& sp
     }
 }
 
-// Decodes one section of `size` bytes; output element (t, c) at out[t * rowStride + c * colStride].
-Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, uint16_t* out, size_t rowStride, size_t colStride,
-        const RopeSpec* rope, const float* rotation, std::string& detail) {
+} // namespace
+
+Error detail::parseSection(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, SectionHead& head, std::vector<SectionChannel>& channels,
+        std::string& detail) {
     const Tables& t = tables();
     if (size < kSectionFixed)
         return fail(detail, Error::corrupt, "section shorter than its head");
@@ -271,8 +272,8 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
         return fail(detail, Error::corrupt, "section has " + std::to_string(S) + " rANS states");
     const uint64_t ransBytes = get32(p + 4), rawBytes = get32(p + 8), escapes = get32(p + 12);
     const uint64_t perChannel = mode == 0 ? 4 : 5;
-    const size_t head = kSectionFixed + 4 * S;
-    const uint64_t need = head + perChannel * C + ransBytes + rawBytes + escapes * 4;
+    const size_t fixed = kSectionFixed + 4 * S;
+    const uint64_t need = fixed + perChannel * C + ransBytes + rawBytes + escapes * 4;
     if (need != size)
         return fail(detail, Error::corrupt, "section sizes add up to " + std::to_string(need) + " bytes, not " + std::to_string(size));
     uint64_t streamSum = 0;
@@ -291,6 +292,50 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     std::memcpy(&base, p + 16, 4);
     if (!std::isfinite(base) || !(base > 0) || base > 1e6f)
         return fail(detail, Error::corrupt, "invalid base step");
+    head = SectionHead{};
+    head.mode = mode;
+    head.group = group;
+    head.S = S;
+    head.ransBytes = ransBytes;
+    head.rawBytes = rawBytes;
+    head.escapes = escapes;
+    channels.resize(C);
+    const uint8_t* params = p + fixed;
+    for (uint32_t c = 0; c < C; c++, params += perChannel) {
+        const float step = base * t.stepScale[params[2]];
+        const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
+        const uint32_t dcls = mode ? params[4] & 31 : cls, dshift = mode ? params[4] >> 5 : shift;
+        if (!std::isfinite(step) || !(step > 0))
+            return fail(detail, Error::corrupt, "channel " + std::to_string(c) + " has invalid parameters");
+        channels[c] = {(int16_t) get16(params), step, (uint8_t) cls, (uint8_t) dcls, (uint8_t) shift, (uint8_t) dshift};
+        head.anchorShifts |= shift != 0;
+        head.deltaShifts |= dshift != 0;
+    }
+    uint64_t at = (uint64_t) (params - p);
+    for (uint32_t k = 0; k < S; k++) {
+        head.streamOffset[k] = at;
+        head.streamBytes[k] = get32(p + kSectionFixed + 4 * k);
+        if (get32(p + at) < kRansL)
+            return fail(detail, Error::corrupt, "invalid rANS state");
+        at += head.streamBytes[k];
+    }
+    head.rawOffset = at;
+    head.escapeOffset = at + rawBytes;
+    return Error::none;
+}
+
+namespace {
+
+// Decodes one section of `size` bytes; output element (t, c) at out[t * rowStride + c * colStride].
+Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, uint16_t* out, size_t rowStride, size_t colStride,
+        const RopeSpec* rope, const float* rotation, std::string& detail) {
+    const Tables& t = tables();
+    SectionHead head;
+    std::vector<SectionChannel> channels;
+    const Error parsed = parseSection(p, size, nTokens, C, head, channels, detail);
+    if (parsed != Error::none)
+        return parsed;
+    const uint32_t mode = head.mode, group = head.group, S = head.S;
     SectionParams sp;
     sp.mean.resize(C);
     sp.step.resize(C);
@@ -300,40 +345,31 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     sp.deltaOffsets.resize(C);
     sp.anchorShift.resize(C);
     sp.deltaShift.resize(C);
-    const uint8_t* params = p + head;
-    for (uint32_t c = 0; c < C; c++, params += perChannel) {
-        const float step = base * t.stepScale[params[2]];
-        const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
-        const uint32_t dcls = mode ? params[4] & 31 : cls, dshift = mode ? params[4] >> 5 : shift;
-        if (!std::isfinite(step) || !(step > 0))
-            return fail(detail, Error::corrupt, "channel " + std::to_string(c) + " has invalid parameters");
-        sp.mean[c] = (int16_t) get16(params);
-        sp.step[c] = step;
-        sp.anchorTables[c] = t.table[cls].slot;
-        sp.deltaTables[c] = t.table[dcls].slot;
-        sp.anchorOffsets[c] = (int32_t) (t.table[cls].slot - t.table[0].slot);
-        sp.deltaOffsets[c] = (int32_t) (t.table[dcls].slot - t.table[0].slot);
-        sp.anchorShift[c] = (uint8_t) shift;
-        sp.deltaShift[c] = (uint8_t) dshift;
-        sp.anchorShifts |= shift != 0;
-        sp.deltaShifts |= dshift != 0;
+    for (uint32_t c = 0; c < C; c++) {
+        const SectionChannel& code = channels[c];
+        sp.mean[c] = code.mean;
+        sp.step[c] = code.step;
+        sp.anchorTables[c] = t.table[code.anchorClass].slot;
+        sp.deltaTables[c] = t.table[code.deltaClass].slot;
+        sp.anchorOffsets[c] = (int32_t) (t.table[code.anchorClass].slot - t.table[0].slot);
+        sp.deltaOffsets[c] = (int32_t) (t.table[code.deltaClass].slot - t.table[0].slot);
+        sp.anchorShift[c] = code.anchorShift;
+        sp.deltaShift[c] = code.deltaShift;
     }
+    sp.anchorShifts = head.anchorShifts;
+    sp.deltaShifts = head.deltaShifts;
     RansStates r;
-    const uint8_t* at = params;
     for (uint32_t k = 0; k < S; k++) {
-        const uint32_t bytes = get32(p + kSectionFixed + 4 * k);
-        r.x[k] = get32(at);
-        if (r.x[k] < kRansL)
-            return fail(detail, Error::corrupt, "invalid rANS state");
-        r.rp[k] = at + 4;
-        r.rEnd[k] = at + bytes;
-        at += bytes;
+        r.x[k] = get32(p + head.streamOffset[k]);
+        r.rp[k] = p + head.streamOffset[k] + 4;
+        r.rEnd[k] = p + head.streamOffset[k] + head.streamBytes[k];
     }
+    const uint64_t rawBytes = head.rawBytes;
     ValueStreams st;
-    st.bp = at;
+    st.bp = p + head.rawOffset;
     st.bEnd = st.bp + rawBytes;
     st.ep = st.bEnd;
-    st.eEnd = st.ep + escapes * 4;
+    st.eEnd = st.ep + head.escapes * 4;
 
     std::vector<int32_t> prev(C, 0);
     std::vector<float> row(C);
@@ -342,7 +378,7 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     const uint32_t rotationStride = rope != nullptr ? rope->nRot : 0;  // cos and sin of each pair, per token
     uint32_t j = 0;
     for (uint32_t tok = 0; tok < nTokens; tok++) {
-        const bool anchor = mode == 0 || (mode == 1 ? tok == 0 : tok % group == 0);
+        const bool anchor = anchorRow(mode, group, tok);
         (S == kMaxStates ? rowSymbols<kMaxStates> : rowSymbols<kFewStates>)(r, j, anchor ? sp.anchorTables.data() : sp.deltaTables.data(), anchor ? sp.anchorOffsets.data() : sp.deltaOffsets.data(), p, C,
             symbols.data());
         const bool plain = !(anchor ? sp.anchorShifts : sp.deltaShifts) && !anyEscape(symbols.data(), C);
@@ -367,8 +403,9 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
     return Error::none;
 }
 
-// Sections of a layer: K's length comes from its own head; V takes the rest.
-Error sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail) {
+} // namespace
+
+Error detail::sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail) {
     if (size < kSectionFixed)
         return fail(detail, Error::corrupt, "section shorter than its head");
     const uint64_t perChannel = p[0] == 0 ? 4 : 5;
@@ -377,8 +414,6 @@ Error sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length,
         return fail(detail, Error::corrupt, "K section runs past its layer");
     return Error::none;
 }
-
-} // namespace
 
 Error decodeLayer(const uint8_t* data, size_t size, const Header& header, uint32_t il, const LayerOut& out, std::string& detail) {
     (void) size;

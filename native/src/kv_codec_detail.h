@@ -91,6 +91,37 @@ inline Error fail(std::string& detail, Error error, const std::string& what) {
     return error;
 }
 
+/** A channel's coding parameters as a section states them: its mean (in steps), step, and anchor and delta rows' table classes and raw-bit counts. */
+struct SectionChannel {
+    int32_t mean;
+    float step;
+    uint8_t anchorClass, deltaClass, anchorShift, deltaShift;
+};
+
+/** A section's fixed fields and where its streams lie, from the section's first byte; every size checked against the section's. */
+struct SectionHead {
+    uint32_t mode = 0, group = 0, S = 0;
+    uint64_t ransBytes = 0, rawBytes = 0, escapes = 0;
+    uint64_t streamOffset[kMaxStates] = {}, streamBytes[kMaxStates] = {};
+    uint64_t rawOffset = 0, escapeOffset = 0;
+    bool anchorShifts = false, deltaShifts = false;
+};
+
+/** Whether row t of a section is an anchor row (coded as itself, not as a delta). */
+inline bool anchorRow(uint32_t mode, uint32_t group, uint32_t t) {
+    return mode == 0 || (mode == 1 ? t == 0 : t % group == 0);
+}
+
+/**
+ * Parses and checks a section of `size` bytes holding nTokens x C values (kv_codec_decode.cpp): its head, stream
+ * lengths, base step, each channel's parameters and each rANS state's first value. Both decoders start here.
+ */
+Error parseSection(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, SectionHead& head, std::vector<SectionChannel>& channels,
+    std::string& detail);
+
+/** A layer's K section's length from its own head (V takes the rest of the layer). */
+Error sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail);
+
 /** One tensor's section (kv_codec_encode.cpp); `modeChosen` is the grouping mode it took. */
 void encodeTensor(const TensorIn& in, uint32_t nTokens, uint32_t layer, uint32_t nLayer, bool isK, const EncodeOptions& options,
     const float* rotation, std::vector<uint8_t>& out, uint32_t& modeChosen);

@@ -14,6 +14,7 @@
 
 #include "half.h"
 #include "kv_codec.h"
+#include "synthetic_kv.h"
 
 using namespace weft_codec;
 
@@ -25,23 +26,6 @@ static double cpuSeconds() {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static std::vector<uint16_t> tensor(std::mt19937& rng, uint32_t tokens, uint32_t width, bool outliers) {
-    std::normal_distribution<float> n(0, 1);
-    std::uniform_real_distribution<float> u(0, 1);
-    std::vector<float> mean(width), spread(width), drift(width, 0);
-    for (uint32_t c = 0; c < width; c++) {
-        mean[c] = outliers ? n(rng) * 0.5f : 0;
-        spread[c] = std::exp(n(rng) * 0.5f) * (outliers && u(rng) < 0.02f ? 8 : 1);
-    }
-    std::vector<uint16_t> out((size_t) tokens * width);
-    for (uint32_t t = 0; t < tokens; t++)
-        for (uint32_t c = 0; c < width; c++) {
-            drift[c] = 0.8f * drift[c] + 0.6f * n(rng);
-            out[(size_t) t * width + c] = floatToHalf(mean[c] + spread[c] * (0.7f * drift[c] + 0.5f * n(rng)));
-        }
-    return out;
-}
-
 int main(int argc, char** argv) {
     const uint32_t nLayer = argc > 1 ? atoi(argv[1]) : 32, tokens = argc > 2 ? atoi(argv[2]) : 512, width = argc > 3 ? atoi(argv[3]) : 1024;
     const uint32_t threads = argc > 4 ? atoi(argv[4]) : 2;
@@ -51,8 +35,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<uint16_t>> k, v;
     std::vector<LayerIn> layers;
     for (uint32_t l = 0; l < nLayer; l++) {
-        k.push_back(tensor(rng, tokens, width, true));
-        v.push_back(tensor(rng, tokens, width, false));
+        k.push_back(syntheticTensor(rng, tokens, width, true));
+        v.push_back(syntheticTensor(rng, tokens, width, false));
     }
     for (uint32_t l = 0; l < nLayer; l++)
         layers.push_back(LayerIn{TensorIn{k[l].data(), width, width, 1}, TensorIn{v[l].data(), width, width, 1}});
