@@ -29,7 +29,9 @@
 # profile of hkvd0 at 8k, per-kernel and per-API sums as CSV), WEFT_CUPTI (1: a CUPTI kernel trace instead, summarized per run),
 # WEFT_COLD_VARIANTS (a run of these variants at 8k), WEFT_MASK_PROBE (N: the full prefill at batch N with the host-filled
 # mask, against patch 0008's in-graph one in the batch probe), WEFT_SAVE_BUILD (1: the CUDA build comes back in parts
-# for .device/build/, which later calls use instead of building when made from the same patches). Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
+# for .device/build/, which later calls use instead of building when made from the same patches), WEFT_CODEC_GPU (1: first,
+# scripts/gpu-codec-check.sh, the KV codec's GPU decoder against the host decoder, about 30 s, into gpu-codec-check.txt).
+# Logs beyond gpu-run.log and the main table come back in logs.tar.gz.
 set -uo pipefail
 
 start=$(date +%s)
@@ -71,6 +73,10 @@ for tool in git make g++ cmake nvcc python3 xz ninja; do
     printf '  %-8s %s\n' "$tool" "$version"
 done
 command -v git >/dev/null || die "git is missing (scripts/build-llama.mjs applies patches with git apply)"
+if [ "${WEFT_CODEC_GPU:-0}" = 1 ]; then
+    say "the KV codec's GPU decoder (scripts/gpu-codec-check.sh)"
+    bash scripts/gpu-codec-check.sh || say "gpu-codec-check.sh exited $? (the benchmark goes on)"
+fi
 
 reuse=0
 if [ "${WEFT_GPU_REUSE:-0}" = 1 ] && [ -f node_modules/.weft-gpu-pack ] && [ -f "$nlc/llama/weft-patches.json" ] &&
