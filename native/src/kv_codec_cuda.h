@@ -1,7 +1,7 @@
 // The KV codec's GPU decoder (kv_codec_cuda.cu, built by nvcc into libweft_codec_cuda.so where a CUDA build runs):
 // compressed bytes go to the device, and the entropy decoding, dequantization and K's rotation run there
 // (kv_codec_parallel.h), so a disk hit moves its file's bytes over the bus rather than its f16 KV. Plain C, so the
-// addon can load it with dlopen and the standalone check (native/tools/kv_codec_gpu_check.cu) can link it.
+// addon can load it with dlopen and the standalone check (native/tools/kv_codec_gpu_check.cpp) can link it.
 #pragma once
 
 #include <cstddef>

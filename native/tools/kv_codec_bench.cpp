@@ -32,14 +32,10 @@ int main(int argc, char** argv) {
     const bool rope = argc > 5 ? atoi(argv[5]) != 0 : true, fresh = argc > 6 && atoi(argv[6]) != 0;
     const int onlyLevel = argc > 7 ? atoi(argv[7]) : -1;
     std::mt19937 rng(1);
-    std::vector<std::vector<uint16_t>> k, v;
-    std::vector<LayerIn> layers;
-    for (uint32_t l = 0; l < nLayer; l++) {
-        k.push_back(syntheticTensor(rng, tokens, width, true));
-        v.push_back(syntheticTensor(rng, tokens, width, false));
-    }
-    for (uint32_t l = 0; l < nLayer; l++)
-        layers.push_back(LayerIn{TensorIn{k[l].data(), width, width, 1}, TensorIn{v[l].data(), width, width, 1}});
+    const SyntheticChunk chunk = syntheticChunk(rng, nLayer, tokens, width);
+    const std::vector<std::vector<uint16_t>>& k = chunk.k;
+    const std::vector<std::vector<uint16_t>>& v = chunk.v;
+    const std::vector<LayerIn>& layers = chunk.layers;
     const double f16Bytes = 2.0 * 2 * nLayer * tokens * width;
     std::vector<uint16_t> out((size_t) 2 * nLayer * tokens * width);
     std::vector<LayerOut> outs;

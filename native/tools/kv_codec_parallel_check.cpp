@@ -126,15 +126,7 @@ struct Shape {
 
 std::vector<uint8_t> encodeCase(const Shape& shape, uint32_t level, uint32_t modeMask, bool vTrans, uint32_t seed) {
     std::mt19937 rng(seed);
-    std::vector<std::vector<uint16_t>> k, v;
-    std::vector<LayerIn> layers;
-    for (uint32_t l = 0; l < shape.layers; l++) {
-        k.push_back(syntheticTensor(rng, shape.tokens, shape.width, true));
-        v.push_back(syntheticTensor(rng, shape.tokens, shape.width, false));
-    }
-    for (uint32_t l = 0; l < shape.layers; l++)
-        layers.push_back(LayerIn{TensorIn{k[l].data(), shape.width, shape.width, 1},
-            vTrans ? TensorIn{v[l].data(), shape.width, 1, shape.tokens} : TensorIn{v[l].data(), shape.width, shape.width, 1}});
+    const SyntheticChunk chunk = syntheticChunk(rng, shape.layers, shape.tokens, shape.width, vTrans);
     EncodeOptions options;
     options.level = level;
     options.modeMask = modeMask;
@@ -146,7 +138,7 @@ std::vector<uint8_t> encodeCase(const Shape& shape, uint32_t level, uint32_t mod
         options.rope.freqBase = 500000;
         options.rope.firstPos = 1;
     }
-    return encode(shape.tokens, layers, options);
+    return encode(shape.tokens, chunk.layers, options);
 }
 
 // A mutated copy: a few payload bytes changed, then the layers' and the header's checksums made to match again.

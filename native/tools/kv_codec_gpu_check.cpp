@@ -4,7 +4,8 @@
 // outputs are the same bits, times both (median of the runs; MB/s counted in f16 output bytes) and then decodes a
 // damaged copy, which must be refused. Prints one line per level; exits 1 on any difference.
 //
-// Build: nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src native/tools/kv_codec_gpu_check.cu native/src/kv_codec_cuda.cu
+// Build (the host side goes to the host compiler: nvcc passes .cpp files on):
+//        nvcc -O3 -std=c++17 -arch=sm_90 -Inative/src native/tools/kv_codec_gpu_check.cpp native/src/kv_codec_cuda.cu
 //        native/src/kv_codec_{tables,encode,decode,format,output,parallel_plan}.cpp -o kvgc
 // Run:   ./kvgc [layers 32] [tokens 512] [width 1024] [runs 10]
 #include <algorithm>
@@ -45,14 +46,7 @@ int main(int argc, char** argv) {
     if (!check(cudaGetDeviceProperties(&prop, 0), "device"))
         return 1;
     std::mt19937 rng(1);
-    std::vector<std::vector<uint16_t>> k, v;
-    std::vector<LayerIn> layers;
-    for (uint32_t l = 0; l < nLayer; l++) {
-        k.push_back(syntheticTensor(rng, tokens, width, true));
-        v.push_back(syntheticTensor(rng, tokens, width, false));
-    }
-    for (uint32_t l = 0; l < nLayer; l++)
-        layers.push_back(LayerIn{TensorIn{k[l].data(), width, width, 1}, TensorIn{v[l].data(), width, width, 1}});
+    const SyntheticChunk chunk = syntheticChunk(rng, nLayer, tokens, width);
     const size_t perTensor = (size_t) tokens * width;
     const double f16Bytes = 2.0 * 2 * nLayer * perTensor;
 
@@ -79,7 +73,7 @@ int main(int argc, char** argv) {
         options.rope.nRot = options.rope.headDim = 128;
         options.rope.freqBase = 500000;
         options.rope.firstPos = 1;
-        const std::vector<uint8_t> file = encode(tokens, layers, options);
+        const std::vector<uint8_t> file = encode(tokens, chunk.layers, options);
         std::vector<double> hostMs, gpuMs, planMs, uploadMs, kernelsMs;
         std::string detail;
         for (uint32_t r = 0; r < runs; r++) {
