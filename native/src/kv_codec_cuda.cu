@@ -92,33 +92,19 @@ __global__ void rotateKernel(const SectionPlan* sections, uint32_t nSections, ui
         parallel::rotateHead(s, values, rotation, t, head);
 }
 
-// Device memory a decode needs, kept from one decode to the next and grown when a larger one comes.
-struct DeviceBuffer {
+// Memory a decode needs (device, or pinned host memory for the upload), kept from one decode to the next and grown
+// when a larger one comes.
+struct Buffer {
+    bool host = false;
     void* data = nullptr;
     size_t bytes = 0;
     cudaError_t reserve(size_t want) {
         if (want <= bytes)
             return cudaSuccess;
-        cudaFree(data);
+        host ? cudaFreeHost(data) : cudaFree(data);
         data = nullptr;
         bytes = 0;
-        const cudaError_t error = cudaMalloc(&data, want);
-        if (error == cudaSuccess)
-            bytes = want;
-        return error;
-    }
-};
-
-struct HostBuffer {
-    void* data = nullptr;
-    size_t bytes = 0;
-    cudaError_t reserve(size_t want) {
-        if (want <= bytes)
-            return cudaSuccess;
-        cudaFreeHost(data);
-        data = nullptr;
-        bytes = 0;
-        const cudaError_t error = cudaMallocHost(&data, want);
+        const cudaError_t error = host ? cudaMallocHost(&data, want) : cudaMalloc(&data, want);
         if (error == cudaSuccess)
             bytes = want;
         return error;
@@ -129,8 +115,8 @@ struct Decoder {
     std::mutex mutex;
     cudaStream_t stream = nullptr;
     cudaEvent_t events[3] = {};
-    DeviceBuffer slots, container, sections, channels, rotation, symbols, values, rowBits, rowEscapes, errors;
-    HostBuffer staging;
+    Buffer slots, container, sections, channels, rotation, symbols, values, rowBits, rowEscapes, errors;
+    Buffer staging{true};
     bool ready = false;
 };
 
