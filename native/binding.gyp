@@ -20,6 +20,7 @@
         "src/rope.cpp",
         "src/kv_splice.cpp",
         "src/kv_splice_plan.cpp",
+        "src/kv_splice_coded.cpp",
         "src/kv_deviation.cpp",
         "src/kv_cells.cpp",
         "src/kv_resident.cpp",

@@ -72,6 +72,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("kvCodecEncode", Napi::Function::New(env, KvCodecEncode, "kvCodecEncode"));
     exports.Set("kvCodecDecode", Napi::Function::New(env, KvCodecDecode, "kvCodecDecode"));
     exports.Set("kvCodecDecodeSync", Napi::Function::New(env, KvCodecDecodeSync, "kvCodecDecodeSync"));
+    exports.Set("kvCodecPeek", Napi::Function::New(env, KvCodecPeek, "kvCodecPeek"));
     exports.Set("kvCodecLevels", Napi::Function::New(env, KvCodecLevels, "kvCodecLevels"));
     exports.Set("fusedBlendDecode", Napi::Function::New(env, FusedBlendDecode, "fusedBlendDecode"));
     exports.Set("fusedBlendSupported", Napi::Function::New(env, FusedBlendSupported, "fusedBlendSupported"));

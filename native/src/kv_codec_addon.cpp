@@ -198,9 +198,12 @@ struct DecodeJob {
 
     ~DecodeJob() { freeOutput(output); }
 
+    // The header alone, every field checked (a disk chunk the splice decodes straight into its cells: kvCodecPeek).
+    bool headerOnly = false;
+
     void run() {
         error = parseHeader(data, size, expect, header, detail);
-        if (error != Error::none)
+        if (error != Error::none || headerOnly)
             return;
         // Only now, with the shape checked against the limits and the caller's model, is the output allocated.
         std::vector<size_t> offsets;
@@ -225,6 +228,22 @@ struct DecodeJob {
         if (error != Error::none) {
             result.Set("reason", Napi::String::New(env, errorReason(error)));
             result.Set("detail", Napi::String::New(env, detail));
+            return result;
+        }
+        if (headerOnly) {
+            Napi::Array layers = Napi::Array::New(env, header.nLayer);
+            for (uint32_t il = 0; il < header.nLayer; il++) {
+                Napi::Object layer = Napi::Object::New(env);
+                layer.Set("nEmbdK", Napi::Number::New(env, header.layers[il].nEmbdK));
+                layer.Set("nEmbdV", Napi::Number::New(env, header.layers[il].nEmbdV));
+                layers.Set(il, layer);
+            }
+            result.Set("level", Napi::Number::New(env, header.level));
+            result.Set("nTokens", Napi::Number::New(env, header.nTokens));
+            result.Set("vTrans", Napi::Boolean::New(env, header.vTrans()));
+            result.Set("kUnrotated", Napi::Boolean::New(env, header.rope.kind != 0));
+            result.Set("meta", Napi::Buffer<uint8_t>::Copy(env, header.meta, header.metaBytes));
+            result.Set("layers", layers);
             return result;
         }
         uint8_t* owned = output;
@@ -303,6 +322,13 @@ Napi::Value KvCodecDecodeSync(const Napi::CallbackInfo& info) {
     } catch (const std::exception& error) {
         throw Napi::Error::New(info.Env(), error.what());
     }
+    return job.result(info.Env());
+}
+
+Napi::Value KvCodecPeek(const Napi::CallbackInfo& info) {
+    DecodeJob job(bytesArgument(info[0], "bytes"), info[1]);
+    job.headerOnly = true;
+    job.run();
     return job.result(info.Env());
 }
 

@@ -2,7 +2,8 @@
 // chunk) and loads it into a sequence, in one native pass. Each part's K rows are re-positioned on the way (RoPE
 // shift by the part's delta, the same rotation llama.cpp's K-shift applies after llama_memory_seq_add), V rows are
 // copied. Where the cache lives in host memory (a CPU build) the rows are written straight into cells placed for the
-// sequence (patch 0002); otherwise into a state blob handed to llama_state_seq_set_data.
+// sequence (patch 0002); otherwise into a state blob handed to llama_state_seq_set_data. A coded part (a chunk's KV codec
+// container) is decoded straight into its cells, K at their positions (kv_splice_coded.cpp).
 //
 // Why native: the same work in TypeScript (shift, concat, serialize) ran at 0.10-0.15 GB/s and ate the blend's gain
 // on a GPU. Here every byte is written once into one buffer, by several threads, with F16C conversion where the CPU
@@ -16,6 +17,7 @@
 #include "kv_splice.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +32,7 @@
 #include "half.h"
 #include "kv_cells.h"
 #include "kv_resident.h"
+#include "kv_splice_coded.h"
 #include "kv_splice_plan.h"
 #include "llama_functions.h"
 #include "napi_args.h"
@@ -121,6 +124,8 @@ class SpliceWorker : public PromiseWorker {
 
     protected:
         void Run() override {
+            if (plan.anyCoded)
+                coded = splice::prepareCodedParts(plan);  // every container checked before any cell is taken
             if (plan.totalCells > 0)
                 spliceHostParts();
             else
@@ -175,6 +180,14 @@ class SpliceWorker : public PromiseWorker {
                 const LayerTarget& target = targets[il];
                 if (part.cellCount == 0)
                     return;
+                if (part.coded != nullptr) {
+                    if (!isK)
+                        return;  // the K item decodes the layer's K and V together
+                    const auto started = std::chrono::steady_clock::now();
+                    splice::decodeCodedLayer(part, p, coded[p], il, target.k + firstCell[p] * layer.kRowSize, target.v + firstCell[p] * layer.vRowSize);
+                    codedMicros += (int64_t) (millisecondsSince(started) * 1000);
+                    return;
+                }
                 const LayerOverride* exact = plan.overrideOf.empty() ? nullptr : plan.overrideOf[il];
                 if (exact != nullptr) {
                     writeOverridden(*exact, part, il, layer, isK, plan.vTrans, target.vStride, firstCell[p],
@@ -376,6 +389,13 @@ class SpliceWorker : public PromiseWorker {
             result.Set("residentPlaceMs", Napi::Number::New(env, resident.placeMs));
             result.Set("residentQueueMs", Napi::Number::New(env, resident.queueMs));
             result.Set("residentSyncMs", Napi::Number::New(env, resident.syncMs));
+            uint64_t codedBytes = 0;
+            for (const Part& part : plan.parts)
+                if (part.coded != nullptr)
+                    for (const LayerShape& layer : plan.layers)
+                        codedBytes += part.cellCount * (layer.kRowSize + layer.vRowSize);
+            result.Set("codedBytes", Napi::Number::New(env, (double) codedBytes));
+            result.Set("codedMs", Napi::Number::New(env, codedMicros.load() / 1000.0));
             deferred.Resolve(result);
         }
 
@@ -394,6 +414,8 @@ class SpliceWorker : public PromiseWorker {
         bool inPlace = false;
         ResidentPlacementResult resident;
         double residentMs = 0;
+        std::vector<weft_codec::Header> coded;   // per part: a coded part's checked header (prepareCodedParts)
+        std::atomic<int64_t> codedMicros{0};     // decoding coded parts, summed over threads
 };
 
 } // namespace

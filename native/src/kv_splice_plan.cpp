@@ -80,6 +80,25 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
         part.positions = positionArray.Data();
         part.cellCount = (uint32_t) positionArray.ElementLength();
         part.delta = (int32_t) integerProperty(object, "delta", where, -(1ll << 30), 1ll << 30);
+        if (object.Has("coded") && !object.Get("coded").IsUndefined()) {
+            Napi::Value coded = object.Get("coded");
+            if (!coded.IsTypedArray() || coded.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+                throw Napi::TypeError::New(env, where + ".coded must be a Uint8Array");
+            Napi::Uint8Array bytes = coded.As<Napi::Uint8Array>();
+            part.coded = bytes.Data();
+            part.codedBytes = bytes.ByteLength();
+            // Decoded in place of rows: V in rows of F16 (flash attention), and the cells' positions one run, as K's
+            // rotation table is made for a first position.
+            if (plan.vTrans)
+                throw Napi::TypeError::New(env, where + ": a coded part needs V in rows (flash attention on)");
+            for (uint32_t c = 1; c < part.cellCount; c++)
+                if (part.positions[c] != part.positions[0] + (int32_t) c)
+                    throw Napi::RangeError::New(env, where + ": a coded part's positions must be consecutive");
+            plan.anyCoded = true;
+            plan.totalCells += part.cellCount;
+            plan.parts.push_back(std::move(part));
+            continue;
+        }
         if (part.cellCount > 0) {
             Napi::Value kValue = property(object, "k", where), vValue = property(object, "v", where);
             if (!kValue.IsArray() || !vValue.IsArray() || kValue.As<Napi::Array>().Length() != layers.Length() ||
@@ -124,6 +143,14 @@ Plan readPlan(Napi::Env env, const LlamaFunctions& functions, llama_context* ctx
             plan.overrides.push_back(exact);
             plan.overrideOf[il] = &plan.overrides.back();
         }
+    }
+    if (plan.anyCoded) {
+        for (const LayerShape& shape : plan.layers)
+            if (shape.kType != typeF16 || shape.vType != typeF16)
+                throw Napi::TypeError::New(env, "coded parts need an F16 cache (the codec's type)");
+        if (!plan.overrides.empty())
+            throw Napi::TypeError::New(env, "spec.overrides apply to parts with rows: a plan with coded parts takes none");
+        plan.codedFingerprint = bytesOf(property(spec, "codedFingerprint", "spec"), 16, "spec.codedFingerprint");
     }
     uint64_t residentCells = 0;
     for (const ResidentPlacement& placement : plan.resident)

@@ -28,6 +28,10 @@ struct Part {
     int32_t delta = 0;                   // rotation to apply to K
     std::vector<const uint8_t*> k;       // per layer, cellCount * kRowSize bytes
     std::vector<const uint8_t*> v;       // per layer: rows, or nEmbdV runs of cellCount elements
+    // Or a KV codec container, decoded straight into the part's cells with K rotated to their positions (no K/V
+    // arrays then): a chunk read from the disk tier skips its decoded copy and the splice's copy of it.
+    const uint8_t* coded = nullptr;
+    size_t codedBytes = 0;
 };
 
 // One layer's rows for every position of the prompt, computed exactly (hkvd's capture pass): they replace the
@@ -54,6 +58,8 @@ struct Plan {
     std::vector<ResidentPlacement> resident;  // parts already in device buffers: placed after the host parts
     std::vector<const LayerOverride*> overrideOf;  // per layer, null when none
     std::vector<LayerOverride> overrides;
+    const uint8_t* codedFingerprint = nullptr;  // 16 bytes: the model fingerprint coded parts must carry
+    bool anyCoded = false;
 };
 
 /**

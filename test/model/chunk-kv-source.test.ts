@@ -3,7 +3,7 @@
 // encoded nor written again on the question's path; a chunk a question computes is written to disk after the
 // question; and what the controller learns of prefill from chunks computed at once.
 import assert from "node:assert/strict";
-import {stat} from "node:fs/promises";
+import {readFile, stat, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {after, before, describe, it} from "node:test";
 import {getLlama, type Llama, type LlamaContext, type LlamaContextSequence, LlamaLogLevel, type LlamaModel} from "node-llama-cpp";
@@ -191,5 +191,38 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         const named = await blend.prepare(buildPrompt(model, storyQuestion, sourcesWith("Or not"), false), "chunk-head", 0.15, {fullPrefillMs: 50});
         assert.equal(named.strategy, "chunk-head", named.fallbackReason);
         assert.ok(named.chunkKv?.every((chunk) => chunk.kvSource === "recompute"), JSON.stringify(named.chunkKv));
+    });
+
+    it("splices disk chunks from their files straight into the cells; a damaged file is dropped and its chunk computed", async () => {
+        const prompt = buildPrompt(model, storyQuestion, storySources.map((source, index) => ({n: index + 1, path: source.path, text: source.text})), false);
+        await blend.prepare(prompt, "naive", 0);
+        await blend.storesSettled();
+        // A session just opened (priors only: the controller reads the disk) over the same files.
+        const reopened = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache,
+            threads: testThreads, residentBudgetBytes: 0});
+        assert.ok(reopened.available, reopened.available ? "" : reopened.reason);
+        const session = reopened.value;
+        let spliced: {codedBytes: number} | undefined;
+        const trace = {splice: (result: {codedBytes: number}) => { spliced = result; }};
+        try {
+            const fromFiles = await session.prepare(prompt, "naive", 0, {trace});
+            assert.ok(fromFiles.chunkKv?.every((chunk) => chunk.kvSource === "disk" && chunk.codecLevel === 2), JSON.stringify(fromFiles.chunkKv));
+            assert.ok(spliced != null && spliced.codedBytes > 0, "the chunks were decoded in the splice");
+            assert.equal(fromFiles.uncachedChunks, undefined, "no RAM tier to fill after the answer");
+
+            const chunk = prompt.segments.filter((segment) => segment.kind === "chunk")[1]!;
+            const file = cache.pathOf({fingerprint: blend.fingerprint, chunkHash: tokensHash(chunk.tokens), promptFormatVersion});
+            const bytes = await readFile(file);
+            bytes[bytes.byteLength - 30]! ^= 0x40;
+            await writeFile(file, bytes);
+            const dropped = cache.stats().droppedCorrupt;
+            const repaired = await session.prepare(prompt, "naive", 0, {trace});
+            assert.equal(repaired.strategy, "naive");
+            assert.equal(spliced?.codedBytes, 0, "the splice ran again with rows");
+            assert.equal(cache.stats().droppedCorrupt, dropped + 1, "the damaged file was dropped");
+            assert.deepEqual(repaired.chunkKv?.map((source) => source.kvSource), ["disk", "recompute", "disk"]);
+        } finally {
+            await session.close();
+        }
     });
 });

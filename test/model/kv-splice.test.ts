@@ -15,6 +15,8 @@ import {
 } from "../../main/engine/native/native-addon.js";
 import {type RopeParams, ropeParamsFromGguf} from "../../main/engine/kv/rope-params.js";
 import {spliceIntoSequence, spliceRopeOf, spliceSpecOf} from "../../main/engine/blend/splice.js";
+import type {CodedChunk} from "../../main/engine/kv/chunk-container.js";
+import {decodeKvBody, encodeKvBody} from "../../main/engine/kv/kv-codec.js";
 import {stories260kPath, testThreads} from "../helpers/paths.js";
 import {concatBlobs, referenceKvDeviation, ropeShiftBody} from "../helpers/kv-reference.js";
 import {logitsAfter as logitsOf} from "../helpers/logits.js";
@@ -226,6 +228,70 @@ describe("native KV splice on stories260K (CPU)", {skip: addonLoad.available ? f
         order.push("history cleared");
         await held;
         assert.deepEqual(order, ["lock released", "history cleared"]);
+    });
+
+    it("decodes coded parts (disk chunks' containers) straight into the cells as their decoded bodies splice; a damaged one is decoded instead", async (t) => {
+        const flash = setups[0]!;
+        const {parts, tokens} = await pieces(flash);
+        const fingerprint = "0".repeat(32);
+        const codedOf = async (body: KvBody): Promise<CodedChunk> => {
+            const bytes = await encodeKvBody(body, {level: 1, fingerprint, rope, threads: 1});
+            return {bytes, tokens: new Int32Array(body.cells.length), firstPos: body.cells[0]!.pos, codecLevel: 1, f16Bytes: 0};
+        };
+        const coded = [await codedOf(parts[1]!.body), await codedOf(parts[2]!.body)];
+        const decoded = await Promise.all(coded.map(async (chunk) => (await decodeKvBody(chunk.bytes, {fingerprint, threads: 1})).body));
+        const next = model.tokenize(" One day", false);
+
+        await spliceIntoSequence(flash.sequence, [parts[0]!, {body: decoded[0]!, delta: parts[1]!.delta}, {body: decoded[1]!, delta: parts[2]!.delta}],
+            tokens, rope, {threads: 1});
+        const viaBodies = parseSeqStateMemory(await stateOf(flash)).body;
+        const bodyLogits = await logitsAfter(flash, next);
+        const codedParts = [parts[0]!, {coded: coded[0]!, delta: parts[1]!.delta}, {coded: coded[1]!, delta: parts[2]!.delta}];
+        const result = await spliceIntoSequence(flash.sequence, codedParts, tokens, rope, {threads: 2, codedFingerprint: fingerprint});
+        assert.ok(result.inPlace);
+        assert.equal(result.codedBytes, decoded.reduce((sum, body) => sum + body.layers.reduce((s, l) => s + l.k.rows.byteLength + (l.v as {rows: Uint8Array}).rows.byteLength, 0), 0));
+        const viaCoded = parseSeqStateMemory(await stateOf(flash)).body;
+        const codedLogits = await logitsAfter(flash, next);
+
+        assert.deepEqual(viaCoded.cells, viaBodies.cells);
+        let differing = 0, compared = 0;
+        viaCoded.layers.forEach((layer, il) => {
+            const ref = viaBodies.layers[il]!;
+            assert.deepEqual(Buffer.from((layer.v as {rows: Uint8Array}).rows), Buffer.from((ref.v as {rows: Uint8Array}).rows), `layer ${il} V`);
+            const ours = f16ToF32(new Uint16Array(layer.k.rows.slice().buffer)), theirs = f16ToF32(new Uint16Array(ref.k.rows.slice().buffer));
+            const width = layer.k.rowSize / 2;
+            for (let i = 0; i < ours.length; i++) {
+                compared++;
+                // K turned once to its cells' positions, against turned to 1.. (rounded to f16) and then moved: a
+                // rotation mixes each pair's rounding, so the bound is two f16 units of the row's largest value
+                if (ours[i] !== theirs[i]) {
+                    differing++;
+                    const row = theirs.subarray(i - (i % width), i - (i % width) + width);
+                    const largest = row.reduce((max, value) => Math.max(max, Math.abs(value)), 0);
+                    assert.ok(Math.abs(ours[i]! - theirs[i]!) <= 2 * 2 ** -10 * largest, `layer ${il} K element ${i}: ${ours[i]} vs ${theirs[i]} (row's largest ${largest})`);
+                }
+            }
+        });
+        let maxDiff = 0;
+        for (let i = 0; i < codedLogits.length; i++)
+            maxDiff = Math.max(maxDiff, Math.abs(codedLogits[i]! - bodyLogits[i]!));
+        assert.ok(maxDiff < 1e-2, `max |logit diff| coded vs decoded bodies ${maxDiff}`);
+        t.diagnostic(`K elements differing ${differing}/${compared}; max |logit diff| ${maxDiff.toExponential(2)}; decode in the splice ${result.codedMs.toFixed(2)} ms`);
+
+        // One damaged byte in a layer: refused by its checksum with the part named, the sequence cleared...
+        const damaged = {...coded[1]!, bytes: Uint8Array.from(coded[1]!.bytes)};
+        damaged.bytes[damaged.bytes.byteLength - 20]! ^= 0x40;
+        const bad = [parts[0]!, {coded: coded[0]!, delta: parts[1]!.delta}, {coded: damaged, delta: parts[2]!.delta}];
+        await assert.rejects(spliceIntoSequence(flash.sequence, bad, tokens, rope, {threads: 1, codedFingerprint: fingerprint}), /coded part 2: checksum/);
+        assert.equal(flash.sequence.contextTokens.length, 0);
+        // ...and, given the cache's own decode to fall back on, spliced from rows instead (here: the decoded bodies).
+        const decodeInstead = async (chunk: CodedChunk) => decoded[chunk === damaged ? 1 : 0]!;
+        const fallback = await spliceIntoSequence(flash.sequence, bad, tokens, rope, {threads: 1, codedFingerprint: fingerprint, decodeInstead});
+        assert.equal(fallback.codedBytes, 0);
+        assert.deepEqual(parseSeqStateMemory(await stateOf(flash)).body.layers[3]!.k.rows, viaBodies.layers[3]!.k.rows);
+        // Another model's container is refused before any cell is taken.
+        await assert.rejects(spliceIntoSequence(flash.sequence, codedParts, tokens, rope, {threads: 1, codedFingerprint: "1".repeat(32)}),
+            /coded part 1: wrong-model/);
     });
 
     it("refuses bad plans with a clear error and the sequence keeps working", async () => {

@@ -2,10 +2,12 @@
 // cache, or computing them), selects the tokens to recompute, splices the prompt's KV and recomputes (CacheBlend). `full` and `prefix` are in
 // prepare.ts; hkvd selects and recomputes in one fused decode (fused.ts, Weft patch 0003), chunk-head in recompute.ts;
 // the chunks the question is about are chosen in focus.ts, the prompt's positions in blend-layout.ts.
+import {availableParallelism} from "node:os";
 import type {Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
 import type {BuiltPrompt} from "../prompt.js";
 import type {ChunkKvCache} from "../kv/chunk-cache.js";
+import type {CodedChunk} from "../kv/chunk-container.js";
 import {modelFingerprint} from "../kv/fingerprint.js";
 import type {KvBody} from "../kv/kv-blob.js";
 import {ResidentTier} from "../kv/resident-tier.js";
@@ -19,13 +21,13 @@ import {
 } from "../native/native-addon.js";
 import {blendSupportOf} from "./blend-support.js";
 import {chatKvLayout, defaultResidentBudgetBytes} from "./session-context.js";
-import {type BlendLayout, blendLayout} from "./blend-layout.js";
-import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, leadHash, tokensHash} from "./chunk-kv-source.js";
+import {blendLayout} from "./blend-layout.js";
+import {type CachedChunkKv, type ChunkKvLoad, ChunkKvSource, type CodedChunkKv, leadHash, tokensHash} from "./chunk-kv-source.js";
 import {defaultFocus, nameTokenTest, questionFocus} from "./focus.js";
 import {fusedBlendUnavailable, runFusedBlend} from "./fused.js";
 import {chunkHeadPositions, fusedSegmentsOf, otherChunkShare, recomputePlan} from "./recompute-plan.js";
 import {recomputeAt} from "./recompute.js";
-import {type BlendPrepareOptions, type PreparedPrompt, prepareFull} from "./prepare.js";
+import {type BlendPrepareOptions, type PreparedPrompt, prepareFullInstead} from "./prepare.js";
 import {type SplicePartInput, spliceIntoSequence, withLabelCells} from "./splice.js";
 
 export type BlendStrategy = "naive" | "chunk-head" | "hkvd";
@@ -270,7 +272,7 @@ export class BlendSession {
         const computeMs = uncachedTokens > 0 ? this.kvController.computeAloneMs(uncachedTokens) : null;
         if (computeMs != null && options.fullPrefillMs != null && computeMs > (1 - ratio) * options.fullPrefillMs) {
             return {
-                ...await this.fullPrefillInstead(prompt, layout, `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks ` +
+                ...await prepareFullInstead(this.sequence, prompt.tokens, layout.chunks, `${requested}: ${uncached.length} of ${layout.chunks.length} retrieved chunks ` +
                     `have no cached KV yet (${Math.round(100 * uncachedTokens / chunkTokenCount)} % of their tokens); computing them before the ` +
                     `blend (about ${Math.round(computeMs)} ms) would take longer than a full prefill (about ${Math.round(options.fullPrefillMs)} ms)`),
                 uncachedChunks: uncached.map(({tokens}) => tokens)
@@ -280,7 +282,7 @@ export class BlendSession {
         // Chunks on disk can take longer to load than the whole prompt takes to prefill on this context (an H200 reads
         // and decodes 8k tokens' KV in ~400 ms and prefills them in ~380): then the answer is a full prefill, and says so.
         if (plan.wait != null && options.fullPrefillMs != null && plan.wait.scaledMs > options.fullPrefillMs) {
-            return this.fullPrefillInstead(prompt, layout, `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) ` +
+            return prepareFullInstead(this.sequence, prompt.tokens, layout.chunks, `${requested}: loading its chunks from disk (about ${Math.round(plan.wait.scaledMs)} ms) ` +
                 `is slower than a full prefill (about ${Math.round(options.fullPrefillMs)} ms)`);
         }
         // resident too, so that hkvd's label cells stay in order (withLabelCells: all parts resident, or none)
@@ -288,25 +290,18 @@ export class BlendSession {
         const leadLoad = leadFirst != null && residentLead == null ? this.kvSource.leadKv(headerTokens, leadFirst.segment.tokens, {diskLater: true}) : null;
         leadLoad?.catch(() => {});
         const cachedLoads = new Map<number, Promise<CachedChunkKv>>();
-        const chunkLoads = new Map<number, Promise<ChunkKvLoad>>();
-        for (const [j, load] of this.kvSource.cachedChunkKvs(fromSource.map((chunk) => chunk.tokens), plan).entries()) {
-            const {index, tokens} = fromSource[j]!;
-            const chunk = this.kvSource.chunkKv(tokens, load, {diskLater: true});
-            // awaited below, in order; a later one's failure must not go unhandled meanwhile
-            load.catch(() => {});
-            chunk.catch(() => {});
-            cachedLoads.set(index, load);
-            chunkLoads.set(index, chunk);
+        const chunkLoads = new Map<number, Promise<ChunkKvLoad | CodedChunkKv>>();
+        // Disk chunks decode straight into their cells (V in rows; hkvd's label cells and the resident tier take rows).
+        const coded = strategy !== "hkvd" && tier == null && this.flashAttention;
+        for (const [j, {cached, load}] of this.kvSource.startLoads(fromSource.map((chunk) => chunk.tokens), plan, {coded}).entries()) {
+            cachedLoads.set(fromSource[j]!.index, cached);
+            chunkLoads.set(fromSource[j]!.index, load);
         }
-        const loadsDone = Promise.all(cachedLoads.values()).then((loads) => {
-            const batchMs = performance.now() - loadStartedAt;
-            const summedMs = loads.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
-            this.kvSource.observeDiskLoads(loads, summedMs > 0 ? Math.min(1, batchMs / summedMs) : 1);
-        });
-        loadsDone.catch(() => {});
+        const loadsDone = this.kvSource.observeBatch([...cachedLoads.values()], loadStartedAt);
         const header = residentHeader == null ? await this.kvSource.headerKv(headerTokens) : undefined;
         const parts: SplicePartInput[] = [residentHeader != null ? {resident: residentHeader, delta: 0} : {body: header!, delta: 0}];
         const toAdmit: Array<{key: string, body: KvBody}> = header != null && tier != null ? [{key: headerKey, body: header}] : [];
+        const codedLoads = new Map<CodedChunk, {tokens: Token[], source: ChunkKvStats}>();
         for (const [index, {segment, start}] of layout.placed.entries()) {
             if (segment.kind !== "chunk")
                 continue;
@@ -335,12 +330,17 @@ export class BlendSession {
                 chunkSources.push({kvSource: "resident", codecLevel: null, tokens: segment.tokens.length, bytesRead: 0});
                 continue;
             }
-            const {body, loadedBytes, source} = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment.tokens));
-            kvBytesLoaded += loadedBytes;
-            chunkSources.push(source);
-            parts.push({body, delta: start - 1});
+            const loaded = await (chunkLoads.get(index) ?? this.kvSource.chunkKv(segment.tokens));
+            chunkSources.push(loaded.source);
+            kvBytesLoaded += "coded" in loaded ? loaded.coded.f16Bytes : loaded.loadedBytes;
+            if ("coded" in loaded) {
+                parts.push({coded: loaded.coded, delta: start - loaded.coded.firstPos});
+                codedLoads.set(loaded.coded, {tokens: segment.tokens, source: loaded.source});
+                continue;
+            }
+            parts.push({body: loaded.body, delta: start - 1});
             if (tier != null)
-                toAdmit.push({key, body});
+                toAdmit.push({key, body: loaded.body});
         }
 
         await loadsDone;
@@ -366,8 +366,14 @@ export class BlendSession {
         if (parts.every((part) => "body" in part && part.body.cells.length === 0))
             await this.sequence.clearHistory();
         else {
-            const {bytesRead: _bytesRead, ...splice} = await spliceIntoSequence(this.sequence, parts, prefixTokens, this.rope,
-                {threads: this.threads, nStream: this.nStream, pinned: options.pinned ?? true});
+            const {bytesRead: _bytesRead, ...splice} = await spliceIntoSequence(this.sequence, parts, prefixTokens, this.rope, {
+                // coded parts decode on every core, as the cache's own decodes of disk chunks do (the addon's pool)
+                threads: codedLoads.size > 0 ? Math.max(this.threads, availableParallelism()) : this.threads,
+                nStream: this.nStream, pinned: options.pinned ?? true, codedFingerprint: this.fingerprint,
+                decodeInstead: (chunk) => this.kvSource.rowsInstead(chunk, codedLoads.get(chunk)!.source)
+            });
+            if (splice.codedBytes > 0)
+                this.kvController.observeDecode(splice.codedBytes, [...codedLoads.values()].reduce((sum, {tokens}) => sum + tokens.length, 0), splice.codedMs);
             kvBlobBytes = splice.blobBytes;
             kvResidentBytes = splice.residentBytes;
             kvResidentMs = splice.residentMs;
@@ -420,15 +426,9 @@ export class BlendSession {
             kvBytesRead: chunkSources.reduce((sum, chunk) => sum + chunk.bytesRead, 0),
             ...(strategy === "hkvd" ? {selectedPositions: selected} : {}),
             ...(strategy !== "naive" ? {focusSources: focus.flatMap(({segment}) => segment.source != null ? [segment.source.n] : [])} : {}),
-            exactSources: leadFirst?.segment.source != null ? [leadFirst.segment.source.n] : []
-        };
-    }
-
-    /** A full prefill in place of the blend, saying why; every chunk counts as recomputed. */
-    private async fullPrefillInstead(prompt: BuiltPrompt, layout: BlendLayout, why: string): Promise<PreparedPrompt> {
-        return {
-            ...await prepareFull(this.sequence, prompt.tokens), fallbackReason: `${why}; used full prefill`, kvBytesRead: 0,
-            chunkKv: layout.chunks.map(({segment}) => ({kvSource: "recompute" as const, codecLevel: null, tokens: segment.tokens.length, bytesRead: 0}))
+            exactSources: leadFirst?.segment.source != null ? [leadFirst.segment.source.n] : [],
+            // the disk chunks decoded into the cells only: into the RAM tier after the answer (cacheChunks), for the next question
+            ...(codedLoads.size > 0 && this.cache.keepsInRam ? {uncachedChunks: [...codedLoads.values()].map(({tokens}) => tokens)} : {})
         };
     }
 

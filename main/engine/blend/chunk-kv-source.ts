@@ -6,6 +6,7 @@ import {stat} from "node:fs/promises";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import type {ChunkKvStats} from "../../contract/index.js";
 import type {ChunkKvCache, ChunkKvEntry} from "../kv/chunk-cache.js";
+import type {CodedChunk} from "../kv/chunk-container.js";
 import {type KvBody, parseSeqStateMemory, sliceCells} from "../kv/kv-blob.js";
 import {KvController} from "../kv/kv-controller.js";
 import type {RopeParams} from "../kv/rope-params.js";
@@ -38,6 +39,9 @@ export function leadHash(lead: readonly Token[], tokens: readonly Token[]): stri
 
 /** A chunk's KV and where it came from. */
 export type ChunkKvLoad = {body: KvBody, loadedBytes: number, hit: boolean, source: ChunkKvStats};
+
+/** A chunk's disk container for the splice to decode straight into its cells (ChunkKvCache.getCoded), and its source. */
+export type CodedChunkKv = {coded: CodedChunk, source: ChunkKvStats};
 
 /** Which of a question's chunks to recompute rather than read from disk, and the wait the controller expects. */
 export type ChunkPlan = {skipDisk: ReadonlySet<number>, wait: {plannedMs: number, scaledMs: number} | null};
@@ -211,6 +215,46 @@ export class ChunkKvSource {
         };
     }
 
+    /**
+     * Starts every chunk's load at once, in order, as `plan` says. With `coded`, a chunk whose disk file is a codec
+     * container fit to splice as it is comes as that container (the splice decodes it straight into its cells, sparing
+     * a decoded copy and the splice's copy of it), and only the others load as before. `cached` is each chunk's lookup
+     * for the controller's rates (a coded chunk's is a miss: its decode is timed by the splice); `load` its KV. Both are
+     * awaited later, in order: a later one's failure is marked handled meanwhile.
+     */
+    public startLoads(chunks: readonly Token[][], plan: ChunkPlan, options: {coded: boolean}):
+        Array<{cached: Promise<CachedChunkKv>, load: Promise<ChunkKvLoad | CodedChunkKv>}> {
+        return chunks.map((tokens, index) => {
+            const key = this.chunkKey(tokens);
+            const skipDisk = plan.skipDisk.has(index);
+            const coded = options.coded && !skipDisk ? this.codedLookUp(key, tokens) : Promise.resolve(null);
+            const cached = coded.then((found): Promise<CachedChunkKv> | CachedChunkKv => found != null ? {hit: false} : this.lookUp(key, tokens, skipDisk));
+            const load = coded.then((found): Promise<ChunkKvLoad | CodedChunkKv> | CodedChunkKv => found ?? this.chunkKv(tokens, cached, {diskLater: true}));
+            cached.catch(() => {});
+            load.catch(() => {});
+            return {cached, load};
+        });
+    }
+
+    private async codedLookUp(key: ReturnType<ChunkKvSource["chunkKey"]>, tokens: Token[]): Promise<CodedChunkKv | null> {
+        const found = await this.parts.cache.getCoded(key);
+        if (found == null || !found.hit)
+            return null;  // a damaged file is dropped by now: the load as before misses and computes the chunk
+        const bytesRead = found.coded.bytes.byteLength;
+        this.kvController.observeDiskRead(bytesRead, found.readMs);
+        return {coded: found.coded, source: {kvSource: "disk", codecLevel: found.coded.codecLevel, tokens: tokens.length, bytesRead}};
+    }
+
+    /**
+     * A coded chunk's KV loaded as before, where a splice could not decode it (the cache's own decode then drops a
+     * damaged file and the chunk is computed); the question's stats entry for it, `source`, becomes this load's.
+     */
+    public async rowsInstead(coded: CodedChunk, source: ChunkKvStats): Promise<KvBody> {
+        const load = await this.chunkKv(Array.from(coded.tokens) as Token[]);
+        Object.assign(source, load.source);
+        return load.body;
+    }
+
     /** {@link cachedChunkKv} for a question's chunks at once (started now, in order), as `plan` says. */
     public cachedChunkKvs(chunks: readonly Token[][], plan: ChunkPlan = this.planChunks(chunks)): Array<Promise<CachedChunkKv>> {
         return chunks.map((tokens, index) => this.lookUp(this.chunkKey(tokens), tokens, plan.skipDisk.has(index)));
@@ -238,6 +282,18 @@ export class ChunkKvSource {
             body: found.body, loadedBytes: found.bytes, hit: true, disk,
             source: {kvSource: found.tier, codecLevel: found.tier === "disk" ? found.codecLevel ?? null : null, tokens: tokens.length, bytesRead: found.readBytes ?? 0}
         };
+    }
+
+    /**
+     * Resolves once a question's loads (started at `startedAt`, at once) are done, having told the controller what
+     * they cost (see {@link observeDiskLoads}: each scaled by the batch's wall time over their summed times); never rejects.
+     */
+    public observeBatch(loads: ReadonlyArray<Promise<CachedChunkKv>>, startedAt: number): Promise<void> {
+        return Promise.all(loads).then((done) => {
+            const batchMs = performance.now() - startedAt;
+            const summedMs = done.reduce((sum, load) => sum + (load.hit && load.disk != null ? load.disk.readMs + (load.disk.decode?.ms ?? 0) : 0), 0);
+            this.observeDiskLoads(done, summedMs > 0 ? Math.min(1, batchMs / summedMs) : 1);
+        }, () => undefined);
     }
 
     /**

@@ -42,7 +42,9 @@ export type PreparedPrompt = {
 /** The native splice of a blend, step by step: state bytes built, time to build and load them, the resident tier's part. */
 export type SpliceTrace = {
     blobBytes: number, buildMs: number, setMs: number, pinned: boolean, inPlace: boolean, residentBytes: number, residentMs: number,
-    residentCopies: number, residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number
+    residentCopies: number, residentPlaceMs: number, residentQueueMs: number, residentSyncMs: number,
+    /** Disk chunks decoded straight into their cells: their F16 bytes, and the decoding's time summed over threads. */
+    codedBytes: number, codedMs: number
 };
 
 /** hkvd's selection: the prompt positions it chose, and its time split into the capture pass (its decodes, and copying K/V out of them) and the scoring. */
@@ -101,6 +103,15 @@ const noCacheWork = {recomputedTokens: 0, kvBytesLoaded: 0, kvLoadMs: 0, kvBlobB
 export async function prepareFull(sequence: LlamaContextSequence, promptTokens: Token[]): Promise<PreparedPrompt> {
     await sequence.clearHistory();
     return {strategy: "full", ratio: 0, tokensToEvaluate: promptTokens, reusedTokens: 0, freshTokens: promptTokens.length, ...noCacheWork};
+}
+
+/** A full prefill in place of a blend, saying why; every chunk counts as recomputed. */
+export async function prepareFullInstead(sequence: LlamaContextSequence, promptTokens: Token[], chunks: ReadonlyArray<{segment: {tokens: readonly Token[]}}>,
+    why: string): Promise<PreparedPrompt> {
+    return {
+        ...await prepareFull(sequence, promptTokens), fallbackReason: `${why}; used full prefill`, kvBytesRead: 0,
+        chunkKv: chunks.map(({segment}) => ({kvSource: "recompute" as const, codecLevel: null, tokens: segment.tokens.length, bytesRead: 0}))
+    };
 }
 
 /**

@@ -9,12 +9,16 @@ import {isTransposed, type KvBody, KvBlobError, type KvRows, layerShape, validat
 import {type SpliceResult, type SpliceRope, type SpliceSpec, spliceSequenceState} from "../native/native-addon.js";
 import type {ResidentEntry} from "../kv/resident-tier.js";
 import type {RopeParams} from "../kv/rope-params.js";
+import type {CodedChunk} from "../kv/chunk-container.js";
+import {fingerprintBytes} from "../kv/kv-codec.js";
 
 /**
- * A part from host memory (K rotated on the CPU), from the resident tier (placed and copied on the device), or cells
+ * A part from host memory (K rotated on the CPU), a disk chunk's codec container (decoded straight into its cells, K at
+ * their positions: chunk-container.ts CodedChunk), from the resident tier (placed and copied on the device), or cells
  * taken for positions a later decode writes in full (placed with the resident parts, in their order; no rows copied).
  */
-export type SplicePartInput = {body: KvBody, delta: number} | {resident: ResidentEntry, delta: number} | {placeholder: number[]};
+export type SplicePartInput = {body: KvBody, delta: number} | {coded: CodedChunk, delta: number} | {resident: ResidentEntry, delta: number} |
+    {placeholder: number[]};
 
 export function spliceRopeOf(rope: RopeParams): SpliceRope {
     return {
@@ -28,16 +32,22 @@ export function spliceRopeOf(rope: RopeParams): SpliceRope {
 }
 
 /** The native plan for `parts`; throws {@link KvBlobError} when they do not share one layout. */
-export type SpliceOptions = {threads: number, nStream?: number, pinned?: boolean, overrides?: SpliceSpec["overrides"]};
+export type SpliceOptions = {
+    threads: number, nStream?: number, pinned?: boolean, overrides?: SpliceSpec["overrides"],
+    /** The model fingerprint (32 hex characters) coded parts' containers must carry; required with coded parts. */
+    codedFingerprint?: string
+};
 
 export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams, options: SpliceOptions): SpliceSpec {
     const host = parts.flatMap((part) => "body" in part && part.body.cells.length > 0 ? [part] : []);
+    // Host parts with rows and coded parts keep their order among themselves: it becomes their cells' order.
+    const written = parts.flatMap((part) => ("body" in part && part.body.cells.length > 0) || "coded" in part ? [part] : []);
     const resident = parts.flatMap((part) => "resident" in part && part.resident.positions.length > 0 ? [part] : []);
     // Device-placed parts (resident rows and placeholders) keep their order: it becomes the cells' order.
     const placed = parts.flatMap((part) => ("resident" in part && part.resident.positions.length > 0) || ("placeholder" in part && part.placeholder.length > 0) ? [part] : []);
     const first = host[0]?.body;
     if (first == null && resident.length === 0)
-        throw new KvBlobError("nothing to splice: every part is empty");
+        throw new KvBlobError(written.length > 0 ? "coded parts need a part with rows beside them (it gives the cache's layout)" : "nothing to splice: every part is empty");
     const shape = first != null ? layerShape(first) : "";
     for (const {body} of host) {
         validateKvBody(body);
@@ -54,26 +64,42 @@ export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams
             : {kType: k.type, kRowSize: k.rowSize, vType: v.type, vRowSize: v.rowSize}),
         rope: spliceRopeOf(rope),
         parts: [
-            ...host.map(({body, delta}) => ({
-                positions: Int32Array.from(body.cells, (cell) => cell.pos + delta),
-                delta,
-                k: body.layers.map((layer) => layer.k.rows),
-                v: body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
-            })),
+            ...written.map((part) => "coded" in part
+                ? {positions: Int32Array.from(part.coded.tokens, (_, i) => part.coded.firstPos + i + part.delta), delta: part.delta, coded: part.coded.bytes}
+                : {
+                    positions: Int32Array.from(part.body.cells, (cell) => cell.pos + part.delta),
+                    delta: part.delta,
+                    k: part.body.layers.map((layer) => layer.k.rows),
+                    v: part.body.layers.map((layer) => isTransposed(layer.v) ? layer.v.data : layer.v.rows)
+                }),
             ...placed.map((part) => "placeholder" in part
                 ? {positions: Int32Array.from(part.placeholder), delta: 0 as const, placeholder: true as const}
                 : {positions: part.resident.positions.map((pos) => pos + part.delta), delta: part.delta, resident: part.resident.handle})
         ],
         threads: Math.max(1, Math.floor(options.threads)),
         ...(options.pinned != null ? {pinned: options.pinned} : {}),
-        ...(options.overrides != null && options.overrides.length > 0 ? {overrides: options.overrides} : {})
+        ...(options.overrides != null && options.overrides.length > 0 ? {overrides: options.overrides} : {}),
+        ...(written.length > host.length ? {codedFingerprint: fingerprintBytes(options.codedFingerprint ?? "")} : {})
     };
 }
 
-/** Splices `parts` into `sequence` (which then holds `tokens`). */
+/**
+ * Splices `parts` into `sequence` (which then holds `tokens`). Where a coded part fails (a container the decoder
+ * refuses: the splice has cleared the sequence by then), every coded part is loaded through `decodeInstead` (the
+ * cache's own decode, which drops a damaged file and computes the chunk) and the splice runs once more with rows.
+ */
 export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: readonly SplicePartInput[], tokens: readonly Token[],
-    rope: RopeParams, options: SpliceOptions): Promise<SpliceResult> {
-    return spliceSequenceState(sequence, spliceSpecOf(parts, rope, options), tokens);
+    rope: RopeParams, options: SpliceOptions & {decodeInstead?: (coded: CodedChunk) => Promise<KvBody>}): Promise<SpliceResult> {
+    try {
+        return await spliceSequenceState(sequence, spliceSpecOf(parts, rope, options), tokens);
+    } catch (error) {
+        if (options.decodeInstead == null || !parts.some((part) => "coded" in part))
+            throw error;
+        const decodeInstead = options.decodeInstead;
+        const withRows = await Promise.all(parts.map(async (part) => "coded" in part
+            ? {body: await decodeInstead(part.coded), delta: part.delta + part.coded.firstPos - 1} : part));
+        return spliceSequenceState(sequence, spliceSpecOf(withRows, rope, options), tokens);
+    }
 }
 
 /**

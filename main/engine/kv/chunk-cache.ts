@@ -14,7 +14,7 @@ import {randomBytes} from "node:crypto";
 import {mkdir, open, readdir, rename, rm, stat, utimes} from "node:fs/promises";
 import path from "node:path";
 import {type KvBody, parseKvBody, serializeKvBody, validateKvBody} from "./kv-blob.js";
-import {chunkContainerMagic, containerF16Bytes, decodeChunkContainer, encodeChunkContainer, kvValueBytes} from "./chunk-container.js";
+import {chunkContainerMagic, type CodedChunk, containerF16Bytes, decodeChunkContainer, encodeChunkContainer, kvValueBytes, peekChunkContainer} from "./chunk-container.js";
 import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
 import {type ChunkKey, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
@@ -48,6 +48,9 @@ export type ChunkKvHit = {
 };
 export type ChunkKvMiss = {hit: false, reason: MissReason, detail: string};
 export type ChunkKvLookup = ChunkKvHit | ChunkKvMiss;
+
+/** getCoded's answer: a container to decode into cells, a miss (the file dropped where damaged), or null (use get). */
+export type CodedLookup = {hit: true, coded: CodedChunk, readMs: number} | ChunkKvMiss | null;
 
 export type ChunkCacheStats = {
     ram: {hits: number, misses: number, entries: number, bytes: number, budgetBytes: number, evictions: number};
@@ -206,25 +209,66 @@ export class ChunkKvCache {
         const file = this.pathOf(key);
         try {
             const entry = await this.readFile(file, key);
-            this.counters.diskHits++;
-            const known = this.disk.get(file);
-            if (known != null) {
-                this.disk.delete(file);
-                this.disk.set(file, known);
-            }
-            const now = new Date();
-            await utimes(file, now, now).catch(() => {});
+            await this.diskHit(file);
             this.putRam(id, entry);
             return {hit: true, tier: "disk", ...entry};
         } catch (error) {
-            this.counters.diskMisses++;
-            if (error instanceof WkvMiss) {
-                if (error.reason !== "absent")
-                    await this.drop(file, error.reason);
-                return {hit: false, reason: error.reason, detail: error.message};
-            }
-            return {hit: false, reason: "io-error", detail: `reading ${file}: ${(error as Error).message}`};
+            return this.diskMiss(file, error);
         }
+    }
+
+    /**
+     * A chunk on the disk tier as its codec container, checked but not decoded, for a splice that decodes it straight
+     * into the sequence's cells (chunk-container.ts CodedChunk); the RAM tier is left as it is. Null where RAM holds
+     * the chunk, the disk tier is off, or the file needs a decode first (a raw `.wkv`, cells elsewhere): get it then.
+     * A damaged or mismatched file is dropped with its reason, as get drops it.
+     */
+    async getCoded(key: ChunkKey): Promise<CodedLookup> {
+        try {
+            this.checkKey(key);
+        } catch {
+            return null;
+        }
+        if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0)
+            return null;
+        const file = this.pathOf(key);
+        const startedAt = performance.now();
+        try {
+            const read = await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
+                {magic: chunkContainerMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
+            const coded = read.kind === "other" ? peekChunkContainer(read.bytes, key) : null;
+            if (coded == null)
+                return null;
+            this.counters.ramMisses++;
+            await this.diskHit(file);
+            return {hit: true, coded, readMs: performance.now() - startedAt};
+        } catch (error) {
+            this.counters.ramMisses++;
+            if (error instanceof WkvMiss && error.reason === "absent")
+                this.forgetDisk(file);
+            return this.diskMiss(file, error);
+        }
+    }
+
+    private async diskHit(file: string): Promise<void> {
+        this.counters.diskHits++;
+        const known = this.disk.get(file);
+        if (known != null) {
+            this.disk.delete(file);
+            this.disk.set(file, known);
+        }
+        const now = new Date();
+        await utimes(file, now, now).catch(() => {});
+    }
+
+    private async diskMiss(file: string, error: unknown): Promise<ChunkKvMiss> {
+        this.counters.diskMisses++;
+        if (error instanceof WkvMiss) {
+            if (error.reason !== "absent")
+                await this.drop(file, error.reason);
+            return {hit: false, reason: error.reason, detail: error.message};
+        }
+        return {hit: false, reason: "io-error", detail: `reading ${file}: ${(error as Error).message}`};
     }
 
     private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
@@ -248,6 +292,11 @@ export class ChunkKvCache {
         }
         const {header, body, tokens} = read;
         return {tokens, body, bytes: header.bodyBytes + 4 * header.nTokens, readBytes: header.bodyBytes + 4 * header.nTokens, readMs};
+    }
+
+    /** Whether the RAM tier keeps anything (a budget above 0). */
+    get keepsInRam(): boolean {
+        return this.options.ramBudgetBytes > 0;
     }
 
     /** Whether RAM holds the chunk or the disk tier indexes its file (a get may still miss: a damaged file is dropped then). */

@@ -5,7 +5,7 @@
  */
 import {open} from "node:fs/promises";
 import {isTransposed, type KvBody, kvBodySize} from "./kv-blob.js";
-import {decodeKvBody, encodeKvBody, KvCodecError} from "./kv-codec.js";
+import {decodeKvBody, encodeKvBody, KvCodecError, peekKvContainer} from "./kv-codec.js";
 import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
 import {type ChunkKey, type MissReason, WkvMiss} from "./wkv-file.js";
@@ -22,13 +22,43 @@ export async function decodeChunkContainer(bytes: Uint8Array, key: ChunkKey, thr
     try {
         decoded = await decodeKvBody(bytes, {fingerprint: key.fingerprint, threads});
     } catch (error) {
-        if (error instanceof KvCodecError)
-            throw new WkvMiss(codecMissReasons[error.reason], error.message);
-        throw error;
+        throw missOf(error);
     }
+    const tokens = keyBlockTokens(decoded.extra, key, decoded.body.cells.length);
+    return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
+}
+
+/**
+ * A container for a splice to decode straight into a sequence's cells (SpliceCodedPart): checked as a decode checks
+ * it (header, shape, meta, key block) but not decoded; a damaged or mismatched one throws a {@link WkvMiss}. Such a
+ * splice needs the cells at consecutive positions, V in rows and K coded un-rotated (the engine encodes chunks so);
+ * null for a good container that lacks them, which is then decoded instead.
+ */
+export type CodedChunk = {bytes: Uint8Array, tokens: Int32Array, firstPos: number, codecLevel: number, f16Bytes: number};
+
+export function peekChunkContainer(bytes: Uint8Array, key: ChunkKey): CodedChunk | null {
+    let peeked: ReturnType<typeof peekKvContainer>;
+    try {
+        peeked = peekKvContainer(bytes, {fingerprint: key.fingerprint, threads: 1});
+    } catch (error) {
+        throw missOf(error);
+    }
+    const tokens = keyBlockTokens(peeked.extra, key, peeked.nTokens);
+    if (peeked.firstPos == null || peeked.vTrans || !peeked.kUnrotated)
+        return null;
+    const f16Bytes = peeked.nTokens * peeked.layers.reduce((sum, layer) => sum + 2 * (layer.nEmbdK + layer.nEmbdV), 0);
+    return {bytes, tokens, firstPos: peeked.firstPos, codecLevel: peeked.level, f16Bytes};
+}
+
+function missOf(error: unknown): unknown {
+    return error instanceof KvCodecError ? new WkvMiss(codecMissReasons[error.reason], error.message) : error;
+}
+
+/** The chunk's tokens from a container's key block, which must name exactly `key`'s chunk and prompt format. */
+function keyBlockTokens(block: Uint8Array, key: ChunkKey, cells: number): Int32Array {
     let extra: {chunkHash?: unknown, promptFormatVersion?: unknown, tokens?: unknown};
     try {
-        extra = JSON.parse(Buffer.from(decoded.extra).toString("utf8")) as typeof extra;
+        extra = JSON.parse(Buffer.from(block).toString("utf8")) as typeof extra;
     } catch (error) {
         throw new WkvMiss("bad-header", `container key is not JSON: ${(error as Error).message}`);
     }
@@ -36,10 +66,9 @@ export async function decodeChunkContainer(bytes: Uint8Array, key: ChunkKey, thr
         throw new WkvMiss("wrong-chunk", `file holds chunk ${String(extra.chunkHash)}, expected ${key.chunkHash}`);
     if (extra.promptFormatVersion !== String(key.promptFormatVersion))
         throw new WkvMiss("wrong-prompt-format", `file has prompt format ${String(extra.promptFormatVersion)}, expected ${String(key.promptFormatVersion)}`);
-    if (!Array.isArray(extra.tokens) || extra.tokens.length !== decoded.body.cells.length || !extra.tokens.every((t) => Number.isInteger(t)))
+    if (!Array.isArray(extra.tokens) || extra.tokens.length !== cells || !extra.tokens.every((t) => Number.isInteger(t)))
         throw new WkvMiss("bad-sizes", "container tokens do not match its KV cells");
-    const tokens = Int32Array.from(extra.tokens as number[]);
-    return {tokens, body: decoded.body, bytes: kvBodySize(decoded.body) + 4 * tokens.length, codecLevel: decoded.level, readBytes: bytes.byteLength};
+    return Int32Array.from(extra.tokens as number[]);
 }
 
 /** The container for a chunk's disk copy, or null for a raw `.wkv` (codec off, addon missing, or the encoder refused). */

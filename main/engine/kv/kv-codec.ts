@@ -10,7 +10,7 @@
 import type {RopeParams} from "./rope-params.js";
 import {isTransposed, type KvBody, type KvCell, ggmlTypeF16, ggmlTypeName} from "./kv-blob.js";
 import {
-    type KvCodecEncodeSpec, type KvCodecExpect, type KvCodecFailure, type KvCodecLayer, kvCodecDecode, kvCodecDecodeSync, kvCodecEncode
+    type KvCodecEncodeSpec, type KvCodecExpect, type KvCodecFailure, type KvCodecLayer, kvCodecDecode, kvCodecDecodeSync, kvCodecEncode, kvCodecPeek
 } from "../native/native-addon.js";
 
 export type {KvCodecFailure} from "../native/native-addon.js";
@@ -54,6 +54,16 @@ export type KvDecodeOptions = {
 };
 
 export type KvDecoded = {body: KvBody, level: number, extra: Uint8Array};
+
+/**
+ * A container checked but not decoded (kvCodecPeek: header, shape and meta): what a splice needs to decode it straight
+ * into a sequence's cells. `firstPos` is the first cell's position when the cells are consecutive (null otherwise);
+ * `kUnrotated` says K was coded back at position 0, so a decoder can turn it to any positions.
+ */
+export type KvPeeked = {
+    level: number, nTokens: number, firstPos: number | null, vTrans: boolean, kUnrotated: boolean, extra: Uint8Array,
+    layers: Array<{nEmbdK: number, nEmbdV: number}>
+};
 
 type Meta = {
     v: 1,
@@ -167,6 +177,16 @@ function bodyOf(result: Awaited<ReturnType<typeof kvCodecDecode>>): KvDecoded {
         }))
     };
     return {body, level: result.level, extra};
+}
+
+/** Checks a container's header and meta without decoding it; throws {@link KvCodecError} for one it refuses. */
+export function peekKvContainer(bytes: Uint8Array, options: KvDecodeOptions): KvPeeked {
+    const result = kvCodecPeek(bytes, expectOf(options));
+    if (!result.ok)
+        throw new KvCodecError(result.reason, result.detail);
+    const {meta, extra} = unpackMeta(result.meta, result.nTokens);
+    const firstPos = meta.cells.length === 2 && typeof meta.cells[0] === "number" ? meta.cells[0] : null;
+    return {level: result.level, nTokens: result.nTokens, firstPos, vTrans: result.vTrans, kUnrotated: result.kUnrotated, extra, layers: result.layers};
 }
 
 /** Decodes a container off the JS thread; throws {@link KvCodecError} for a container it refuses. */

@@ -71,6 +71,12 @@ export type SplicePart = {
     v: Uint8Array[]
 };
 
+/**
+ * A chunk's KV codec container decoded straight into its cells, K at their positions (consecutive ones), in place of
+ * rows: V in F16 rows only (flash attention on), and the spec's `codedFingerprint` names the model it must match.
+ */
+export type SpliceCodedPart = {positions: Int32Array, delta: number, coded: Uint8Array};
+
 export type SpliceLayerShape = {kType: number, kRowSize: number, vType: number, vRowSize?: number, vElemSize?: number, nEmbdV?: number};
 
 /** RoPE for the K shift: kind 0 none, 1 norm (pairs 2i, 2i+1), 2 neox (pairs i, i + nRot/2). */
@@ -83,7 +89,9 @@ export type SpliceSpec = {
     vTrans: boolean,
     layers: SpliceLayerShape[],
     rope: SpliceRope,
-    parts: Array<SplicePart | SpliceResidentPart | SplicePlaceholderPart>,
+    parts: Array<SplicePart | SpliceCodedPart | SpliceResidentPart | SplicePlaceholderPart>,
+    /** The model fingerprint (16 bytes) coded parts' containers must carry; required with coded parts. */
+    codedFingerprint?: Uint8Array,
     /** Threads that build the state (K rotation and copies). */
     threads: number,
     /** Build it in pinned host memory when a GPU backend is loaded (default true). */
@@ -120,7 +128,10 @@ export type SpliceResult = {
     /** Of residentMs: finding and marking the cells, queueing the copies, waiting for them. */
     residentPlaceMs: number,
     residentQueueMs: number,
-    residentSyncMs: number
+    residentSyncMs: number,
+    /** F16 bytes the coded parts decoded into their cells, and the decoding's time summed over threads. */
+    codedBytes: number,
+    codedMs: number
 };
 
 /** The rows {@link uploadResidentKv} keeps: every layer's K and V rows of `cellCount` cells, V not transposed. */
@@ -202,6 +213,11 @@ export type KvCodecExpect = {
 
 export type KvCodecFailure = "truncated" | "bad-magic" | "wrong-version" | "bad-header" | "bad-sizes" | "wrong-model" | "wrong-shape" |
     "checksum" | "corrupt";
+
+/** A container's header alone, every field checked (kvCodecPeek): what a splice needs to decode it into cells. */
+export type KvCodecPeekResult =
+    | {ok: true, level: number, nTokens: number, vTrans: boolean, kUnrotated: boolean, meta: Buffer, layers: Array<{nEmbdK: number, nEmbdV: number}>}
+    | {ok: false, reason: KvCodecFailure, detail: string};
 
 export type KvCodecDecodeResult =
     | {ok: true, level: number, nTokens: number, vTrans: boolean, meta: Buffer, layers: KvCodecLayer[]}
@@ -293,5 +309,6 @@ export interface WeftNativeAddon {
     /** Decodes a container; a bad one resolves to {ok: false, reason}, never rejects for it. */
     kvCodecDecode(bytes: Uint8Array, expect: KvCodecExpect): Promise<KvCodecDecodeResult>;
     kvCodecDecodeSync(bytes: Uint8Array, expect: KvCodecExpect): KvCodecDecodeResult;
+    kvCodecPeek(bytes: Uint8Array, expect: KvCodecExpect): KvCodecPeekResult;
     kvCodecLevels(): {count: number, defaultLevel: number, formatVersion: number};
 }

@@ -19,7 +19,7 @@ import {fileURLToPath, pathToFileURL} from "node:url";
 import type {LlamaContext, LlamaContextSequence, LlamaModel, Token} from "node-llama-cpp";
 import {available, type Capability, unavailable} from "./capability.js";
 import type {
-    CaptureLayerOptions, ContextHandle, DecodeMaskMode, DeviationSpec, FusedBlendResult, FusedBlendSpec, KvCodecDecodeResult,
+    CaptureLayerOptions, ContextHandle, DecodeMaskMode, DeviationSpec, FusedBlendResult, FusedBlendSpec, KvCodecDecodeResult, KvCodecPeekResult,
     KvCodecEncodeResult, KvCodecEncodeSpec, KvCodecExpect, LayerKV, ModelHandle, ResidentKvHandle, ResidentKvSpec, SpliceResult,
     SpliceSpec, WeftNativeAddon
 } from "./native-addon-types.js";
@@ -422,6 +422,11 @@ export async function kvCodecDecode(bytes: Uint8Array, expect: KvCodecExpect): P
 /** The KV codec's decoder on the calling thread (small containers, tests). */
 export function kvCodecDecodeSync(bytes: Uint8Array, expect: KvCodecExpect): KvCodecDecodeResult {
     return requireAddon().kvCodecDecodeSync(bytes, expect);
+}
+
+/** A container's header checked without decoding it (on the calling thread: a few hundred bytes). */
+export function kvCodecPeek(bytes: Uint8Array, expect: KvCodecExpect): KvCodecPeekResult {
+    return requireAddon().kvCodecPeek(bytes, expect);
 }
 
 export function kvCodecLevels(): {count: number, defaultLevel: number, formatVersion: number} {
