@@ -373,7 +373,8 @@ export class BlendSession {
                 decodeInstead: (chunk) => this.kvSource.rowsInstead(chunk, codedLoads.get(chunk)!.source)
             });
             if (splice.codedBytes > 0)
-                this.kvController.observeDecode(splice.codedBytes, [...codedLoads.values()].reduce((sum, {tokens}) => sum + tokens.length, 0), splice.codedMs);
+                this.kvController.observeDecode(splice.codedBytes, [...codedLoads.values()].reduce((sum, {tokens}) => sum + tokens.length, 0),
+                    Math.min(splice.codedMs, splice.buildMs));  // the decoding's wall time, at most: codedMs sums the threads
             kvBlobBytes = splice.blobBytes;
             kvResidentBytes = splice.residentBytes;
             kvResidentMs = splice.residentMs;

@@ -35,7 +35,10 @@ export type PreparedPrompt = {
      * full prefill's KV), reused without repair.
      */
     exactSources?: number[];
-    /** Chunks with no cached KV that a full-prefill fallback left for BlendSession.cacheChunks after the answer. */
+    /**
+     * Chunks for BlendSession.cacheChunks after the answer: those with no cached KV that a full-prefill fallback left,
+     * and disk chunks the splice decoded straight into the cells (into the RAM tier then, for the next question).
+     */
     uncachedChunks?: Token[][];
 };
 

@@ -106,7 +106,8 @@ export class ChatService {
     /**
      * Sets the sequence up for the requested strategy, or the nearest one this build can do (and says why). With
      * `uncachedFallback` (auto), a prompt whose uncached chunks would take longer to compute than a full prefill is
-     * prefilled in full (BlendPrepareOptions.uncachedFallback), and `cacheUncached` computes them for the next question.
+     * prefilled in full (BlendPrepareOptions.uncachedFallback), and `cacheUncached` computes them for the next question (and
+     * brings disk chunks the splice decoded straight into the cells into the RAM tier).
      */
     private async preparePrompt(loaded: LoadedModel, prompt: BuiltPrompt, requested: Strategy, ratio: number, options: {uncachedFallback: boolean}):
         Promise<{prepared: PreparedPrompt, cacheUncached: (() => Promise<void>) | null}> {
