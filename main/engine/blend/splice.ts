@@ -85,8 +85,9 @@ export function spliceSpecOf(parts: readonly SplicePartInput[], rope: RopeParams
 
 /**
  * Splices `parts` into `sequence` (which then holds `tokens`). Where a coded part fails (a container the decoder
- * refuses: the splice has cleared the sequence by then), every coded part is loaded through `decodeInstead` (the
- * cache's own decode, which drops a damaged file and computes the chunk) and the splice runs once more with rows.
+ * refuses, before any cell is taken or while writing them, when the splice clears the sequence), every coded part is
+ * loaded through `decodeInstead` (the cache's own decode, which drops a damaged file and computes the chunk) and the
+ * splice runs once more with rows.
  */
 export async function spliceIntoSequence(sequence: LlamaContextSequence, parts: readonly SplicePartInput[], tokens: readonly Token[],
     rope: RopeParams, options: SpliceOptions & {decodeInstead?: (coded: CodedChunk) => Promise<KvBody>}): Promise<SpliceResult> {
