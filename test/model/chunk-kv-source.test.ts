@@ -224,5 +224,25 @@ describe("chunk KVs when the controller chooses recompute (stories260K, CPU, pat
         } finally {
             await session.close();
         }
+
+        // Where the cache keeps a RAM tier, the chunks decoded in the splice are handed to cacheChunks for it.
+        const withRam = await ChunkKvCache.open({dataDir: path.join(temp.dir, "with-ram"), ramBudgetBytes: 1, diskBudgetBytes: 64 * 1024 ** 2,
+            codec: {level: 2, threads: 1}});
+        const ramSession = await openBlendSession({llama, model, context, sequence, modelPath: stories260kPath, cache: withRam,
+            threads: testThreads, residentBudgetBytes: 0});
+        assert.ok(ramSession.available, ramSession.available ? "" : ramSession.reason);
+        try {
+            await ramSession.value.prepare(prompt, "naive", 0);  // computes the chunks: on disk after the question (too big for 1 byte of RAM)
+            await ramSession.value.storesSettled();
+            const handed = await ramSession.value.prepare(prompt, "naive", 0, {trace});
+            assert.ok(spliced != null && spliced.codedBytes > 0);
+            const chunks = prompt.segments.filter((segment) => segment.kind === "chunk").map((segment) => segment.tokens);
+            assert.deepEqual(handed.uncachedChunks, chunks);
+            const hits = withRam.stats().disk.hits;
+            await ramSession.value.cacheChunks(handed.uncachedChunks!);
+            assert.equal(withRam.stats().disk.hits, hits + chunks.length, "each chunk read from disk again, for the RAM tier");
+        } finally {
+            await ramSession.value.close();
+        }
     });
 });
