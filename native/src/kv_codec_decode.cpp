@@ -258,74 +258,6 @@ void rowValues(ValueStreams& st, const uint8_t* symbols, const SectionParams& sp
     }
 }
 
-} // namespace
-
-Error detail::parseSection(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, SectionHead& head, std::vector<SectionChannel>& channels,
-        std::string& detail) {
-    const Tables& t = tables();
-    if (size < kSectionFixed)
-        return fail(detail, Error::corrupt, "section shorter than its head");
-    const uint32_t mode = p[0], group = p[1], S = get16(p + 2);
-    if (mode > 2 || (mode == 2 && group == 0))
-        return fail(detail, Error::corrupt, "unknown section mode " + std::to_string(mode));
-    if (S != kFewStates && S != kMaxStates)
-        return fail(detail, Error::corrupt, "section has " + std::to_string(S) + " rANS states");
-    const uint64_t ransBytes = get32(p + 4), rawBytes = get32(p + 8), escapes = get32(p + 12);
-    const uint64_t perChannel = mode == 0 ? 4 : 5;
-    const size_t fixed = kSectionFixed + 4 * S;
-    const uint64_t need = fixed + perChannel * C + ransBytes + rawBytes + escapes * 4;
-    if (need != size)
-        return fail(detail, Error::corrupt, "section sizes add up to " + std::to_string(need) + " bytes, not " + std::to_string(size));
-    uint64_t streamSum = 0;
-    for (uint32_t k = 0; k < S; k++) {
-        const uint32_t bytes = get32(p + kSectionFixed + 4 * k);
-        if (bytes < 4 || bytes % 2 != 0)
-            return fail(detail, Error::corrupt, "invalid rANS stream length");
-        streamSum += bytes;
-    }
-    if (streamSum != ransBytes)
-        return fail(detail, Error::corrupt, "rANS streams add up to " + std::to_string(streamSum) + " bytes, not " + std::to_string(ransBytes));
-    if (escapes > (uint64_t) nTokens * C)
-        return fail(detail, Error::corrupt, "more escapes than values");
-
-    float base;
-    std::memcpy(&base, p + 16, 4);
-    if (!std::isfinite(base) || !(base > 0) || base > 1e6f)
-        return fail(detail, Error::corrupt, "invalid base step");
-    head = SectionHead{};
-    head.mode = mode;
-    head.group = group;
-    head.S = S;
-    head.ransBytes = ransBytes;
-    head.rawBytes = rawBytes;
-    head.escapes = escapes;
-    channels.resize(C);
-    const uint8_t* params = p + fixed;
-    for (uint32_t c = 0; c < C; c++, params += perChannel) {
-        const float step = base * t.stepScale[params[2]];
-        const uint32_t cls = params[3] & 31, shift = params[3] >> 5;
-        const uint32_t dcls = mode ? params[4] & 31 : cls, dshift = mode ? params[4] >> 5 : shift;
-        if (!std::isfinite(step) || !(step > 0))
-            return fail(detail, Error::corrupt, "channel " + std::to_string(c) + " has invalid parameters");
-        channels[c] = {(int16_t) get16(params), step, (uint8_t) cls, (uint8_t) dcls, (uint8_t) shift, (uint8_t) dshift};
-        head.anchorShifts |= shift != 0;
-        head.deltaShifts |= dshift != 0;
-    }
-    uint64_t at = (uint64_t) (params - p);
-    for (uint32_t k = 0; k < S; k++) {
-        head.streamOffset[k] = at;
-        head.streamBytes[k] = get32(p + kSectionFixed + 4 * k);
-        if (get32(p + at) < kRansL)
-            return fail(detail, Error::corrupt, "invalid rANS state");
-        at += head.streamBytes[k];
-    }
-    head.rawOffset = at;
-    head.escapeOffset = at + rawBytes;
-    return Error::none;
-}
-
-namespace {
-
 // Decodes one section of `size` bytes; output element (t, c) at out[t * rowStride + c * colStride].
 Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, uint16_t* out, size_t rowStride, size_t colStride,
         const RopeSpec* rope, const float* rotation, std::string& detail) {
@@ -404,16 +336,6 @@ Error decodeTensor(const uint8_t* p, size_t size, uint32_t nTokens, uint32_t C, 
 }
 
 } // namespace
-
-Error detail::sectionLength(const uint8_t* p, size_t size, uint32_t C, uint64_t& length, std::string& detail) {
-    if (size < kSectionFixed)
-        return fail(detail, Error::corrupt, "section shorter than its head");
-    const uint64_t perChannel = p[0] == 0 ? 4 : 5;
-    length = kSectionFixed + 4ull * get16(p + 2) + perChannel * C + (uint64_t) get32(p + 4) + get32(p + 8) + (uint64_t) get32(p + 12) * 4;
-    if (length > size)
-        return fail(detail, Error::corrupt, "K section runs past its layer");
-    return Error::none;
-}
 
 Error decodeLayer(const uint8_t* data, size_t size, const Header& header, uint32_t il, const LayerOut& out, std::string& detail) {
     (void) size;

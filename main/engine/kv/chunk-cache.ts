@@ -19,6 +19,7 @@ import type {RopeParams} from "./rope-params.js";
 import {loadNativeAddon} from "../native/native-addon.js";
 import {type ChunkKey, encodeWkv, type MissReason, WkvMiss} from "./wkv-file.js";
 import {LayoutAnchors, readCacheFile} from "./wkv-open.js";
+import {RamTier} from "./ram-tier.js";
 
 export {modelFingerprint, type ModelFingerprintOptions} from "./fingerprint.js";
 export {type ChunkKey, type MissReason, type WkvHeader, wkvFormatVersion, wkvMagic} from "./wkv-file.js";
@@ -91,14 +92,13 @@ const safeName = /^[A-Za-z0-9_-]{1,128}$/;
 
 export class ChunkKvCache {
     readonly root: string;
-    private readonly ram = new Map<string, RamEntry>();
-    private ramBytes = 0;
+    private readonly ram: RamTier<RamEntry>;
     /** Path → size; Map order is least recently used first. */
     private readonly disk = new Map<string, DiskEntry>();
     private diskBytes = 0;
     private diskF16Bytes = 0;
     private readonly counters = {
-        ramHits: 0, ramMisses: 0, ramEvictions: 0,
+        ramHits: 0, ramMisses: 0,
         diskHits: 0, diskMisses: 0, diskEvictions: 0, diskWrites: 0, diskWriteErrors: 0,
         droppedCorrupt: 0
     };
@@ -109,6 +109,7 @@ export class ChunkKvCache {
     private constructor(private readonly options: ChunkCacheOptions) {
         this.root = path.join(options.dataDir, "kvcache");
         this.layouts = new LayoutAnchors(this.root);
+        this.ram = new RamTier(options.ramBudgetBytes);
     }
 
     /** Opens the cache, indexing the files already on disk (least recently used by mtime) and removing stale temp files. */
@@ -194,8 +195,6 @@ export class ChunkKvCache {
         const id = this.ramId(key);
         const inRam = this.ram.get(id);
         if (inRam != null) {
-            this.ram.delete(id);
-            this.ram.set(id, inRam);
             this.counters.ramHits++;
             return {hit: true, tier: "ram", tokens: inRam.tokens, body: inRam.body, bytes: inRam.bytes};
         }
@@ -210,7 +209,7 @@ export class ChunkKvCache {
         try {
             const entry = await this.readFile(file, key);
             await this.diskHit(file);
-            this.putRam(id, entry);
+            this.ram.put(id, entry);
             return {hit: true, tier: "disk", ...entry};
         } catch (error) {
             return this.diskMiss(file, error);
@@ -229,13 +228,13 @@ export class ChunkKvCache {
         } catch {
             return null;
         }
-        if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0)
+        // Without the codec the files are raw .wkv: get reads them, once.
+        if (this.ram.has(this.ramId(key)) || this.options.diskBudgetBytes <= 0 || !this.codecOn)
             return null;
         const file = this.pathOf(key);
         const startedAt = performance.now();
         try {
-            const read = await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
-                {magic: chunkContainerMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
+            const read = await this.readDisk(file, key);
             const coded = read.kind === "other" ? peekChunkContainer(read.bytes, key) : null;
             if (coded == null)
                 return null;
@@ -244,8 +243,6 @@ export class ChunkKvCache {
             return {hit: true, coded, readMs: performance.now() - startedAt};
         } catch (error) {
             this.counters.ramMisses++;
-            if (error instanceof WkvMiss && error.reason === "absent")
-                this.forgetDisk(file);
             return this.diskMiss(file, error);
         }
     }
@@ -271,19 +268,25 @@ export class ChunkKvCache {
         return {hit: false, reason: "io-error", detail: `reading ${file}: ${(error as Error).message}`};
     }
 
-    private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
-        const readStartedAt = performance.now();
-        let read: Awaited<ReturnType<typeof readCacheFile>>;
+    /**
+     * A chunk's file: regular files only, sized by their header before reading, layout and positions checked
+     * (wkv-open.ts); a codec container is read whole only within the disk budget, and its decoder checks its shape.
+     * A file found gone is forgotten.
+     */
+    private async readDisk(file: string, key: ChunkKey): ReturnType<typeof readCacheFile> {
         try {
-            // Regular files only, sized by their header before reading, layout and positions checked (wkv-open.ts);
-            // a codec container is read whole only within the disk budget, and its decoder checks its shape.
-            read = await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
+            return await readCacheFile(file, key, await this.layouts.expected(key.fingerprint),
                 {magic: chunkContainerMagic, maxBytes: Math.max(0, this.options.diskBudgetBytes)});
         } catch (error) {
             if (error instanceof WkvMiss && error.reason === "absent")
                 this.forgetDisk(file);
             throw error;
         }
+    }
+
+    private async readFile(file: string, key: ChunkKey): Promise<RamEntry> {
+        const readStartedAt = performance.now();
+        const read = await this.readDisk(file, key);
         const readMs = performance.now() - readStartedAt;
         if (read.kind === "other") {
             const decodeStartedAt = performance.now();
@@ -336,25 +339,6 @@ export class ChunkKvCache {
         }
     }
 
-    private putRam(id: string, entry: RamEntry): boolean {
-        const existing = this.ram.get(id);
-        if (existing != null) {
-            this.ram.delete(id);
-            this.ramBytes -= existing.bytes;
-        }
-        if (entry.bytes > this.options.ramBudgetBytes)
-            return false;
-        while (this.ramBytes + entry.bytes > this.options.ramBudgetBytes && this.ram.size > 0) {
-            const [oldest, victim] = this.ram.entries().next().value as [string, RamEntry];
-            this.ram.delete(oldest);
-            this.ramBytes -= victim.bytes;
-            this.counters.ramEvictions++;
-        }
-        this.ram.set(id, entry);
-        this.ramBytes += entry.bytes;
-        return true;
-    }
-
     /**
      * Stores a chunk's KV in both tiers (or those chosen). The body is copied into one compact buffer, so the caller
      * may reuse its arrays. Throws only for an invalid key or body; a failed disk write is reported in the result.
@@ -376,14 +360,10 @@ export class ChunkKvCache {
         if (tiers.ram === "leave") {
             ram = this.ram.has(id);
         } else if (tiers.ram ?? true) {
-            ram = this.putRam(id, compact);
+            ram = this.ram.put(id, compact);
         } else {
             // Never leave an older RAM copy shadowing what is about to be written.
-            const stale = this.ram.get(id);
-            if (stale != null) {
-                this.ram.delete(id);
-                this.ramBytes -= stale.bytes;
-            }
+            this.ram.delete(id);
         }
         if (!(tiers.disk ?? true) || this.options.diskBudgetBytes <= 0)
             return {ram, disk: false};
@@ -440,12 +420,7 @@ export class ChunkKvCache {
     /** Removes a chunk from both tiers. */
     async delete(key: ChunkKey): Promise<void> {
         this.checkKey(key);
-        const id = this.ramId(key);
-        const inRam = this.ram.get(id);
-        if (inRam != null) {
-            this.ram.delete(id);
-            this.ramBytes -= inRam.bytes;
-        }
+        this.ram.delete(this.ramId(key));
         const file = this.pathOf(key);
         this.forgetDisk(file);
         await rm(file, {force: true});
@@ -455,12 +430,7 @@ export class ChunkKvCache {
     async deleteModel(fingerprint: string): Promise<void> {
         if (!safeName.test(fingerprint))
             throw new Error(`fingerprint ${JSON.stringify(fingerprint)} is not a safe file name`);
-        for (const [id, entry] of [...this.ram]) {
-            if (id.startsWith(`${fingerprint}/`)) {
-                this.ram.delete(id);
-                this.ramBytes -= entry.bytes;
-            }
-        }
+        this.ram.deletePrefix(`${fingerprint}/`);
         const dir = path.join(this.root, fingerprint) + path.sep;
         for (const file of [...this.disk.keys()]) {
             if (file.startsWith(dir))
@@ -472,15 +442,14 @@ export class ChunkKvCache {
     /** Empties the RAM tier (the disk tier stays). */
     clearRam(): void {
         this.ram.clear();
-        this.ramBytes = 0;
     }
 
     stats(): ChunkCacheStats {
         const c = this.counters;
         return {
             ram: {
-                hits: c.ramHits, misses: c.ramMisses, entries: this.ram.size, bytes: this.ramBytes,
-                budgetBytes: this.options.ramBudgetBytes, evictions: c.ramEvictions
+                hits: c.ramHits, misses: c.ramMisses, entries: this.ram.size, bytes: this.ram.bytes,
+                budgetBytes: this.options.ramBudgetBytes, evictions: this.ram.evictions
             },
             disk: {
                 hits: c.diskHits, misses: c.diskMisses, entries: this.disk.size, bytes: this.diskBytes,
